@@ -1,0 +1,189 @@
+"""convert_keras: a trained .keras model -> a .tflite file, one small function per target.
+
+TARGETS lists them: float32, dynamic-range (int8 weights, float activations) and full-integer int8 (int8
+weights and activations, int8 or uint8 input/output, calibrated on sample images). The exported graph has a
+static batch of 1: a dynamic batch adds SHAPE/STRIDED_SLICE ops that split the XNNPACK graph and that the
+Edge TPU compiler cannot map. The model spec is embedded as metadata; the file is written atomically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from converters.calibration import CalibrationSet, calibration_set
+from converters.metadata import embed_metadata
+from converters.verify import OpReport, argmax_agreement, op_report
+from edgeseg.errors import EdgesegError, ModelError
+from edgeseg.io import atomic_write_bytes
+from edgeseg.postprocess import index_mask, output_kind
+from edgeseg.spec import ModelSpec
+from edgeseg.tflite_file import SPEC_METADATA_NAME
+
+
+@dataclass(frozen=True)
+class Target:
+    suffix: str
+    configure: Callable  # (converter, tf, options) -> None
+    calibrated: bool = False
+    help: str = ""
+
+
+def _float(conv, tf, opts) -> None:
+    pass
+
+
+def _dynamic(conv, tf, opts) -> None:
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+
+
+def _int8(conv, tf, opts) -> None:
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = opts["representative"]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    io = {"int8": tf.int8, "uint8": tf.uint8}[opts["io_dtype"]]
+    conv.inference_input_type = io
+    conv.inference_output_type = io
+
+
+TARGETS = {
+    "float": Target("float32", _float, help="float32 weights and activations"),
+    "dynamic": Target("dynamic", _dynamic, help="int8 weights, float activations (no calibration)"),
+    "int8": Target("int8", _int8, calibrated=True, help="full-integer: int8 weights and activations"),
+}
+IO_DTYPES = ("int8", "uint8")
+
+
+@dataclass
+class ConversionResult:
+    path: Path
+    target: str
+    size_bytes: int
+    seconds: float
+    ops: OpReport
+    agreement: float | None = None  # argmax agreement with the Keras model on verification images
+    verify_images: int = 0
+    calibration_images: int = 0
+    class_pixels: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path), "target": self.target, "size_bytes": self.size_bytes,
+            "seconds": round(self.seconds, 2), "ops": self.ops.to_dict(), "argmax_agreement": self.agreement,
+            "verify_images": self.verify_images, "calibration_images": self.calibration_images,
+            "calibration_class_pixels": self.class_pixels, "warnings": self.warnings,
+        }
+
+
+def default_output(model_path: Path, target: str, io_dtype: str = "int8") -> Path:
+    suffix = TARGETS[target].suffix if target != "int8" else io_dtype
+    return Path(model_path).with_name(f"{Path(model_path).stem}_{suffix}.tflite")
+
+
+def convert_keras(
+    model_path: Path,
+    out: Path | None = None,
+    *,
+    target: str = "float",
+    spec: ModelSpec | Path | None = None,
+    calibration: Path | None = None,
+    num_calibration: int = 200,
+    io_dtype: str = "int8",
+    verify_images: int = 8,
+    strict: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> ConversionResult:
+    """Convert, embed the spec, verify, write atomically. Raises EdgesegError on anything the user can fix."""
+    if target not in TARGETS:
+        raise EdgesegError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
+    if io_dtype not in IO_DTYPES:
+        raise EdgesegError(f"unknown input/output type {io_dtype!r}: choose one of {', '.join(IO_DTYPES)}")
+    from edgeseg.training.predict import KerasSegmenter  # loads TensorFlow + Keras
+
+    import tensorflow as tf
+
+    t0 = time.perf_counter()
+    keras_seg = KerasSegmenter(model_path, spec)
+    spec = keras_seg.spec
+    out = Path(out) if out else default_output(Path(model_path), target, io_dtype)
+
+    cal_source = calibration or spec.extra.get("train_data")
+    cal: CalibrationSet | None = None
+    if TARGETS[target].calibrated:
+        if not cal_source or not Path(cal_source).exists():
+            raise EdgesegError("int8 needs calibration images: give a dataset or an image folder with --calibration")
+        cal = calibration_set(Path(cal_source), spec, num_calibration)
+        for w in cal.warnings:
+            log(f"warning: {w}")
+
+    def representative():
+        tensors = cal.tensors(spec)
+        if progress:
+            from tqdm import tqdm
+
+            tensors = tqdm(tensors, total=len(cal), desc="calibrating", unit="img", leave=False)
+        for t in tensors:
+            yield [t]
+
+    h, w = spec.input_hw
+    fn = tf.function(lambda x: keras_seg.model(x, training=False),
+                     input_signature=[tf.TensorSpec((1, h, w, 3), tf.float32, name="image")])
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    TARGETS[target].configure(conv, tf, {"representative": representative, "io_dtype": io_dtype})
+    try:
+        flat = conv.convert()
+    except Exception as e:  # the converter raises ConverterError and friends with long MLIR logs
+        raise ModelError(f"TFLite conversion failed: {str(e).strip().splitlines()[-1][:300]}") from None
+    flat = embed_metadata(bytes(flat), SPEC_METADATA_NAME, spec.to_json().encode())
+
+    result = _verify(flat, keras_seg, target, cal, calibration or cal_source, verify_images)
+    result.warnings = list(cal.warnings) if cal else []
+    if target == "int8" and not result.ops.fully_int8:
+        msg = f"not fully int8: {', '.join(result.ops.non_int8_ops[:8]) or ', '.join(result.ops.non_int8_tensors[:8])}"
+        if strict:
+            raise ModelError(msg + " (--strict)")
+        result.warnings.append(msg)
+    atomic_write_bytes(out, flat)
+    result.path, result.size_bytes, result.seconds = out, len(flat), time.perf_counter() - t0
+    if cal:
+        result.calibration_images, result.class_pixels = len(cal), cal.class_pixels
+    return result
+
+
+def _verify(flat: bytes, keras_seg, target: str, cal: CalibrationSet | None, source, n: int) -> ConversionResult:
+    """Load the converted bytes in an interpreter; list its ops; compare its argmax with Keras' on n images."""
+    from edgeseg.runtime import pick_runtime
+
+    rt = pick_runtime("auto")
+    it = rt.interpreter_cls(model_content=flat, num_threads=2)
+    it.allocate_tensors()
+    ops = op_report(it)
+    result = ConversionResult(Path(), target, len(flat), 0.0, ops)
+    frames = []
+    if cal is not None:
+        frames = [f for _, f in zip(range(n), cal.frames())]
+    elif source and Path(source).exists():
+        frames = [f for _, f in zip(range(n), calibration_set(Path(source), keras_seg.spec, n).frames())]
+    if not frames:
+        return result
+    from edgeseg.preprocess import preprocess
+
+    inp, outp = it.get_input_details()[0], it.get_output_details()[0]
+    kind = output_kind(outp)
+    ref, got = [], []
+    for frame in frames:
+        x, _ = preprocess(frame, keras_seg.spec, keras_seg.input_detail)
+        ref.append(keras_seg.logits(x)[0].argmax(-1))
+        q, _ = preprocess(frame, keras_seg.spec, inp)
+        it.set_tensor(inp["index"], q)
+        it.invoke()
+        got.append(index_mask(it.get_tensor(outp["index"]), outp, kind))
+    result.agreement = argmax_agreement(ref, got)
+    result.verify_images = len(frames)
+    return result

@@ -1,0 +1,392 @@
+"""The edgeseg command line. Commands are thin; heavy modules are imported inside them, so `edgeseg --help`
+is instant and the device commands (run, bench, eval on .tflite) never import TensorFlow."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.errors import EdgesegError
+
+app = typer.Typer(
+    help="Semantic segmentation from a dataset to a camera on a small device.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Runtime(str, Enum):
+    auto = "auto"
+    litert = "litert"
+    tflite_runtime = "tflite-runtime"
+    tensorflow = "tensorflow"
+
+
+class Delegate(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    edgetpu = "edgetpu"
+
+
+class Format(str, Enum):
+    auto = "auto"
+    generic = "generic"
+    camvid = "camvid"
+    voc = "voc"
+
+
+class Split(str, Enum):
+    train = "train"
+    val = "val"
+    test = "test"
+    all = "all"
+
+
+class IODtype(str, Enum):
+    int8 = "int8"
+    uint8 = "uint8"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def handles_errors(fn):
+    """A domain error becomes one red line and exit 1; Ctrl-C exits 130 without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgesegError as e:
+            raise _fail(str(e)) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def parse_size(text: str | None, what: str = "size") -> tuple[int, int] | None:
+    """'WIDTHxHEIGHT' -> (height, width)."""
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        if w <= 0 or h <= 0:
+            raise ValueError
+    except ValueError:
+        raise EdgesegError(f"{what}: expected WIDTHxHEIGHT like 640x480, got {text!r}") from None
+    return h, w
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from edgeseg.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    typer.echo(f"wrote {path}")
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+def _progress(desc: str):
+    """A progress callback (i, n) drawn with tqdm when it is installed and stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    bar = {}
+
+    def update(i: int, n: int) -> None:
+        if "b" not in bar:
+            bar["b"] = tqdm(total=n, desc=desc, leave=False)
+        bar["b"].n = i
+        bar["b"].refresh()
+        if i >= n:
+            bar["b"].close()
+
+    return update
+
+
+def _fmt(v, spec: str = ".1f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+# ---------------------------------------------------------------------------------------------------- synth
+@app.command()
+@handles_errors
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write the synthetic dataset into (generic layout).")],
+    count: Annotated[int, typer.Option(min=2, help="Number of scenes.")] = 300,
+    size: Annotated[str, typer.Option(help="Scene size WIDTHxHEIGHT.")] = "160x120",
+    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same scenes.")] = 0,
+    video: Annotated[Path | None, typer.Option(help="Also write a synthetic video (.mp4) here.")] = None,
+    frames: Annotated[int, typer.Option(min=1, help="Frames in the video.")] = 150,
+) -> None:
+    """Write the built-in synthetic dataset (shapes on textured, noisy backgrounds) and optionally a video."""
+    from edgeseg import synthetic
+
+    hw = parse_size(size)
+    synthetic.write_dataset(out, count, hw, seed, progress=_progress("scenes"))
+    typer.echo(f"wrote {count} synthetic scenes to {out} (images/, masks/, classes.json)")
+    if video:
+        synthetic.write_video(video, frames, hw, seed=seed + 1)
+        typer.echo(f"wrote {video} ({frames} frames)")
+
+
+# ---------------------------------------------------------------------------------------------------- train
+@app.command()
+@handles_errors
+def train(
+    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset folder (any layout).")],
+    out: Annotated[Path, typer.Option(help="Run folder: model.keras, spec.json, history.csv.")] = Path("runs/train"),
+    format: Annotated[Format, typer.Option(help="Dataset layout.")] = Format.auto,
+    val_data: Annotated[Path | None, typer.Option(exists=True, file_okay=False,
+                                                 help="Separate validation dataset (default: the val split).")] = None,
+    size: Annotated[str, typer.Option(help="Model input WIDTHxHEIGHT (multiples of 32).")] = "224x224",
+    backbone: Annotated[str, typer.Option(help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large.")]
+    = "mobilenet_v2",
+    alpha: Annotated[float, typer.Option(help="Backbone width multiplier.")] = 1.0,
+    decoder: Annotated[str, typer.Option(help="Decoder width: tiny, small, base or large.")] = "base",
+    weights: Annotated[str | None, typer.Option(help="Backbone weights: none, imagenet or a .weights.h5 file.")]
+    = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay after one warm-up epoch).")] = 2e-3,
+    class_weights: Annotated[str, typer.Option(help="none, median (median-frequency balancing) or a list.")]
+    = "none",
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, scale/crop, colour jitter.")]
+    = True,
+    seed: Annotated[int, typer.Option()] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+) -> None:
+    """Train a MobileNet U-Net. Keeps the best checkpoint by validation mIoU; --resume continues a run."""
+    _quiet_tensorflow()
+    from edgeseg.training.data import Augment
+    from edgeseg.training.train import TrainConfig
+    from edgeseg.training.train import train as run_training
+
+    if resume and (out / "config.json").is_file():
+        saved = json.loads((out / "config.json").read_text())
+        saved["input_hw"] = tuple(saved["input_hw"])
+        saved["augment"] = Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["augment"].items()})
+        cfg = TrainConfig(**saved)
+        typer.echo(f"resuming {out} with its saved settings")
+    else:
+        cfg = TrainConfig(
+            data=str(data), out=str(out), format=format.value, input_hw=parse_size(size, "--size"),
+            backbone=backbone, alpha=alpha, decoder=decoder, weights=weights, epochs=epochs,
+            batch_size=batch_size, lr=lr, class_weights=class_weights, seed=seed,
+            augment=Augment() if augment else Augment.none(), val_data=str(val_data) if val_data else None,
+        )
+    result = run_training(cfg, resume=resume, log=typer.echo)
+    typer.echo(f"best val mIoU {result['best_val_miou']:.4f}")
+    typer.echo(f"wrote {result['model']}, {result['spec']}, {result['history']}")
+
+
+# -------------------------------------------------------------------------------------------------- convert
+@app.command()
+@handles_errors
+def convert(
+    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Trained .keras model.")],
+    *,
+    int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (calibrated).")] = False,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic range: int8 weights, float activations.")]
+    = False,
+    calibration: Annotated[Path | None, typer.Option(exists=True, help="Dataset or image folder for calibration "
+                                                     "(default: the training data recorded in the spec).")] = None,
+    num_calibration: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 200,
+    io: Annotated[IODtype, typer.Option(help="int8 model's input/output type.")] = IODtype.int8,
+    spec: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Model spec JSON "
+                                              "(default: spec.json beside the model).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output .tflite (default: beside the model).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail if the int8 model keeps any float op.")] = False,
+    verify: Annotated[int, typer.Option(min=0, help="Images to compare float vs converted argmax on.")] = 8,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the conversion report here.")] = None,
+) -> None:
+    """Convert a Keras model to TFLite (float32 by default), embed its spec, verify the result."""
+    if int8 and dynamic:
+        raise EdgesegError("choose one of --int8 and --dynamic")
+    _quiet_tensorflow()
+    from converters.tflite import convert_keras  # TensorFlow stays out of `edgeseg run`
+
+    target = "int8" if int8 else "dynamic" if dynamic else "float"
+    result = convert_keras(model, out, target=target, spec=spec, calibration=calibration,
+                           num_calibration=num_calibration, io_dtype=io.value, verify_images=verify,
+                           strict=strict, progress=sys.stderr.isatty(), log=typer.echo)
+    r = result
+    typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, {r.target}, {r.seconds:.1f} s)")
+    ops = ", ".join(f"{k} {v}" for k, v in sorted(r.ops.ops.items()))
+    typer.echo(f"ops: {ops}")
+    if r.target == "int8":
+        typer.echo("all ops and tensors int8" if r.ops.fully_int8 else f"NOT fully int8: {r.ops.non_int8_ops[:5]}")
+        typer.echo(f"calibrated on {r.calibration_images} images")
+    if r.agreement is not None:
+        typer.echo(f"argmax agreement with the Keras model: {100 * r.agreement:.2f}% of pixels "
+                   f"on {r.verify_images} images")
+    for w in r.warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    if json_out:
+        _write_json(json_out, r.to_dict())
+
+
+# ----------------------------------------------------------------------------------------------------- eval
+@app.command("eval")
+@handles_errors
+def eval_(
+    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .tflite or .keras model.")],
+    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset folder.")],
+    split: Annotated[Split, typer.Option(help="Which split to score.")] = Split.val,
+    format: Annotated[Format, typer.Option(help="Dataset layout.")] = Format.auto,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N images.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.")] = None,
+    runtime: Annotated[Runtime, typer.Option(help="TFLite runtime.")] = Runtime.auto,
+    delegate: Annotated[Delegate, typer.Option(help="cpu, edgetpu, or auto (by file).")] = Delegate.auto,
+    spec: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Spec JSON for a model "
+                                              "that carries none.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
+) -> None:
+    """Score a model on a dataset: mIoU, per-class IoU and pixel accuracy, at the labels' resolution."""
+    from edgeseg.datasets import open_dataset
+    from edgeseg.evaluate import evaluate
+    from edgeseg.models import load_model
+
+    if model.suffix == ".keras":
+        _quiet_tensorflow()
+    ds = open_dataset(data, split.value, format.value)
+    m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, spec=spec)
+    res = evaluate(m, ds, limit, progress=_progress("eval"))
+    res["model"] = str(model)
+    typer.echo(f"{model.name} on {ds.root} ({ds.split}, {res['images']} images)")
+    width = max(len(c) for c in ds.classes)
+    for name, v in res["per_class_iou"].items():
+        typer.echo(f"  {name:<{width}}  {'   n/a' if v is None else f'{100 * v:6.2f}'}")
+    typer.echo(f"mIoU {100 * res['miou']:.2f}  pixel accuracy {100 * res['pixel_accuracy']:.2f}")
+    if json_out:
+        _write_json(json_out, res)
+
+
+# ---------------------------------------------------------------------------------------------------- bench
+@app.command()
+@handles_errors
+def bench(
+    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .tflite (or .keras) model.")],
+    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads (default: runtime's).")] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs.")] = 100,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 10,
+    frame_size: Annotated[str, typer.Option(help="Frame WIDTHxHEIGHT for the end-to-end timing.")] = "640x480",
+    runtime: Annotated[Runtime, typer.Option(help="TFLite runtime.")] = Runtime.auto,
+    delegate: Annotated[Delegate, typer.Option(help="cpu, edgetpu, or auto (by file).")] = Delegate.auto,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
+) -> None:
+    """Time a model: invoke-only and end-to-end p50/p90/p99/mean, FPS, size and init time."""
+    from edgeseg.bench import bench_model
+    from edgeseg.models import load_model
+
+    if model.suffix == ".keras":
+        _quiet_tensorflow()
+    m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value)
+    res = bench_model(m, runs, warmup, parse_size(frame_size, "--frame-size"), progress=_progress("bench"))
+    inv, e2e = res["invoke"], res["end_to_end"]
+    typer.echo(f"{model.name}: {res['size_bytes'] / 1e6:.2f} MB, {res['runtime']} {res.get('runtime_version', '')}, "
+               f"delegate {res['delegate']}, threads {res['threads'] or 'default'}, init {res['init_ms']:.1f} ms")
+    typer.echo(f"{'':12}{'p50':>8}{'p90':>8}{'p99':>8}{'mean':>8}{'FPS':>8}   (ms, {runs} runs after {warmup} warm-up)")
+    for label, r in (("invoke", inv), ("end-to-end", e2e)):
+        typer.echo(f"{label:<12}{r['p50_ms']:8.2f}{r['p90_ms']:8.2f}{r['p99_ms']:8.2f}{r['mean_ms']:8.2f}"
+                   f"{r['fps']:8.1f}")
+    st = res["stages_p50_ms"]
+    typer.echo(f"end-to-end at {frame_size}: preprocess {st['preprocess']:.2f} + invoke {st['invoke']:.2f} + "
+               f"postprocess {st['postprocess']:.2f} ms (p50)")
+    if json_out:
+        _write_json(json_out, res)
+
+
+# ------------------------------------------------------------------------------------------------------ run
+@app.command()
+@handles_errors
+def run(
+    model: Annotated[Path | None, typer.Argument(dir_okay=False, help="A segmentation .tflite.")] = None,
+    camera: Annotated[int | None, typer.Option(help="Camera index (V4L2 /dev/videoN).")] = None,
+    source: Annotated[str | None, typer.Option(help="Video file or stream URL.")] = None,
+    show: Annotated[bool, typer.Option("--show/--no-show", help="Open a window (q or Esc quits).")] = True,
+    record: Annotated[Path | None, typer.Option(help="Write the overlay video here (.mp4).")] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N frames.")] = None,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Mask opacity over the frame.")] = 0.5,
+    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.")] = None,
+    runtime: Annotated[Runtime, typer.Option(help="TFLite runtime.")] = Runtime.auto,
+    delegate: Annotated[Delegate, typer.Option(help="cpu, edgetpu, or auto (by file).")] = Delegate.auto,
+    json_out: Annotated[Path | None, typer.Option("--stats", help="Write loop statistics (JSON) here.")] = None,
+) -> None:
+    """Segment a camera or a video in real time: overlay with FPS, shown and/or recorded."""
+    from camera.loop import LoopOptions, run_loop
+    from camera.sources import open_source
+    from edgeseg.models import load_model
+
+    if model is None:
+        raise EdgesegError("give a model: edgeseg run MODEL.tflite --camera 0")
+    if show and not _has_display():
+        typer.secho("no display: running without a window (--no-show)", fg=typer.colors.YELLOW, err=True)
+        show = False
+    m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value)
+    with open_source(camera, source) as src:
+        stats = run_loop(m, src, LoopOptions(show=show, record=record, max_frames=max_frames, alpha=alpha))
+    d = stats.to_dict()
+    inv = d["stages"].get("invoke", {})
+    typer.echo(f"{d['frames']} frames in {d['seconds']:.1f} s ({_fmt(d['fps'])} FPS), invoke p50 "
+               f"{_fmt(inv.get('p50_ms'), '.2f')} ms")
+    if record:
+        typer.echo(f"wrote {record}")
+    if json_out:
+        _write_json(json_out, d)
+    if stats.interrupted:
+        raise typer.Exit(130)
+
+
+def _has_display() -> bool:
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------- demo
+@app.command()
+@handles_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("runs/demo"),
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
+    count: Annotated[int, typer.Option(min=20, help="Synthetic scenes.")] = 400,
+) -> None:
+    """The whole pipeline on built-in synthetic data: train, convert int8, eval float vs int8, bench, run."""
+    from edgeseg.demo import run_demo
+
+    run_demo(out, epochs=epochs, count=count, echo=typer.echo)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

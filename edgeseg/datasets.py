@@ -1,0 +1,347 @@
+"""(image, mask) pairs for the layouts users have. numpy, OpenCV and Pillow only, so `eval` runs on a device.
+
+- generic: `images/` and `masks/` with the same file stem (or `train/` and `val/` folders that each hold
+  both). Masks are single-channel PNGs of class indices; a binary mask stored as 0/255 reads as 0/1; an
+  optional `classes.json` gives names, RGB colours and an ignore index; RGB colour masks map through those
+  colours.
+- camvid: SegNet's lists `train.txt` / `val.txt` / `test.txt`, one `image mask` pair a line.
+- voc: Pascal VOC: `JPEGImages/`, `SegmentationClass/` palette PNGs, `ImageSets/Segmentation/{split}.txt`;
+  255 is ignored.
+
+Every failure (unreadable file, sizes that differ, a mask value that is not a class) is a DataError that
+names the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from edgeseg.errors import DataError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+FORMATS = ("auto", "generic", "camvid", "voc")
+SPLITS = ("train", "val", "test", "all")
+
+CAMVID_CLASSES = (
+    "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+)
+CAMVID_COLOURS = (
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+)
+CAMVID_VOID = 11
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+
+
+def voc_colours(n: int = 21) -> tuple[tuple[int, int, int], ...]:
+    """Pascal VOC's bit-interleaved colour map."""
+    out = []
+    for i in range(n):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out.append((r, g, b))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    mask: Path | None = None
+
+
+@dataclass
+class Dataset:
+    root: Path
+    format: str
+    split: str
+    samples: list[Sample]
+    classes: tuple[str, ...]
+    colours: tuple[tuple[int, int, int], ...] = ()
+    ignore_index: int | None = None
+    binary_255: bool = False  # masks store the foreground as 255
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for i in range(len(self.samples)):
+            yield self.read(i)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image (BGR uint8) and mask (uint8 class indices, ignore index kept) of sample i, checked."""
+        s = self.samples[i]
+        image = read_image(s.image)
+        if s.mask is None:
+            raise DataError(f"{s.image}: no mask for this image")
+        mask = self.read_mask(s.mask)
+        if mask.shape[:2] != image.shape[:2]:
+            raise DataError(
+                f"{s.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {s.image.name} is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        return image, mask
+
+    def read_mask(self, path: Path) -> np.ndarray:
+        mask = read_mask(path, colours=self.colours if self.extra.get("colour_masks") else None)
+        if self.binary_255:
+            mask = np.where(mask == 255, 1, mask).astype(np.uint8)
+        check_mask_values(mask, path, self.num_classes, self.ignore_index)
+        return mask
+
+    def images(self) -> list[Path]:
+        return [s.image for s in self.samples]
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A colour image as BGR uint8 (8-bit greyscale and alpha are turned into BGR)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such image")
+    data = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise DataError(f"{path}: not a readable image (corrupt or unsupported format)")
+    return img
+
+
+def read_mask(path: Path, colours: tuple[tuple[int, int, int], ...] | None = None) -> np.ndarray:
+    """A mask as uint8 class indices. Palette PNGs give their indices; RGB masks map through `colours`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such mask")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            arr = np.array(im)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DataError(f"{path}: not a readable mask ({type(e).__name__})") from None
+    if mode in ("RGB", "RGBA"):
+        if not colours:
+            if _is_grey(arr):
+                return arr[..., 0].astype(np.uint8)
+            raise DataError(f"{path}: RGB colour mask but the dataset has no colours to map (add classes.json)")
+        return _colours_to_index(arr[..., :3], colours, path)
+    if mode in ("LA",):
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise DataError(f"{path}: mask must be single-channel, got mode {mode}")
+    if arr.dtype != np.uint8:
+        if arr.size and (arr.max() > 255 or arr.min() < 0):
+            raise DataError(f"{path}: mask values up to {int(arr.max())} do not fit 8 bits")
+        arr = arr.astype(np.uint8)
+    return arr
+
+
+def _is_grey(arr: np.ndarray) -> bool:
+    return bool((arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all())
+
+
+def _colours_to_index(rgb: np.ndarray, colours, path: Path) -> np.ndarray:
+    key = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    table = np.array([(r << 16) | (g << 8) | b for r, g, b in colours], dtype=np.int32)
+    order = np.argsort(table)
+    pos = np.searchsorted(table[order], key)
+    pos = np.clip(pos, 0, len(table) - 1)
+    found = table[order][pos] == key
+    if not found.all():
+        y, x = np.argwhere(~found)[0]
+        raise DataError(f"{path}: colour {tuple(int(v) for v in rgb[y, x])} at ({x}, {y}) is not a class colour")
+    return order[pos].astype(np.uint8)
+
+
+def check_mask_values(mask: np.ndarray, path: Path, num_classes: int, ignore_index: int | None) -> None:
+    bad = mask >= num_classes
+    if ignore_index is not None:
+        bad &= mask != ignore_index
+    if bad.any():
+        v = int(mask[bad].max())
+        raise DataError(
+            f"{path}: mask value {v} is not a class (0..{num_classes - 1}"
+            + (f", ignore {ignore_index})" if ignore_index is not None else ")")
+        )
+
+
+def list_images(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+
+
+def detect_format(root: Path) -> str:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such dataset folder")
+    if (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir():
+        return "voc"
+    if any((root / f"{s}.txt").is_file() for s in ("train", "val", "test")):
+        return "camvid"
+    if (root / "images").is_dir() or (root / "train" / "images").is_dir():
+        return "generic"
+    raise DataError(
+        f"{root}: not a dataset layout edgeseg knows (images/ + masks/, CamVid train.txt/val.txt, or Pascal VOC)"
+    )
+
+
+def open_dataset(root: Path, split: str = "val", format: str = "auto") -> Dataset:
+    """The samples of one split of a dataset, with its classes. `split` is train, val, test or all."""
+    root = Path(root)
+    if format not in FORMATS:
+        raise DataError(f"unknown dataset format {format!r}: choose one of {', '.join(FORMATS)}")
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    fmt = detect_format(root) if format == "auto" else format
+    ds = {"generic": _open_generic, "camvid": _open_camvid, "voc": _open_voc}[fmt](root, split)
+    if not ds.samples:
+        raise DataError(f"{root}: the {split} split has no samples")
+    return ds
+
+
+def _open_camvid(root: Path, split: str) -> Dataset:
+    splits = ("train", "val", "test") if split == "all" else (split,)
+    samples = []
+    found = False
+    for s in splits:
+        lst = root / f"{s}.txt"
+        if not lst.is_file():
+            continue
+        found = True
+        for n, line in enumerate(lst.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise DataError(f"{lst}:{n}: expected 'image mask', got {line.strip()!r}")
+            samples.append(Sample(_resolve(root, parts[0]), _resolve(root, parts[1])))
+    if not found:
+        raise DataError(f"{root}: no {split}.txt list")
+    return Dataset(root, "camvid", split, samples, CAMVID_CLASSES, CAMVID_COLOURS, CAMVID_VOID)
+
+
+def _resolve(root: Path, entry: str) -> Path:
+    p = Path(entry)
+    if p.is_absolute() and not p.exists():  # SegNet's lists name /SegNet/CamVid/...: keep the part after it
+        for k in range(len(p.parts) - 1, 0, -1):
+            cand = root.joinpath(*p.parts[k - 1 :])
+            if cand.exists():
+                return cand
+        return root / p.name
+    return p if p.is_absolute() else root / p
+
+
+def _open_voc(root: Path, split: str) -> Dataset:
+    sets = root / "ImageSets" / "Segmentation"
+    splits = ("train", "val") if split == "all" else (split,)
+    samples = []
+    for s in splits:
+        lst = sets / f"{s}.txt"
+        if not lst.is_file():
+            raise DataError(f"{root}: no ImageSets/Segmentation/{s}.txt")
+        for stem in lst.read_text().split():
+            samples.append(Sample(root / "JPEGImages" / f"{stem}.jpg", root / "SegmentationClass" / f"{stem}.png"))
+    return Dataset(root, "voc", split, samples, VOC_CLASSES, voc_colours(21), 255)
+
+
+def _load_classes_json(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if isinstance(info, list):
+        info = {"classes": info}
+    if not isinstance(info, dict) or not isinstance(info.get("classes"), list) or not info["classes"]:
+        raise DataError(f"{path}: expected {{\"classes\": [names...], \"colours\": [[r,g,b]...], \"ignore_index\": N}}")
+    colours = info.get("colours") or info.get("colors")
+    if colours is not None and len(colours) != len(info["classes"]):
+        raise DataError(f"{path}: {len(info['classes'])} classes but {len(colours)} colours")
+    return info
+
+
+def _generic_pairs(images_dir: Path, masks_dir: Path) -> list[Sample]:
+    if not masks_dir.is_dir():
+        raise DataError(f"{masks_dir}: no masks folder beside {images_dir.name}/")
+    masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS}
+    samples = []
+    missing = []
+    for img in list_images(images_dir):
+        m = masks.get(img.stem)
+        if m is None:
+            missing.append(img.name)
+        else:
+            samples.append(Sample(img, m))
+    if missing:
+        raise DataError(f"{images_dir}: {len(missing)} image(s) have no mask in {masks_dir.name}/, e.g. {missing[0]}")
+    return samples
+
+
+VAL_EVERY = 10  # generic layout without split folders: every 10th image (sorted by name) is validation
+
+
+def _open_generic(root: Path, split: str) -> Dataset:
+    if (root / "train" / "images").is_dir():
+        parts = ("train", "val", "test") if split == "all" else (split,)
+        samples = []
+        for s in parts:
+            if (root / s / "images").is_dir():
+                samples += _generic_pairs(root / s / "images", root / s / "masks")
+            elif split != "all":
+                raise DataError(f"{root}: no {s}/images folder")
+    else:
+        all_samples = _generic_pairs(root / "images", root / "masks")
+        if split == "all" or len(all_samples) < 2:
+            samples = all_samples
+        elif split == "val":
+            samples = all_samples[VAL_EVERY - 1 :: VAL_EVERY] or all_samples[-1:]
+        elif split == "train":
+            val = set(all_samples[VAL_EVERY - 1 :: VAL_EVERY] or all_samples[-1:])
+            samples = [s for s in all_samples if s not in val]
+        else:
+            raise DataError(f"{root}: no test split (use train/, val/ and test/ folders)")
+    cj = root / "classes.json"
+    if cj.is_file():
+        info = _load_classes_json(cj)
+        classes = tuple(str(c) for c in info["classes"])
+        colours = tuple(tuple(int(v) for v in c) for c in (info.get("colours") or info.get("colors") or ()))
+        ignore = info.get("ignore_index")
+        colour_masks = bool(colours)
+        binary = len(classes) == 2 and ignore != 255
+    else:  # inferred from every mask of the dataset, so that all splits agree
+        everything = samples if split == "all" else _open_generic(root, "all").samples
+        classes, colours, ignore, colour_masks, binary = _infer_classes(everything)
+    return Dataset(root, "generic", split, samples, classes, colours, ignore, binary_255=binary,
+                   extra={"colour_masks": colour_masks})
+
+
+def _infer_classes(samples: list[Sample]):
+    """No classes.json: count the classes from the masks (0/255 only -> binary background/foreground)."""
+    seen = np.zeros(256, dtype=bool)
+    for s in samples[:2000]:
+        m = read_mask(s.mask)
+        seen[np.unique(m)] = True
+    values = np.flatnonzero(seen)
+    if set(values.tolist()) <= {0, 255}:
+        return ("background", "foreground"), (), None, False, True
+    n = int(values.max()) + 1
+    return tuple(f"class_{i}" for i in range(n)), (), None, False, False

@@ -1,0 +1,25 @@
+"""Domain errors. The CLI turns each into one red line and exit code 1, never a traceback."""
+
+
+class EdgesegError(Exception):
+    """Something the user can fix: a bad file, a wrong shape, a missing dependency."""
+
+
+class DataError(EdgesegError):
+    """An image, a mask or a dataset layout that cannot be used."""
+
+
+class ModelError(EdgesegError):
+    """A model file that is not one, or whose tensors do not fit what edgeseg expects."""
+
+
+class RuntimeUnavailable(EdgesegError):
+    """No TFLite interpreter, or a delegate that cannot be loaded on this machine."""
+
+
+class SourceError(EdgesegError):
+    """A camera, video or stream that cannot be opened or went away."""
+
+
+def missing_extra(package: str, extra: str) -> EdgesegError:
+    return EdgesegError(f"{package} is not installed: pip install 'edgeseg[{extra}]'")

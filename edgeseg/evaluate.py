@@ -1,0 +1,41 @@
+"""evaluate: a model (anything with predict(frame) -> mask and a spec) over a dataset -> mIoU and friends.
+
+Predictions are compared at the label's own resolution (the mask comes back at the frame's size), with the
+dataset's ignore index. Per-class IoU is NaN for a class that neither the labels nor the predictions show.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from edgeseg.datasets import Dataset
+from edgeseg.errors import EdgesegError
+from edgeseg.metrics import ConfusionMatrix
+
+
+def evaluate(model, ds: Dataset, limit: int | None = None,
+             progress: Callable[[int, int], None] | None = None) -> dict:
+    n = len(ds) if limit is None else min(limit, len(ds))
+    kind = getattr(model, "kind", None)
+    model_classes = getattr(model.spec, "num_classes", None)
+    if kind is not None and kind.value != "index" and model_classes != ds.num_classes:
+        raise EdgesegError(
+            f"the model predicts {model_classes} classes but the dataset has {ds.num_classes}: they do not match"
+        )
+    cm = ConfusionMatrix(ds.num_classes, ds.ignore_index)
+    times = []
+    for i in range(n):
+        frame, target = ds.read(i)
+        t0 = time.perf_counter_ns()
+        pred = model.predict(frame)
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+        cm.update(target, pred)
+        if progress:
+            progress(i + 1, n)
+    out = cm.summary(ds.classes)
+    out.update(images=n, dataset=str(ds.root), split=ds.split, format=ds.format,
+               ignore_index=ds.ignore_index, mean_predict_ms=float(np.mean(times)) if times else None)
+    return out

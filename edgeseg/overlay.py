@@ -1,0 +1,55 @@
+"""Drawing: colourised masks, blends, a class legend and a HUD. BGR throughout; spec colours are RGB and are
+flipped once, here."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edgeseg.spec import ModelSpec
+
+
+def palette_bgr(spec: ModelSpec, size: int = 256) -> np.ndarray:
+    """A [size, 3] uint8 BGR lookup table: class index -> colour (indices beyond the classes are black)."""
+    lut = np.zeros((max(size, spec.num_classes), 3), np.uint8)
+    lut[: spec.num_classes] = np.array(spec.colours, np.uint8)[:, ::-1]
+    return lut
+
+
+def colourise(mask: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    if mask.dtype != np.uint8 or len(lut) < 256:
+        return lut[np.minimum(mask, len(lut) - 1)]
+    return lut[mask]
+
+
+def blend(frame: np.ndarray, mask: np.ndarray, lut: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    colour = colourise(mask, lut)
+    return cv2.addWeighted(frame, 1.0 - alpha, colour, alpha, 0.0)
+
+
+def draw_legend(img: np.ndarray, spec: ModelSpec, present: np.ndarray | None = None, max_rows: int = 12) -> None:
+    """Class swatches and names in the top-right corner (only the classes present, when given)."""
+    idx = np.flatnonzero(present) if present is not None else np.arange(spec.num_classes)
+    idx = [i for i in idx if i < spec.num_classes][:max_rows]
+    if not idx:
+        return
+    scale = max(0.35, min(img.shape[:2]) / 900)
+    row = int(22 * scale / 0.5)
+    width = max(cv2.getTextSize(spec.classes[i], cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for i in idx) + row + 12
+    x0 = img.shape[1] - width - 4
+    cv2.rectangle(img, (x0 - 4, 2), (img.shape[1] - 2, 8 + row * len(idx)), (0, 0, 0), -1)
+    for k, i in enumerate(idx):
+        y = 6 + k * row
+        r, g, b = spec.colours[i]
+        cv2.rectangle(img, (x0, y), (x0 + row - 6, y + row - 6), (b, g, r), -1)
+        cv2.putText(img, spec.classes[i], (x0 + row, y + row - 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                    1, cv2.LINE_AA)
+
+
+def draw_hud(img: np.ndarray, lines: list[str]) -> None:
+    scale = max(0.4, min(img.shape[:2]) / 800)
+    row = int(24 * scale / 0.5)
+    for k, text in enumerate(lines):
+        y = 4 + row * (k + 1)
+        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)

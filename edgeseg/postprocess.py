@@ -1,0 +1,70 @@
+"""Small stateless adapters from a segmentation model's output tensor to an H x W class mask.
+
+Three conventions cover what users bring:
+- SCORES: [1, H, W, C] per-class scores, C > 1 (float logits, or int8/uint8 quantised). Argmax of the raw
+  values: a quantised tensor has one positive scale, so the order of the integers is the order of the
+  scores. Never cast int8 to uint8 first (-1 would become 255).
+- INDEX: [1, H, W] or [H, W] (or [1, H, W, 1] without quantisation) integer class indices, argmax inside
+  the model (Coral's DeepLabV3).
+- PROBABILITY: [1, H, W, 1] one-channel probability of the foreground class (MediaPipe's selfie segmenter);
+  pixels above the threshold are class 1.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+
+from edgeseg.errors import ModelError
+
+
+class OutputKind(str, Enum):
+    SCORES = "scores"
+    INDEX = "index"
+    PROBABILITY = "probability"
+
+
+def output_kind(detail: dict) -> OutputKind:
+    shape = tuple(int(s) for s in detail["shape"])
+    dtype = np.dtype(detail["dtype"])
+    scale = (detail.get("quantization") or (0.0, 0))[0]
+    if len(shape) == 4 and shape[0] == 1:
+        if shape[3] > 1:
+            return OutputKind.SCORES
+        if dtype.kind in "iu" and not scale:
+            return OutputKind.INDEX
+        return OutputKind.PROBABILITY
+    if len(shape) in (2, 3) and dtype.kind in "iu" and (len(shape) == 2 or shape[0] == 1):
+        return OutputKind.INDEX
+    raise ModelError(
+        f"output {detail.get('name', '?')} has shape {list(shape)} {dtype.name}: expected [1,H,W,C] scores, "
+        "[1,H,W] class indices or [1,H,W,1] probability"
+    )
+
+
+def output_classes(detail: dict, kind: OutputKind) -> int | None:
+    """How many classes an output can name (None for an index map: the model's own label set)."""
+    if kind is OutputKind.SCORES:
+        return int(detail["shape"][-1])
+    if kind is OutputKind.PROBABILITY:
+        return 2
+    return None
+
+
+def index_mask(out: np.ndarray, detail: dict, kind: OutputKind, threshold: float = 0.5) -> np.ndarray:
+    """The model's raw output -> H x W class mask (uint8, or uint16 beyond 256 classes)."""
+    if kind is OutputKind.SCORES:
+        scores = out[0]
+        idx = scores.argmax(axis=-1)
+        return idx.astype(np.uint8 if scores.shape[-1] <= 256 else np.uint16)
+    if kind is OutputKind.PROBABILITY:
+        prob = out.reshape(out.shape[1], out.shape[2])
+        scale, zp = (detail.get("quantization") or (0.0, 0))
+        if np.dtype(detail["dtype"]) != np.float32 and scale:
+            return (prob.astype(np.int32) > threshold / scale + zp).astype(np.uint8)  # compare without dequantising
+        return (prob > threshold).astype(np.uint8)
+    idx = out.reshape(out.shape[-3] if out.ndim == 4 else out.shape[-2], -1) if out.ndim >= 3 else out
+    if idx.size and idx.max(initial=0) > 255:
+        return idx.astype(np.uint16)
+    return idx.astype(np.uint8)

@@ -1,0 +1,111 @@
+"""The one path from a BGR frame to a model's input tensor, used by calibration, eval and the runtime.
+
+frame (BGR uint8, any size) -> fit to the model's input size (stretch or letterbox) -> channel order ->
+normalise (real = (pixel - mean) / std) -> quantise with the input tensor's own dtype, scale and zero point.
+Sizes are (height, width) in numpy order; they become (width, height) only at the OpenCV call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edgeseg.spec import ModelSpec
+
+LETTERBOX_FILL = 114  # grey, as detection tools pad
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a frame landed inside the model's input: the content box (y0, x0, h, w) in input pixels."""
+
+    frame_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    box: tuple[int, int, int, int]
+
+
+def fit(frame: np.ndarray, input_hw: tuple[int, int], mode: str = "stretch") -> tuple[np.ndarray, Geometry]:
+    """Resize a frame to `input_hw`, stretching or letterboxing (aspect kept, grey padding)."""
+    fh, fw = frame.shape[:2]
+    ih, iw = input_hw
+    if mode == "stretch":
+        out = frame if (fh, fw) == (ih, iw) else cv2.resize(frame, (iw, ih), interpolation=_interp(fh, fw, ih, iw))
+        return out, Geometry((fh, fw), (ih, iw), (0, 0, ih, iw))
+    if mode != "letterbox":
+        raise ValueError(f"unknown resize mode {mode!r}")
+    s = min(ih / fh, iw / fw)
+    h, w = max(1, round(fh * s)), max(1, round(fw * s))
+    y0, x0 = (ih - h) // 2, (iw - w) // 2
+    out = np.full((ih, iw) + frame.shape[2:], LETTERBOX_FILL, dtype=frame.dtype)
+    out[y0 : y0 + h, x0 : x0 + w] = cv2.resize(frame, (w, h), interpolation=_interp(fh, fw, h, w))
+    return out, Geometry((fh, fw), (ih, iw), (y0, x0, h, w))
+
+
+def _interp(fh: int, fw: int, h: int, w: int) -> int:
+    # INTER_AREA when shrinking a lot avoids aliasing; bilinear otherwise (and what training uses).
+    return cv2.INTER_AREA if h * 2 <= fh and w * 2 <= fw else cv2.INTER_LINEAR
+
+
+def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Real values -> the tensor's dtype, with its own scale and zero point (float tensors pass through)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype == np.float32:
+        return x.astype(np.float32, copy=False)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    if not scale:  # an integer tensor without quantisation parameters takes the values as they are
+        return np.clip(np.round(x), info.min, info.max).astype(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if not scale or np.dtype(detail["dtype"]) == np.float32:
+        return q.astype(np.float32, copy=False)
+    return (q.astype(np.float32) - zero_point) * scale
+
+
+def to_tensor(image: np.ndarray, spec: ModelSpec, detail: dict) -> np.ndarray:
+    """An image already at the input size (BGR uint8) -> a [1, H, W, 3] tensor for `detail`."""
+    img = image[..., ::-1] if spec.channel_order == "RGB" else image
+    dtype = np.dtype(detail["dtype"])
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    if dtype != np.float32:
+        scale, zp = detail["quantization"]
+        if scale:
+            # q = pixel * a + b. Our own int8 models take raw pixels with scale 1: q = pixel (uint8) or
+            # pixel - 128 (int8), which needs no float maths at all.
+            a, b = 1.0 / (std * scale), zp - mean / (std * scale)
+            if np.allclose(a, 1.0) and np.allclose(b, 0.0) and dtype == np.uint8:
+                return np.ascontiguousarray(img)[None]
+            if np.allclose(a, 1.0) and np.allclose(b, -128.0) and dtype == np.int8:
+                return np.bitwise_xor(img, np.uint8(0x80)).view(np.int8)[None]
+    real = (img.astype(np.float32) - mean) / std
+    return quantize(real, detail)[None]
+
+
+def preprocess(frame: np.ndarray, spec: ModelSpec, detail: dict) -> tuple[np.ndarray, Geometry]:
+    """BGR frame of any size -> (input tensor, where the frame landed in it)."""
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    elif frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    fitted, geom = fit(frame, spec.input_hw, spec.resize)
+    return to_tensor(fitted, spec, detail), geom
+
+
+def restore_mask(mask: np.ndarray, geom: Geometry) -> np.ndarray:
+    """A mask at the model's output size -> the frame's own size (letterbox padding cut away, nearest)."""
+    ih, iw = geom.input_hw
+    mh, mw = mask.shape[:2]
+    y0, x0, h, w = geom.box
+    if (mh, mw) != (ih, iw):  # an output smaller than the input: scale the content box onto it
+        sy, sx = mh / ih, mw / iw
+        y0, x0, h, w = int(y0 * sy), int(x0 * sx), max(1, round(h * sy)), max(1, round(w * sx))
+    crop = mask[y0 : y0 + h, x0 : x0 + w]
+    fh, fw = geom.frame_hw
+    if crop.shape[:2] == (fh, fw):
+        return np.ascontiguousarray(crop)
+    return cv2.resize(crop, (fw, fh), interpolation=cv2.INTER_NEAREST)

@@ -1,0 +1,238 @@
+"""Segmenter: run any segmentation .tflite on a BGR frame and get a class mask at the frame's own size.
+
+Interpreter: ai-edge-litert (the maintained LiteRT runtime) first, then tflite-runtime, then TensorFlow's
+own interpreter as the last fallback. TensorFlow is imported only when neither runtime is installed (or it is
+asked for by name), so the device path never needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.errors import ModelError, RuntimeUnavailable
+from edgeseg.postprocess import OutputKind, index_mask, output_classes, output_kind
+from edgeseg.preprocess import preprocess, restore_mask
+from edgeseg.spec import ModelSpec
+from edgeseg.tflite_file import check_tflite, read_model_bytes, read_opcodes, read_spec_json
+
+RUNTIMES = ("auto", "litert", "tflite-runtime", "tensorflow")
+DELEGATES = ("auto", "cpu", "edgetpu")
+EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
+_EDGETPU_LIB = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    version: str
+    interpreter_cls: Any
+    load_delegate: Any
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _import_runtime(name: str) -> Runtime:
+    """Import one runtime by name; raise ImportError (with the reason) when it is not usable here."""
+    if name == "litert":
+        mod = importlib.import_module("ai_edge_litert.interpreter")
+        return Runtime("litert", _version("ai-edge-litert"), mod.Interpreter, mod.load_delegate)
+    if name == "tflite-runtime":
+        try:
+            mod = importlib.import_module("tflite_runtime.interpreter")
+        except ImportError:
+            raise
+        except Exception as e:  # tflite-runtime 2.14 was built against numpy 1: numpy 2 breaks its import
+            raise ImportError(f"tflite-runtime does not load ({type(e).__name__}: {e}); it needs numpy<2") from None
+        return Runtime("tflite-runtime", _version("tflite-runtime"), mod.Interpreter, mod.load_delegate)
+    if name == "tensorflow":
+        tf = importlib.import_module("tensorflow")
+        return Runtime("tensorflow", tf.__version__, tf.lite.Interpreter, tf.lite.experimental.load_delegate)
+    raise RuntimeUnavailable(f"unknown runtime {name!r}: choose one of {', '.join(RUNTIMES)}")
+
+
+def pick_runtime(name: str = "auto") -> Runtime:
+    if name not in RUNTIMES:
+        raise RuntimeUnavailable(f"unknown runtime {name!r}: choose one of {', '.join(RUNTIMES)}")
+    order = ["litert", "tflite-runtime", "tensorflow"] if name == "auto" else [name]
+    reasons = []
+    for candidate in order:
+        try:
+            return _import_runtime(candidate)
+        except ImportError as e:
+            reasons.append(f"{candidate}: {e}")
+    if name != "auto":
+        raise RuntimeUnavailable(f"runtime {name} is not available ({reasons[0]})")
+    raise RuntimeUnavailable("no TFLite runtime installed: pip install 'edgeseg[device]' (ai-edge-litert)")
+
+
+def edgetpu_library() -> str:
+    return _EDGETPU_LIB.get(platform.system(), "libedgetpu.so.1")
+
+
+def default_spec(input_detail: dict, output_detail: dict, kind: OutputKind) -> ModelSpec:
+    """A spec for a model that carries none, read off its tensors.
+
+    Quantised input: raw pixels go in as they are (q = pixel for uint8, pixel - 128 for int8), the convention
+    of Coral's models. Float input: RGB scaled to [0, 1], MediaPipe's convention.
+    """
+    _, h, w, _ = (int(s) for s in input_detail["shape"])
+    dtype = np.dtype(input_detail["dtype"])
+    scale, zp = input_detail["quantization"]
+    if dtype != np.float32 and scale:
+        offset = 128 if dtype == np.int8 else 0
+        mean, std = (offset + zp,) * 3, (1.0 / scale,) * 3
+    else:
+        mean, std = (0.0,) * 3, (255.0,) * 3
+    n = output_classes(output_detail, kind)
+    if kind is OutputKind.PROBABILITY:
+        classes = ("background", "foreground")
+    else:
+        classes = tuple(f"class_{i}" for i in range(n or 256))
+    return ModelSpec(input_hw=(h, w), classes=classes, mean=mean, std=std, extra={"embedded": False})
+
+
+class Segmenter:
+    """One segmentation .tflite, ready to run frames through.
+
+    predict(frame) -> H x W uint8 mask at the frame's size. `timings` after each call: preprocess, invoke and
+    postprocess milliseconds.
+    """
+
+    def __init__(
+        self,
+        model: Path | str,
+        *,
+        num_threads: int | None = None,
+        delegate: str = "auto",
+        runtime: str = "auto",
+        spec: ModelSpec | None = None,
+        threshold: float = 0.5,
+    ):
+        t0 = time.perf_counter_ns()
+        self.path = Path(model)
+        if delegate not in DELEGATES:
+            raise RuntimeUnavailable(f"unknown delegate {delegate!r}: choose one of {', '.join(DELEGATES)}")
+        buf = read_model_bytes(self.path)
+        check_tflite(buf, str(self.path))
+        self.model_bytes = len(buf)
+        needs_edgetpu = any(op.custom == EDGETPU_CUSTOM_OP for op in read_opcodes(buf, str(self.path)))
+        if delegate == "auto":
+            delegate = "edgetpu" if needs_edgetpu else "cpu"
+        if needs_edgetpu and delegate != "edgetpu":
+            raise RuntimeUnavailable(
+                f"{self.path.name} is compiled for the Edge TPU: run it with --delegate edgetpu on a Coral device, "
+                "or use the CPU build of the model (without _edgetpu)"
+            )
+        self.runtime = pick_runtime(runtime)
+        delegates = []
+        if delegate == "edgetpu":
+            lib = edgetpu_library()
+            try:
+                delegates.append(self.runtime.load_delegate(lib))
+            except (ValueError, OSError, RuntimeError) as e:
+                raise RuntimeUnavailable(
+                    f"Edge TPU delegate ({lib}) does not load: is a Coral device attached and the Edge TPU runtime "
+                    f"(libedgetpu) installed? ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                ) from None
+        self.delegate = delegate
+        self.num_threads = num_threads
+        try:
+            self.interpreter = self.runtime.interpreter_cls(
+                model_content=buf, num_threads=num_threads, experimental_delegates=delegates or None
+            )
+            inputs = self.interpreter.get_input_details()
+            if len(inputs) != 1:
+                raise ModelError(f"{self.path.name}: expected one input tensor, found {len(inputs)}")
+            shape = [int(s) for s in inputs[0]["shape"]]
+            if len(shape) != 4 or shape[3] != 3:
+                raise ModelError(f"{self.path.name}: input has shape {shape}, expected [1, H, W, 3] (an image)")
+            if shape[0] != 1:
+                self.interpreter.resize_tensor_input(inputs[0]["index"], [1] + shape[1:])
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"{self.path.name}: the interpreter rejects this model ({_first_line(e)})") from None
+        self.input_detail = self.interpreter.get_input_details()[0]
+        outputs = self.interpreter.get_output_details()
+        self.output_detail = outputs[0]
+        self.kind = output_kind(self.output_detail)
+        self.spec = self._resolve_spec(buf, spec)
+        self.threshold = threshold
+        self._in_idx, self._out_idx = self.input_detail["index"], self.output_detail["index"]
+        self.timings: dict[str, float] = {}
+        self.init_ms = (time.perf_counter_ns() - t0) / 1e6
+
+    def _resolve_spec(self, buf: bytes, given: ModelSpec | None) -> ModelSpec:
+        _, h, w, _ = (int(s) for s in self.input_detail["shape"])
+        if given is None:
+            embedded = read_spec_json(buf, str(self.path))
+            given = ModelSpec.from_json(embedded) if embedded else default_spec(
+                self.input_detail, self.output_detail, self.kind
+            )
+        if given.input_hw != (h, w):
+            given = given.with_input_hw((h, w))
+        n = output_classes(self.output_detail, self.kind)
+        if n is not None and n != given.num_classes:
+            raise ModelError(f"{self.path.name}: output has {n} classes but its spec names {given.num_classes}")
+        return given
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.spec.input_hw
+
+    @property
+    def embedded_spec(self) -> bool:
+        return self.spec.extra.get("embedded", True)
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        """Run one prepared input tensor; return the raw output tensor (a copy)."""
+        self.interpreter.set_tensor(self._in_idx, tensor)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out_idx)
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter_ns()
+        tensor, geom = preprocess(frame, self.spec, self.input_detail)
+        t1 = time.perf_counter_ns()
+        out = self.invoke(tensor)
+        t2 = time.perf_counter_ns()
+        mask = restore_mask(index_mask(out, self.output_detail, self.kind, self.threshold), geom)
+        t3 = time.perf_counter_ns()
+        self.timings = {"preprocess": (t1 - t0) / 1e6, "invoke": (t2 - t1) / 1e6, "postprocess": (t3 - t2) / 1e6}
+        return mask
+
+    def describe(self) -> dict:
+        d = self.input_detail
+        o = self.output_detail
+        return {
+            "model": str(self.path),
+            "size_bytes": self.model_bytes,
+            "runtime": self.runtime.name,
+            "runtime_version": self.runtime.version,
+            "delegate": self.delegate,
+            "threads": self.num_threads,
+            "input": {"shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+                      "quantization": [float(d["quantization"][0]), int(d["quantization"][1])]},
+            "output": {"shape": [int(s) for s in o["shape"]], "dtype": np.dtype(o["dtype"]).name,
+                       "kind": self.kind.value},
+            "classes": list(self.spec.classes) if self.kind is not OutputKind.INDEX or self.embedded_spec else None,
+            "spec_embedded": self.embedded_spec,
+            "init_ms": round(self.init_ms, 3),
+        }
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,131 @@
+"""Read what edgeseg needs straight from a .tflite flatbuffer: metadata entries and operator codes.
+
+Pure Python (struct), so it works with any runtime or none: the device path reads the embedded spec without
+TensorFlow, and the Edge TPU lint can read op versions. Layout per the TFLite schema (schema.fbs):
+Model{0 version, 1 operator_codes, 2 subgraphs, 3 description, 4 buffers, 5 metadata_buffer, 6 metadata},
+Metadata{0 name, 1 buffer}, Buffer{0 data, 1 offset, 2 size},
+OperatorCode{0 deprecated_builtin_code, 1 custom_code, 2 version, 3 builtin_code}.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.errors import ModelError
+
+SPEC_METADATA_NAME = "edgeseg_spec"
+_IDENTIFIER = b"TFL3"
+
+
+class _Table:
+    __slots__ = ("buf", "pos", "vt", "vt_len")
+
+    def __init__(self, buf: bytes, pos: int):
+        self.buf, self.pos = buf, pos
+        self.vt = pos - struct.unpack_from("<i", buf, pos)[0]
+        self.vt_len = struct.unpack_from("<H", buf, self.vt)[0]
+
+    def _field(self, i: int) -> int | None:
+        off = 4 + 2 * i
+        if off >= self.vt_len:
+            return None
+        rel = struct.unpack_from("<H", self.buf, self.vt + off)[0]
+        return self.pos + rel if rel else None
+
+    def scalar(self, i: int, fmt: str, default=0):
+        p = self._field(i)
+        return default if p is None else struct.unpack_from("<" + fmt, self.buf, p)[0]
+
+    def _vector(self, i: int) -> tuple[int, int] | None:
+        p = self._field(i)
+        if p is None:
+            return None
+        start = p + struct.unpack_from("<I", self.buf, p)[0]
+        return start + 4, struct.unpack_from("<I", self.buf, start)[0]
+
+    def bytes_(self, i: int) -> bytes | None:
+        v = self._vector(i)
+        return None if v is None else bytes(self.buf[v[0] : v[0] + v[1]])
+
+    def tables(self, i: int) -> list[_Table]:
+        v = self._vector(i)
+        if v is None:
+            return []
+        start, n = v
+        out = []
+        for k in range(n):
+            p = start + 4 * k
+            out.append(_Table(self.buf, p + struct.unpack_from("<I", self.buf, p)[0]))
+        return out
+
+
+@dataclass(frozen=True)
+class OpCode:
+    builtin: int
+    custom: str | None
+    version: int
+
+
+def _model(buf: bytes, name: str) -> _Table:
+    if len(buf) < 8 or buf[4:8] != _IDENTIFIER:
+        raise ModelError(f"{name}: not a TFLite model (no TFL3 flatbuffer identifier)")
+    try:
+        return _Table(buf, struct.unpack_from("<I", buf, 0)[0])
+    except struct.error:
+        raise ModelError(f"{name}: not a TFLite model (truncated flatbuffer)") from None
+
+
+def read_model_bytes(path: Path) -> bytes:
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def check_tflite(buf: bytes, name: str = "model") -> None:
+    """Raise ModelError unless `buf` starts like a TFLite flatbuffer."""
+    _model(buf, name)
+
+
+def read_metadata(buf: bytes, name: str = "model") -> dict[str, bytes]:
+    """All metadata entries (name -> bytes) of a TFLite flatbuffer."""
+    model = _model(buf, name)
+    try:
+        buffers = model.tables(4)
+        out = {}
+        for md in model.tables(6):
+            key = (md.bytes_(0) or b"").decode("utf-8", "replace")
+            idx = md.scalar(1, "I")
+            if idx >= len(buffers):
+                continue
+            b = buffers[idx]
+            data = b.bytes_(0)
+            offset, size = b.scalar(1, "Q"), b.scalar(2, "Q")
+            if offset > 1:  # large models keep buffers outside the flatbuffer, at an absolute file offset
+                data = bytes(buf[offset : offset + size])
+            out[key] = data or b""
+        return out
+    except (struct.error, IndexError):
+        raise ModelError(f"{name}: corrupt TFLite flatbuffer (metadata unreadable)") from None
+
+
+def read_opcodes(buf: bytes, name: str = "model") -> list[OpCode]:
+    """Operator codes (builtin code, custom name, version) in the order the model lists them."""
+    model = _model(buf, name)
+    try:
+        out = []
+        for oc in model.tables(1):
+            deprecated = oc.scalar(0, "b")
+            builtin = max(deprecated, oc.scalar(3, "i"))
+            custom = oc.bytes_(1)
+            out.append(OpCode(builtin, custom.decode() if custom else None, oc.scalar(2, "i", 1)))
+        return out
+    except (struct.error, IndexError):
+        raise ModelError(f"{name}: corrupt TFLite flatbuffer (operator codes unreadable)") from None
+
+
+def read_spec_json(buf: bytes, name: str = "model") -> bytes | None:
+    return read_metadata(buf, name).get(SPEC_METADATA_NAME)

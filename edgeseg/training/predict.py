@@ -1,0 +1,80 @@
+"""KerasSegmenter: a trained .keras model behind the same predict(frame) -> mask call as the runtime's
+Segmenter, so `eval` and the converter's verification score both the same way. Workstation only."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeseg.errors import ModelError
+from edgeseg.preprocess import preprocess, restore_mask
+from edgeseg.spec import ModelSpec, spec_path_for
+
+FLOAT_INPUT = {"dtype": np.float32, "quantization": (0.0, 0)}
+
+
+def load_keras(path: Path):
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model")
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as e:  # keras raises many kinds for a file that is not a model
+        raise ModelError(f"{path}: not a loadable Keras model ({str(e).splitlines()[0][:160]})") from None
+
+
+def load_spec_for(path: Path, spec: ModelSpec | Path | None = None) -> ModelSpec:
+    if isinstance(spec, ModelSpec):
+        return spec
+    p = Path(spec) if spec else spec_path_for(Path(path))
+    if not p.is_file():
+        raise ModelError(f"{path}: no spec.json beside the model; give one with --spec")
+    return ModelSpec.load(p)
+
+
+class KerasSegmenter:
+    def __init__(self, model: Path, spec: ModelSpec | Path | None = None):
+        t0 = time.perf_counter_ns()
+        self.path = Path(model)
+        self.model = load_keras(self.path)
+        self.spec = load_spec_for(self.path, spec)
+        shape = tuple(self.model.inputs[0].shape)
+        if len(shape) != 4 or shape[3] != 3 or None in shape[1:3]:
+            raise ModelError(f"{self.path.name}: input {shape} is not a fixed-size [B, H, W, 3] image")
+        if tuple(shape[1:3]) != self.spec.input_hw:
+            self.spec = self.spec.with_input_hw(tuple(shape[1:3]))
+        self.input_detail = dict(FLOAT_INPUT, shape=[1, *shape[1:]])
+        self.timings: dict[str, float] = {}
+        self.init_ms = (time.perf_counter_ns() - t0) / 1e6
+        self._fn = None
+
+    def logits(self, tensor: np.ndarray) -> np.ndarray:
+        if self._fn is None:
+            import tensorflow as tf
+
+            self._fn = tf.function(lambda x: self.model(x, training=False), jit_compile=False)
+        return np.asarray(self._fn(tensor))
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter_ns()
+        tensor, geom = preprocess(frame, self.spec, self.input_detail)
+        t1 = time.perf_counter_ns()
+        out = self.logits(tensor)
+        t2 = time.perf_counter_ns()
+        mask = restore_mask(out[0].argmax(axis=-1).astype(np.uint8), geom)
+        t3 = time.perf_counter_ns()
+        self.timings = {"preprocess": (t1 - t0) / 1e6, "invoke": (t2 - t1) / 1e6, "postprocess": (t3 - t2) / 1e6}
+        return mask
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        return self.logits(tensor)
+
+    def describe(self) -> dict:
+        return {"model": str(self.path), "size_bytes": self.path.stat().st_size, "runtime": "keras",
+                "delegate": "cpu", "threads": None, "init_ms": round(self.init_ms, 3),
+                "input": {"shape": self.input_detail["shape"], "dtype": "float32"},
+                "classes": list(self.spec.classes)}

@@ -1,0 +1,235 @@
+"""train: a dataset -> a run folder with model.keras (best val mIoU), spec.json and history.csv.
+
+Keras does the loop: its progress bar, its CSVLogger, its BackupAndRestore for --resume (the same epoch and
+optimizer state after an interruption). Validation mIoU is computed each epoch by edgeseg's own
+ConfusionMatrix on frames prepared by edgeseg.preprocess: the numbers `edgeseg eval` would print.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from edgeseg.datasets import open_dataset
+from edgeseg.errors import EdgesegError
+from edgeseg.io import atomic_path, atomic_write_text
+from edgeseg.metrics import ConfusionMatrix
+from edgeseg.preprocess import preprocess, restore_mask
+from edgeseg.spec import ModelSpec
+from edgeseg.training.data import Augment, load_all, median_frequency_weights, train_pipeline
+from edgeseg.training.model import build_unet
+
+FLOAT_INPUT = {"dtype": np.float32, "quantization": (0.0, 0)}
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    format: str = "auto"
+    input_hw: tuple[int, int] = (224, 224)
+    backbone: str = "mobilenet_v2"
+    alpha: float = 1.0
+    decoder: str = "base"
+    weights: str | None = None
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 1
+    class_weights: str = "none"  # none | median | comma-separated list
+    augment: Augment = field(default_factory=Augment)
+    seed: int = 0
+    val_data: str | None = None
+    val_every: int = 1
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_hw"] = list(self.input_hw)
+        return d
+
+
+class ValidationMIoU(keras.callbacks.Callback):
+    """Adds val_miou and val_pixel_accuracy to the epoch logs (before the checkpoint and CSV callbacks)."""
+
+    def __init__(self, frames, masks, spec: ModelSpec, ignore_index, every: int = 1, batch_size: int = 8):
+        super().__init__()
+        self.frames, self.masks, self.spec = frames, masks, spec
+        self.ignore_index, self.every, self.batch_size = ignore_index, every, batch_size
+        self.last: dict = {}
+
+    def evaluate(self) -> dict:
+        cm = ConfusionMatrix(self.spec.num_classes, self.ignore_index)
+        for start in range(0, len(self.frames), self.batch_size):
+            chunk = self.frames[start : start + self.batch_size]
+            prepared = [preprocess(f, self.spec, FLOAT_INPUT) for f in chunk]
+            x = np.concatenate([t for t, _ in prepared])
+            logits = np.asarray(self.model(x, training=False))
+            for k, (_, geom) in enumerate(prepared):
+                pred = restore_mask(logits[k].argmax(-1).astype(np.uint8), geom)
+                cm.update(self.masks[start + k], pred)
+        return {"val_miou": cm.miou(), "val_pixel_accuracy": cm.pixel_accuracy()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs"):
+            self.last = self.evaluate()
+        logs.update(self.last or {"val_miou": float("nan"), "val_pixel_accuracy": float("nan")})
+        print(f" - val_miou: {logs['val_miou']:.4f} - val_pixel_accuracy: {logs['val_pixel_accuracy']:.4f}")
+
+
+class BestModel(keras.callbacks.Callback):
+    """Keeps model.keras at the best val_miou so far, written atomically (a temp file, then a rename)."""
+
+    def __init__(self, path: Path, best: float = -math.inf, on_save: Callable[[int, float], None] | None = None):
+        super().__init__()
+        self.path, self.best, self.on_save = Path(path), best, on_save
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_miou", float("nan"))
+        if not math.isnan(value) and value > self.best:
+            self.best = value
+            with atomic_path(self.path, suffix=".keras") as tmp:
+                self.model.save(tmp)
+            if self.on_save:
+                self.on_save(epoch + 1, value)
+
+
+def _best_so_far(history: Path) -> float:
+    best = -math.inf
+    if history.is_file():
+        with history.open() as f:
+            for row in csv.DictReader(f):
+                try:
+                    v = float(row.get("val_miou", "nan"))
+                except ValueError:
+                    continue
+                if not math.isnan(v):
+                    best = max(best, v)
+    return best
+
+
+def _class_weights(cfg: TrainConfig, masks, n: int) -> np.ndarray | None:
+    if cfg.class_weights in ("none", "", None):
+        return None
+    if cfg.class_weights == "median":
+        return median_frequency_weights(masks, n)
+    try:
+        w = np.array([float(v) for v in cfg.class_weights.split(",")])
+    except ValueError:
+        raise EdgesegError(f"class weights: expected none, median or {n} numbers, got {cfg.class_weights!r}") from None
+    if len(w) != n:
+        raise EdgesegError(f"class weights: {len(w)} values for {n} classes")
+    return w
+
+
+def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print) -> dict:
+    out = Path(cfg.out)
+    backup = out / "backup"
+    history = out / "history.csv"
+    if out.exists() and any(out.iterdir()) and not resume:
+        if backup.exists() or (out / "model.keras").exists():
+            raise EdgesegError(f"{out} already holds a run: use --resume to continue it, or another --out")
+    if resume:
+        saved = out / "config.json"
+        if not saved.is_file():
+            raise EdgesegError(f"{out}: nothing to resume (no config.json)")
+        if not backup.exists():
+            if (out / "model.keras").exists():
+                raise EdgesegError(f"{out}: this run already finished (model.keras is there, no backup to resume)")
+            log("no backup found: starting from epoch 1")
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+
+    train_ds = open_dataset(Path(cfg.data), "train", cfg.format)
+    val_ds = open_dataset(Path(cfg.val_data or cfg.data), "val", cfg.format)
+    if val_ds.num_classes != train_ds.num_classes:
+        raise EdgesegError(f"train has {train_ds.num_classes} classes but val has {val_ds.num_classes}")
+    spec = ModelSpec(
+        input_hw=tuple(cfg.input_hw), classes=train_ds.classes, colours=train_ds.colours or (),
+        ignore_index=train_ds.ignore_index, backbone=f"{cfg.backbone}_{cfg.alpha:g}/{cfg.decoder}",
+        extra={"train_data": str(Path(cfg.data).resolve()), "dataset_format": train_ds.format},
+    )
+    log(f"data: {len(train_ds)} train / {len(val_ds)} val images, {spec.num_classes} classes "
+        f"({train_ds.format} layout at {cfg.data})")
+    images, masks = load_all(train_ds, _bar("reading train"))
+    val_frames, val_masks = [], []
+    for i in range(len(val_ds)):
+        f, m = val_ds.read(i)
+        val_frames.append(f)
+        val_masks.append(m)
+    weights = _class_weights(cfg, masks, spec.num_classes)
+    if weights is not None:
+        log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(spec.classes, weights)))
+
+    pipeline = train_pipeline(images, masks, cfg.input_hw, spec.num_classes, cfg.batch_size, cfg.augment,
+                              weights, cfg.seed)
+    steps = max(1, len(images) // cfg.batch_size)
+    total = steps * cfg.epochs
+    warmup = min(steps * cfg.warmup_epochs, total // 2)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.lr * 0.1 if warmup else cfg.lr, decay_steps=max(1, total - warmup), alpha=0.01,
+        warmup_target=cfg.lr if warmup else None, warmup_steps=warmup,
+    )
+    model = build_unet(spec.num_classes, cfg.input_hw, cfg.backbone, cfg.alpha, cfg.decoder, cfg.weights)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,  # XLA on CPU: 2x longer first step and 4x slower steps here
+    )
+    atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    spec.save(out / "spec.json")
+    if not resume and history.exists():
+        history.unlink()
+
+    best_epoch = {}
+
+    def saved(epoch: int, value: float) -> None:
+        best_epoch.update(epoch=epoch, val_miou=value)
+
+    callbacks = [
+        ValidationMIoU(val_frames, val_masks, spec, val_ds.ignore_index, cfg.val_every, cfg.batch_size),
+        BestModel(out / "model.keras", _best_so_far(history) if resume else -math.inf, saved),
+        keras.callbacks.CSVLogger(str(history), append=True),
+        keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    t0 = time.perf_counter()
+    model.fit(pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto")
+    seconds = time.perf_counter() - t0
+    if not (out / "model.keras").exists():
+        raise EdgesegError("training produced no model (validation mIoU was never a number)")
+    best = _best_so_far(history)
+    spec = ModelSpec.from_dict({**spec.to_dict(), "extra": {**spec.extra, "val_miou": best}})
+    spec.save(out / "spec.json")
+    shutil.rmtree(backup, ignore_errors=True)
+    return {"run": str(out), "model": str(out / "model.keras"), "spec": str(out / "spec.json"),
+            "history": str(history), "best_val_miou": best, "seconds_this_session": round(seconds, 1),
+            **({"best_epoch": best_epoch["epoch"]} if best_epoch else {})}
+
+
+def _bar(desc: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    state = {}
+
+    def update(i: int, n: int) -> None:
+        if "bar" not in state:
+            state["bar"] = tqdm(total=n, desc=desc, unit="img", leave=False)
+        state["bar"].update(1)
+        if i == n:
+            state["bar"].close()
+
+    return update
