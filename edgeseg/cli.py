@@ -377,11 +377,12 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("runs/demo"),
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
     count: Annotated[int, typer.Option(min=20, help="Synthetic scenes.")] = 400,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier demo in --out.")] = False,
 ) -> None:
     """The whole pipeline on built-in synthetic data: train, convert int8, eval float vs int8, bench, run."""
     from edgeseg.demo import run_demo
 
-    run_demo(out, epochs=epochs, count=count, echo=typer.echo)
+    run_demo(out, epochs=epochs, count=count, overwrite=overwrite, echo=typer.echo)
 
 
 def main() -> None:

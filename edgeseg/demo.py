@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -30,13 +31,17 @@ def _step(args: list[str], echo: Callable[[str], None]) -> None:
         raise EdgesegError(f"demo step failed (exit {proc.returncode}): edgeseg {shlex.join(args)}")
 
 
-def run_demo(out: Path, epochs: int = 12, count: int = 400, echo: Callable[[str], None] = print) -> dict:
+def run_demo(out: Path, epochs: int = 12, count: int = 400, overwrite: bool = False,
+             echo: Callable[[str], None] = print) -> dict:
     out = Path(out)
     data, run, res = out / "data", out / "run", out / "results"
     video = out / "synthetic.mp4"
     t0 = time.perf_counter()
     if run.exists():
-        raise EdgesegError(f"{out} holds an earlier demo: remove it or give another --out")
+        if not overwrite or not (out / "data" / "classes.json").exists():
+            raise EdgesegError(f"{out} holds an earlier demo: pass --overwrite, or give another --out")
+        for sub in (data, run, res):
+            shutil.rmtree(sub, ignore_errors=True)
     _step(["synth", str(data), "--count", str(count), "--video", str(video), "--frames", "150"], echo)
     _step(["train", "--data", str(data), "--out", str(run), "--size", DEMO_INPUT, "--alpha", "0.35",
            "--decoder", "small", "--epochs", str(epochs), "--batch-size", "16", "--lr", "3e-3"], echo)

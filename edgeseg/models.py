@@ -18,11 +18,8 @@ def load_model(path: Path, *, threads: int | None = None, delegate: str = "auto"
         raise ModelError(f"{path}: no such model file")
     given = ModelSpec.load(spec) if spec else None
     if path.suffix == ".keras":
-        try:
-            from edgeseg.training.predict import KerasSegmenter
-        except ImportError:
-            raise ModelError(f"{path.name}: a .keras model needs TensorFlow: pip install 'edgeseg[train]', "
-                             "or convert it to .tflite on a workstation") from None
+        from edgeseg.training.predict import KerasSegmenter  # says what to install when TensorFlow is absent
+
         return KerasSegmenter(path, given)
     from edgeseg.runtime import Segmenter
 

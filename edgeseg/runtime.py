@@ -7,9 +7,11 @@ asked for by name), so the device path never needs it.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.metadata
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,13 +142,14 @@ class Segmenter:
         delegates = []
         if delegate == "edgetpu":
             lib = edgetpu_library()
-            try:
-                delegates.append(self.runtime.load_delegate(lib))
-            except (ValueError, OSError, RuntimeError) as e:
+            loaded, err = _load_delegate(self.runtime, lib)
+            if loaded is None:
+                what = f"{self.path.name} is compiled for the Edge TPU, but the" if needs_edgetpu else "The"
                 raise RuntimeUnavailable(
-                    f"Edge TPU delegate ({lib}) does not load: is a Coral device attached and the Edge TPU runtime "
-                    f"(libedgetpu) installed? ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-                ) from None
+                    f"{what} Edge TPU delegate ({lib}) does not load: is a Coral device attached and the Edge TPU "
+                    f"runtime (libedgetpu) installed? ({err})"
+                )
+            delegates.append(loaded)
         self.delegate = delegate
         self.num_threads = num_threads
         try:
@@ -231,6 +234,28 @@ class Segmenter:
             "spec_embedded": self.embedded_spec,
             "init_ms": round(self.init_ms, 3),
         }
+
+
+def _load_delegate(runtime: Runtime, library: str):
+    """(delegate, None) or (None, reason). A failed load leaves a half-built Delegate whose __del__ raises
+    AttributeError in LiteRT and tflite-runtime; that noise is dropped here, nothing else."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, AttributeError) and "Delegate" in repr(unraisable.object):
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        try:
+            return runtime.load_delegate(library), None
+        except (ValueError, OSError, RuntimeError) as e:
+            reason = _first_line(e)
+        gc.collect()
+        return None, reason
+    finally:
+        sys.unraisablehook = previous
 
 
 def _first_line(e: BaseException) -> str:

@@ -19,8 +19,11 @@ def load_keras(path: Path):
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such model")
-    import keras
-
+    try:
+        import keras
+    except ImportError:
+        raise ModelError(f"{path.name}: a .keras model needs TensorFlow: pip install 'edgeseg[train]', "
+                         "or convert it to .tflite on a workstation") from None
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # keras raises many kinds for a file that is not a model

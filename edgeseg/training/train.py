@@ -133,7 +133,9 @@ def _class_weights(cfg: TrainConfig, masks, n: int) -> np.ndarray | None:
     return w
 
 
-def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
+          callbacks: list | None = None) -> dict:
+    """Train per cfg into cfg.out. `callbacks` run after edgeseg's own (used by tests to interrupt a run)."""
     out = Path(cfg.out)
     backup = out / "backup"
     history = out / "history.csv"
@@ -203,9 +205,11 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         keras.callbacks.CSVLogger(str(history), append=True),
         keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
+        *(callbacks or []),
     ]
     t0 = time.perf_counter()
-    model.fit(pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto")
+    model.fit(pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto",
+              shuffle=False)  # tf.data shuffles
     seconds = time.perf_counter() - t0
     if not (out / "model.keras").exists():
         raise EdgesegError("training produced no model (validation mIoU was never a number)")

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Creates .venv (if needed) with edgeseg and everything for training, the device runtime and the tests.
+# Sourced by demo.sh and test.sh; safe to run again (it reinstalls only what changed).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "edgeseg needs Python >= 3.11 ($PYTHON is $("$PYTHON" -V 2>&1)); set PYTHON=python3.11" >&2
+    exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+    echo "creating .venv with $("$PYTHON" -V)"
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+echo "installing edgeseg[train,device,dev] into .venv (TensorFlow is large: the first time takes a few minutes)"
+.venv/bin/python -m pip install --quiet -e ".[train,device,dev]"

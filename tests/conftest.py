@@ -1,0 +1,70 @@
+"""Shared fixtures: a tiny synthetic dataset, a tiny model trained once per session (and its float32 and
+int8 .tflite), and toy .tflite files for each output convention. Everything is generated here; nothing is
+downloaded. Tests that need ../shared skip with a reason when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGESEG_SHARED", ROOT.parent / "shared"))
+TINY_INPUT_HW = (64, 96)  # non-square on purpose
+SCENE_HW = (72, 96)
+
+
+def shared_path(*parts: str) -> Path:
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"needs {p} (../shared is not beside the repository)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    from edgeseg import synthetic
+
+    return synthetic.write_dataset(tmp_path_factory.mktemp("synthetic") / "data", count=40, hw=SCENE_HW, seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, synthetic_data) -> Path:
+    """A MobileNetV2-0.35 U-Net trained for 3 epochs on 36 synthetic scenes (about 30 s)."""
+    from edgeseg.training.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = TrainConfig(data=str(synthetic_data), out=str(out), input_hw=TINY_INPUT_HW, alpha=0.35, decoder="tiny",
+                      epochs=3, batch_size=6, lr=3e-3)
+    train(cfg, log=lambda *_: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tiny_run, synthetic_data) -> dict[str, Path]:
+    from converters.tflite import convert_keras
+
+    out = {}
+    for target in ("float", "int8"):
+        res = convert_keras(tiny_run / "model.keras", target=target, calibration=synthetic_data,
+                            num_calibration=24, progress=False, log=lambda *_: None)
+        out[target] = res.path
+        out[f"{target}_result"] = res
+    return out
+
+
+@pytest.fixture(scope="session")
+def toy_models(tmp_path_factory) -> dict[str, Path]:
+    from tests import toy
+
+    return toy.build_all(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture
+def frame_nonsquare() -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (50, 130, 3), dtype=np.uint8)

@@ -1,0 +1,200 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from edgeseg.cli import app
+from tests.conftest import shared_path
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, pattern, code=1):
+    import re
+
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [l for l in result.output.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, result.output
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_help_lists_the_commands():
+    r = invoke("--help")
+    assert r.exit_code == 0
+    for cmd in ("train", "convert", "eval", "bench", "run", "synth", "demo"):
+        assert cmd in r.output
+
+
+@pytest.mark.slow
+def test_bench_json_figures(tiny_tflite, tmp_path):
+    r = invoke("bench", tiny_tflite["int8"], "--runs", 30, "--warmup", 3, "--threads", 1, "--frame-size", "200x100",
+               "--json", tmp_path / "b.json")
+    assert r.exit_code == 0, r.output
+    assert "invoke" in r.output and "end-to-end" in r.output and f"wrote {tmp_path / 'b.json'}" in r.output
+    d = json.loads((tmp_path / "b.json").read_text())
+    for key in ("invoke", "end_to_end"):
+        s = d[key]
+        assert s["runs"] == 30 and 0 < s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] <= s["max_ms"]
+    assert d["end_to_end"]["p50_ms"] > d["invoke"]["p50_ms"] * 0.5
+    assert d["threads"] == 1 and d["runtime"] == "litert" and d["frame_hw"] == [100, 200]
+    assert d["size_bytes"] == tiny_tflite["int8"].stat().st_size and d["init_ms"] > 0
+
+
+@pytest.mark.slow
+def test_eval_json_matches_the_library(tiny_tflite, synthetic_data, tmp_path):
+    from edgeseg.datasets import open_dataset
+    from edgeseg.evaluate import evaluate
+    from edgeseg.runtime import Segmenter
+
+    r = invoke("eval", tiny_tflite["int8"], "--data", synthetic_data, "--json", tmp_path / "e.json")
+    assert r.exit_code == 0, r.output
+    d = json.loads((tmp_path / "e.json").read_text())
+    ref = evaluate(Segmenter(tiny_tflite["int8"]), open_dataset(synthetic_data, "val"))
+    assert d["miou"] == pytest.approx(ref["miou"]) and d["images"] == 4
+    assert set(d["per_class_iou"]) == {"background", "disc", "box", "triangle", "bar"}
+    assert f"mIoU {100 * ref['miou']:.2f}" in r.output
+
+
+@pytest.mark.slow
+def test_eval_keras_and_float_agree(tiny_run, tiny_tflite, synthetic_data, tmp_path):
+    out = {}
+    for name, model in (("keras", tiny_run / "model.keras"), ("float", tiny_tflite["float"])):
+        r = invoke("eval", model, "--data", synthetic_data, "--json", tmp_path / f"{name}.json")
+        assert r.exit_code == 0, r.output
+        out[name] = json.loads((tmp_path / f"{name}.json").read_text())["miou"]
+    assert out["keras"] == pytest.approx(out["float"], abs=0.005)
+
+
+@pytest.mark.slow
+def test_run_records_a_playable_overlay(tiny_tflite, tmp_path):
+    from edgeseg.synthetic import write_video
+
+    video = write_video(tmp_path / "in.mp4", frames=20, hw=(60, 80))
+    r = invoke("run", tiny_tflite["int8"], "--source", video, "--no-show", "--record", tmp_path / "out.mp4",
+               "--max-frames", 12, "--stats", tmp_path / "s.json")
+    assert r.exit_code == 0, r.output
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    assert len(frames) == 12 and frames[0].shape == (60, 80, 3)
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["frames"] == 12 and s["stages"]["invoke"]["runs"] == 12
+
+
+def test_synth_writes_a_dataset(tmp_path):
+    r = invoke("synth", tmp_path / "d", "--count", 5, "--size", "64x48")
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "d" / "masks").iterdir())) == 5
+    assert cv2.imread(str(next((tmp_path / "d" / "images").iterdir()))).shape == (48, 64, 3)
+
+
+# ------------------------------------------------------------------------------------------- bad input
+def test_not_a_tflite(tmp_path):
+    junk = tmp_path / "model.tflite"
+    junk.write_bytes(b"hello world, not a flatbuffer" * 10)
+    assert_one_line_error(invoke("bench", junk), r"^error: .*model.tflite: not a TFLite model")
+
+
+def test_missing_model_is_a_usage_error(tmp_path):
+    r = invoke("bench", tmp_path / "nope.tflite")
+    assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
+
+
+def test_wrong_shape_model(toy_models):
+    assert_one_line_error(invoke("bench", toy_models["grey_input"]), r"expected \[1, H, W, 3\]")
+    assert_one_line_error(invoke("bench", toy_models["classifier"]), r"expected \[1,H,W,C\] scores")
+
+
+def test_unknown_runtime_and_missing_delegate(toy_models):
+    r = invoke("bench", toy_models["scores_float"], "--runtime", "onnx")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert_one_line_error(invoke("bench", toy_models["scores_float"], "--delegate", "edgetpu"),
+                          "Edge TPU delegate .* does not load")
+
+
+def test_edgetpu_peer_without_edge_tpu():
+    p = shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant_edgetpu.tflite")
+    assert_one_line_error(invoke("bench", p), "compiled for the Edge TPU")
+
+
+def _dataset_with(tmp_path, image_bytes=None, mask=None):
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    img = root / "images" / "a.png"
+    if image_bytes is None:
+        cv2.imwrite(str(img), np.zeros((24, 40, 3), np.uint8))
+    else:
+        img.write_bytes(image_bytes)
+    Image.fromarray(mask if mask is not None else np.zeros((24, 40), np.uint8)).save(root / "masks" / "a.png")
+    (root / "classes.json").write_text('{"classes": ["red", "green", "blue"]}')  # what the toy models predict
+    return root
+
+
+def test_corrupt_image_in_dataset(toy_models, tmp_path):
+    root = _dataset_with(tmp_path, image_bytes=b"\x89PNG\r\n\x1a\n broken")
+    assert_one_line_error(invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"),
+                          r"a\.png: not a readable image")
+
+
+def test_mask_that_does_not_fit(toy_models, tmp_path):
+    root = _dataset_with(tmp_path, mask=np.zeros((20, 40), np.uint8))
+    assert_one_line_error(invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"),
+                          r"a\.png: mask is 40x20 but its image a\.png is 40x24")
+
+
+def test_mask_values_that_do_not_fit(toy_models, tmp_path):
+    root = _dataset_with(tmp_path)
+    (root / "classes.json").write_text('{"classes": ["a", "b", "c"]}')
+    Image.fromarray(np.full((24, 40), 9, np.uint8)).save(root / "masks" / "a.png")
+    assert_one_line_error(invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"),
+                          r"a\.png: mask value 9 is not a class")
+
+
+def test_model_and_dataset_classes_differ(toy_models, tmp_path):
+    root = _dataset_with(tmp_path)
+    (root / "classes.json").write_text('{"classes": ["a", "b"]}')
+    assert_one_line_error(invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"),
+                          "predicts 3 classes but the dataset has 2")
+
+
+def test_absent_camera_and_bad_sources(toy_models, tmp_path):
+    m = toy_models["scores_float"]
+    assert_one_line_error(invoke("run", m, "--camera", 7, "--no-show"), r"no camera at index 7")
+    assert_one_line_error(invoke("run", m, "--source", tmp_path / "missing.mp4", "--no-show"), "no such file")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))
+    assert_one_line_error(invoke("run", m, "--source", bad, "--no-show"), r"bad\.mp4: (cannot open|no frame)")
+    assert_one_line_error(invoke("run", m, "--no-show"), "exactly one of --camera")
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_bad_sizes_and_options(toy_models, tmp_path):
+    assert_one_line_error(invoke("bench", toy_models["scores_float"], "--frame-size", "big"), "WIDTHxHEIGHT")
+    assert_one_line_error(invoke("synth", tmp_path / "d", "--size", "0x10"), "WIDTHxHEIGHT")
+
+
+@pytest.mark.slow
+def test_convert_bad_inputs(tmp_path, tiny_run):
+    fake = tmp_path / "m.keras"
+    fake.write_bytes(b"junk")
+    assert_one_line_error(invoke("convert", fake, "--spec", tiny_run / "spec.json"), "not a loadable Keras model")
+    assert_one_line_error(invoke("convert", tiny_run / "model.keras", "--int8", "--dynamic"), "choose one of")
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    (lonely / "model.keras").write_bytes((tiny_run / "model.keras").read_bytes())
+    assert_one_line_error(invoke("convert", lonely / "model.keras"), "no spec.json beside the model")
+    assert sorted(p.name for p in lonely.iterdir()) == ["model.keras"]

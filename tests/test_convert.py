@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from edgeseg.errors import EdgesegError, ModelError
+from edgeseg.runtime import Segmenter
+from edgeseg.spec import ModelSpec
+from edgeseg.tflite_file import read_spec_json
+
+pytestmark = pytest.mark.slow
+
+
+def test_int8_model_is_fully_int8_with_int8_io(tiny_tflite):
+    seg = Segmenter(tiny_tflite["int8"])
+    assert np.dtype(seg.input_detail["dtype"]) == np.int8 and np.dtype(seg.output_detail["dtype"]) == np.int8
+    res = tiny_tflite["int8_result"]
+    assert res.ops.fully_int8, res.ops.non_int8_ops
+    assert res.ops.ops["CONV_2D"] > 10 and "RESIZE_BILINEAR" in res.ops.ops
+    for banned in ("TILE", "TRANSPOSE_CONV", "SHAPE", "STRIDED_SLICE", "QUANTIZE", "DEQUANTIZE"):
+        assert banned not in res.ops.ops
+    assert tuple(int(v) for v in seg.input_detail["shape"]) == (1, 64, 96, 3)  # static batch of one
+    assert seg.input_detail["quantization"][0] == pytest.approx(1.0, rel=0.02)  # raw pixels in
+
+
+def test_spec_is_embedded_and_read_without_flags(tiny_tflite, tiny_run):
+    spec = ModelSpec.load(tiny_run / "spec.json")
+    for target in ("float", "int8"):
+        assert ModelSpec.from_json(read_spec_json(tiny_tflite[target].read_bytes())) == spec
+        assert Segmenter(tiny_tflite[target]).spec.classes == spec.classes
+
+
+def test_int8_agrees_with_the_float_model(tiny_tflite):
+    res = tiny_tflite["int8_result"]
+    assert res.verify_images == 8 and res.agreement > 0.9
+    assert tiny_tflite["float_result"].agreement > 0.995
+    assert res.calibration_images == 24 and res.class_pixels["background"] > 0
+    assert any("24 calibration images" in w for w in res.warnings)
+
+
+def test_uint8_dynamic_and_strict(tiny_run, synthetic_data, tmp_path):
+    from converters.tflite import convert_keras
+
+    quiet = dict(progress=False, log=lambda *_: None)
+    u8 = convert_keras(tiny_run / "model.keras", tmp_path / "u8.tflite", target="int8", io_dtype="uint8",
+                       calibration=synthetic_data, num_calibration=8, verify_images=2, strict=True, **quiet)
+    seg = Segmenter(u8.path)
+    assert np.dtype(seg.input_detail["dtype"]) == np.uint8 and u8.ops.fully_int8
+    dyn = convert_keras(tiny_run / "model.keras", tmp_path / "dyn.tflite", target="dynamic", verify_images=2, **quiet)
+    assert not dyn.ops.fully_int8 and dyn.size_bytes < 0.5 * tiny_run.joinpath("model_float32.tflite").stat().st_size
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dyn.tflite", "u8.tflite"]  # no temp files left
+
+
+def test_conversion_errors(tiny_run, tmp_path):
+    from converters.tflite import convert_keras
+
+    quiet = dict(progress=False, log=lambda *_: None)
+    trained = ModelSpec.load(tiny_run / "spec.json")
+    no_data = ModelSpec(input_hw=trained.input_hw, classes=trained.classes)  # records no training data
+    with pytest.raises(EdgesegError, match="int8 needs calibration images"):
+        convert_keras(tiny_run / "model.keras", tmp_path / "x.tflite", target="int8", spec=no_data, **quiet)
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelError, match="not a loadable Keras model"):
+        convert_keras(bad, **quiet)
+    with pytest.raises(EdgesegError, match="unknown target"):
+        convert_keras(tiny_run / "model.keras", target="fp16", **quiet)
+    assert not (tmp_path / "x.tflite").exists()

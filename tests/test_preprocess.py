@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+from edgeseg.preprocess import Geometry, dequantize, fit, preprocess, quantize, restore_mask, to_tensor
+from edgeseg.spec import ModelSpec
+
+INT8_RAW = {"dtype": np.int8, "quantization": (1.0, -128), "shape": [1, 32, 64, 3]}
+UINT8_RAW = {"dtype": np.uint8, "quantization": (1.0, 0), "shape": [1, 32, 64, 3]}
+FLOAT = {"dtype": np.float32, "quantization": (0.0, 0), "shape": [1, 32, 64, 3]}
+
+
+def spec(**kw):
+    return ModelSpec(input_hw=(32, 64), classes=("a", "b"), **kw)
+
+
+def reference_quantize(x, detail):  # the formula, written out once more on purpose
+    s, z = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / s + z), info.min, info.max).astype(detail["dtype"])
+
+
+def test_stretch_non_square_frame_lands_in_numpy_order(frame_nonsquare):
+    out, geom = fit(frame_nonsquare, (32, 64))
+    assert out.shape == (32, 64, 3)
+    assert geom.frame_hw == (50, 130) and geom.box == (0, 0, 32, 64)
+
+
+def test_letterbox_keeps_aspect_and_pads_grey(frame_nonsquare):
+    out, geom = fit(frame_nonsquare, (64, 64), "letterbox")
+    y0, x0, h, w = geom.box
+    assert (x0, w) == (0, 64) and h == round(50 * 64 / 130) and y0 == (64 - h) // 2
+    assert (out[0] == 114).all() and (out[-1] == 114).all()
+
+
+def test_restore_mask_inverts_letterbox_and_returns_frame_size():
+    geom = Geometry(frame_hw=(50, 130), input_hw=(64, 64), box=(20, 0, 25, 64))
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:45, 32:] = 1  # right half of the content is class 1
+    out = restore_mask(mask, geom)
+    assert out.shape == (50, 130)
+    assert (out[:, :64] == 0).all() and (out[:, 66:] == 1).all()
+
+
+def test_restore_mask_from_a_smaller_output():
+    geom = Geometry(frame_hw=(40, 80), input_hw=(32, 64), box=(0, 0, 32, 64))
+    out = restore_mask(np.kron(np.array([[0, 1]], np.uint8), np.ones((16, 16), np.uint8)), geom)
+    assert out.shape == (40, 80) and (out[:, :40] == 0).all() and (out[:, 40:] == 1).all()
+
+
+@pytest.mark.parametrize("detail", [INT8_RAW, UINT8_RAW])
+def test_fast_integer_path_equals_the_quantisation_formula(detail):
+    img = np.random.default_rng(0).integers(0, 256, (32, 64, 3), dtype=np.uint8)
+    fast = to_tensor(img, spec(), detail)
+    slow = reference_quantize(img[..., ::-1].astype(np.float32), detail)[None]
+    assert fast.dtype == np.dtype(detail["dtype"]) and np.array_equal(fast, slow)
+
+
+def test_general_quantisation_with_normalisation():
+    # DeepLab-style input: real in [-1, 1], uint8 with scale 1/128 and zero point 128
+    detail = {"dtype": np.uint8, "quantization": (1 / 128, 128)}
+    s = spec(mean=127.5, std=127.5)
+    img = np.array([[[0, 128, 255]]], np.uint8)
+    out = to_tensor(img, s, detail)
+    real = (img[..., ::-1].astype(np.float32) - 127.5) / 127.5
+    assert np.array_equal(out, reference_quantize(real, detail)[None])
+    assert out[0, 0, 0].tolist() == [255, 129, 0]  # RGB order (blue 255 last); 128 -> 128.5 rounds up
+
+
+def test_float_input_normalised_and_rgb_ordered():
+    s = spec(mean=0.0, std=255.0)
+    img = np.zeros((32, 64, 3), np.uint8)
+    img[..., 2] = 255  # red in BGR
+    x = to_tensor(img, s, FLOAT)
+    assert x.dtype == np.float32 and x.shape == (1, 32, 64, 3)
+    assert np.allclose(x[0, ..., 0], 1.0) and np.allclose(x[0, ..., 1:], 0.0)
+    bgr = to_tensor(img, spec(std=255.0, channel_order="BGR"), FLOAT)
+    assert np.allclose(bgr[0, ..., 2], 1.0)
+
+
+def test_quantize_dequantize_round_trip_and_clipping():
+    d = {"dtype": np.int8, "quantization": (0.5, 3)}
+    q = quantize(np.array([-100.0, 0.0, 1.0, 100.0]), d)
+    assert q.tolist() == [-128, 3, 5, 127]
+    assert dequantize(q, d).tolist() == [-65.5, 0.0, 1.0, 62.0]
+
+
+def test_preprocess_accepts_grey_and_bgra_frames():
+    s = spec()
+    grey = np.full((10, 20), 200, np.uint8)
+    bgra = np.full((10, 20, 4), 200, np.uint8)
+    for f in (grey, bgra):
+        t, g = preprocess(f, s, UINT8_RAW)
+        assert t.shape == (1, 32, 64, 3) and (t == 200).all() and g.frame_hw == (10, 20)

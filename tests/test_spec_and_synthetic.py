@@ -1,0 +1,75 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeseg import synthetic
+from edgeseg.datasets import open_dataset
+from edgeseg.errors import ModelError
+from edgeseg.spec import ModelSpec, default_colours
+from edgeseg.tflite_file import read_metadata, read_opcodes
+
+
+def test_spec_json_round_trip_and_defaults(tmp_path):
+    s = ModelSpec(input_hw=(96, 128), classes=("a", "b", "c"), ignore_index=255, mean=127.5, std=(1, 2, 3))
+    assert s.colours == tuple(default_colours(3)) and s.mean == (127.5,) * 3
+    p = s.save(tmp_path / "spec.json")
+    back = ModelSpec.load(p)
+    assert back == s and json.loads(p.read_text())["format"] == "edgeseg-spec/1"
+
+
+@pytest.mark.parametrize("bad", [
+    {"input_hw": [0, 5], "classes": ["a"]},
+    {"input_hw": [5, 5], "classes": []},
+    {"input_hw": [5, 5], "classes": ["a", "b"], "colours": [[0, 0, 0]]},
+    {"input_hw": [5, 5], "classes": ["a"], "std": [0, 1, 1]},
+    {"input_hw": [5, 5], "classes": ["a"], "format": "other/2"},
+    {"classes": ["a"]},
+])
+def test_bad_specs_are_model_errors(bad):
+    with pytest.raises(ModelError):
+        ModelSpec.from_dict(bad)
+
+
+def test_default_colours_are_distinct():
+    c = default_colours(64)
+    assert len(set(c)) == 64
+
+
+def test_not_a_tflite_flatbuffer():
+    with pytest.raises(ModelError, match="not a TFLite model"):
+        read_metadata(b"\x00" * 64, "x.tflite")
+    with pytest.raises(ModelError, match="not a TFLite model"):
+        read_opcodes(b"TFL3", "x.tflite")
+
+
+def test_synthetic_scenes_are_deterministic_and_varied():
+    a, am = synthetic.scene(5, (60, 90))
+    b, bm = synthetic.scene(5, (60, 90))
+    c, _ = synthetic.scene(6, (60, 90))
+    assert np.array_equal(a, b) and np.array_equal(am, bm) and not np.array_equal(a, c)
+    assert a.shape == (60, 90, 3) and am.shape == (60, 90) and am.max() < len(synthetic.CLASSES)
+    seen = set()
+    for seed in range(30):
+        seen |= set(np.unique(synthetic.scene(seed)[1]).tolist())
+    assert seen == set(range(len(synthetic.CLASSES)))
+
+
+def test_synthetic_dataset_layout_reads_back(tmp_path):
+    root = synthetic.write_dataset(tmp_path / "d", count=12, hw=(40, 56), seed=1)
+    ds = open_dataset(root, "all")
+    assert ds.format == "generic" and len(ds) == 12 and ds.classes == synthetic.CLASSES
+    image, mask = ds.read(3)
+    ref_img, ref_mask = synthetic.scene(1 * 1_000_003 + 3, (40, 56))
+    assert np.array_equal(mask, ref_mask) and np.array_equal(image, ref_img)  # PNG is lossless
+
+
+def test_synthetic_video_has_its_frames(tmp_path):
+    path = synthetic.write_video(tmp_path / "v.mp4", frames=25, hw=(48, 64))
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    assert n == 25

@@ -1,0 +1,107 @@
+import csv
+
+import numpy as np
+import pytest
+
+from edgeseg.errors import EdgesegError
+from edgeseg.spec import ModelSpec
+
+pytestmark = pytest.mark.slow
+
+
+def history(run):
+    with (run / "history.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_folder_holds_model_spec_and_history(tiny_run):
+    spec = ModelSpec.load(tiny_run / "spec.json")
+    assert spec.input_hw == (64, 96) and spec.classes[0] == "background" and spec.num_classes == 5
+    assert spec.extra["train_data"] and spec.extra["val_miou"] > 0
+    rows = history(tiny_run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert max(float(r["val_miou"]) for r in rows) == pytest.approx(spec.extra["val_miou"])
+    assert not (tiny_run / "backup").exists()  # removed once the run finished
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])  # it learns
+
+
+def test_model_shapes_and_edge_tpu_friendly_layers():
+    import keras
+
+    from edgeseg.training.model import BACKBONES, build_unet
+
+    for backbone in BACKBONES:
+        m = build_unet(4, (64, 96), backbone, alpha=0.75 if backbone != "mobilenet_v2" else 0.35, decoder="tiny")
+        assert tuple(m.output.shape) == (None, 64, 96, 4)
+        for layer in m.layers:
+            assert not isinstance(layer, keras.layers.Conv2DTranspose)
+            if isinstance(layer, keras.layers.UpSampling2D):
+                assert layer.interpolation == "bilinear"
+    with pytest.raises(EdgesegError, match="multiples of 32"):
+        build_unet(3, (60, 96))
+    with pytest.raises(EdgesegError, match="unknown backbone"):
+        build_unet(3, (64, 64), "resnet50")
+    with pytest.raises(EdgesegError, match="no such backbone weights file"):
+        build_unet(3, (64, 64), weights="/nonexistent.h5")
+
+
+def test_layer_names_are_deterministic():
+    from edgeseg.training.model import build_unet
+
+    a = [l.name for l in build_unet(3, (64, 64), "mobilenet_v3_small", decoder="tiny").layers]
+    b = [l.name for l in build_unet(3, (64, 64), "mobilenet_v3_small", decoder="tiny").layers]
+    assert a == b and "decoder1_up" in a and "head_logits" in a
+
+
+def test_shared_backbone_weights_load():
+    from tests.conftest import shared_path
+
+    from edgeseg.training.model import build_unet
+
+    w = shared_path("weights", "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5")
+    m = build_unet(3, (96, 128), weights=w)
+    enc = m.get_layer("encoder")
+    assert float(np.abs(enc.get_layer("Conv1").get_weights()[0]).mean()) > 0.05  # not a fresh init
+    with pytest.raises(EdgesegError, match="cannot load"):
+        build_unet(3, (96, 128), alpha=0.35, weights=w)
+
+
+def test_resume_continues_the_same_run(tmp_path, synthetic_data):
+    import keras
+
+    from edgeseg.training.train import TrainConfig, train
+
+    class StopAfterSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    cfg = TrainConfig(data=str(synthetic_data), out=str(tmp_path / "r"), input_hw=(32, 64), alpha=0.35,
+                      decoder="tiny", epochs=4, batch_size=12)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, log=lambda *_: None, callbacks=[StopAfterSecondEpoch()])
+    assert (tmp_path / "r" / "backup").exists()
+    with pytest.raises(EdgesegError, match="--resume"):
+        train(cfg, log=lambda *_: None)
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append((epoch, int(self.model.optimizer.iterations.numpy())))
+
+    train(cfg, resume=True, log=lambda *_: None, callbacks=[Record()])
+    steps = 36 // 12
+    assert seen == [(2, 2 * steps), (3, 3 * steps)]  # the same epoch and optimizer state, not a new run
+    rows = history(tmp_path / "r")
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    with pytest.raises(EdgesegError, match="already finished"):
+        train(cfg, resume=True, log=lambda *_: None)
+
+
+def test_class_weights_median_frequency():
+    from edgeseg.training.data import median_frequency_weights
+
+    masks = [np.array([[0, 0, 0, 1]], np.uint8), np.array([[0, 0, 2, 255]], np.uint8)]
+    w = median_frequency_weights(masks, 4)
+    # frequencies 5/7, 1/7, 1/7 and 0: median of the present ones is 1/7
+    np.testing.assert_allclose(w, [0.2, 1.0, 1.0, 1.0])
