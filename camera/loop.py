@@ -1,100 +1,265 @@
-"""The realtime loop: frames in, masks out, overlay shown / recorded, stats at the end."""
+"""The realtime loop, pipelined on three threads so capture, inference and drawing overlap:
+
+  capture thread   read a frame, prepare the input tensor        (camera.reader.CaptureThread)
+  main thread      invoke the model; show the window; Ctrl-C       (this module)
+  render thread    postprocess, draw, record, save masks, serve   (this module)
+
+Live sources hand over only their newest frame (stale frames are dropped and counted); files go through in
+order. Statistics are kept in fixed-size ring buffers, so a run of days does not grow in memory. A recording
+is written to a temp file and renamed at the end, Ctrl-C included, so it is always a complete, playable file;
+an error discards it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from camera.sources import FrameSource
+from camera.reader import CaptureThread, Captured
+from camera.render import Renderer
+from camera.sources import FrameSource, Paced
 from edgeseg.bench import summarise
 from edgeseg.errors import SourceError
 from edgeseg.io import atomic_path
-from edgeseg.overlay import blend, draw_hud, draw_legend, palette_bgr
+
+STAGES = ("capture", "preprocess", "invoke", "postprocess", "render")
+STALL_WARN_S = 3.0
+
+
+class RingStat:
+    """The last `size` samples of a timing, in a preallocated array (constant memory)."""
+
+    def __init__(self, size: int = 65536):
+        self.buf = np.zeros(size, np.float32)
+        self.n = 0
+
+    def add(self, v: float) -> None:
+        self.buf[self.n % len(self.buf)] = v
+        self.n += 1
+
+    def values(self) -> np.ndarray:
+        return self.buf[: min(self.n, len(self.buf))]
+
+    def p50(self) -> float | None:
+        v = self.values()[-256:] if self.n <= len(self.buf) else self.buf
+        return float(np.median(v)) if self.n else None
 
 
 @dataclass
 class LoopOptions:
-    show: bool = True
+    show: bool = False
     record: Path | None = None
+    save_masks: Path | None = None
     max_frames: int | None = None
+    duration: float | None = None
     alpha: float = 0.5
+    view: str = "overlay"
     legend: bool = True
+    hud: bool = True
+    realtime: bool = False
+    reconnect: bool = True
+    serve: tuple[str, int] | None = None
+    log: Callable[[str], None] = print
 
 
 @dataclass
 class LoopStats:
     frames: int = 0
+    dropped: int = 0
+    corrupt: int = 0
+    reconnects: int = 0
     seconds: float = 0.0
     interrupted: bool = False
-    stages_ms: dict = field(default_factory=lambda: {"capture": [], "preprocess": [], "invoke": [],
-                                                      "postprocess": [], "render": []})
+    stages: dict = field(default_factory=lambda: {k: RingStat() for k in STAGES})
+    age: RingStat = field(default_factory=RingStat)
+
+    @property
+    def fps(self) -> float | None:
+        return self.frames / self.seconds if self.seconds > 0 else None
 
     def to_dict(self) -> dict:
-        return {"frames": self.frames, "seconds": round(self.seconds, 3), "interrupted": self.interrupted,
-                "fps": self.frames / self.seconds if self.seconds else None,
-                "stages": {k: summarise(v) for k, v in self.stages_ms.items() if v}}
+        return {
+            "frames": self.frames, "dropped": self.dropped, "corrupt": self.corrupt, "reconnects": self.reconnects,
+            "seconds": round(self.seconds, 3), "fps": self.fps, "interrupted": self.interrupted,
+            "stages": {k: summarise(v.values()) for k, v in self.stages.items() if v.n},
+            "frame_age": summarise(self.age.values()),
+        }
+
+
+class _Output:
+    """The render thread: postprocess, draw, write, serve. Errors are kept and raised on the main thread."""
+
+    def __init__(self, model, opts: LoopOptions, stats: LoopStats, capture: CaptureThread, record_tmp: Path | None,
+                 fps: float | None, server):
+        self.model, self.opts, self.stats, self.capture = model, opts, stats, capture
+        self.renderer = Renderer(model.spec, opts.view, opts.alpha, opts.legend, opts.hud)
+        self.record_tmp, self.fps, self.server = record_tmp, fps or 30.0, server
+        self.writer = None
+        self.q: queue.Queue = queue.Queue(maxsize=2)
+        self.latest: np.ndarray | None = None
+        self.latest_lock = threading.Lock()
+        self.error: BaseException | None = None
+        self.fps_ema: float | None = None
+        self.last_t: int | None = None
+        self.thread = threading.Thread(target=self._run, name="edgeseg-render", daemon=True)
+        self.thread.start()
+
+    def put(self, item) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            while True:
+                item = self.q.get()
+                if item is None:
+                    return
+                self._one(*item)
+        except BaseException as e:
+            self.error = e
+
+    def _one(self, cap: Captured, out: np.ndarray, invoke_ms: float) -> None:
+        t0 = time.perf_counter_ns()
+        mask = self.model.finish(out, cap.prepared[1])
+        t1 = time.perf_counter_ns()
+        if self.last_t is not None:
+            dt = max((t1 - self.last_t) / 1e9, 1e-9)
+            self.fps_ema = 1 / dt if self.fps_ema is None else 0.9 * self.fps_ema + 0.1 / dt
+        self.last_t = t1
+        hud = [f"{self.fps_ema or 0:5.1f} FPS", f"inference {invoke_ms:.1f} ms"]
+        if self.capture.dropped:
+            hud.append(f"dropped {self.capture.dropped}")
+        image = self.renderer(cap.frame, mask, hud)
+        if self.record_tmp is not None:
+            size = (image.shape[1], image.shape[0])
+            if self.writer is None:
+                self.record_size = size
+                self.writer = cv2.VideoWriter(str(self.record_tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+                if not self.writer.isOpened():
+                    raise SourceError(f"{self.opts.record}: OpenCV cannot write mp4v video here")
+            # a camera that reconnects at another resolution must not break the recording
+            self.writer.write(image if size == self.record_size else cv2.resize(image, self.record_size))
+        if self.opts.save_masks is not None:
+            path = self.opts.save_masks / f"{cap.index:06d}.png"
+            with atomic_path(path) as tmp:
+                if not cv2.imwrite(str(tmp), mask):
+                    raise SourceError(f"{path}: cannot write")
+        t2 = time.perf_counter_ns()
+        s = self.stats
+        s.stages["capture"].add(cap.capture_ms)
+        s.stages["preprocess"].add(cap.prepare_ms)
+        s.stages["invoke"].add(invoke_ms)
+        s.stages["postprocess"].add((t1 - t0) / 1e6)
+        s.stages["render"].add((t2 - t1) / 1e6)
+        s.age.add((t2 - cap.t_capture) / 1e6)
+        s.frames += 1
+        if self.server is not None:
+            self.server.publish(image, self.snapshot())
+        if self.opts.show:
+            with self.latest_lock:
+                self.latest = image
+
+    def snapshot(self) -> dict:
+        s = self.stats
+        return {"frames": s.frames, "fps": self.fps_ema, "dropped": self.capture.dropped,
+                "corrupt": self.capture.corrupt, "invoke_p50_ms": s.stages["invoke"].p50(),
+                "age_p50_ms": s.age.p50()}
+
+    def take_latest(self) -> np.ndarray | None:
+        with self.latest_lock:
+            img, self.latest = self.latest, None
+        return img
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then stop."""
+        if self.thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                self.q.put(None, timeout=timeout)
+            self.thread.join(timeout)
+        if self.writer is not None:
+            self.writer.release()
 
 
 def run_loop(model, source: FrameSource, opts: LoopOptions) -> LoopStats:
-    """Segment frames until the source ends, max_frames, a q/Esc key or Ctrl-C (stats.interrupted).
-
-    A recording is written to a temp file and renamed when the loop ends, Ctrl-C included, so it is always
-    a complete, playable file; on an error it is discarded.
-    """
-    lut = palette_bgr(model.spec)
+    """Segment frames until the source ends, max_frames, duration, a q/Esc key or Ctrl-C (stats.interrupted)."""
+    if opts.realtime and not source.live:
+        source = Paced(source)
     stats = LoopStats()
     window = "edgeseg" if opts.show else None
-    fps_smooth = None
     with contextlib.ExitStack() as stack:
-        tmp_record = stack.enter_context(atomic_path(opts.record)) if opts.record else None
-        writer = None
+        record_tmp = stack.enter_context(atomic_path(opts.record)) if opts.record else None
+        if opts.save_masks is not None:
+            Path(opts.save_masks).mkdir(parents=True, exist_ok=True)
+        server = None
+        if opts.serve:
+            from camera.serve import FrameServer
+
+            server = FrameServer(*opts.serve, title=Path(getattr(model, "path", "model")).name)
+            stack.callback(server.close)
+            opts.log(f"serving the live view at {server.url}")
+        capture = CaptureThread(source, model.prepare, opts.reconnect, log=opts.log).start()
+        output = _Output(model, opts, stats, capture, record_tmp, source.fps, server)
         t_start = time.perf_counter()
+        last_frame_t = time.monotonic()
+        warned_stall = False
+        submitted = 0
         try:
-            while opts.max_frames is None or stats.frames < opts.max_frames:
-                t0 = time.perf_counter_ns()
-                frame = source.read()
-                t1 = time.perf_counter_ns()
-                if frame is None:
+            while opts.max_frames is None or submitted < opts.max_frames:
+                if opts.duration is not None and time.perf_counter() - t_start >= opts.duration:
                     break
-                mask = model.predict(frame)
-                t2 = time.perf_counter_ns()
-                out = blend(frame, mask, lut, opts.alpha)
-                if opts.legend:
-                    draw_legend(out, model.spec, np.bincount(mask.ravel(), minlength=model.spec.num_classes) > 0)
-                dt = max((t2 - t0) / 1e9, 1e-9)
-                fps_smooth = 1 / dt if fps_smooth is None else 0.9 * fps_smooth + 0.1 / dt
-                draw_hud(out, [f"{fps_smooth:5.1f} FPS", f"invoke {model.timings.get('invoke', 0):.1f} ms"])
-                if tmp_record is not None:
-                    if writer is None:
-                        writer = cv2.VideoWriter(str(tmp_record), cv2.VideoWriter_fourcc(*"mp4v"),
-                                                 source.fps or 30.0, (out.shape[1], out.shape[0]))
-                        if not writer.isOpened():
-                            raise SourceError(f"{opts.record}: OpenCV cannot write mp4v video here")
-                    writer.write(out)
-                if window:
-                    cv2.imshow(window, out)
-                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                item = capture.get(timeout=0.25)
+                if item is None:
+                    if capture.finished:
                         break
-                t3 = time.perf_counter_ns()
-                stats.frames += 1
-                s = stats.stages_ms
-                s["capture"].append((t1 - t0) / 1e6)
-                for k in ("preprocess", "invoke", "postprocess"):
-                    s[k].append(model.timings.get(k, float("nan")))
-                s["render"].append((t3 - t2) / 1e6)
+                    if source.live and not warned_stall and time.monotonic() - last_frame_t > STALL_WARN_S:
+                        opts.log(f"no frame from {source.name} for {STALL_WARN_S:.0f} s; waiting")
+                        warned_stall = True
+                    if window and _poll_window(window, output):
+                        break
+                    continue
+                last_frame_t, warned_stall = time.monotonic(), False
+                t0 = time.perf_counter_ns()
+                out = model.invoke(item.prepared[0])
+                invoke_ms = (time.perf_counter_ns() - t0) / 1e6
+                output.put((item, out, invoke_ms))
+                submitted += 1
+                if window and _poll_window(window, output):
+                    break
         except KeyboardInterrupt:
             stats.interrupted = True
         finally:
+            capture.stop()
+            output.close()
             stats.seconds = time.perf_counter() - t_start
-            if writer is not None:
-                writer.release()
+            stats.dropped, stats.corrupt, stats.reconnects = capture.dropped, capture.corrupt, capture.reconnects
             if window:
-                cv2.destroyAllWindows()
+                with contextlib.suppress(cv2.error):
+                    cv2.destroyAllWindows()
+        if output.error is not None:
+            raise output.error
         if stats.frames == 0:
             raise SourceError(f"{source.name}: no frame could be read")
     return stats
+
+
+def _poll_window(window: str, output: _Output) -> bool:
+    """Show the newest rendered frame; True when the user pressed q or Esc (or closed the window)."""
+    image = output.take_latest()
+    if image is not None:
+        cv2.imshow(window, image)
+    key = cv2.waitKey(1) & 0xFF
+    return key in (ord("q"), 27)

@@ -1,25 +1,46 @@
-"""Frame sources behind one interface: read() -> BGR frame, or None at the end of the stream."""
+"""Frame sources behind one interface.
+
+read() -> a BGR uint8 frame, None at the end of the stream (or when a live source stops delivering), or
+raises CorruptFrame for a frame that came but cannot be used (skipped and counted by the loop). Live sources
+(cameras, streams, Picamera2) can reopen() after they drop out.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob as globlib
 import os
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edgeseg.errors import SourceError
+from edgeseg.datasets import IMAGE_EXTS
+from edgeseg.errors import DataError, SourceError
 
 PROBE_INDICES = range(0, 10)
+STREAM_TIMEOUT_MS = 5000
+
+
+class CorruptFrame(Exception):
+    """A frame arrived but cannot be used (undecodable image, empty or wrongly shaped buffer)."""
+
+
+class EndOfStream(Exception):
+    """A live source has ended for good (not a drop-out to reconnect from)."""
 
 
 class FrameSource:
-    live: bool = False
+    live: bool = False  # frames come in real time: keep the newest, drop stale ones
+    can_reconnect: bool = False  # a live source that can reopen() after it drops out
     name: str = "source"
 
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
+
+    def reopen(self) -> None:
+        raise SourceError(f"{self.name} cannot be reopened")
 
     @property
     def fps(self) -> float | None:
@@ -35,70 +56,205 @@ class FrameSource:
         self.close()
 
 
+def check_frame(frame) -> np.ndarray:
+    if not isinstance(frame, np.ndarray) or frame.size == 0 or frame.ndim not in (2, 3) or frame.dtype != np.uint8:
+        raise CorruptFrame("empty or malformed frame")
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.shape[2] != 3:
+        raise CorruptFrame(f"frame with {frame.shape[2]} channels")
+    return frame
+
+
 @contextlib.contextmanager
 def _quiet_opencv():
     """OpenCV prints its own warnings for a camera that is not there; we say it once, in our words."""
-    old = os.environ.get("OPENCV_LOG_LEVEL")
-    try:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    except AttributeError:
-        pass
+    logging = getattr(cv2.utils, "logging", None)
+    previous = logging.getLogLevel() if logging else None
+    if logging:
+        logging.setLogLevel(logging.LOG_LEVEL_SILENT)
     try:
         yield
     finally:
-        with contextlib.suppress(AttributeError):
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
-        if old is not None:
-            os.environ["OPENCV_LOG_LEVEL"] = old
+        if logging:
+            logging.setLogLevel(previous)
 
 
 class CaptureSource(FrameSource):
-    """cv2.VideoCapture on a camera index, a video file or a stream URL."""
+    """cv2.VideoCapture on a camera index, a video file or a stream URL (FFmpeg, with timeouts)."""
 
     def __init__(self, target: int | str, live: bool, size_wh: tuple[int, int] | None = None,
                  fps: float | None = None):
-        self.target, self.live = target, live
+        self.target, self.live, self.size_wh, self.want_fps = target, live, size_wh, fps
+        self.can_reconnect = live
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        self.cap = self._open()
+
+    def _open(self) -> cv2.VideoCapture:
         with _quiet_opencv():
-            self.cap = cv2.VideoCapture(target)
-        if not self.cap.isOpened():
-            self.cap.release()
+            if isinstance(self.target, str) and "://" in self.target:
+                cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                    STREAM_TIMEOUT_MS])
+            else:
+                cap = cv2.VideoCapture(self.target)
+        if not cap.isOpened():
+            cap.release()
             raise SourceError(self._not_opened())
-        if size_wh:
-            self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, size_wh[0])
-            self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size_wh[1])
-        if fps:
-            self.cap.set(cv2.CAP_PROP_FPS, fps)
-        if live:
-            self.cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver's queue short; newest frames matter
+        if self.size_wh:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size_wh[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size_wh[1])
+        if self.want_fps:
+            cap.set(cv2.CAP_PROP_FPS, self.want_fps)
+        if self.live:
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver's queue short: the newest frame matters
+        return cap
 
     def _not_opened(self) -> str:
         if isinstance(self.target, int):
             found = available_cameras(exclude=self.target)
             hint = f"cameras that do open: {', '.join(map(str, found))}" if found else "no camera opens on this machine"
             return f"no camera at index {self.target} ({hint})"
-        if isinstance(self.target, str) and "://" not in self.target and not Path(self.target).exists():
+        if "://" not in self.target and not Path(self.target).exists():
             return f"{self.target}: no such file"
-        return f"{self.target}: cannot open as a video (corrupt file or unsupported codec/stream)"
+        return f"{self.target}: cannot open as a video (corrupt file, unsupported codec or unreachable stream)"
 
     @property
     def fps(self) -> float | None:
         v = self.cap.get(cv2.CAP_PROP_FPS)
-        return v if v and v > 0 else None
+        return v if v and 0 < v < 1000 else None
 
     def read(self) -> np.ndarray | None:
         ok, frame = self.cap.read()
-        return frame if ok and frame is not None else None
+        if not ok:
+            return None
+        return check_frame(frame)
+
+    def reopen(self) -> None:
+        self.cap.release()
+        self.cap = self._open()
 
     def close(self) -> None:
         self.cap.release()
+
+
+class ImageFolderSource(FrameSource):
+    """Images from a folder (sorted by name) or a glob pattern, one frame each."""
+
+    def __init__(self, pattern: str):
+        p = Path(pattern)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+        else:
+            files = sorted(Path(f) for f in globlib.glob(pattern) if Path(f).suffix.lower() in IMAGE_EXTS)
+        if not files:
+            raise SourceError(f"{pattern}: no images")
+        self.files, self.i, self.name = files, 0, pattern
+
+    def read(self) -> np.ndarray | None:
+        if self.i >= len(self.files):
+            return None
+        path = self.files[self.i]
+        self.i += 1
+        from edgeseg.datasets import read_image
+
+        try:
+            return read_image(path)
+        except DataError as e:
+            raise CorruptFrame(str(e)) from None
+
+
+class SyntheticSource(FrameSource):
+    """Generated frames (edgeseg's synthetic scenes, drifting), for soak runs and for trying `run` with no
+    camera. A cycle of `cycle` frames is rendered once and replayed, so reading costs a copy, not a render."""
+
+    def __init__(self, size_hw: tuple[int, int] = (480, 640), frames: int | None = None, seed: int = 0,
+                 cycle: int = 60):
+        from edgeseg.synthetic import background, random_shapes, render
+
+        rng = np.random.default_rng(seed)
+        h, w = size_hw
+        bg = np.clip(background(rng, (h + 64, w + 64)), 0, 255).astype(np.float32)
+        shapes = random_shapes(rng, size_hw, n=6)
+        self.cycle = []
+        for t in range(cycle):
+            ox, oy = 32 + int(30 * np.sin(2 * np.pi * t / cycle)), 32 + int(30 * np.cos(2 * np.pi * t / cycle))
+            for s in shapes:
+                s.x, s.y, s.angle = (s.x + s.vx) % w, (s.y + s.vy) % h, s.angle + s.spin
+            self.cycle.append(render(bg[oy : oy + h, ox : ox + w], shapes, rng, noise=4.0)[0])
+        self.frames, self.t = frames, 0
+        self.name = f"synthetic {w}x{h}"
+
+    def read(self) -> np.ndarray | None:
+        if self.frames is not None and self.t >= self.frames:
+            return None
+        frame = self.cycle[self.t % len(self.cycle)].copy()
+        self.t += 1
+        return frame
+
+    @property
+    def fps(self) -> float | None:
+        return 30.0
+
+
+class Picamera2Source(FrameSource):
+    """A Raspberry Pi camera through Picamera2, asking the ISP for a low-resolution stream at the model's
+    input size so the CPU does not resize full frames."""
+
+    live = True
+    can_reconnect = True
+
+    def __init__(self, size_wh: tuple[int, int] = (640, 480), lores_wh: tuple[int, int] | None = None):
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise SourceError("--picamera needs Picamera2 (on Raspberry Pi OS: sudo apt install python3-picamera2, "
+                              "and a venv made with --system-site-packages)") from None
+        self._cls = Picamera2
+        self.size_wh, self.lores_wh = size_wh, lores_wh
+        self.name = "picamera2"
+        self._start()
+
+    def _start(self) -> None:
+        try:
+            self.cam = self._cls()
+            main = {"size": tuple(self.size_wh), "format": "RGB888"}  # RGB888 is BGR in memory order
+            lores = {"size": tuple(self.lores_wh), "format": "YUV420"} if self.lores_wh else None
+            config = self.cam.create_video_configuration(main=main, lores=lores) if lores else \
+                self.cam.create_video_configuration(main=main)
+            self.cam.configure(config)
+            self.cam.start()
+        except Exception as e:  # libcamera raises its own kinds when no camera is attached
+            raise SourceError(f"Picamera2 cannot start the camera ({e})") from None
+
+    def read(self) -> np.ndarray | None:
+        try:
+            if self.lores_wh:
+                yuv = self.cam.capture_array("lores")
+                return check_frame(cv2.cvtColor(yuv, cv2.COLOR_YUV420p2BGR))
+            return check_frame(self.cam.capture_array("main"))
+        except CorruptFrame:
+            raise
+        except Exception:
+            return None
+
+    def reopen(self) -> None:
+        self.close()
+        self._start()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.cam.stop()
+            self.cam.close()
 
 
 def available_cameras(exclude: int | None = None) -> list[int]:
     found = []
     with _quiet_opencv():
         for i in PROBE_INDICES:
-            if i == exclude or not Path(f"/dev/video{i}").exists() and os.name == "posix":
+            if i == exclude or (os.name == "posix" and not Path(f"/dev/video{i}").exists()):
                 continue
             cap = cv2.VideoCapture(i)
             if cap.isOpened():
@@ -107,13 +263,55 @@ def available_cameras(exclude: int | None = None) -> list[int]:
     return found
 
 
-def open_source(camera: int | None = None, source: str | None = None, size_wh: tuple[int, int] | None = None,
-                fps: float | None = None) -> FrameSource:
-    if (camera is None) == (source is None):
-        raise SourceError("give exactly one of --camera N or --source FILE|URL")
+def open_source(camera: int | None = None, source: str | None = None, picamera: bool = False,
+                size_wh: tuple[int, int] | None = None, fps: float | None = None,
+                lores_wh: tuple[int, int] | None = None) -> FrameSource:
+    """camera index | video file | image folder or glob | URL | "synthetic[:WxH]" | Picamera2."""
+    if sum(x is not None and x is not False for x in (camera, source, picamera or None)) != 1:
+        raise SourceError("give exactly one of --camera N, --source FILE|DIR|GLOB|URL or --picamera")
+    if picamera:
+        return Picamera2Source(size_wh or (640, 480), lores_wh)
     if camera is not None:
         return CaptureSource(int(camera), live=True, size_wh=size_wh, fps=fps)
-    live = "://" in source and not source.startswith("file://")
-    if not live and not Path(source).exists():
+    if source.startswith("synthetic"):
+        size = source.partition(":")[2] or "640x480"
+        try:
+            w, h = (int(v) for v in size.split("x"))
+        except ValueError:
+            raise SourceError(f"{source}: expected synthetic or synthetic:WIDTHxHEIGHT") from None
+        return SyntheticSource((h, w))
+    if "://" in source and not source.startswith("file://"):
+        return CaptureSource(source, live=True)
+    path = Path(source.removeprefix("file://"))
+    if path.is_dir() or any(c in source for c in "*?["):
+        return ImageFolderSource(source)
+    if not path.exists():
         raise SourceError(f"{source}: no such file")
-    return CaptureSource(source, live=live)
+    if path.suffix.lower() in IMAGE_EXTS:
+        return ImageFolderSource(str(path))
+    return CaptureSource(str(path), live=False)
+
+
+class Paced(FrameSource):
+    """Wraps a file source so it delivers frames at its own frame rate (wall clock), like a camera would."""
+
+    live = True
+
+    def __init__(self, inner: FrameSource, fps: float | None = None):
+        self.inner, self.name = inner, inner.name
+        self.period = 1.0 / (fps or inner.fps or 30.0)
+        self.next_t = None
+
+    def read(self) -> np.ndarray | None:
+        now = time.perf_counter()
+        if self.next_t is not None and now < self.next_t:
+            time.sleep(self.next_t - now)
+        self.next_t = max(now, self.next_t or now) + self.period
+        return self.inner.read()
+
+    @property
+    def fps(self) -> float | None:
+        return 1.0 / self.period
+
+    def close(self) -> None:
+        self.inner.close()

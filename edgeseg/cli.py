@@ -324,44 +324,90 @@ def bench(
 
 
 # ------------------------------------------------------------------------------------------------------ run
+class View(str, Enum):
+    overlay = "overlay"
+    mask = "mask"
+    side_by_side = "side-by-side"
+
+
 @app.command()
 @handles_errors
 def run(
-    model: Annotated[Path | None, typer.Argument(dir_okay=False, help="A segmentation .tflite.")] = None,
+    model: Annotated[Path | None, typer.Argument(dir_okay=False, help="A segmentation .tflite "
+                                                 "(default: the model shipped with edgeseg).")] = None,
     camera: Annotated[int | None, typer.Option(help="Camera index (V4L2 /dev/videoN).")] = None,
-    source: Annotated[str | None, typer.Option(help="Video file or stream URL.")] = None,
+    source: Annotated[str | None, typer.Option(help="Video file, image folder or glob, rtsp:// or http:// URL, "
+                                               "or synthetic[:WxH].")] = None,
+    picamera: Annotated[bool, typer.Option("--picamera", help="Raspberry Pi camera via Picamera2.")] = False,
+    camera_size: Annotated[str | None, typer.Option(help="Ask the camera for WIDTHxHEIGHT.")] = None,
+    camera_fps: Annotated[float | None, typer.Option(help="Ask the camera for this frame rate.")] = None,
     show: Annotated[bool, typer.Option("--show/--no-show", help="Open a window (q or Esc quits).")] = True,
-    record: Annotated[Path | None, typer.Option(help="Write the overlay video here (.mp4).")] = None,
+    record: Annotated[Path | None, typer.Option(help="Write the rendered video here (.mp4).")] = None,
+    save_masks: Annotated[Path | None, typer.Option(file_okay=False, help="Write each frame's class-index PNG "
+                                                    "into this folder.")] = None,
+    serve: Annotated[str | None, typer.Option(help="[HOST:]PORT: serve the live view to a browser "
+                                              "(binds 127.0.0.1 unless a host is given).")] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N frames.")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after this many seconds.")] = None,
+    realtime: Annotated[bool, typer.Option("--realtime", help="Pace a file at its frame rate, dropping frames "
+                                           "inference cannot keep up with, as a camera would.")] = False,
+    reconnect: Annotated[bool, typer.Option("--reconnect/--no-reconnect", help="Reopen a live source that "
+                                            "stops delivering.")] = True,
+    view: Annotated[View, typer.Option(help="What to draw.")] = View.overlay,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Mask opacity over the frame.")] = 0.5,
+    legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Class legend.")] = True,
     threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.")] = None,
     runtime: Annotated[Runtime, typer.Option(help="TFLite runtime.")] = Runtime.auto,
     delegate: Annotated[Delegate, typer.Option(help="cpu, edgetpu, or auto (by file).")] = Delegate.auto,
     json_out: Annotated[Path | None, typer.Option("--stats", help="Write loop statistics (JSON) here.")] = None,
 ) -> None:
-    """Segment a camera or a video in real time: overlay with FPS, shown and/or recorded."""
+    """Segment a camera, a video, images or a stream in real time: show, record, serve to a browser."""
     from camera.loop import LoopOptions, run_loop
     from camera.sources import open_source
     from edgeseg.models import load_model
 
-    if model is None:
-        raise EdgesegError("give a model: edgeseg run MODEL.tflite --camera 0")
+    model = model or _default_model()
     if show and not _has_display():
         typer.secho("no display: running without a window (--no-show)", fg=typer.colors.YELLOW, err=True)
         show = False
+    serve_at = None
+    if serve:
+        from camera.serve import parse_serve
+
+        serve_at = parse_serve(serve)
     m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value)
-    with open_source(camera, source) as src:
-        stats = run_loop(m, src, LoopOptions(show=show, record=record, max_frames=max_frames, alpha=alpha))
+    lores = (m.spec.input_hw[1], m.spec.input_hw[0]) if picamera else None
+    opts = LoopOptions(show=show, record=record, save_masks=save_masks, max_frames=max_frames, duration=duration,
+                       alpha=alpha, view=view.value, legend=legend, realtime=realtime, reconnect=reconnect,
+                       serve=serve_at, log=lambda msg: typer.secho(msg, fg=typer.colors.YELLOW, err=True))
+    with open_source(camera, source, picamera, parse_size(camera_size, "--camera-size")[::-1] if camera_size
+                     else None, camera_fps, lores) as src:
+        typer.echo(f"{model.name} on {src.name}" + ("" if show else " (no window)") + "; Ctrl-C stops")
+        stats = run_loop(m, src, opts)
     d = stats.to_dict()
-    inv = d["stages"].get("invoke", {})
-    typer.echo(f"{d['frames']} frames in {d['seconds']:.1f} s ({_fmt(d['fps'])} FPS), invoke p50 "
-               f"{_fmt(inv.get('p50_ms'), '.2f')} ms")
+    typer.echo(f"{d['frames']} frames in {d['seconds']:.1f} s ({_fmt(d['fps'])} FPS); dropped {d['dropped']}, "
+               f"corrupt {d['corrupt']}, reconnects {d['reconnects']}" + (" (interrupted)" if d["interrupted"] else ""))
+    typer.echo(f"{'stage (ms)':<14}{'p50':>8}{'p90':>8}{'p99':>8}")
+    for name, st in list(d["stages"].items()) + [("frame age", d["frame_age"])]:
+        if st:
+            typer.echo(f"{name:<14}{st['p50_ms']:8.2f}{st['p90_ms']:8.2f}{st['p99_ms']:8.2f}")
     if record:
         typer.echo(f"wrote {record}")
+    if save_masks:
+        typer.echo(f"wrote {d['frames']} masks to {save_masks}")
     if json_out:
         _write_json(json_out, d)
     if stats.interrupted:
         raise typer.Exit(130)
+
+
+def _default_model() -> Path:
+    from edgeseg.assets import default_model
+
+    path = default_model()
+    if path is None:
+        raise EdgesegError("no model given and none shipped with this install: edgeseg run MODEL.tflite --camera 0")
+    return path
 
 
 def _has_display() -> bool:

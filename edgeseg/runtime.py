@@ -205,13 +205,22 @@ class Segmenter:
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._out_idx)
 
+    def prepare(self, frame: np.ndarray):
+        """BGR frame -> (input tensor, geometry). The first of predict's three stages; a pipelined loop runs
+        prepare, invoke and finish on different threads."""
+        return preprocess(frame, self.spec, self.input_detail)
+
+    def finish(self, out: np.ndarray, geom) -> np.ndarray:
+        """Raw output tensor -> H x W class mask at the frame's size."""
+        return restore_mask(index_mask(out, self.output_detail, self.kind, self.threshold), geom)
+
     def predict(self, frame: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter_ns()
-        tensor, geom = preprocess(frame, self.spec, self.input_detail)
+        tensor, geom = self.prepare(frame)
         t1 = time.perf_counter_ns()
         out = self.invoke(tensor)
         t2 = time.perf_counter_ns()
-        mask = restore_mask(index_mask(out, self.output_detail, self.kind, self.threshold), geom)
+        mask = self.finish(out, geom)
         t3 = time.perf_counter_ns()
         self.timings = {"preprocess": (t1 - t0) / 1e6, "invoke": (t2 - t1) / 1e6, "postprocess": (t3 - t2) / 1e6}
         return mask

@@ -1,31 +1,60 @@
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
 import cv2
 import numpy as np
 import pytest
 
 from camera.loop import LoopOptions, run_loop
-from camera.sources import FrameSource, open_source
+from camera.reader import CaptureThread
+from camera.sources import CorruptFrame, EndOfStream, FrameSource, ImageFolderSource, SyntheticSource, open_source
 from edgeseg.errors import SourceError
 from edgeseg.runtime import Segmenter
+from tests.conftest import ROOT
 from tests.toy import solid
 
 
 class Frames(FrameSource):
-    """n generated frames, then the end (or an exception, to stand in for Ctrl-C)."""
+    """Generated frames. fail_after: the source stops delivering (returns None) after that many frames, and
+    reopen() brings it back (counting reopens); stall_s: one read blocks that long; then: raised at the end."""
 
-    def __init__(self, n, hw=(40, 60), then=None):
-        self.n, self.hw, self.then, self.i = n, hw, then, 0
+    def __init__(self, n, hw=(40, 60), then=None, live=False, fail_after=None, stall_at=None, stall_s=0.0,
+                 corrupt_at=(), delay_s=0.0):
+        self.n, self.hw, self.then, self.live, self.can_reconnect = n, hw, then, live, live
+        self.fail_after, self.stall_at, self.stall_s, self.corrupt_at = fail_after, stall_at, stall_s, corrupt_at
+        self.delay_s = delay_s
+        self.i = self.reopens = 0
+        self.failed = False
         self.name = "fake"
-        self.closed = False
 
     def read(self):
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.fail_after is not None and self.i == self.fail_after and not self.failed:
+            self.failed = True
+            return None
         if self.i >= self.n:
             if self.then:
                 raise self.then
+            if self.live:
+                raise EndOfStream  # a live source's None would mean "dropped out, reconnect"
             return None
         self.i += 1
+        if self.i == self.stall_at:
+            time.sleep(self.stall_s)
+        if self.i in self.corrupt_at:
+            raise CorruptFrame("bad bytes")
         f = solid((0, 0, 255), self.hw)
-        f[:, self.i % self.hw[1] :] = (0, 255, 0)
+        f[:, self.i % self.hw[1]:] = (0, 255, 0)
         return f
+
+    def reopen(self):
+        self.reopens += 1
 
     @property
     def fps(self):
@@ -41,48 +70,135 @@ def count_frames(path):
     return n
 
 
-def test_loop_until_the_source_ends(toy_models):
-    seg = Segmenter(toy_models["scores_int8"])
-    stats = run_loop(seg, Frames(9), LoopOptions(show=False))
+@pytest.fixture
+def seg(toy_models):
+    return Segmenter(toy_models["scores_int8"], num_threads=1)
+
+
+def quiet(**kw):
+    return LoopOptions(log=lambda *_: None, **kw)
+
+
+def test_files_go_through_in_order_with_stage_stats(seg):
+    stats = run_loop(seg, Frames(9), quiet())
     d = stats.to_dict()
-    assert d["frames"] == 9 and not d["interrupted"]
+    assert d["frames"] == 9 and d["dropped"] == 0 and not d["interrupted"]
     assert set(d["stages"]) == {"capture", "preprocess", "invoke", "postprocess", "render"}
-    assert d["stages"]["invoke"]["runs"] == 9
+    assert d["stages"]["invoke"]["runs"] == 9 and d["frame_age"]["runs"] == 9
+    assert d["frame_age"]["p50_ms"] >= d["stages"]["invoke"]["p50_ms"]
 
 
-def test_max_frames_and_recording(toy_models, tmp_path):
-    seg = Segmenter(toy_models["scores_int8"])
-    stats = run_loop(seg, Frames(50), LoopOptions(show=False, record=tmp_path / "o.mp4", max_frames=7))
+def test_max_frames_recording_and_saved_masks(seg, tmp_path):
+    stats = run_loop(seg, Frames(50), quiet(record=tmp_path / "o.mp4", max_frames=7, save_masks=tmp_path / "m"))
     assert stats.frames == 7 and count_frames(tmp_path / "o.mp4") == 7
-    assert [p.name for p in tmp_path.iterdir()] == ["o.mp4"]
+    masks = sorted((tmp_path / "m").iterdir())
+    assert [p.name for p in masks] == [f"{i:06d}.png" for i in range(7)]
+    m = cv2.imread(str(masks[3]), cv2.IMREAD_UNCHANGED)
+    expected = seg.predict(_frame(4))
+    assert m.shape == (40, 60) and np.array_equal(m, expected)
 
 
-def test_ctrl_c_leaves_a_playable_recording(toy_models, tmp_path):
-    seg = Segmenter(toy_models["scores_int8"])
-    stats = run_loop(seg, Frames(5, then=KeyboardInterrupt()), LoopOptions(show=False, record=tmp_path / "o.mp4"))
+def _frame(i, hw=(40, 60)):
+    f = solid((0, 0, 255), hw)
+    f[:, i % hw[1]:] = (0, 255, 0)
+    return f
+
+
+def test_ctrl_c_leaves_a_playable_recording(seg, tmp_path):
+    stats = run_loop(seg, Frames(5, then=KeyboardInterrupt()), quiet(record=tmp_path / "o.mp4"))
     assert stats.interrupted and stats.frames == 5 and count_frames(tmp_path / "o.mp4") == 5
 
 
-def test_an_error_discards_the_half_recording(toy_models, tmp_path):
-    seg = Segmenter(toy_models["scores_int8"])
-    with pytest.raises(RuntimeError):
-        run_loop(seg, Frames(3, then=RuntimeError("camera fell off")), LoopOptions(show=False,
-                                                                                  record=tmp_path / "o.mp4"))
+def test_an_error_discards_the_half_recording(seg, tmp_path):
+    with pytest.raises(RuntimeError, match="camera fell off"):
+        run_loop(seg, Frames(3, then=RuntimeError("camera fell off")), quiet(record=tmp_path / "o.mp4"))
     assert list(tmp_path.iterdir()) == []
 
 
-def test_overlay_uses_spec_colours_in_bgr(toy_models, tmp_path):
-    from edgeseg.overlay import blend, palette_bgr
+def test_live_source_keeps_only_the_newest_frame(toy_models):
+    class Slow:
+        """A model that takes 20 ms: a 2 ms camera must drop frames, not queue them."""
 
-    seg = Segmenter(toy_models["scores_int8"])
-    lut = palette_bgr(seg.spec)
-    r, g, b = seg.spec.colours[2]
-    assert lut[2].tolist() == [b, g, r]
-    out = blend(np.zeros((2, 2, 3), np.uint8), np.full((2, 2), 2, np.uint8), lut, alpha=1.0)
-    assert out[0, 0].tolist() == [b, g, r]
+        def __init__(self, inner):
+            self.inner, self.spec = inner, inner.spec
+
+        def prepare(self, f):
+            return self.inner.prepare(f)
+
+        def invoke(self, t):
+            time.sleep(0.02)
+            return self.inner.invoke(t)
+
+        def finish(self, o, g):
+            return self.inner.finish(o, g)
+
+    src = Frames(150, live=True, delay_s=0.002)
+    stats = run_loop(Slow(Segmenter(toy_models["scores_int8"])), src, quiet())
+    d = stats.to_dict()
+    assert d["dropped"] > 40 and d["frames"] + d["dropped"] == 150
+    assert d["frame_age"]["p90_ms"] < 200  # no backlog: a frame is never older than a few inference times
 
 
-def test_video_file_source_reads_every_frame(tmp_path):
+def test_reader_hands_over_the_newest_frame():
+    src = Frames(10, live=True)
+    reader = CaptureThread(src, log=lambda *_: None).start()
+    while not reader.ended:
+        time.sleep(0.01)
+    item = reader.get(timeout=1)
+    assert item.index == 9 and reader.dropped == 9 and reader.get(timeout=0.1) is None
+    reader.stop()
+
+
+def test_live_source_that_drops_out_is_reopened(seg):
+    logs = []
+    src = Frames(20, live=True, fail_after=5)
+    stats = run_loop(seg, src, LoopOptions(log=logs.append))
+    assert src.reopens == 1 and stats.reconnects == 1 and stats.frames + stats.dropped == 20
+    assert any("reconnecting" in m for m in logs) and any("reconnected" in m for m in logs)
+
+
+def test_no_reconnect_ends_the_run(seg):
+    logs = []
+    src = Frames(20, live=True, fail_after=5)
+    stats = run_loop(seg, src, LoopOptions(reconnect=False, log=logs.append))
+    assert src.reopens == 0 and stats.frames + stats.dropped == 5 and any("--no-reconnect" in m for m in logs)
+
+
+def test_stalled_source_is_reported_and_waited_for(seg, monkeypatch):
+    import camera.loop
+
+    monkeypatch.setattr(camera.loop, "STALL_WARN_S", 0.3)
+    logs = []
+    stats = run_loop(seg, Frames(6, live=True, stall_at=3, stall_s=1.0), LoopOptions(log=logs.append))
+    assert any("no frame from fake" in m for m in logs) and stats.frames + stats.dropped == 6
+
+
+def test_corrupt_frames_are_skipped_and_counted(seg, tmp_path):
+    stats = run_loop(seg, Frames(8, corrupt_at=(2, 5)), quiet())
+    assert stats.frames == 6 and stats.corrupt == 2
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i}.png"), solid((0, 255, 0)))
+    (folder / "2.png").write_bytes(b"garbage")
+    stats = run_loop(seg, ImageFolderSource(str(folder)), quiet())
+    assert stats.frames == 3 and stats.corrupt == 1
+
+
+def test_views_and_palette(seg):
+    from camera.render import Renderer
+
+    frame, mask = _frame(30), np.zeros((40, 60), np.uint8)
+    mask[:, 30:] = 1
+    r, g, b = seg.spec.colours[1]
+    m = Renderer(seg.spec, "mask", legend=False)(frame, mask)
+    assert m[0, 45].tolist() == [b, g, r]  # spec colours are RGB, drawn in BGR
+    assert Renderer(seg.spec, "side-by-side", legend=False)(frame, mask).shape == (40, 120, 3)
+    ov = Renderer(seg.spec, "overlay", alpha=0.0, legend=False)(frame, mask)
+    assert np.array_equal(ov, frame)
+
+
+def test_sources(tmp_path):
     from edgeseg.synthetic import write_video
 
     v = write_video(tmp_path / "v.mp4", frames=11, hw=(32, 48))
@@ -91,10 +207,129 @@ def test_video_file_source_reads_every_frame(tmp_path):
         while src.read() is not None:
             n += 1
     assert n == 11 and not src.live
-
-
-def test_sources_that_do_not_open(tmp_path):
     with pytest.raises(SourceError, match="no camera at index 9"):
         open_source(camera=9)
     with pytest.raises(SourceError, match="no such file"):
         open_source(source=str(tmp_path / "x.mp4"))
+    with pytest.raises(SourceError, match="no images"):
+        open_source(source=str(tmp_path / "*.jpg"))
+    with pytest.raises(SourceError, match="Picamera2"):
+        open_source(picamera=True)
+    syn = open_source(source="synthetic:64x48")
+    assert isinstance(syn, SyntheticSource) and syn.read().shape == (48, 64, 3)
+
+
+def test_picamera2_source_asks_for_a_lores_stream(monkeypatch):
+    """Picamera2 is not on this machine: a stand-in module records what the source asks the camera for."""
+    import types
+
+    calls = {}
+
+    class FakeCam:
+        def create_video_configuration(self, main, lores=None):
+            calls["main"], calls["lores"] = main, lores
+            return {"main": main, "lores": lores}
+
+        def configure(self, c):
+            calls["configured"] = c
+
+        def start(self):
+            calls["started"] = True
+
+        def capture_array(self, name):
+            w, h = calls[name]["size"]
+            return np.zeros((h * 3 // 2, w), np.uint8) if name == "lores" else np.zeros((h, w, 3), np.uint8)
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=FakeCam))
+    src = open_source(picamera=True, size_wh=(640, 480), lores_wh=(96, 64))
+    assert calls["lores"] == {"size": (96, 64), "format": "YUV420"} and src.live and src.can_reconnect
+    assert src.read().shape == (64, 96, 3)
+
+
+# ------------------------------------------------------------------------------------------ browser view
+def _mjpeg_frames(url, n, timeout=10):
+    """Read n JPEG parts from a multipart MJPEG stream with a real HTTP client."""
+    frames = []
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        while len(frames) < n:
+            line = r.readline()
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+                r.readline()
+                frames.append(r.read(length))
+    return frames
+
+
+def test_mjpeg_stream_stats_and_page(seg):
+    from camera.serve import FrameServer, parse_serve
+
+    assert parse_serve("8080") == ("127.0.0.1", 8080) and parse_serve("0.0.0.0:81") == ("0.0.0.0", 81)
+    with pytest.raises(SourceError):
+        parse_serve("nope")
+    result = {}
+
+    def loop():
+        result["stats"] = run_loop(seg, Frames(100000, live=False, delay_s=0.01),
+                                   quiet(serve=("127.0.0.1", 0), duration=4.0))
+
+    server_url = {}
+    import camera.serve
+
+    real = camera.serve.FrameServer
+
+    class Spy(real):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            server_url["url"] = f"http://127.0.0.1:{self.port}"
+
+    camera.serve.FrameServer = Spy
+    try:
+        t = threading.Thread(target=loop)
+        t.start()
+        deadline = time.time() + 5
+        while "url" not in server_url and time.time() < deadline:
+            time.sleep(0.05)
+        base = server_url["url"]
+        assert b"/stream.mjpg" in urllib.request.urlopen(base + "/", timeout=5).read()
+        frames = _mjpeg_frames(base + "/stream.mjpg", 3)
+        images = [cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR) for f in frames]
+        assert all(im is not None and im.shape == (40, 60, 3) for im in images)
+        assert not np.array_equal(images[0], images[-1])  # the picture moves
+        s1 = json.loads(urllib.request.urlopen(base + "/stats.json", timeout=5).read())
+        time.sleep(0.5)
+        s2 = json.loads(urllib.request.urlopen(base + "/stats.json", timeout=5).read())
+        assert s2["frames"] > s1["frames"] > 0 and s2["invoke_p50_ms"] > 0
+        t.join(10)
+    finally:
+        camera.serve.FrameServer = real
+    assert result["stats"].frames > 0
+
+
+# ------------------------------------------------------------------------------------------------ SIGINT
+def test_sigint_in_a_subprocess_exits_130_with_a_playable_file(toy_models, tmp_path):
+    out = tmp_path / "o.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", "run", str(toy_models["scores_int8"]), "--source",
+                             "synthetic:96x64", "--no-show", "--realtime", "--record", str(out), "--stats",
+                             str(tmp_path / "s.json")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "Ctrl-C stops" in line, line + proc.stderr.read()
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "(interrupted)" in stdout
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["interrupted"] and s["frames"] > 10
+    assert count_frames(out) == s["frames"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left behind

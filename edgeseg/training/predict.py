@@ -62,13 +62,19 @@ class KerasSegmenter:
             self._fn = tf.function(lambda x: self.model(x, training=False), jit_compile=False)
         return np.asarray(self._fn(tensor))
 
+    def prepare(self, frame: np.ndarray):
+        return preprocess(frame, self.spec, self.input_detail)
+
+    def finish(self, out: np.ndarray, geom) -> np.ndarray:
+        return restore_mask(out[0].argmax(axis=-1).astype(np.uint8), geom)
+
     def predict(self, frame: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter_ns()
-        tensor, geom = preprocess(frame, self.spec, self.input_detail)
+        tensor, geom = self.prepare(frame)
         t1 = time.perf_counter_ns()
         out = self.logits(tensor)
         t2 = time.perf_counter_ns()
-        mask = restore_mask(out[0].argmax(axis=-1).astype(np.uint8), geom)
+        mask = self.finish(out, geom)
         t3 = time.perf_counter_ns()
         self.timings = {"preprocess": (t1 - t0) / 1e6, "invoke": (t2 - t1) / 1e6, "postprocess": (t3 - t2) / 1e6}
         return mask

@@ -1,0 +1,34 @@
+"""What the user sees: the mask blended over the frame, the mask alone, or both side by side, with a class
+legend and a HUD. BGR throughout; colours come from the model's spec."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeseg.overlay import blend, colourise, draw_hud, draw_legend, palette_bgr
+from edgeseg.spec import ModelSpec
+
+VIEWS = ("overlay", "mask", "side-by-side")
+
+
+class Renderer:
+    def __init__(self, spec: ModelSpec, view: str = "overlay", alpha: float = 0.5, legend: bool = True,
+                 hud: bool = True):
+        if view not in VIEWS:
+            raise ValueError(f"unknown view {view!r}")
+        self.spec, self.view, self.alpha, self.legend, self.hud = spec, view, alpha, legend, hud
+        self.lut = palette_bgr(spec)
+
+    def __call__(self, frame: np.ndarray, mask: np.ndarray, hud_lines: list[str] = ()) -> np.ndarray:
+        if self.view == "overlay":
+            out = blend(frame, mask, self.lut, self.alpha)
+        elif self.view == "mask":
+            out = colourise(mask, self.lut)
+        else:
+            out = np.hstack([frame, blend(frame, mask, self.lut, self.alpha)])
+        if self.legend:
+            present = np.bincount(mask.ravel(), minlength=self.spec.num_classes)[: self.spec.num_classes] > 0
+            draw_legend(out, self.spec, present)
+        if self.hud and hud_lines:
+            draw_hud(out, list(hud_lines))
+        return out

@@ -1,0 +1,163 @@
+"""A browser view for headless devices: an MJPEG stream of the live overlay and a small page with stats.
+
+GET /            the page (the stream and the stats, refreshed every half second)
+GET /stream.mjpg multipart/x-mixed-replace JPEG stream
+GET /snapshot.jpg the newest frame
+GET /stats.json  the loop's current statistics
+Binds 127.0.0.1 unless a host is given. Frames are encoded only while someone is watching.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import cv2
+import numpy as np
+
+from edgeseg.errors import SourceError
+
+BOUNDARY = "edgesegframe"
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>edgeseg</title>
+<style>body{font-family:sans-serif;background:#111;color:#eee;margin:1em}img{max-width:100%;border:1px solid #444}
+table{border-collapse:collapse;margin-top:.5em}td{padding:2px 10px;border-bottom:1px solid #333}</style></head>
+<body><h3>edgeseg &mdash; <span id="model">MODEL</span></h3>
+<img id="stream" src="/stream.mjpg" alt="live overlay">
+<table id="stats"><tbody></tbody></table>
+<script>
+async function refresh() {
+  try {
+    const s = await (await fetch('/stats.json', {cache: 'no-store'})).json();
+    const rows = [['frames', s.frames], ['FPS', (s.fps || 0).toFixed(1)], ['dropped', s.dropped],
+                  ['invoke p50 ms', s.invoke_p50_ms == null ? '-' : s.invoke_p50_ms.toFixed(2)],
+                  ['frame age p50 ms', s.age_p50_ms == null ? '-' : s.age_p50_ms.toFixed(1)]];
+    document.querySelector('#stats tbody').innerHTML =
+      rows.map(r => `<tr><td>${r[0]}</td><td id="stat-${r[0].split(' ')[0]}">${r[1]}</td></tr>`).join('');
+  } catch (e) {}
+}
+setInterval(refresh, 500); refresh();
+</script></body></html>
+"""
+
+
+def parse_serve(text: str) -> tuple[str, int]:
+    """'8080' -> ('127.0.0.1', 8080); 'HOST:PORT' -> (HOST, PORT)."""
+    host, _, port = text.rpartition(":")
+    try:
+        p = int(port)
+        if not 0 <= p <= 65535:
+            raise ValueError
+    except ValueError:
+        raise SourceError(f"--serve: expected [HOST:]PORT, got {text!r}") from None
+    return (host.strip("[]") or "127.0.0.1"), p
+
+
+class FrameServer:
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, title: str = "", quality: int = 80):
+        self.cond = threading.Condition()
+        self.jpeg: bytes | None = None
+        self.seq = 0
+        self.stats: dict = {}
+        self.viewers = 0
+        self.closed = False
+        self.quality = quality
+        page = PAGE.replace("MODEL", title.replace("<", "&lt;"))
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep the terminal for the loop's own output
+                pass
+
+            def _send(self, body: bytes, ctype: str) -> None:
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                if path in ("/", "/index.html"):
+                    self._send(page.encode(), "text/html; charset=utf-8")
+                elif path == "/stats.json":
+                    with server.cond:
+                        body = json.dumps(server.stats).encode()
+                    self._send(body, "application/json")
+                elif path == "/snapshot.jpg":
+                    with server.cond:
+                        server.viewers += 1
+                        server.cond.wait_for(lambda: server.jpeg is not None or server.closed, timeout=5)
+                        server.viewers -= 1
+                        jpeg = server.jpeg
+                    if jpeg is None:
+                        self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
+                    else:
+                        self._send(jpeg, "image/jpeg")
+                elif path == "/stream.mjpg":
+                    self._stream()
+                else:
+                    self.send_error(HTTPStatus.NOT_FOUND)
+
+            def _stream(self):
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                seen = -1
+                with server.cond:
+                    server.viewers += 1
+                try:
+                    while True:
+                        with server.cond:
+                            server.cond.wait_for(lambda: server.seq != seen or server.closed, timeout=1.0)
+                            if server.closed:
+                                return
+                            if server.seq == seen or server.jpeg is None:
+                                continue
+                            jpeg, seen = server.jpeg, server.seq
+                        self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                         f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with server.cond:
+                        server.viewers -= 1
+
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as e:
+            raise SourceError(f"--serve {host}:{port}: cannot listen ({e.strerror})") from None
+        self.httpd.daemon_threads = True
+        self.host, self.port = host, self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="edgeseg-serve", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}/"
+
+    def publish(self, image: np.ndarray, stats: dict | None = None) -> None:
+        """Offer a new frame (encoded only while someone watches) and the current stats."""
+        with self.cond:
+            if stats is not None:
+                self.stats = stats
+            watching = self.viewers > 0 or self.jpeg is None
+        if watching:
+            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+            if ok:
+                with self.cond:
+                    self.jpeg, self.seq = buf.tobytes(), self.seq + 1
+                    self.cond.notify_all()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(2)
