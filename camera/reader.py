@@ -27,7 +27,7 @@ BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 8.0
 class Captured:
     index: int  # frame number from the source, 0-based (dropped frames leave gaps)
     frame: np.ndarray
-    t_capture: int  # perf_counter_ns when the frame was read
+    t_capture: int  # perf_counter_ns when the frame arrived (read() returned it)
     capture_ms: float
     prepared: Any = None  # (tensor, geometry) when a prepare function was given
     prepare_ms: float = 0.0
@@ -81,7 +81,7 @@ class CaptureThread:
                         self.log(f"{self.source.name} stopped delivering frames (--no-reconnect): ending")
                     break
                 self.backoff = BACKOFF_START_S  # a frame came: the next drop-out starts its backoff afresh
-                item = Captured(self.read_count, frame, t0, (t1 - t0) / 1e6)
+                item = Captured(self.read_count, frame, t1, (t1 - t0) / 1e6)
                 self.read_count += 1
                 if self.prepare is not None:
                     item.prepared = self.prepare(frame)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeseg.overlay import blend, colourise, draw_hud, draw_legend, palette_bgr
+from edgeseg.overlay import blend, classes_present, colourise, draw_hud, draw_legend, palette_bgr
 from edgeseg.spec import ModelSpec
 
 VIEWS = ("overlay", "mask", "side-by-side")
@@ -27,8 +27,7 @@ class Renderer:
         else:
             out = np.hstack([frame, blend(frame, mask, self.lut, self.alpha)])
         if self.legend:
-            present = np.bincount(mask.ravel(), minlength=self.spec.num_classes)[: self.spec.num_classes] > 0
-            draw_legend(out, self.spec, present)
+            draw_legend(out, self.spec, classes_present(mask, self.spec.num_classes))
         if self.hud and hud_lines:
             draw_hud(out, list(hud_lines))
         return out

@@ -1,0 +1,74 @@
+"""The browser view in a real headless Chromium (Debian's chromium + chromium-driver; .ci/run installs
+them): the page loads, the live image changes over time, the stats update."""
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
+                    "(apt-get install chromium chromium-driver; .ci/run installs them)")
+def test_live_page_in_headless_chromium(toy_models, tmp_path):
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the dev extra)")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", "run", str(toy_models["scores_int8"]), "--source",
+                             "synthetic:160x120", "--realtime", "--no-show", "--serve", f"127.0.0.1:{port}",
+                             "--duration", "60"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-quic", f"--user-data-dir={tmp_path / 'profile'}"):
+        opts.add_argument(flag)
+    driver = None
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
+        driver.set_page_load_timeout(20)
+        driver.get(f"http://127.0.0.1:{port}/")
+        assert driver.title == "edgeseg"
+        wait = WebDriverWait(driver, 15)
+        wait.until(lambda d: d.execute_script(
+            "const i = document.getElementById('stream'); return i.complete && i.naturalWidth > 0;"))
+        assert driver.execute_script("return document.getElementById('stream').naturalWidth") == 160
+        frames = lambda d: int(d.find_element(By.ID, "stat-frames").text or 0)  # noqa: E731
+        wait.until(lambda d: frames(d) > 0)
+        img = driver.find_element(By.ID, "stream")
+        first_shot, first_frames = img.screenshot_as_png, frames(driver)
+        time.sleep(1.5)
+        second_shot, second_frames = img.screenshot_as_png, frames(driver)
+        assert second_frames > first_frames  # the stats update
+        assert first_shot != second_shot  # the picture moves
+        fps = float(driver.find_element(By.ID, "stat-FPS").text)
+        assert fps > 1
+        Path(tmp_path / "page.png").write_bytes(driver.get_screenshot_as_png())
+    finally:
+        if driver is not None:
+            driver.quit()
+        proc.terminate()
+        proc.communicate(timeout=20)
