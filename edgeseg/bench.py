@@ -1,21 +1,26 @@
-"""bench: how fast a model runs here. Warm-up first, then timed runs with time.perf_counter_ns.
+"""bench: how fast models run here, side by side. Warm-up first, then timed runs with time.perf_counter_ns.
 
-Two figures, reported apart: invoke-only (the interpreter's invoke on a prepared tensor, nothing else) and
-end-to-end (a BGR frame of a given size -> preprocess -> invoke -> postprocess -> mask at frame size).
-Percentiles, not only a mean.
+Two figures, reported apart: invoke-only (the interpreter's invoke() on a tensor set once beforehand, nothing
+else, so it can be held against a bare invoke loop) and end-to-end (a BGR frame of a given size -> preprocess
+-> invoke -> postprocess -> mask at the frame's size). Several models are interleaved in rounds, so drift of
+the machine (heat, other processes) hits all of them alike. Percentiles, not only a mean, and the
+environment with every result.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from edgeseg.preprocess import preprocess
 
 
-def summarise(ms: list[float] | np.ndarray) -> dict:
+def summarise(ms) -> dict:
     a = np.asarray(ms, dtype=np.float64)
     if a.size == 0:
         return {}
@@ -28,50 +33,267 @@ def summarise(ms: list[float] | np.ndarray) -> dict:
 
 
 def test_frame(frame_hw: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """A synthetic BGR frame: real image statistics matter little for timing, but not all-zero either."""
+    """A synthetic BGR frame: image content matters little for timing, but not all-zero either."""
     from edgeseg.synthetic import scene
 
     return scene(seed, frame_hw)[0]
 
 
-def bench_model(model, runs: int = 100, warmup: int = 10, frame_hw: tuple[int, int] = (480, 640),
-                progress: Callable[[int, int], None] | None = None) -> dict:
+def rss_mb() -> float | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return None
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def environment() -> dict:
+    """What a number means depends on where it was taken: record that with it."""
+    cpu = None
+    info = _read("/proc/cpuinfo") or ""
+    for line in info.splitlines():
+        if line.lower().startswith(("model name", "hardware", "cpu model")):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    import cv2
+
+    env = {
+        "cpu": cpu or platform.processor() or platform.machine(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "cpu_max_mhz": None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }
+    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if khz and khz.isdigit():
+        env["cpu_max_mhz"] = int(khz) // 1000
+    return env
+
+
+class _Timer:
+    """invoke-only and end-to-end timing for one loaded model."""
+
+    def __init__(self, model, frame: np.ndarray):
+        self.model, self.frame = model, frame
+        tensor, _ = preprocess(frame, model.spec, model.input_detail)
+        it = getattr(model, "interpreter", None)
+        if it is not None:  # a TFLite model: set the input once, then time invoke() alone
+            it.set_tensor(model.input_detail["index"], tensor)
+            self.invoke = it.invoke
+        else:
+            self.invoke = lambda: model.invoke(tensor)
+        self.invoke_ms: list[float] = []
+        self.e2e_ms: list[float] = []
+        self.stages: dict[str, list[float]] = {"preprocess": [], "invoke": [], "postprocess": []}
+
+    def run_invoke(self, n: int, record: bool = True) -> None:
+        inv = self.invoke
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            inv()
+            t1 = time.perf_counter_ns()
+            if record:
+                self.invoke_ms.append((t1 - t0) / 1e6)
+
+    def run_e2e(self, n: int, record: bool = True) -> None:
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            self.model.predict(self.frame)
+            t1 = time.perf_counter_ns()
+            if record:
+                self.e2e_ms.append((t1 - t0) / 1e6)
+                for k in self.stages:
+                    self.stages[k].append(self.model.timings.get(k, float("nan")))
+
+
+def bench_models(paths: list[Path], load: Callable, threads: list[int | None], runs: int = 100, warmup: int = 10,
+                 frame_hw: tuple[int, int] = (480, 640), rounds: int = 5, data=None,
+                 progress: Callable[[int, int], None] | None = None, keep_samples: bool = False) -> dict:
+    """Benchmark every model at every thread count, interleaved. `load(path, threads)` returns a model."""
     frame = test_frame(frame_hw)
-    tensor, _ = preprocess(frame, model.spec, model.input_detail)
-    total = 2 * (warmup + runs)
+    per_round = max(1, runs // rounds)
+    results = []
+    steps = len(threads) * len(paths) * (2 * warmup + 2 * per_round * rounds + (len(data) if data else 0))
     done = 0
 
-    def tick():
+    def tick(n: int = 1) -> None:
         nonlocal done
-        done += 1
+        done += n
         if progress:
-            progress(done, total)
+            progress(done, steps)
 
-    for _ in range(warmup):
-        model.invoke(tensor)
-        tick()
-    invoke_ms = []
-    for _ in range(runs):
-        t0 = time.perf_counter_ns()
-        model.invoke(tensor)
-        invoke_ms.append((time.perf_counter_ns() - t0) / 1e6)
-        tick()
-    for _ in range(warmup):
-        model.predict(frame)
-        tick()
-    e2e_ms, stages = [], {"preprocess": [], "invoke": [], "postprocess": []}
-    for _ in range(runs):
-        t0 = time.perf_counter_ns()
-        model.predict(frame)
-        e2e_ms.append((time.perf_counter_ns() - t0) / 1e6)
-        for k in stages:
-            stages[k].append(model.timings.get(k, float("nan")))
-        tick()
-    return {
-        **model.describe(),
-        "frame_hw": list(frame_hw),
-        "warmup": warmup,
-        "invoke": summarise(invoke_ms),
-        "end_to_end": summarise(e2e_ms),
-        "stages_p50_ms": {k: float(np.nanmedian(v)) for k, v in stages.items()},
-    }
+    for th in threads:
+        timers = []
+        for path in paths:
+            before = rss_mb()
+            model = load(path, th)
+            timer = _Timer(model, frame)
+            timer.run_invoke(warmup, record=False)
+            timer.run_e2e(warmup, record=False)
+            tick(2 * warmup)
+            after = rss_mb()
+            timer.rss_delta = None if before is None or after is None else after - before
+            timers.append(timer)
+        for _ in range(rounds):  # interleaved: every model gets a slice of each round
+            for timer in timers:
+                timer.run_invoke(per_round)
+                tick(per_round)
+            for timer in timers:
+                timer.run_e2e(per_round)
+                tick(per_round)
+        for path, timer in zip(paths, timers):
+            d = timer.model.describe()
+            row = {
+                **d, "threads": th, "frame_hw": list(frame_hw), "warmup": warmup,
+                "rss_delta_mb": None if timer.rss_delta is None else round(timer.rss_delta, 1),
+                "invoke": summarise(timer.invoke_ms), "end_to_end": summarise(timer.e2e_ms),
+                "stages_p50_ms": {k: float(np.nanmedian(v)) for k, v in timer.stages.items()},
+            }
+            if keep_samples:
+                row["samples_ms"] = {"invoke": timer.invoke_ms, "end_to_end": timer.e2e_ms}
+            if data is not None:
+                from edgeseg.evaluate import evaluate
+
+                ev = evaluate(timer.model, data, progress=lambda i, n: tick())
+                row["miou"], row["pixel_accuracy"], row["per_class_iou"] = ev["miou"], ev["pixel_accuracy"], \
+                    ev["per_class_iou"]
+            results.append(row)
+    env = environment()
+    peak = _peak_rss_mb()
+    return {"environment": env, "peak_rss_mb": peak, "runs": runs, "warmup": warmup, "rounds": rounds,
+            "frame_hw": list(frame_hw), "results": results}
+
+
+def bench_model(model, runs: int = 100, warmup: int = 10, frame_hw: tuple[int, int] = (480, 640),
+                progress: Callable[[int, int], None] | None = None) -> dict:
+    """One already-loaded model (used by the benchmarks scripts)."""
+    res = bench_models([getattr(model, "path", "model")], lambda p, t: model, [model.describe().get("threads")],
+                       runs, warmup, frame_hw, rounds=1, progress=progress)
+    return res["results"][0]
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    except (ImportError, AttributeError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ reports
+COLUMNS = ("model", "threads", "size_mb", "init_ms", "rss_mb", "invoke_p50", "invoke_p90", "invoke_p99", "invoke_mean",
+           "invoke_fps", "e2e_p50", "e2e_p90", "e2e_p99", "e2e_fps", "miou")
+
+
+def rows(report: dict) -> list[dict]:
+    out = []
+    for r in report["results"]:
+        inv, e2e = r["invoke"], r["end_to_end"]
+        out.append({
+            "model": Path(r["model"]).name, "threads": r["threads"] or "default",
+            "size_mb": round(r["size_bytes"] / 1e6, 2), "init_ms": round(r["init_ms"], 1),
+            "rss_mb": r.get("rss_delta_mb"), "invoke_p50": round(inv["p50_ms"], 3), "invoke_p90": round(inv["p90_ms"], 3),
+            "invoke_p99": round(inv["p99_ms"], 3), "invoke_mean": round(inv["mean_ms"], 3),
+            "invoke_fps": round(inv["fps"], 1), "e2e_p50": round(e2e["p50_ms"], 3), "e2e_p90": round(e2e["p90_ms"], 3),
+            "e2e_p99": round(e2e["p99_ms"], 3), "e2e_fps": round(e2e["fps"], 1),
+            "miou": None if r.get("miou") is None else round(100 * r["miou"], 2),
+            "runtime": f"{r['runtime']} {r.get('runtime_version', '')}".strip(), "delegate": r["delegate"],
+        })
+    return out
+
+
+def to_csv(report: dict) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    rs = rows(report)
+    w = csv.DictWriter(buf, fieldnames=list(rs[0]) if rs else list(COLUMNS))
+    w.writeheader()
+    w.writerows(rs)
+    return buf.getvalue()
+
+
+def to_markdown(report: dict) -> str:
+    env = report["environment"]
+    lines = [
+        f"Environment: {env['cpu']} ({env['cores']} cores, governor {env['governor'] or 'n/a'}), {env['os']}, "
+        f"Python {env['python']}, numpy {env['numpy']}, OpenCV {env['opencv']}. {report['runs']} timed runs after "
+        f"{report['warmup']} warm-up, interleaved in {report['rounds']} rounds; end-to-end on a "
+        f"{report['frame_hw'][1]}x{report['frame_hw'][0]} frame.",
+        "",
+        "| model | runtime | threads | size (MB) | init (ms) | invoke p50 | p90 | p99 | FPS | end-to-end p50 | p90 "
+        "| p99 | FPS | mIoU (%) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows(report):
+        lines.append(f"| {r['model']} | {r['runtime']} ({r['delegate']}) | {r['threads']} | {r['size_mb']} | "
+                     f"{r['init_ms']} | {r['invoke_p50']} | {r['invoke_p90']} | {r['invoke_p99']} | {r['invoke_fps']} | "
+                     f"{r['e2e_p50']} | {r['e2e_p90']} | {r['e2e_p99']} | {r['e2e_fps']} | "
+                     f"{'' if r['miou'] is None else r['miou']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(report: dict, folder: Path) -> list[Path]:
+    """latency.png (invoke and end-to-end distributions per model) and, with --data, iou.png."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from edgeseg.errors import missing_extra
+
+        raise missing_extra("matplotlib (for --plots)", "plots") from None
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    from edgeseg.io import atomic_path
+
+    written = []
+    res = report["results"]
+    labels = [f"{Path(r['model']).name}\n{r['threads'] or 'default'} thr" for r in res]
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(res) + 4), 4.5))
+    for ax, key, title in ((axes[0], "invoke", "invoke only"), (axes[1], "end_to_end", "end to end")):
+        data = [r["samples_ms"][key] for r in res]
+        ax.boxplot(data, whis=(1, 99), showfliers=False)
+        ax.set_xticks(range(1, len(res) + 1), labels, fontsize=7, rotation=20, ha="right")
+        ax.set_ylabel("ms (box: p25-p75, whiskers: p1-p99)")
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(folder / "latency.png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    written.append(folder / "latency.png")
+    scored = [r for r in res if r.get("per_class_iou")]
+    if scored:
+        names = list(scored[0]["per_class_iou"])
+        fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(names) * max(1, len(scored)) / 2 + 4), 4.5))
+        width = 0.8 / len(scored)
+        x = np.arange(len(names))
+        for k, r in enumerate(scored):
+            vals = [100 * (r["per_class_iou"].get(n) or 0) for n in names]
+            ax.bar(x + k * width, vals, width, label=f"{Path(r['model']).name} ({100 * r['miou']:.1f})")
+        ax.set_xticks(x + width * (len(scored) - 1) / 2, names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("IoU (%)")
+        ax.set_title("per-class IoU (legend: mIoU)")
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        with atomic_path(folder / "iou.png") as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+        plt.close(fig)
+        written.append(folder / "iou.png")
+    return written

@@ -289,38 +289,83 @@ def eval_(
 
 
 # ---------------------------------------------------------------------------------------------------- bench
+def _thread_list(text: str | None) -> list[int | None]:
+    if not text:
+        return [None]
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+        if not vals or min(vals) < 1:
+            raise ValueError
+    except ValueError:
+        raise EdgesegError(f"--threads: expected N or a list like 1,2,4, got {text!r}") from None
+    return vals
+
+
 @app.command()
 @handles_errors
 def bench(
-    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .tflite (or .keras) model.")],
-    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads (default: runtime's).")] = None,
-    runs: Annotated[int, typer.Option(min=1, help="Timed runs.")] = 100,
+    models: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False,
+                                                 help="One or more .tflite (or .keras) models, side by side.")],
+    threads: Annotated[str | None, typer.Option(help="Interpreter threads: N, or a sweep like 1,2,4.")] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Timed runs per model (each of invoke-only and end-to-end).")]
+    = 100,
     warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 10,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleave the models in this many rounds.")] = 5,
     frame_size: Annotated[str, typer.Option(help="Frame WIDTHxHEIGHT for the end-to-end timing.")] = "640x480",
+    data: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Also score mIoU on this "
+                                              "dataset.")] = None,
+    split: Annotated[Split, typer.Option(help="Split of --data.")] = Split.val,
+    format: Annotated[Format, typer.Option(help="Layout of --data.")] = Format.auto,
     runtime: Annotated[Runtime, typer.Option(help="TFLite runtime.")] = Runtime.auto,
     delegate: Annotated[Delegate, typer.Option(help="cpu, edgetpu, or auto (by file).")] = Delegate.auto,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write all results (JSON) here.")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the table (CSV) here.")] = None,
+    md_out: Annotated[Path | None, typer.Option("--markdown", help="Write the table (markdown) here.")] = None,
+    plots_dir: Annotated[Path | None, typer.Option("--plots", file_okay=False, help="Write latency.png (and "
+                                                   "iou.png with --data) into this folder.")] = None,
 ) -> None:
-    """Time a model: invoke-only and end-to-end p50/p90/p99/mean, FPS, size and init time."""
-    from edgeseg.bench import bench_model
+    """Time models side by side: size, init, memory, invoke-only and end-to-end p50/p90/p99, FPS, mIoU."""
+    from edgeseg.bench import bench_models, plots, rows, to_csv, to_markdown
+    from edgeseg.io import atomic_write_text
     from edgeseg.models import load_model
 
-    if model.suffix == ".keras":
+    if any(m.suffix == ".keras" for m in models):
         _quiet_tensorflow()
-    m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value)
-    res = bench_model(m, runs, warmup, parse_size(frame_size, "--frame-size"), progress=_progress("bench"))
-    inv, e2e = res["invoke"], res["end_to_end"]
-    typer.echo(f"{model.name}: {res['size_bytes'] / 1e6:.2f} MB, {res['runtime']} {res.get('runtime_version', '')}, "
-               f"delegate {res['delegate']}, threads {res['threads'] or 'default'}, init {res['init_ms']:.1f} ms")
-    typer.echo(f"{'':12}{'p50':>8}{'p90':>8}{'p99':>8}{'mean':>8}{'FPS':>8}   (ms, {runs} runs after {warmup} warm-up)")
-    for label, r in (("invoke", inv), ("end-to-end", e2e)):
-        typer.echo(f"{label:<12}{r['p50_ms']:8.2f}{r['p90_ms']:8.2f}{r['p99_ms']:8.2f}{r['mean_ms']:8.2f}"
-                   f"{r['fps']:8.1f}")
-    st = res["stages_p50_ms"]
-    typer.echo(f"end-to-end at {frame_size}: preprocess {st['preprocess']:.2f} + invoke {st['invoke']:.2f} + "
-               f"postprocess {st['postprocess']:.2f} ms (p50)")
+    ds = None
+    if data is not None:
+        from edgeseg.datasets import open_dataset
+
+        ds = open_dataset(data, split.value, format.value)
+    report = bench_models(
+        models, lambda p, t: load_model(p, threads=t, delegate=delegate.value, runtime=runtime.value),
+        _thread_list(threads), runs, warmup, parse_size(frame_size, "--frame-size"), rounds, ds,
+        progress=_progress("bench"), keep_samples=plots_dir is not None,
+    )
+    env = report["environment"]
+    typer.echo(f"{env['cpu']}, {env['cores']} cores, governor {env['governor'] or 'n/a'}; {runs} runs after "
+               f"{warmup} warm-up, {rounds} interleaved rounds; end-to-end at {frame_size}")
+    name_w = max(12, *(len(r["model"]) for r in rows(report)))
+    typer.echo(f"{'model':<{name_w}} {'thr':>3} {'MB':>6} {'init':>7} {'inv p50':>8} {'p90':>7} {'p99':>7} "
+               f"{'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}" + ("  mIoU" if ds else ""))
+    for r in rows(report):
+        typer.echo(f"{r['model']:<{name_w}} {str(r['threads']):>3} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
+                   f"{r['invoke_p50']:8.2f} {r['invoke_p90']:7.2f} {r['invoke_p99']:7.2f} {r['invoke_fps']:7.1f} "
+                   f"{r['e2e_p50']:8.2f} {r['e2e_p90']:7.2f} {r['e2e_p99']:7.2f} {r['e2e_fps']:7.1f}"
+                   + (f" {r['miou']:6.2f}" if ds and r["miou"] is not None else ""))
+    typer.echo("(ms; runtime " + ", ".join(sorted({r["runtime"] + " " + r["delegate"] for r in rows(report)})) + ")")
     if json_out:
-        _write_json(json_out, res)
+        _write_json(json_out, report if plots_dir is None else
+                    {**report, "results": [{k: v for k, v in r.items() if k != "samples_ms"}
+                                           for r in report["results"]]})
+    if csv_out:
+        atomic_write_text(csv_out, to_csv(report))
+        typer.echo(f"wrote {csv_out}")
+    if md_out:
+        atomic_write_text(md_out, to_markdown(report))
+        typer.echo(f"wrote {md_out}")
+    if plots_dir:
+        for p in plots(report, plots_dir):
+            typer.echo(f"wrote {p}")
 
 
 # ------------------------------------------------------------------------------------------------------ run

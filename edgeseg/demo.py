@@ -52,9 +52,8 @@ def run_demo(out: Path, epochs: int = 12, count: int = 400, overwrite: bool = Fa
     f32, i8 = run / "model_float32.tflite", run / "model_int8.tflite"
     for name, path in (("keras", model), ("float32", f32), ("int8", i8)):
         _step(["eval", str(path), "--data", str(data), "--json", str(res / f"eval_{name}.json")], echo)
-    for name, path in (("float32", f32), ("int8", i8)):
-        _step(["bench", str(path), "--threads", str(BENCH_THREADS), "--runs", "200", "--frame-size", "160x120",
-               "--json", str(res / f"bench_{name}.json")], echo)
+    _step(["bench", str(f32), str(i8), "--threads", str(BENCH_THREADS), "--runs", "300", "--frame-size", "160x120",
+           "--json", str(res / "bench.json"), "--markdown", str(res / "bench.md")], echo)
     overlay = out / "overlay.mp4"
     _step(["run", str(i8), "--source", str(video), "--no-show", "--record", str(overlay),
            "--stats", str(res / "run_int8.json")], echo)
@@ -63,7 +62,8 @@ def run_demo(out: Path, epochs: int = 12, count: int = 400, overwrite: bool = Fa
         return json.loads((res / f"{name}.json").read_text())
 
     ev = {k: load(f"eval_{k}") for k in ("keras", "float32", "int8")}
-    be = {k: load(f"bench_{k}") for k in ("float32", "int8")}
+    bench = load("bench")
+    be = dict(zip(("float32", "int8"), bench["results"]))
     loop = load("run_int8")
     conv8 = load("convert_int8")
     summary = {

@@ -1,0 +1,83 @@
+import csv
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeseg.bench import summarise
+from edgeseg.cli import app
+from tests.conftest import shared_path
+
+runner = CliRunner()
+
+
+def test_summarise_percentiles():
+    s = summarise(list(range(1, 101)))
+    assert s["runs"] == 100 and s["p50_ms"] == 50.5 and s["p90_ms"] == pytest.approx(90.1)
+    assert s["p99_ms"] == pytest.approx(99.01) and s["mean_ms"] == 50.5 and s["fps"] == pytest.approx(1000 / 50.5)
+    assert summarise([]) == {}
+
+
+def test_several_models_thread_sweep_and_every_output(toy_models, tmp_path):
+    models = [toy_models["scores_float"], toy_models["scores_int8"], toy_models["index_int64"],
+              toy_models["prob_float"]]
+    r = runner.invoke(app, ["bench", *map(str, models), "--threads", "1,2", "--runs", "20", "--warmup", "2",
+                            "--rounds", "4", "--frame-size", "80x60", "--json", str(tmp_path / "b.json"),
+                            "--csv", str(tmp_path / "b.csv"), "--markdown", str(tmp_path / "b.md"),
+                            "--plots", str(tmp_path / "plots")])
+    assert r.exit_code == 0, r.output
+    d = json.loads((tmp_path / "b.json").read_text())
+    assert [(row["model"].split("/")[-1], row["threads"]) for row in d["results"]] == [
+        (m.name, t) for t in (1, 2) for m in models]
+    for row in d["results"]:
+        assert row["invoke"]["runs"] == 20 and row["end_to_end"]["runs"] == 20
+        assert row["invoke"]["p50_ms"] <= row["invoke"]["p99_ms"] and row["init_ms"] > 0
+        assert "samples_ms" not in row
+    env = d["environment"]
+    assert env["cores"] >= 1 and env["python"] and env["numpy"] and env["cpu"]
+    table = list(csv.DictReader(io.StringIO((tmp_path / "b.csv").read_text())))
+    assert len(table) == 8 and float(table[0]["invoke_p50"]) > 0
+    md = (tmp_path / "b.md").read_text()
+    assert md.count("| scores_int8.tflite |") == 2 and "Environment:" in md
+    png = (tmp_path / "plots" / "latency.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_bench_with_data_scores_miou_and_plots_iou(toy_models, tmp_path):
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.json").write_text('{"classes": ["red", "green", "blue"]}')
+    for i, (bgr, cls) in enumerate((((0, 0, 255), 0), ((0, 255, 0), 1), ((255, 0, 0), 2))):
+        img = np.zeros((20, 30, 3), np.uint8)
+        img[:] = bgr
+        cv2.imwrite(str(root / "images" / f"{i}.png"), img)
+        Image.fromarray(np.full((20, 30), cls, np.uint8)).save(root / "masks" / f"{i}.png")
+    r = runner.invoke(app, ["bench", str(toy_models["scores_int8"]), "--runs", "5", "--warmup", "1", "--data",
+                            str(root), "--split", "all", "--json", str(tmp_path / "b.json"), "--plots",
+                            str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    row = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    assert row["miou"] == 1.0 and row["per_class_iou"] == {"red": 1.0, "green": 1.0, "blue": 1.0}
+    assert (tmp_path / "p" / "iou.png").exists()
+
+
+def test_peer_models_bench_side_by_side(tmp_path):
+    deeplab = shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant.tflite")
+    selfie = shared_path("models", "peers", "selfie_segmentation.tflite")
+    r = runner.invoke(app, ["bench", str(deeplab), str(selfie), "--runs", "3", "--warmup", "1", "--json",
+                            str(tmp_path / "b.json")])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert rows[0]["input"]["shape"] == [1, 513, 513, 3] and rows[0]["output"]["kind"] == "index"
+    assert rows[1]["output"]["kind"] == "probability"
+
+
+def test_bad_thread_list():
+    r = runner.invoke(app, ["bench", "pyproject.toml", "--threads", "1,x"])
+    assert r.exit_code != 0 and "Traceback" not in r.output
