@@ -461,6 +461,28 @@ def _has_display() -> bool:
     return True
 
 
+# --------------------------------------------------------------------------------------------------- doctor
+@app.command()
+@handles_errors
+def doctor(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the checks (JSON) here.")] = None,
+) -> None:
+    """Check this machine: runtimes, XNNPACK, Edge TPU, cameras, OpenCV build, Picamera2."""
+    from edgeseg.doctor import as_dicts, run_checks
+
+    checks = run_checks()
+    colours = {"OK": typer.colors.GREEN, "WARN": typer.colors.YELLOW, "FAIL": typer.colors.RED, "INFO": None}
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        typer.secho(f"{c.status:<5}", fg=colours[c.status], nl=False)
+        typer.echo(f"{c.name:<{width}}  {c.detail}" + (f"\n      {'':<{width}}  -> {c.hint}" if c.hint and
+                                                        c.status != "OK" else ""))
+    if json_out:
+        _write_json(json_out, {"checks": as_dicts(checks)})
+    if any(c.status == "FAIL" for c in checks):
+        raise typer.Exit(1)
+
+
 # ----------------------------------------------------------------------------------------------------- demo
 @app.command()
 @handles_errors

@@ -1,0 +1,156 @@
+"""doctor: what this machine can do for edgeseg, each line OK / WARN / FAIL with a hint."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PROBE = Path(__file__).parent / "assets" / "probe.tflite"
+
+
+@dataclass
+class Check:
+    status: str  # OK, WARN, FAIL, INFO
+    name: str
+    detail: str
+    hint: str = ""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _runtime(name: str, label: str, dist: str, hint: str) -> list[Check]:
+    from edgeseg.runtime import _import_runtime
+
+    if _version(dist) is None:
+        return [Check("INFO", label, "not installed", hint)]
+    try:
+        rt = _import_runtime(name)
+    except ImportError as e:
+        fix = "pip install 'numpy<2' in this environment, or use ai-edge-litert" if "numpy" in str(e) else hint
+        return [Check("FAIL", label, f"{_version(dist)} installed but does not load: {e}", fix)]
+    try:
+        it = rt.interpreter_cls(model_path=str(PROBE), num_threads=1)
+        it.allocate_tensors()
+        it.invoke()
+        ops = [op["op_name"] for op in it._get_ops_details()]
+    except Exception as e:  # any interpreter failure is what doctor is here to say
+        return [Check("FAIL", label, f"{rt.version} loads but cannot run a model: {e}", hint)]
+    out = [Check("OK", label, f"{rt.version} runs a model")]
+    xnn = "DELEGATE" in ops
+    out.append(Check("OK" if xnn else "WARN", f"{label} XNNPACK", "active (the CPU graph is delegated)" if xnn else
+                     "not applied: float and int8 run on the slower reference kernels",
+                     "" if xnn else "use ai-edge-litert, whose XNNPACK takes int8 graphs too"))
+    return out
+
+
+def _edgetpu() -> Check:
+    from edgeseg.runtime import _load_delegate, edgetpu_library, pick_runtime
+    from edgeseg.errors import RuntimeUnavailable
+
+    lib = edgetpu_library()
+    try:
+        rt = pick_runtime("auto")
+    except RuntimeUnavailable:
+        return Check("WARN", "Edge TPU", "no TFLite runtime to load the delegate with")
+    delegate, err = _load_delegate(rt, lib)
+    if delegate is not None:
+        return Check("OK", "Edge TPU", f"{lib} loads (a Coral device is attached)")
+    return Check("INFO", "Edge TPU", f"{lib} does not load ({err})",
+                 "only needed for _edgetpu.tflite models: install the Edge TPU runtime (libedgetpu1-std) from "
+                 "Coral's package repository and attach the device")
+
+
+def _opencv() -> list[Check]:
+    import cv2
+
+    info = cv2.getBuildInformation()
+
+    def has(key: str) -> str | None:
+        for line in info.splitlines():
+            if line.strip().startswith(key):
+                return line.split(":", 1)[1].strip()
+        return None
+
+    gui = has("GUI")
+    ffmpeg = has("FFMPEG")
+    gst = has("GStreamer")
+    v4l = has("v4l/v4l2") or has("V4L/V4L2") or has("V4L")
+    out = [Check("OK", "OpenCV", f"{cv2.__version__} (GUI {gui or 'none'})")]
+    out.append(Check("OK" if ffmpeg and ffmpeg.startswith("YES") else "WARN", "OpenCV FFMPEG", ffmpeg or "NO",
+                     "" if ffmpeg and ffmpeg.startswith("YES") else "video files and rtsp:// streams need FFMPEG: "
+                     "pip install opencv-python"))
+    out.append(Check("INFO", "OpenCV GStreamer", gst or "NO", "" if gst and gst.startswith("YES") else
+                     "not needed by edgeseg; a GStreamer build would allow pipeline strings as --source"))
+    if sys.platform.startswith("linux"):
+        out.append(Check("OK" if v4l and v4l.startswith("YES") else "WARN", "OpenCV V4L2", v4l or "NO",
+                         "" if v4l and v4l.startswith("YES") else "USB cameras need V4L2 support"))
+    return out
+
+
+def _cameras() -> Check:
+    from camera.sources import available_cameras
+
+    found = available_cameras()
+    if found:
+        return Check("OK", "cameras", f"indices that open: {', '.join(map(str, found))}")
+    return Check("WARN", "cameras", "no camera opens (checked /dev/video0-9)",
+                 "plug one in, or use --source FILE|URL|synthetic; on a Pi's CSI camera use --picamera")
+
+
+def _picamera() -> Check:
+    try:
+        importlib.import_module("picamera2")
+    except ImportError:
+        return Check("INFO", "Picamera2", "not installed", "only for the Raspberry Pi camera: sudo apt install "
+                     "python3-picamera2 and a venv made with --system-site-packages")
+    return Check("OK", "Picamera2", "importable (--picamera)")
+
+
+def _governor() -> Check:
+    p = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    try:
+        gov = p.read_text().strip()
+    except OSError:
+        return Check("INFO", "CPU governor", "not readable here")
+    if gov == "performance":
+        return Check("OK", "CPU governor", gov)
+    return Check("WARN", "CPU governor", gov, "benchmarks vary with the clock: for stable figures set the "
+                 "'performance' governor while benchmarking")
+
+
+def run_checks() -> list[Check]:
+    import numpy as np
+
+    checks = [Check("OK" if sys.version_info >= (3, 11) else "FAIL", "Python", platform.python_version()),
+              Check("OK", "numpy", np.__version__),
+              Check("INFO", "machine", f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")]
+    checks += _runtime("litert", "ai-edge-litert", "ai-edge-litert", "pip install 'edgeseg[device]'")
+    checks += _runtime("tflite-runtime", "tflite-runtime", "tflite-runtime", "optional fallback; ai-edge-litert "
+                       "is the maintained runtime")
+    tf = _version("tensorflow") or _version("tensorflow-cpu")
+    checks.append(Check("INFO", "TensorFlow", f"{tf} (train and convert)" if tf else "not installed (only needed "
+                        "to train and convert: pip install 'edgeseg[train]')"))
+    if not any(c.status == "OK" and c.name in ("ai-edge-litert", "tflite-runtime") for c in checks) and not tf:
+        checks.append(Check("FAIL", "runtime", "no TFLite runtime can run models", "pip install 'edgeseg[device]'"))
+    checks.append(_edgetpu())
+    checks += _opencv()
+    checks.append(_cameras())
+    checks.append(_picamera())
+    checks.append(_governor())
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    checks.append(Check("INFO", "display", display or "none: use --no-show, --record or --serve PORT"))
+    return checks
+
+
+def as_dicts(checks: list[Check]) -> list[dict]:
+    return [asdict(c) for c in checks]
