@@ -223,6 +223,8 @@ def convert(
                                               "(default: spec.json beside the model).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output .tflite (default: beside the model).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail if the int8 model keeps any float op.")] = False,
+    edgetpu_check: Annotated[bool, typer.Option("--edgetpu", help="With --int8: lint for the Edge TPU and run "
+                                                "edgetpu_compiler when installed.")] = False,
     verify: Annotated[int, typer.Option(min=0, help="Images to compare float vs converted argmax on.")] = 8,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the conversion report here.")] = None,
 ) -> None:
@@ -248,8 +250,14 @@ def convert(
                    f"on {r.verify_images} images")
     for w in r.warnings:
         typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    report = r.to_dict()
+    if edgetpu_check:
+        if r.target != "int8":
+            typer.secho("warning: --edgetpu needs an int8 model: add --int8", fg=typer.colors.YELLOW, err=True)
+        else:
+            report["edgetpu"] = _edgetpu_report(r.path, True)
     if json_out:
-        _write_json(json_out, r.to_dict())
+        _write_json(json_out, report)
 
 
 # ----------------------------------------------------------------------------------------------------- eval
@@ -459,6 +467,51 @@ def _has_display() -> bool:
     if sys.platform.startswith("linux"):
         return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     return True
+
+
+# -------------------------------------------------------------------------------------------------- edgetpu
+def _edgetpu_report(model: Path, compile_it: bool) -> dict:
+    from converters.edgetpu import SOURCE, compile_model, lint
+
+    rep = lint(model)
+    d = rep.to_dict()
+    typer.echo(f"Edge TPU lint of {model.name} ({d['ops']} ops) against {SOURCE}:")
+    if not rep.findings:
+        typer.secho("  every op is on the Edge TPU's supported list, int8, with static shapes", fg=typer.colors.GREEN)
+    for f in rep.findings:
+        colour = {"error": typer.colors.RED, "cpu": typer.colors.YELLOW}.get(f.severity)
+        typer.secho(f"  op {f.index:>3} {f.op:<20} {f.severity:<5} {f.reason}", fg=colour)
+    if d["first_cpu_op"] is not None:
+        typer.echo(f"  the graph leaves the Edge TPU at op {d['first_cpu_op']}: that op and every op after it run on "
+                   "the CPU")
+    result = {"lint": d}
+    if compile_it:
+        comp = compile_model(model)
+        result["compiler"] = comp
+        if "skipped" in comp:
+            typer.echo(f"  {comp['skipped']}")
+        elif comp.get("compiled"):
+            typer.echo(f"  compiled ({comp.get('compiler_version')}): {comp.get('ops_on_tpu')} ops on the Edge TPU, "
+                       f"{comp.get('ops_on_cpu', 0)} on the CPU; on-chip memory {comp.get('on_chip_used')}, "
+                       f"output {comp.get('output_model')}")
+        else:
+            typer.secho(f"  edgetpu_compiler refused the model: {'; '.join(comp['errors']) or 'see its log'}",
+                        fg=typer.colors.RED)
+    return result
+
+
+@app.command()
+@handles_errors
+def edgetpu(
+    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An int8 .tflite.")],
+    compile_it: Annotated[bool, typer.Option("--compile/--lint-only", help="Run edgetpu_compiler when it is "
+                                             "installed.")] = True,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the lint and compiler report here.")] = None,
+) -> None:
+    """Edge TPU readiness: lint the ops against the Edge TPU's supported list, then compile if possible."""
+    result = _edgetpu_report(model, compile_it)
+    if json_out:
+        _write_json(json_out, result)
 
 
 # --------------------------------------------------------------------------------------------------- doctor

@@ -129,3 +129,72 @@ def read_opcodes(buf: bytes, name: str = "model") -> list[OpCode]:
 
 def read_spec_json(buf: bytes, name: str = "model") -> bytes | None:
     return read_metadata(buf, name).get(SPEC_METADATA_NAME)
+
+
+# TensorType enum of the TFLite schema
+TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool", 7: "int16",
+                8: "complex64", 9: "int8", 10: "float64", 16: "uint16", 15: "uint32", 12: "uint64"}
+
+
+@dataclass(frozen=True)
+class GraphOp:
+    index: int
+    name: str  # builtin name (CONV_2D) or the custom op's name
+    version: int
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GraphTensor:
+    index: int
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]  # -1 marks a dynamic dimension
+
+
+def builtin_names() -> dict[int, str]:
+    """BuiltinOperator code -> name, from whichever generated schema is installed (LiteRT's or TensorFlow's)."""
+    for mod in ("ai_edge_litert.schema_py_generated", "tflite_runtime.schema_py_generated",
+                "tensorflow.lite.python.schema_py_generated"):
+        try:
+            import importlib
+
+            schema = importlib.import_module(mod)
+            return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        except (ImportError, AttributeError):
+            continue
+    return {}
+
+
+def read_graph(buf: bytes, name: str = "model") -> tuple[list[GraphOp], list[GraphTensor]]:
+    """Operators and tensors of the main subgraph: SubGraph{0 tensors, 1 inputs, 2 outputs, 3 operators},
+    Operator{0 opcode_index, 1 inputs, 2 outputs}, Tensor{0 shape, 1 type, 2 buffer, 3 name, ..., 7 shape_signature}."""
+    model = _model(buf, name)
+    codes = read_opcodes(buf, name)
+    names = builtin_names()
+    try:
+        sub = model.tables(2)[0]
+        tensors = []
+        for i, t in enumerate(sub.tables(0)):
+            shape = _ints(t, 0)
+            sig = _ints(t, 7) or shape
+            tensors.append(GraphTensor(i, (t.bytes_(3) or b"").decode("utf-8", "replace"),
+                                       TENSOR_TYPES.get(t.scalar(1, "b"), f"type{t.scalar(1, 'b')}"), shape, sig))
+        ops = []
+        for i, op in enumerate(sub.tables(3)):
+            code = codes[op.scalar(0, "I")]
+            op_name = code.custom or names.get(code.builtin, f"BUILTIN_{code.builtin}")
+            ops.append(GraphOp(i, op_name, code.version, _ints(op, 1), _ints(op, 2)))
+        return ops, tensors
+    except (struct.error, IndexError):
+        raise ModelError(f"{name}: corrupt TFLite flatbuffer (graph unreadable)") from None
+
+
+def _ints(table: _Table, i: int) -> tuple[int, ...]:
+    v = table._vector(i)
+    if v is None:
+        return ()
+    start, n = v
+    return struct.unpack_from(f"<{n}i", table.buf, start)
