@@ -225,6 +225,9 @@ def convert(
     strict: Annotated[bool, typer.Option("--strict", help="Fail if the int8 model keeps any float op.")] = False,
     edgetpu_check: Annotated[bool, typer.Option("--edgetpu", help="With --int8: lint for the Edge TPU and run "
                                                 "edgetpu_compiler when installed.")] = False,
+    report: Annotated[Path | None, typer.Option(file_okay=False, help="With --int8: write the quantisation report "
+                                                "(float vs int8 on the val split of the calibration dataset) here.")]
+    = None,
     verify: Annotated[int, typer.Option(min=0, help="Images to compare float vs converted argmax on.")] = 8,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the conversion report here.")] = None,
 ) -> None:
@@ -250,14 +253,76 @@ def convert(
                    f"on {r.verify_images} images")
     for w in r.warnings:
         typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
-    report = r.to_dict()
+    out_json = r.to_dict()
+    if report is not None:
+        if r.target != "int8":
+            typer.secho("warning: --report needs an int8 model: add --int8", fg=typer.colors.YELLOW, err=True)
+        else:
+            out_json["report"] = str(_quant_report(model, r.path, calibration, spec, report, num_calibration))
     if edgetpu_check:
         if r.target != "int8":
             typer.secho("warning: --edgetpu needs an int8 model: add --int8", fg=typer.colors.YELLOW, err=True)
         else:
-            report["edgetpu"] = _edgetpu_report(r.path, True)
+            out_json["edgetpu"] = _edgetpu_report(r.path, True)
     if json_out:
-        _write_json(json_out, report)
+        _write_json(json_out, out_json)
+
+
+def _quant_report(float_path: Path, int8_path: Path, calibration: Path | None, spec: Path | None, folder: Path,
+                  num_calibration: int = 200, data: Path | None = None, limit: int | None = None,
+                  keras_path: Path | None = None) -> Path:
+    from converters.calibration import calibration_set
+    from converters.quant_report import build_report
+    from edgeseg.datasets import detect_format, open_dataset
+    from edgeseg.models import load_model
+
+    fm = load_model(float_path, spec=spec if float_path.suffix == ".keras" else None)
+    qm = load_model(int8_path)
+    source = data or calibration or fm.spec.extra.get("train_data")
+    if not source:
+        raise EdgesegError("the report needs a dataset with masks: give --data (or --calibration)")
+    try:
+        detect_format(Path(source))
+    except EdgesegError:
+        raise EdgesegError(f"{source}: the report needs a dataset with masks, not an image folder") from None
+    try:
+        ds = open_dataset(Path(source), "val")
+    except EdgesegError:
+        ds = open_dataset(Path(source), "all")
+    cal_source = calibration or fm.spec.extra.get("train_data")
+    cal = calibration_set(Path(cal_source), fm.spec, num_calibration) if cal_source else None
+    keras_seg = fm if float_path.suffix == ".keras" else None
+    if keras_seg is None and keras_path is not None:
+        keras_seg = load_model(keras_path)
+    path, res = build_report(fm, qm, ds, folder, keras_seg, cal, limit, progress=_progress("report"))
+    typer.echo(f"float mIoU {100 * res['float_miou']:.2f}, int8 {100 * res['int8_miou']:.2f} "
+               f"({100 * res['delta_miou']:+.2f}); pixels that disagree {100 * res['pixel_disagreement']:.2f}%")
+    for sgt in res["suggestions"]:
+        typer.echo(f"  - {sgt}")
+    typer.echo(f"wrote {path}")
+    return path
+
+
+@app.command("quant-report")
+@handles_errors
+def quant_report(
+    float_model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The float reference (.keras or "
+                                                "float .tflite).")],
+    int8_model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The int8 .tflite.")],
+    data: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Dataset to score on (val split; "
+                                              "default: the training data the spec records).")] = None,
+    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for report.md, report.json and images.")]
+    = Path("quant_report"),
+    calibration: Annotated[Path | None, typer.Option(exists=True, help="The calibration data, for its class "
+                                                     "coverage.")] = None,
+    keras: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="The .keras model, for per-layer "
+                                               "statistics when FLOAT_MODEL is a .tflite.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N images.")] = None,
+) -> None:
+    """Where int8 loses against float: per-class deltas, disagreement maps, worst layers, suggestions."""
+    if float_model.suffix == ".keras" or keras is not None:
+        _quiet_tensorflow()
+    _quant_report(float_model, int8_model, calibration, None, out, data=data, limit=limit, keras_path=keras)
 
 
 # ----------------------------------------------------------------------------------------------------- eval
