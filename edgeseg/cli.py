@@ -377,8 +377,9 @@ def _thread_list(text: str | None) -> list[int | None]:
 @app.command()
 @handles_errors
 def bench(
-    models: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False,
-                                                 help="One or more .tflite (or .keras) models, side by side.")],
+    models: Annotated[list[Path] | None, typer.Argument(exists=True, dir_okay=False, help="One or more .tflite "
+                                                        "(or .keras) models, side by side (default: the shipped "
+                                                        "model).")] = None,
     threads: Annotated[str | None, typer.Option(help="Interpreter threads: N, or a sweep like 1,2,4.")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per model (each of invoke-only and end-to-end).")]
     = 100,
@@ -402,6 +403,7 @@ def bench(
     from edgeseg.io import atomic_write_text
     from edgeseg.models import load_model
 
+    models = models or [_default_model()]
     if any(m.suffix == ".keras" for m in models):
         _quiet_tensorflow()
     ds = None

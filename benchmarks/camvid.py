@@ -1,0 +1,96 @@
+"""The CamVid recipe: train -> int8 -> scores -> speed -> model card, one command.
+
+    python benchmarks/camvid.py [--shared ../shared] [--out runs/camvid] [--epochs 40] [--ship]
+
+Trains a MobileNetV2-1.0 U-Net (ImageNet backbone from ../shared/weights) on CamVid train at 384x288 with
+val for model selection, median-frequency class weights and void ignored; converts to int8 calibrated on 200
+train images (with the quantisation report); scores float and int8 on val at the labels' 480x360; benches the
+int8 model at 1 and 2 threads beside the float model and Coral's DeepLabV3 in one run; writes results.json
+and model_card.md in --out. An interrupted run continues where it stopped (edgeseg train --resume). --ship
+copies the int8 model into edgeseg/assets/. Each step is the edgeseg command a user would type.
+CamVid is CC BY-NC 4.0 (personal and research use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = "384x288"
+
+
+def edgeseg(*args) -> None:
+    args = [str(a) for a in args]
+    print(f"\n$ edgeseg {shlex.join(args)}", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "edgeseg", *args], cwd=ROOT)
+    if proc.returncode != 0:
+        sys.exit(f"step failed (exit {proc.returncode}): edgeseg {shlex.join(args)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "camvid")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--skip-train", action="store_true", help="use the model already in --out")
+    ap.add_argument("--ship", action="store_true", help="copy the int8 model into edgeseg/assets/")
+    args = ap.parse_args()
+    data = args.shared / "data" / "camvid"
+    weights = args.shared / "weights" / "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5"
+    peer = args.shared / "models" / "peers" / "deeplabv3_mnv2_pascal_quant.tflite"
+    if not data.is_dir() or not weights.is_file():
+        sys.exit(f"needs {data} and {weights} (../shared)")
+    out = args.out.resolve()
+    res = out / "results"
+    t0 = time.time()
+    if not args.skip_train:
+        if (out / "backup").exists():
+            edgeseg("train", "--data", data, "--out", out, "--resume")
+        elif not (out / "model.keras").exists():
+            edgeseg("train", "--data", data, "--out", out, "--size", SIZE, "--backbone", "mobilenet_v2", "--alpha", "1.0",
+                    "--decoder", "base", "--weights", weights, "--epochs", args.epochs, "--batch-size", 8, "--lr", "1e-3",
+                    "--class-weights", "median")
+    train_s = time.time() - t0
+    model = out / "model.keras"
+    edgeseg("convert", model, "--json", res / "convert_float.json")
+    edgeseg("convert", model, "--int8", "--calibration", data, "--num-calibration", 200, "--report", res / "quant_report",
+            "--edgetpu", "--json", res / "convert_int8.json")
+    f32, i8 = out / "model_float32.tflite", out / "model_int8.tflite"
+    for name, path in (("float32", f32), ("int8", i8)):
+        edgeseg("eval", path, "--data", data, "--split", "val", "--json", res / f"eval_{name}.json")
+    edgeseg("bench", i8, f32, peer, "--threads", "1,2", "--runs", 50, "--warmup", 5, "--frame-size", "480x360",
+            "--json", res / "bench.json", "--markdown", res / "bench.md")
+
+    ev = {k: json.loads((res / f"eval_{k}.json").read_text()) for k in ("float32", "int8")}
+    bench = json.loads((res / "bench.json").read_text())
+    conv = json.loads((res / "convert_int8.json").read_text())
+    history = (out / "history.csv").read_text().strip().splitlines()
+    result = {
+        "dataset": "CamVid (SegNet 11-class), train 367 / val 101, scored on val at 480x360, void ignored",
+        "model": "MobileNetV2-1.0 U-Net, base decoder, input 384x288 (WxH)",
+        "epochs_run": len(history) - 1, "val_miou_float": ev["float32"]["miou"], "val_miou_int8": ev["int8"]["miou"],
+        "int8_minus_float": ev["int8"]["miou"] - ev["float32"]["miou"],
+        "per_class_iou": {c: {"float": ev["float32"]["per_class_iou"][c], "int8": ev["int8"]["per_class_iou"][c]}
+                          for c in ev["int8"]["per_class_iou"]},
+        "int8_fully_int8": conv["ops"]["fully_int8"], "int8_size_bytes": conv["size_bytes"],
+        "bench": [{k: r[k] for k in ("model", "threads", "invoke", "end_to_end", "size_bytes")} for r in bench["results"]],
+        "environment": bench["environment"], "train_seconds_this_run": round(train_s, 1),
+    }
+    (res / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nfloat val mIoU {100 * result['val_miou_float']:.2f}, int8 {100 * result['val_miou_int8']:.2f} "
+          f"({100 * result['int8_minus_float']:+.2f}); wrote {res / 'results.json'}")
+    if args.ship:
+        dest = ROOT / "edgeseg" / "assets" / "camvid_mnv2_int8.tflite"
+        shutil.copyfile(i8, dest)
+        print(f"shipped {dest}")
+
+
+if __name__ == "__main__":
+    main()
