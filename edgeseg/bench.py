@@ -259,8 +259,6 @@ def plots(report: dict, folder: Path) -> list[Path]:
         raise missing_extra("matplotlib (for --plots)", "plots") from None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    from edgeseg.io import atomic_path
-
     written = []
     res = report["results"]
     labels = [f"{Path(r['model']).name}\n{r['threads'] or 'default'} thr" for r in res]
@@ -272,11 +270,7 @@ def plots(report: dict, folder: Path) -> list[Path]:
         ax.set_ylabel("ms (box: p25-p75, whiskers: p1-p99)")
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(folder / "latency.png") as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    written.append(folder / "latency.png")
+    written.append(_save(plt, fig, folder / "latency.png"))
     scored = [r for r in res if r.get("per_class_iou")]
     if scored:
         names = list(scored[0]["per_class_iou"])
@@ -291,9 +285,15 @@ def plots(report: dict, folder: Path) -> list[Path]:
         ax.set_title("per-class IoU (legend: mIoU)")
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        with atomic_path(folder / "iou.png") as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
-        written.append(folder / "iou.png")
+        written.append(_save(plt, fig, folder / "iou.png"))
     return written
+
+
+def _save(plt, fig, path: Path) -> Path:
+    from edgeseg.io import atomic_path
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

@@ -110,24 +110,9 @@ def _quiet_tensorflow() -> None:
 
 
 def _progress(desc: str):
-    """A progress callback (i, n) drawn with tqdm when it is installed and stderr is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    bar = {}
+    from edgeseg.progress import progress_bar
 
-    def update(i: int, n: int) -> None:
-        if "b" not in bar:
-            bar["b"] = tqdm(total=n, desc=desc, leave=False)
-        bar["b"].n = i
-        bar["b"].refresh()
-        if i >= n:
-            bar["b"].close()
-
-    return update
+    return progress_bar(desc)
 
 
 def _fmt(v, spec: str = ".1f") -> str:

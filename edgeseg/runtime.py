@@ -106,7 +106,25 @@ def default_spec(input_detail: dict, output_detail: dict, kind: OutputKind) -> M
     return ModelSpec(input_hw=(h, w), classes=classes, mean=mean, std=std, extra={"embedded": False})
 
 
-class Segmenter:
+class StagedPredictor:
+    """predict(frame) as three timed stages: prepare (preprocess), invoke, finish (postprocess). A pipelined
+    loop calls the stages on different threads; subclasses give the three."""
+
+    timings: dict[str, float]
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter_ns()
+        tensor, geom = self.prepare(frame)
+        t1 = time.perf_counter_ns()
+        out = self.invoke(tensor)
+        t2 = time.perf_counter_ns()
+        mask = self.finish(out, geom)
+        t3 = time.perf_counter_ns()
+        self.timings = {"preprocess": (t1 - t0) / 1e6, "invoke": (t2 - t1) / 1e6, "postprocess": (t3 - t2) / 1e6}
+        return mask
+
+
+class Segmenter(StagedPredictor):
     """One segmentation .tflite, ready to run frames through.
 
     predict(frame) -> H x W uint8 mask at the frame's size. `timings` after each call: preprocess, invoke and
@@ -213,17 +231,6 @@ class Segmenter:
     def finish(self, out: np.ndarray, geom) -> np.ndarray:
         """Raw output tensor -> H x W class mask at the frame's size."""
         return restore_mask(index_mask(out, self.output_detail, self.kind, self.threshold), geom)
-
-    def predict(self, frame: np.ndarray) -> np.ndarray:
-        t0 = time.perf_counter_ns()
-        tensor, geom = self.prepare(frame)
-        t1 = time.perf_counter_ns()
-        out = self.invoke(tensor)
-        t2 = time.perf_counter_ns()
-        mask = self.finish(out, geom)
-        t3 = time.perf_counter_ns()
-        self.timings = {"preprocess": (t1 - t0) / 1e6, "invoke": (t2 - t1) / 1e6, "postprocess": (t3 - t2) / 1e6}
-        return mask
 
     def describe(self) -> dict:
         d = self.input_detail

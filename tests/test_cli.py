@@ -38,8 +38,8 @@ def test_bench_json_figures(tiny_tflite, tmp_path):
     r = invoke("bench", tiny_tflite["int8"], "--runs", 30, "--warmup", 3, "--threads", 1, "--frame-size", "200x100",
                "--json", tmp_path / "b.json")
     assert r.exit_code == 0, r.output
-    assert "invoke" in r.output and "end-to-end" in r.output and f"wrote {tmp_path / 'b.json'}" in r.output
-    d = json.loads((tmp_path / "b.json").read_text())
+    assert "inv p50" in r.output and "e2e p50" in r.output and f"wrote {tmp_path / 'b.json'}" in r.output
+    d = json.loads((tmp_path / "b.json").read_text())["results"][0]
     for key in ("invoke", "end_to_end"):
         s = d[key]
         assert s["runs"] == 30 and 0 < s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] <= s["max_ms"]

@@ -10,6 +10,7 @@ import numpy as np
 
 from edgeseg.errors import ModelError
 from edgeseg.preprocess import preprocess, restore_mask
+from edgeseg.runtime import StagedPredictor
 from edgeseg.spec import ModelSpec, spec_path_for
 
 FLOAT_INPUT = {"dtype": np.float32, "quantization": (0.0, 0)}
@@ -39,7 +40,7 @@ def load_spec_for(path: Path, spec: ModelSpec | Path | None = None) -> ModelSpec
     return ModelSpec.load(p)
 
 
-class KerasSegmenter:
+class KerasSegmenter(StagedPredictor):
     def __init__(self, model: Path, spec: ModelSpec | Path | None = None):
         t0 = time.perf_counter_ns()
         self.path = Path(model)
@@ -67,17 +68,6 @@ class KerasSegmenter:
 
     def finish(self, out: np.ndarray, geom) -> np.ndarray:
         return restore_mask(out[0].argmax(axis=-1).astype(np.uint8), geom)
-
-    def predict(self, frame: np.ndarray) -> np.ndarray:
-        t0 = time.perf_counter_ns()
-        tensor, geom = self.prepare(frame)
-        t1 = time.perf_counter_ns()
-        out = self.logits(tensor)
-        t2 = time.perf_counter_ns()
-        mask = self.finish(out, geom)
-        t3 = time.perf_counter_ns()
-        self.timings = {"preprocess": (t1 - t0) / 1e6, "invoke": (t2 - t1) / 1e6, "postprocess": (t3 - t2) / 1e6}
-        return mask
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         return self.logits(tensor)

@@ -24,6 +24,7 @@ from edgeseg.errors import EdgesegError
 from edgeseg.io import atomic_path, atomic_write_text
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.preprocess import preprocess, restore_mask
+from edgeseg.progress import progress_bar
 from edgeseg.spec import ModelSpec
 from edgeseg.training.data import Augment, load_all, median_frequency_weights, train_pipeline
 from edgeseg.training.model import build_unet
@@ -164,7 +165,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     )
     log(f"data: {len(train_ds)} train / {len(val_ds)} val images, {spec.num_classes} classes "
         f"({train_ds.format} layout at {cfg.data})")
-    images, masks = load_all(train_ds, _bar("reading train"))
+    images, masks = load_all(train_ds, progress_bar("reading train", force=True))
     val_frames, val_masks = [], []
     for i in range(len(val_ds)):
         f, m = val_ds.read(i)
@@ -220,20 +221,3 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     return {"run": str(out), "model": str(out / "model.keras"), "spec": str(out / "spec.json"),
             "history": str(history), "best_val_miou": best, "seconds_this_session": round(seconds, 1),
             **({"best_epoch": best_epoch["epoch"]} if best_epoch else {})}
-
-
-def _bar(desc: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    state = {}
-
-    def update(i: int, n: int) -> None:
-        if "bar" not in state:
-            state["bar"] = tqdm(total=n, desc=desc, unit="img", leave=False)
-        state["bar"].update(1)
-        if i == n:
-            state["bar"].close()
-
-    return update
