@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
@@ -21,13 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from camera.loop import LoopOptions, run_loop  # noqa: E402
 from camera.sources import SyntheticSource  # noqa: E402
+from edgeseg.bench import rss_mb  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
 from edgeseg.runtime import Segmenter  # noqa: E402
 
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class Counting(SyntheticSource):

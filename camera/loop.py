@@ -48,9 +48,12 @@ class RingStat:
     def values(self) -> np.ndarray:
         return self.buf[: min(self.n, len(self.buf))]
 
-    def p50(self) -> float | None:
-        v = self.values()[-256:] if self.n <= len(self.buf) else self.buf
-        return float(np.median(v)) if self.n else None
+    def p50(self, recent: int = 256) -> float | None:
+        """Median of the newest `recent` samples (cheap enough to call every frame)."""
+        if not self.n:
+            return None
+        k = min(recent, self.n, len(self.buf))
+        return float(np.median(self.buf[(self.n - k + np.arange(k)) % len(self.buf)]))
 
 
 @dataclass

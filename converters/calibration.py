@@ -16,11 +16,10 @@ import numpy as np
 
 from edgeseg.datasets import Dataset, detect_format, list_images, open_dataset, read_image
 from edgeseg.errors import DataError
-from edgeseg.preprocess import preprocess
+from edgeseg.preprocess import FLOAT_INPUT, preprocess
 from edgeseg.spec import ModelSpec
 
 SMALL_CALIBRATION = 100
-FLOAT_INPUT = {"dtype": np.float32, "quantization": (0.0, 0)}
 
 
 @dataclass

@@ -79,8 +79,7 @@ def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10) -> list
     """Per-layer error of int8 against float (TensorFlow's QuantizationDebugger), worst first."""
     import tensorflow as tf
 
-    from converters.calibration import FLOAT_INPUT
-    from edgeseg.preprocess import preprocess
+    from edgeseg.preprocess import FLOAT_INPUT, preprocess
 
     h, w = keras_seg.spec.input_hw
     fn = tf.function(lambda x: keras_seg.model(x, training=False),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import os
 import platform
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from edgeseg.runtime import _version
 
 PROBE = Path(__file__).parent / "assets" / "probe.tflite"
 
@@ -20,12 +21,6 @@ class Check:
     detail: str
     hint: str = ""
 
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _runtime(name: str, label: str, dist: str, hint: str) -> list[Check]:

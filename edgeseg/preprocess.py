@@ -15,6 +15,8 @@ import numpy as np
 from edgeseg.spec import ModelSpec
 
 LETTERBOX_FILL = 114  # grey, as detection tools pad
+# The input detail of a float model that takes real values as they are (Keras models, calibration).
+FLOAT_INPUT = {"dtype": np.float32, "quantization": (0.0, 0)}
 
 
 @dataclass(frozen=True)

@@ -39,18 +39,19 @@ class Runtime:
     load_delegate: Any
 
 
-def _version(dist: str) -> str:
+def _version(dist: str) -> str | None:
+    """A distribution's installed version, or None."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+        return None
 
 
 def _import_runtime(name: str) -> Runtime:
     """Import one runtime by name; raise ImportError (with the reason) when it is not usable here."""
     if name == "litert":
         mod = importlib.import_module("ai_edge_litert.interpreter")
-        return Runtime("litert", _version("ai-edge-litert"), mod.Interpreter, mod.load_delegate)
+        return Runtime("litert", _version("ai-edge-litert") or "unknown", mod.Interpreter, mod.load_delegate)
     if name == "tflite-runtime":
         try:
             mod = importlib.import_module("tflite_runtime.interpreter")
@@ -58,7 +59,7 @@ def _import_runtime(name: str) -> Runtime:
             raise
         except Exception as e:  # tflite-runtime 2.14 was built against numpy 1: numpy 2 breaks its import
             raise ImportError(f"tflite-runtime does not load ({type(e).__name__}: {e}); it needs numpy<2") from None
-        return Runtime("tflite-runtime", _version("tflite-runtime"), mod.Interpreter, mod.load_delegate)
+        return Runtime("tflite-runtime", _version("tflite-runtime") or "unknown", mod.Interpreter, mod.load_delegate)
     if name == "tensorflow":
         tf = importlib.import_module("tensorflow")
         return Runtime("tensorflow", tf.__version__, tf.lite.Interpreter, tf.lite.experimental.load_delegate)

@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ModelError
-from edgeseg.preprocess import preprocess, restore_mask
+from edgeseg.preprocess import FLOAT_INPUT, preprocess, restore_mask
 from edgeseg.runtime import StagedPredictor
 from edgeseg.spec import ModelSpec, spec_path_for
-
-FLOAT_INPUT = {"dtype": np.float32, "quantization": (0.0, 0)}
 
 
 def load_keras(path: Path):

@@ -23,13 +23,11 @@ from edgeseg.datasets import open_dataset
 from edgeseg.errors import EdgesegError
 from edgeseg.io import atomic_path, atomic_write_text
 from edgeseg.metrics import ConfusionMatrix
-from edgeseg.preprocess import preprocess, restore_mask
+from edgeseg.preprocess import FLOAT_INPUT, preprocess, restore_mask
 from edgeseg.progress import progress_bar
 from edgeseg.spec import ModelSpec
 from edgeseg.training.data import Augment, load_all, median_frequency_weights, train_pipeline
 from edgeseg.training.model import build_unet
-
-FLOAT_INPUT = {"dtype": np.float32, "quantization": (0.0, 0)}
 
 
 @dataclass
