@@ -2,7 +2,8 @@
 
     python benchmarks/camvid.py [--shared ../shared] [--out runs/camvid] [--epochs 40] [--ship]
 
-Trains a MobileNetV2-1.0 U-Net (ImageNet backbone from ../shared/weights) on CamVid train at 384x288 with
+Trains a MobileNetV2-1.0 U-Net with the dense (int8) decoder (ImageNet backbone from ../shared/weights) on
+CamVid train at 384x288 with
 val for model selection, median-frequency class weights and void ignored; converts to int8 calibrated on 200
 train images (with the quantisation report); scores float and int8 on val at the labels' 480x360; benches the
 int8 model at 1 and 2 threads beside the float model and Coral's DeepLabV3 in one run; writes results.json
@@ -55,7 +56,7 @@ def main() -> None:
             edgeseg("train", "--data", data, "--out", out, "--resume")
         elif not (out / "model.keras").exists():
             edgeseg("train", "--data", data, "--out", out, "--size", SIZE, "--backbone", "mobilenet_v2", "--alpha", "1.0",
-                    "--decoder", "base", "--weights", weights, "--epochs", args.epochs, "--batch-size", 8, "--lr", "1e-3",
+                    "--decoder", "dense", "--weights", weights, "--epochs", args.epochs, "--batch-size", 8, "--lr", "1e-3",
                     "--class-weights", "median")
     train_s = time.time() - t0
     model = out / "model.keras"
@@ -74,7 +75,7 @@ def main() -> None:
     history = (out / "history.csv").read_text().strip().splitlines()
     result = {
         "dataset": "CamVid (SegNet 11-class), train 367 / val 101, scored on val at 480x360, void ignored",
-        "model": "MobileNetV2-1.0 U-Net, base decoder, input 384x288 (WxH)",
+        "model": "MobileNetV2-1.0 U-Net, dense decoder, input 384x288 (WxH)",
         "epochs_run": len(history) - 1, "val_miou_float": ev["float32"]["miou"], "val_miou_int8": ev["int8"]["miou"],
         "int8_minus_float": ev["int8"]["miou"] - ev["float32"]["miou"],
         "per_class_iou": {c: {"float": ev["float32"]["per_class_iou"][c], "int8": ev["int8"]["per_class_iou"][c]}

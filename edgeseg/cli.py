@@ -154,7 +154,7 @@ def train(
     backbone: Annotated[str, typer.Option(help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large.")]
     = "mobilenet_v2",
     alpha: Annotated[float, typer.Option(help="Backbone width multiplier.")] = 1.0,
-    decoder: Annotated[str, typer.Option(help="Decoder width: tiny, small, base or large.")] = "base",
+    decoder: Annotated[str, typer.Option(help="Decoder: tiny, small, base, large (separable, 4 stages) or dense (the int8 decoder).")] = "base",
     weights: Annotated[str | None, typer.Option(help="Backbone weights: none, imagenet or a .weights.h5 file.")]
     = None,
     epochs: Annotated[int, typer.Option(min=1)] = 30,

@@ -45,6 +45,53 @@ def test_model_shapes_and_edge_tpu_friendly_layers():
         build_unet(3, (64, 64), weights="/nonexistent.h5")
 
 
+def test_dense_decoder_stops_at_stride_4_with_dense_blocks_on_projected_skips():
+    import keras
+
+    from edgeseg.training.model import DECODERS, Decoder, build_unet
+
+    def decoder_layers(m, kind):
+        return [l for l in m.layers if l.name.startswith("decoder") and type(l) is kind]
+
+    dense = build_unet(4, (64, 96), alpha=0.35, decoder="dense")
+    names = [l.name for l in dense.layers]
+    assert tuple(dense.output.shape) == (None, 64, 96, 4)
+    assert "decoder3_up" in names and "decoder4_up" not in names  # three stages: stride 4
+    assert dense.get_layer("logits").size == (4, 4)  # logits upsampled x4 to the input size
+    assert not decoder_layers(dense, keras.layers.DepthwiseConv2D)
+    convs = {l.name: l for l in decoder_layers(dense, keras.layers.Conv2D)}
+    assert [convs[f"decoder{i}a_conv"].kernel_size for i in (1, 2, 3)] == [(3, 3)] * 3
+    assert [convs[f"decoder{i}_skip"].filters for i in (1, 2, 3)] == list(DECODERS["dense"].skip_widths)
+    assert convs["decoder_top"].filters == 256
+    # The separable presets keep four stages of depthwise + pointwise pairs.
+    base = build_unet(4, (64, 96), alpha=0.35, decoder="base")
+    assert len(decoder_layers(base, keras.layers.DepthwiseConv2D)) == 8 and base.get_layer("logits").size == (2, 2)
+    # Widths alone still work, with fewer stages too.
+    two = build_unet(4, (64, 96), alpha=0.35, decoder=(32, 16))
+    assert tuple(two.output.shape) == (None, 64, 96, 4) and two.get_layer("logits").size == (8, 8)
+    for bad, msg in (("huge", "unknown decoder"), ((8, 8, 8, 8, 8), "1 to 4 positive widths"),
+                     (Decoder((8,), block="sparse"), "separable or dense"),
+                     (Decoder((8, 8), skip_widths=(4,)), "one per stage")):
+        with pytest.raises(EdgesegError, match=msg):
+            build_unet(4, (64, 96), alpha=0.35, decoder=bad)
+
+
+def test_dense_decoder_converts_to_an_all_int8_edge_tpu_ready_graph(tmp_path, synthetic_data, tiny_run):
+    from converters.edgetpu import lint
+    from converters.tflite import convert_keras
+    from edgeseg.training.model import Decoder, build_unet
+
+    spec = ModelSpec.load(tiny_run / "spec.json")
+    small = Decoder((16, 12, 8), block="dense", skip_widths=(8, 8, 8), top_width=16)
+    build_unet(spec.num_classes, (64, 96), alpha=0.35, decoder=small).save(tmp_path / "dense.keras")
+    res = convert_keras(tmp_path / "dense.keras", tmp_path / "dense.tflite", target="int8", spec=spec,
+                        calibration=synthetic_data, num_calibration=8, verify_images=2, progress=False,
+                        log=lambda s: None)
+    assert res.ops.fully_int8, res.ops.non_int8_ops
+    assert res.ops.ops["RESIZE_BILINEAR"] == 4 and res.ops.ops["CONCATENATION"] == 3
+    assert lint(tmp_path / "dense.tflite").ready
+
+
 def test_layer_names_are_deterministic():
     from edgeseg.training.model import build_unet
 

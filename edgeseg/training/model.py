@@ -2,12 +2,14 @@
 
 The model takes raw RGB pixels 0..255 and scales them inside the graph, so an int8/uint8 TFLite input is the
 camera's pixels as they are. The decoder keeps to what the Edge TPU compiler maps: bilinear resizes (not
-nearest UpSampling2D, which becomes TILE), depthwise-separable convolutions with BatchNorm after convolutions
-only (never after a Conv2DTranspose, which folds into TRANSPOSE_CONV v4). Layer names are deterministic.
+nearest UpSampling2D, which becomes TILE), convolutions (dense 3x3 or depthwise-separable) with BatchNorm after
+convolutions only (never after a Conv2DTranspose, which folds into TRANSPOSE_CONV v4). Layer names are
+deterministic.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -28,12 +30,34 @@ SKIP_LAYERS = {
 }
 BACKBONES = tuple(SKIP_LAYERS)
 
-# Decoder widths at strides 16, 8, 4, 2.
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """How the decoder climbs back from stride 32.
+
+    widths: one per stage, at strides 16, 8, 4, 2 in that order; fewer stages stop coarser and the logits are
+    upsampled by what is left (3 stages: x4, as DeepLabV3+ does). block: "separable" (depthwise 3x3 + pointwise
+    1x1) or "dense" (a full 3x3 convolution). skip_widths: 1x1 projections of the skip features before they are
+    concatenated (None: concatenate them as they are). top_width: a 1x1 projection of the stride-32 feature.
+    """
+
+    widths: tuple[int, ...]
+    block: str = "separable"
+    skip_widths: tuple[int, ...] | None = None
+    top_width: int | None = None
+
+
 DECODERS = {
-    "tiny": (64, 32, 24, 16),
-    "small": (96, 64, 32, 24),
-    "base": (128, 96, 64, 32),
-    "large": (256, 128, 64, 48),
+    "tiny": Decoder((64, 32, 24, 16)),
+    "small": Decoder((96, 64, 32, 24)),
+    "base": Decoder((128, 96, 64, 32)),
+    "large": Decoder((256, 128, 64, 48)),
+    # The int8 decoder. On CPUs with fast int8 matrix units (x86 VNNI/AMX, Arm dot-product) and on NPUs, an int8
+    # dense 3x3 convolution costs about what an int8 depthwise-separable pair does, while int8 depthwise
+    # convolutions, resizes and element-wise ops at high resolution are no faster than float (on this project's
+    # Xeon, 1.8x slower). So: dense blocks on projected (narrow) skips, and no stride-2 stage. See README.
+    "dense": Decoder((128, 96, 64), block="dense", skip_widths=(48, 32, 24), top_width=256),
 }
 
 
@@ -66,13 +90,37 @@ def _all_layers(model: keras.Model):
             yield from _all_layers(layer)
 
 
-def _sep_block(x, filters: int, name: str):
+def _conv_bn_relu(x, filters: int, kernel: int, name: str):
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(6.0, name=f"{name}_relu")(x)
+
+
+def _block(x, filters: int, kind: str, name: str):
+    if kind == "dense":
+        return _conv_bn_relu(x, filters, 3, f"{name}_conv")
     x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
     x = layers.BatchNormalization(name=f"{name}_dw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
-    x = layers.BatchNormalization(name=f"{name}_pw_bn")(x)
-    return layers.ReLU(6.0, name=f"{name}_pw_relu")(x)
+    return _conv_bn_relu(x, filters, 1, f"{name}_pw")
+
+
+def decoder_for(decoder: str | tuple[int, ...] | Decoder) -> Decoder:
+    if isinstance(decoder, Decoder):
+        dec = decoder
+    elif isinstance(decoder, str):
+        if decoder not in DECODERS:
+            raise EdgesegError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)} or give widths")
+        dec = DECODERS[decoder]
+    else:
+        dec = Decoder(tuple(int(w) for w in decoder))
+    if not 1 <= len(dec.widths) <= 4 or min(dec.widths) < 1:
+        raise EdgesegError(f"decoder widths {dec.widths}: give 1 to 4 positive widths (strides 16, 8, 4, 2)")
+    if dec.block not in ("separable", "dense"):
+        raise EdgesegError(f"decoder block {dec.block!r}: choose separable or dense")
+    if dec.skip_widths is not None and len(dec.skip_widths) != len(dec.widths):
+        raise EdgesegError(f"decoder skip_widths {dec.skip_widths}: one per stage ({len(dec.widths)})")
+    return dec
 
 
 def build_unet(
@@ -80,7 +128,7 @@ def build_unet(
     input_hw: tuple[int, int] = (224, 224),
     backbone: str = "mobilenet_v2",
     alpha: float = 1.0,
-    decoder: str | tuple[int, int, int, int] = "base",
+    decoder: str | tuple[int, ...] | Decoder = "base",
     weights: str | Path | None = None,
     dropout: float = 0.1,
     bn_momentum: float = 0.9,
@@ -94,9 +142,7 @@ def build_unet(
         raise EdgesegError(f"input size {h}x{w} (HxW): both sides must be multiples of 32")
     if num_classes < 2:
         raise EdgesegError("a segmentation model needs at least 2 classes")
-    widths = DECODERS.get(decoder) if isinstance(decoder, str) else tuple(decoder)
-    if widths is None or len(widths) != 4:
-        raise EdgesegError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)} or give 4 widths")
+    dec = decoder_for(decoder)
 
     base = _backbone(backbone, input_hw, alpha, weights)
     skips = [base.get_layer(n).input for n in SKIP_LAYERS[backbone]]
@@ -106,16 +152,21 @@ def build_unet(
     # Pixels 0..255 -> [-1, 1], the range the MobileNet weights were trained on.
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_pixels")(inputs)
     *skip_feats, x = encoder(x)
-    for level, (skip, width) in enumerate(zip(reversed(skip_feats), widths)):
+    if dec.top_width:
+        x = _conv_bn_relu(x, dec.top_width, 1, "decoder_top")
+    skip_feats = list(reversed(skip_feats))[: len(dec.widths)]
+    for level, (skip, width) in enumerate(zip(skip_feats, dec.widths)):
         name = f"decoder{level + 1}"
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
+        if dec.skip_widths:
+            skip = _conv_bn_relu(skip, dec.skip_widths[level], 1, f"{name}_skip")
         x = layers.Concatenate(name=f"{name}_concat")([x, skip])
-        x = _sep_block(x, width, f"{name}a")
-        x = _sep_block(x, width, f"{name}b")
+        x = _block(x, width, dec.block, f"{name}a")
+        x = _block(x, width, dec.block, f"{name}b")
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Conv2D(num_classes, 1, name="head_logits")(x)
-    outputs = layers.UpSampling2D(2, interpolation="bilinear", name="logits")(x)
+    outputs = layers.UpSampling2D(2 ** (5 - len(dec.widths)), interpolation="bilinear", name="logits")(x)
     model = keras.Model(inputs, outputs, name=f"unet_{backbone}")
     # keras.applications builds BatchNorm with momentum 0.999: its moving statistics need thousands of steps to
     # leave their initial values, so a short run evaluates (training=False) with statistics that fit nothing.
