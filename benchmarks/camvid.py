@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from edgeseg.io import atomic_write_text  # noqa: E402
+
 SIZE = "384x288"
 
 
@@ -84,7 +87,7 @@ def main() -> None:
         "bench": [{k: r[k] for k in ("model", "threads", "invoke", "end_to_end", "size_bytes")} for r in bench["results"]],
         "environment": bench["environment"], "train_seconds_this_run": round(train_s, 1),
     }
-    (res / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(res / "results.json", json.dumps(result, indent=2) + "\n")
     print(f"\nfloat val mIoU {100 * result['val_miou_float']:.2f}, int8 {100 * result['val_miou_int8']:.2f} "
           f"({100 * result['int8_minus_float']:+.2f}); wrote {res / 'results.json'}")
     if args.ship:
