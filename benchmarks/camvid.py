@@ -3,12 +3,12 @@
     python benchmarks/camvid.py [--shared ../shared] [--out runs/camvid] [--epochs 40] [--ship]
 
 Trains a MobileNetV2-1.0 U-Net with the dense (int8) decoder (ImageNet backbone from ../shared/weights) on
-CamVid train at 384x288 with
-val for model selection, median-frequency class weights and void ignored; converts to int8 calibrated on 200
-train images (with the quantisation report); scores float and int8 on val at the labels' 480x360; benches the
-int8 model at 1 and 2 threads beside the float model and Coral's DeepLabV3 in one run; writes results.json
-and model_card.md in --out. An interrupted run continues where it stopped (edgeseg train --resume). --ship
-copies the int8 model into edgeseg/assets/. Each step is the edgeseg command a user would type.
+CamVid train at 384x288 with val for model selection, median-frequency class weights and void ignored;
+converts to int8 calibrated on 200 train images (with the quantisation report and the Edge TPU lint); scores
+float and int8 on val at the labels' 480x360; benches the int8 model at 1 and 2 threads beside the float model
+and Coral's DeepLabV3 in one run; writes results/results.json in --out (the README's model card quotes it).
+An interrupted run continues where it stopped (edgeseg train --resume). --ship copies the int8 model into
+edgeseg/assets/. Each step is the edgeseg command a user would type.
 CamVid is CC BY-NC 4.0 (personal and research use).
 """
 

@@ -384,7 +384,7 @@ def bench(
                                                    "iou.png with --data) into this folder.")] = None,
 ) -> None:
     """Time models side by side: size, init, memory, invoke-only and end-to-end p50/p90/p99, FPS, mIoU."""
-    from edgeseg.bench import bench_models, plots, rows, to_csv, to_markdown
+    from edgeseg.bench import bench_models, int8_dot_text, plots, rows, to_csv, to_markdown
     from edgeseg.io import atomic_write_text
     from edgeseg.models import load_model
 
@@ -402,7 +402,8 @@ def bench(
         progress=_progress("bench"), keep_samples=plots_dir is not None,
     )
     env = report["environment"]
-    typer.echo(f"{env['cpu']}, {env['cores']} cores, governor {env['governor'] or 'n/a'}; {runs} runs after "
+    typer.echo(f"{env['cpu']}, {env['cores']} cores, governor {env['governor'] or 'n/a'}, {int8_dot_text(env)}; "
+               f"{runs} runs after "
                f"{warmup} warm-up, {rounds} interleaved rounds; end-to-end at {frame_size}")
     name_w = max(12, *(len(r["model"]) for r in rows(report)))
     typer.echo(f"{'model':<{name_w}} {'thr':>3} {'MB':>6} {'init':>7} {'inv p50':>8} {'p90':>7} {'p99':>7} "

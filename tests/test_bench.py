@@ -36,10 +36,11 @@ def test_several_models_thread_sweep_and_every_output(toy_models, tmp_path):
         assert "samples_ms" not in row
     env = d["environment"]
     assert env["cores"] >= 1 and env["python"] and env["numpy"] and env["cpu"]
+    assert isinstance(env["cpu_int8_dot"], list) and "int8 dot product " in r.output  # Linux: /proc/cpuinfo
     table = list(csv.DictReader(io.StringIO((tmp_path / "b.csv").read_text())))
     assert len(table) == 8 and float(table[0]["invoke_p50"]) > 0
     md = (tmp_path / "b.md").read_text()
-    assert md.count("| scores_int8.tflite |") == 2 and "Environment:" in md
+    assert md.count("| scores_int8.tflite |") == 2 and "Environment:" in md and "int8 dot product" in md
     png = (tmp_path / "plots" / "latency.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 

@@ -36,3 +36,30 @@ def test_tflite_runtime_built_for_numpy_1_is_a_fail_with_a_fix(monkeypatch):
     monkeypatch.setattr(edgeseg.doctor, "_version", lambda d: "2.14.0" if d == "tflite-runtime" else real_version(d))
     check = next(c for c in run_checks() if c.name == "tflite-runtime")
     assert check.status == "FAIL" and "needs numpy<2" in check.detail and "numpy<2" in check.hint
+
+
+EPYC_AVX2 = "model name\t: AMD EPYC\nflags\t\t: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2\n"
+XEON_SPR = "model name\t: Intel Xeon\nflags\t\t: sse2 avx2 avx512f avx512_vnni avx_vnni amx_bf16 amx_int8 amx_tile\n"
+CORTEX_A76 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp\n"
+CORTEX_A72 = "processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+
+
+def test_cpu_int8_dot_product_features_from_cpuinfo():
+    from edgeseg.bench import cpu_int8_features
+
+    assert cpu_int8_features(EPYC_AVX2) == {"arch": "x86", "features": []}
+    assert cpu_int8_features(XEON_SPR) == {"arch": "x86", "features": ["avx512_vnni", "avx_vnni", "amx_int8"]}
+    assert cpu_int8_features(CORTEX_A76) == {"arch": "arm", "features": ["asimddp"]}
+    assert cpu_int8_features(CORTEX_A72) == {"arch": "arm", "features": []}
+    assert cpu_int8_features("") == {"arch": None, "features": []}
+
+
+def test_doctor_warns_when_int8_cannot_beat_float_on_this_cpu():
+    from edgeseg.doctor import _int8_dot
+
+    warn = _int8_dot(EPYC_AVX2)
+    assert warn.status == "WARN" and "avx512_vnni" in warn.detail and "size, not speed" in warn.hint
+    assert _int8_dot(XEON_SPR).status == "OK" and "amx_int8" in _int8_dot(XEON_SPR).detail
+    assert _int8_dot(CORTEX_A72).status == "INFO" and _int8_dot(CORTEX_A76).status == "OK"
+    here = next(c for c in run_checks() if c.name == "CPU int8 dot product")  # and the real machine's line
+    assert here.status in ("OK", "WARN", "INFO") and here.detail
