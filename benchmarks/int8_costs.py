@@ -5,7 +5,7 @@ inputs: kernel speed does not depend on the values), and both are timed with the
 the same thread count, alternating float and int8 run by run so drift hits both alike. The decoder cases are
 the whole U-Net at 384x288 with each decoder preset (random weights). Ratio = int8 p50 / float p50.
 
-    python benchmarks/int8_costs.py [--threads 1] [--runs 60] [--only dense,base]
+    python benchmarks/int8_costs.py [--threads 1] [--runs 60] [--only dense,base] [--no-xnnpack]
 
 Writes benchmarks/results/int8_costs.json and .md. Needs TensorFlow (the workstation install).
 """
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from edgeseg.bench import environment, summarise  # noqa: E402
+from edgeseg.bench import environment, int8_dot_text, summarise  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
 from edgeseg.runtime import pick_runtime  # noqa: E402
 
@@ -69,10 +69,15 @@ def to_tflite(model, int8: bool) -> bytes:
     return conv.convert()
 
 
-def time_pair(runtime, bufs: dict, threads: int, runs: int, warmup: int) -> dict:
+def time_pair(runtime, bufs: dict, threads: int, runs: int, warmup: int, xnnpack: bool = True) -> dict:
+    extra = {}
+    if not xnnpack:  # TFLite's own kernels (ruy and the reference ops), as a runtime without XNNPACK runs them
+        from ai_edge_litert.interpreter import OpResolverType
+
+        extra["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interps = {}
     for k, buf in bufs.items():
-        it = runtime.interpreter_cls(model_content=buf, num_threads=threads)
+        it = runtime.interpreter_cls(model_content=buf, num_threads=threads, **extra)
         it.allocate_tensors()
         d = it.get_input_details()[0]
         it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
@@ -94,8 +99,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated substrings of the case names to run")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "int8_costs")
+    ap.add_argument("--no-xnnpack", action="store_true", help="time TFLite's built-in kernels instead (litert only)")
+    ap.add_argument("--out", type=Path, default=None, help="results path without suffix (default "
+                    "benchmarks/results/int8_costs, or int8_costs_builtin with --no-xnnpack)")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = ROOT / "benchmarks" / "results" / ("int8_costs_builtin" if args.no_xnnpack else "int8_costs")
 
     import keras
     from keras import layers
@@ -108,7 +117,7 @@ def main() -> None:
             None, lambda _, name=name: build_unet(11, (288, 384), decoder=name, weights=None))
     only = [s for s in args.only.split(",") if s]
     cases = {k: v for k, v in cases.items() if not only or any(s in k for s in only)}
-    runtime = pick_runtime()
+    runtime = pick_runtime("litert" if args.no_xnnpack else "auto")
     rows = []
     for i, (name, (shape, build)) in enumerate(cases.items(), 1):
         print(f"[{i}/{len(cases)}] {name}: converting and timing", file=sys.stderr, flush=True)
@@ -118,18 +127,19 @@ def main() -> None:
             inp = keras.Input(shape)
             model = keras.Model(inp, build(inp))
         bufs = {"float": to_tflite(model, False), "int8": to_tflite(model, True)}
-        t = time_pair(runtime, bufs, args.threads, args.runs, args.warmup)
+        t = time_pair(runtime, bufs, args.threads, args.runs, args.warmup, xnnpack=not args.no_xnnpack)
         rows.append({"case": name, "float": t["float"], "int8": t["int8"],
                      "ratio_p50": t["int8"]["p50_ms"] / t["float"]["p50_ms"]})
         print(f"{name:45s} float p50 {t['float']['p50_ms']:7.3f} ms  int8 p50 {t['int8']['p50_ms']:7.3f} ms  "
               f"int8/float {rows[-1]['ratio_p50']:.2f}", flush=True)
 
-    env = environment() | {"runtime": f"{runtime.name} {runtime.version}", "threads": args.threads}
+    env = environment() | {"runtime": f"{runtime.name} {runtime.version}" + (", no XNNPACK" if args.no_xnnpack else
+                                                                               ", XNNPACK"), "threads": args.threads}
     result = {"environment": env, "runs": args.runs, "warmup": args.warmup, "cases": rows,
               "decoders": {k: vars(v) for k, v in DECODERS.items()}}
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
-    lines = [f"{env.get('cpu')} ({env.get('cores')} cores), {env['runtime']}, {args.threads} thread(s), "
-             f"{args.runs} alternating runs after {args.warmup} warm-up.", "",
+    lines = [f"{env.get('cpu')} ({env.get('cores')} cores, {int8_dot_text(env)}), {env['runtime']}, "
+             f"{args.threads} thread(s), {args.runs} alternating runs after {args.warmup} warm-up.", "",
              "| case | float p50 (ms) | float p90 | int8 p50 (ms) | int8 p90 | int8 / float |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
