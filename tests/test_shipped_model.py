@@ -37,6 +37,10 @@ def test_only_int8_ops_and_camvid_classes_in_order():
     assert rep.fully_int8, rep.non_int8_ops[:5]
     assert seg.spec.classes == CAMVID_CLASSES and seg.spec.ignore_index == 11
     assert MODEL.stat().st_size < 5_000_000
+    # The dense (int8) decoder: MobileNetV2's own 17 depthwise convolutions and none in the decoder, whose
+    # depthwise blocks int8 runs slower than float on x86 (README, "What int8 buys on this CPU").
+    assert rep.ops["DEPTHWISE_CONV_2D"] == 17, dict(rep.ops)
+    assert rep.ops["RESIZE_BILINEAR"] == 4, dict(rep.ops)
 
 
 def test_val_miou_on_a_few_frames_stays_above_a_floor():
