@@ -403,8 +403,7 @@ def bench(
     )
     env = report["environment"]
     typer.echo(f"{env['cpu']}, {env['cores']} cores, governor {env['governor'] or 'n/a'}, {int8_dot_text(env)}; "
-               f"{runs} runs after "
-               f"{warmup} warm-up, {rounds} interleaved rounds; end-to-end at {frame_size}")
+               f"{runs} runs after {warmup} warm-up, {rounds} interleaved rounds; end-to-end at {frame_size}")
     name_w = max(12, *(len(r["model"]) for r in rows(report)))
     typer.echo(f"{'model':<{name_w}} {'thr':>3} {'MB':>6} {'init':>7} {'inv p50':>8} {'p90':>7} {'p99':>7} "
                f"{'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}" + ("  mIoU" if ds else ""))

@@ -124,13 +124,11 @@ def _governor() -> Check:
 
 
 def _int8_dot(info: str | None = None) -> Check:
-    from edgeseg.bench import INT8_DOT_FLAGS, cpu_int8_features
+    from edgeseg.bench import INT8_DOT_FLAGS, _read, cpu_int8_features
 
+    info = _read("/proc/cpuinfo") if info is None else info
     if info is None:
-        try:
-            info = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return Check("INFO", "CPU int8 dot product", "not readable here (no /proc/cpuinfo)")
+        return Check("INFO", "CPU int8 dot product", "not readable here (no /proc/cpuinfo)")
     cpu = cpu_int8_features(info)
     if cpu["features"]:
         return Check("OK", "CPU int8 dot product", f"{', '.join(cpu['features'])}: int8 models should run well "
