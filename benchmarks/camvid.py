@@ -1,9 +1,12 @@
 """The CamVid recipe: train -> int8 -> scores -> speed -> model card, one command.
 
-    python benchmarks/camvid.py [--shared ../shared] [--out runs/camvid] [--epochs 40] [--decoder dense] [--ship]
+    python benchmarks/camvid.py [--model small|nano] [--shared ../shared] [--out runs/camvid_small] [--epochs 40]
+                                [--decoder dense] [--ship]
 
-Trains a MobileNetV2-1.0 U-Net with the dense (int8) decoder (ImageNet backbone from ../shared/weights) on
-CamVid train at 384x288 with val for model selection, median-frequency class weights and void ignored;
+Trains a MobileNetV2-1.0 U-Net (ImageNet backbone from ../shared/weights) on CamVid train with val for model
+selection, median-frequency class weights and void ignored. `--model small` (the default model): the dense
+(int8) decoder at 384x288, 2.08 GMACs a frame; `--model nano` (Pi-4-class CPUs): the nano decoder at 256x192,
+0.38 GMACs. Then it
 converts to int8 calibrated on 200 train images (with the quantisation report and the Edge TPU lint); scores
 float and int8 on val at the labels' 480x360; benches the int8 model at 1 and 2 threads beside the float model
 and Coral's DeepLabV3 in one run; writes results/results.json in --out (the README's model card quotes it).
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -27,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from edgeseg.io import atomic_write_text  # noqa: E402
 
-SIZE = "384x288"
+# name -> (input WxH, decoder preset); the shipped files are edgeseg/assets/camvid_<name>_int8.tflite
+PRESETS = {"small": ("384x288", "dense"), "nano": ("256x192", "nano")}
 
 
 def edgeseg(*args) -> None:
@@ -40,62 +45,80 @@ def edgeseg(*args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=sorted(PRESETS), default="small", help="which shipped model to train")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "camvid")
+    ap.add_argument("--out", type=Path, default=None, help="run folder (default runs/camvid_<model>)")
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--decoder", default="dense", help="decoder preset (the shipped model: dense; the one "
-                    "before it: base, which runs faster on x86 CPUs without VNNI/AMX)")
+    ap.add_argument("--decoder", default=None, help="decoder preset instead of the model's (small: dense; nano: "
+                    "nano; the small model before the dense one: base, faster on x86 CPUs without VNNI/AMX)")
     ap.add_argument("--skip-train", action="store_true", help="use the model already in --out")
     ap.add_argument("--ship", action="store_true", help="copy the int8 model into edgeseg/assets/")
     args = ap.parse_args()
+    size, decoder = PRESETS[args.model]
+    decoder = args.decoder or decoder
+    args.out = args.out or ROOT / "runs" / f"camvid_{args.model}"
     data = args.shared / "data" / "camvid"
     weights = args.shared / "weights" / "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5"
     peer = args.shared / "models" / "peers" / "deeplabv3_mnv2_pascal_quant.tflite"
     if not data.is_dir() or not weights.is_file():
         sys.exit(f"needs {data} and {weights} (../shared)")
-    out = args.out.resolve()
+    # paths as the recipe passes them, relative to the repository where they can be: the results files record
+    # them, and this machine's absolute paths mean nothing elsewhere
+    out = Path(os.path.relpath(args.out.resolve(), ROOT))
+    data, weights, peer = (Path(os.path.relpath(p.resolve(), ROOT)) for p in (data, weights, peer))
     res = out / "results"
     t0 = time.time()
     if not args.skip_train:
-        if (out / "backup").exists():
+        if (ROOT / out / "backup").exists():
             edgeseg("train", "--data", data, "--out", out, "--resume")
-        elif not (out / "model.keras").exists():
-            edgeseg("train", "--data", data, "--out", out, "--size", SIZE, "--backbone", "mobilenet_v2", "--alpha", "1.0",
-                    "--decoder", args.decoder, "--weights", weights, "--epochs", args.epochs, "--batch-size", 8, "--lr", "1e-3",
+        elif not (ROOT / out / "model.keras").exists():
+            edgeseg("train", "--data", data, "--out", out, "--size", size, "--backbone", "mobilenet_v2",
+                    "--alpha", "1.0", "--decoder", decoder, "--weights", weights, "--epochs", args.epochs, "--batch-size", 8, "--lr", "1e-3",
                     "--class-weights", "median")
     train_s = time.time() - t0
     model = out / "model.keras"
     edgeseg("convert", model, "--json", res / "convert_float.json")
+    edgeseg("convert", model, "--fp16", "--json", res / "convert_fp16.json")
     edgeseg("convert", model, "--int8", "--calibration", data, "--num-calibration", 200, "--report", res / "quant_report",
             "--edgetpu", "--json", res / "convert_int8.json")
-    f32, i8 = out / "model_float32.tflite", out / "model_int8.tflite"
-    for name, path in (("float32", f32), ("int8", i8)):
+    f32, f16, i8 = out / "model_float32.tflite", out / "model_float16.tflite", out / "model_int8.tflite"
+    for name, path in (("float32", f32), ("float16", f16), ("int8", i8)):
         edgeseg("eval", path, "--data", data, "--split", "val", "--json", res / f"eval_{name}.json")
-    edgeseg("bench", i8, f32, peer, "--threads", "1,2", "--runs", 50, "--warmup", 5, "--frame-size", "480x360",
+    edgeseg("info", i8, "--json", res / "info_int8.json")
+    # int8 first, then its float twins and the peer, interleaved in rounds: one run, so the ratios hold
+    edgeseg("bench", i8, f32, f16, peer, "--threads", "1,2", "--runs", 50, "--warmup", 5, "--frame-size", "480x360",
             "--json", res / "bench.json", "--markdown", res / "bench.md")
 
-    ev = {k: json.loads((res / f"eval_{k}.json").read_text()) for k in ("float32", "int8")}
-    bench = json.loads((res / "bench.json").read_text())
-    conv = json.loads((res / "convert_int8.json").read_text())
-    history = (out / "history.csv").read_text().strip().splitlines()
+    ev = {k: json.loads((ROOT / res / f"eval_{k}.json").read_text()) for k in ("float32", "float16", "int8")}
+    bench = json.loads((ROOT / res / "bench.json").read_text())
+    conv = json.loads((ROOT / res / "convert_int8.json").read_text())
+    cfg = json.loads((ROOT / out / "config.json").read_text())
+    history = (ROOT / out / "history.csv").read_text().strip().splitlines()
+    p50 = {(Path(r["model"]).name, r["threads"]): r["invoke"]["p50_ms"] for r in bench["results"]}
+    h, w = cfg["input_hw"]
     result = {
+        "name": args.model,
         "dataset": "CamVid (SegNet 11-class), train 367 / val 101, scored on val at 480x360, void ignored",
-        "model": f"MobileNetV2-1.0 U-Net, {json.loads((out / 'config.json').read_text())['decoder']} decoder, "
-                 "input 384x288 (WxH)",
+        "model": f"MobileNetV2-1.0 U-Net, {cfg['decoder']} decoder, input {w}x{h} (WxH)",
+        "gmacs": ev["int8"]["gmacs"], "params": ev["int8"]["params"],
         "epochs_run": len(history) - 1, "val_miou_float": ev["float32"]["miou"], "val_miou_int8": ev["int8"]["miou"],
-        "int8_minus_float": ev["int8"]["miou"] - ev["float32"]["miou"],
+        "val_miou_float16": ev["float16"]["miou"], "int8_minus_float": ev["int8"]["miou"] - ev["float32"]["miou"],
         "per_class_iou": {c: {"float": ev["float32"]["per_class_iou"][c], "int8": ev["int8"]["per_class_iou"][c]}
                           for c in ev["int8"]["per_class_iou"]},
         "int8_fully_int8": conv["ops"]["fully_int8"], "int8_size_bytes": conv["size_bytes"],
-        "bench": [{k: r[k] for k in ("model", "threads", "invoke", "end_to_end", "size_bytes")} for r in bench["results"]],
+        "int8_over_float_invoke_p50": {str(t): p50[(i8.name, t)] / p50[(f32.name, t)] for t in (1, 2)},
+        "bench": [{k: r.get(k) for k in ("model", "threads", "gmacs", "params", "invoke", "end_to_end", "size_bytes")}
+                  for r in bench["results"]],
         "environment": bench["environment"], "train_seconds_this_run": round(train_s, 1),
     }
-    atomic_write_text(res / "results.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(ROOT / res / "results.json", json.dumps(result, indent=2) + "\n")
     print(f"\nfloat val mIoU {100 * result['val_miou_float']:.2f}, int8 {100 * result['val_miou_int8']:.2f} "
-          f"({100 * result['int8_minus_float']:+.2f}); wrote {res / 'results.json'}")
+          f"({100 * result['int8_minus_float']:+.2f}); int8/float invoke p50 "
+          + ", ".join(f"{v:.2f} at {t} thread(s)" for t, v in result["int8_over_float_invoke_p50"].items())
+          + f"; wrote {res / 'results.json'}")
     if args.ship:
-        dest = ROOT / "edgeseg" / "assets" / "camvid_mnv2_int8.tflite"
-        shutil.copyfile(i8, dest)
+        dest = ROOT / "edgeseg" / "assets" / f"camvid_{args.model}_int8.tflite"
+        shutil.copyfile(ROOT / i8, dest)
         print(f"shipped {dest}")
 
 

@@ -39,13 +39,18 @@ class Decoder:
     widths: one per stage, at strides 16, 8, 4, 2 in that order; fewer stages stop coarser and the logits are
     upsampled by what is left (3 stages: x4, as DeepLabV3+ does). block: "separable" (depthwise 3x3 + pointwise
     1x1) or "dense" (a full 3x3 convolution). skip_widths: 1x1 projections of the skip features before they are
-    concatenated (None: concatenate them as they are). top_width: a 1x1 projection of the stride-32 feature.
+    concatenated (None: concatenate them as they are). top_width: a 1x1 projection of the encoder's output.
+    encoder_stride: 32 uses the whole backbone; 16 cuts it after its stride-16 stage (MobileNetV2: the expanded
+    activation of block 13), which drops the most expensive backbone layers per pixel and lets a small budget
+    buy input resolution instead; the stages then start at stride 8. blocks: blocks per stage.
     """
 
     widths: tuple[int, ...]
     block: str = "separable"
     skip_widths: tuple[int, ...] | None = None
     top_width: int | None = None
+    encoder_stride: int = 32
+    blocks: int = 2
 
 
 DECODERS = {
@@ -58,6 +63,10 @@ DECODERS = {
     # convolutions, resizes and element-wise ops at high resolution are no faster than float (on this project's
     # Xeon, 1.8x slower). So: dense blocks on projected (narrow) skips, and no stride-2 stage. See README.
     "dense": Decoder((128, 96, 64), block="dense", skip_widths=(48, 32, 24), top_width=256),
+    # The shipped nano model's decoder (CamVid, 256x192, 0.38 GMACs with a MobileNetV2-1.0 encoder): the dense
+    # design cut to two narrow stages, stopping at stride 8 (logits upsampled x8), so that the ImageNet
+    # alpha-1.0 backbone fits a Pi-4-class budget of 0.4 GMACs.
+    "nano": Decoder((64, 48), block="dense", skip_widths=(32, 24), top_width=128),
 }
 
 
@@ -114,8 +123,14 @@ def decoder_for(decoder: str | tuple[int, ...] | Decoder) -> Decoder:
         dec = DECODERS[decoder]
     else:
         dec = Decoder(tuple(int(w) for w in decoder))
-    if not 1 <= len(dec.widths) <= 4 or min(dec.widths) < 1:
-        raise EdgesegError(f"decoder widths {dec.widths}: give 1 to 4 positive widths (strides 16, 8, 4, 2)")
+    if dec.encoder_stride not in (16, 32):
+        raise EdgesegError(f"decoder encoder_stride {dec.encoder_stride}: choose 16 or 32")
+    stages = 4 if dec.encoder_stride == 32 else 3
+    if not 1 <= len(dec.widths) <= stages or min(dec.widths) < 1:
+        raise EdgesegError(f"decoder widths {dec.widths}: give 1 to {stages} positive widths (one per stage, "
+                           f"from stride {dec.encoder_stride // 2} down to 2)")
+    if dec.blocks < 1:
+        raise EdgesegError(f"decoder blocks {dec.blocks}: at least one block per stage")
     if dec.block not in ("separable", "dense"):
         raise EdgesegError(f"decoder block {dec.block!r}: choose separable or dense")
     if dec.skip_widths is not None and len(dec.skip_widths) != len(dec.widths):
@@ -146,7 +161,10 @@ def build_unet(
 
     base = _backbone(backbone, input_hw, alpha, weights)
     skips = [base.get_layer(n).input for n in SKIP_LAYERS[backbone]]
-    encoder = keras.Model(base.input, [*skips, base.output], name="encoder")
+    if dec.encoder_stride == 16:  # the stride-16 skip becomes the encoder's output; later layers are not built
+        encoder = keras.Model(base.input, skips, name="encoder")
+    else:
+        encoder = keras.Model(base.input, [*skips, base.output], name="encoder")
 
     inputs = keras.Input(shape=(h, w, 3), name="image")
     # Pixels 0..255 -> [-1, 1], the range the MobileNet weights were trained on.
@@ -161,12 +179,13 @@ def build_unet(
         if dec.skip_widths:
             skip = _conv_bn_relu(skip, dec.skip_widths[level], 1, f"{name}_skip")
         x = layers.Concatenate(name=f"{name}_concat")([x, skip])
-        x = _block(x, width, dec.block, f"{name}a")
-        x = _block(x, width, dec.block, f"{name}b")
+        for b in range(dec.blocks):
+            x = _block(x, width, dec.block, f"{name}{'abcdefgh'[b]}")
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Conv2D(num_classes, 1, name="head_logits")(x)
-    outputs = layers.UpSampling2D(2 ** (5 - len(dec.widths)), interpolation="bilinear", name="logits")(x)
+    factor = dec.encoder_stride // 2 ** len(dec.widths)
+    outputs = layers.UpSampling2D(factor, interpolation="bilinear", name="logits")(x) if factor > 1 else x
     model = keras.Model(inputs, outputs, name=f"unet_{backbone}")
     # keras.applications builds BatchNorm with momentum 0.999: its moving statistics need thousands of steps to
     # leave their initial values, so a short run evaluates (training=False) with statistics that fit nothing.
