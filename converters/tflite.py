@@ -1,6 +1,6 @@
 """convert_keras: a trained .keras model -> a .tflite file, one small function per target.
 
-TARGETS lists them: float32, dynamic-range (int8 weights, float activations) and full-integer int8 (int8
+TARGETS lists them: float32, float16 weights, dynamic-range (int8 weights, float activations) and full-integer int8 (int8
 weights and activations, int8 or uint8 input/output, calibrated on sample images). The exported graph has a
 static batch of 1: a dynamic batch adds SHAPE/STRIDED_SLICE ops that split the XNNPACK graph and that the
 Edge TPU compiler cannot map. The model spec is embedded as metadata; the file is written atomically.
@@ -41,6 +41,14 @@ def _dynamic(conv, tf, opts) -> None:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
 
 
+def _fp16(conv, tf, opts) -> None:
+    # float16 weights, float32 input/output: half the size of float32. On x86 the runtime widens the weights
+    # to float32 at load; XNNPACK can run the graph in fp16 arithmetic on CPUs that have it (ARMv8.2+, e.g. the
+    # Raspberry Pi 5's Cortex-A76), which this project's machines cannot measure.
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+
+
 def _int8(conv, tf, opts) -> None:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = opts["representative"]
@@ -52,6 +60,7 @@ def _int8(conv, tf, opts) -> None:
 
 TARGETS = {
     "float": Target("float32", _float, help="float32 weights and activations"),
+    "fp16": Target("float16", _fp16, help="float16 weights, float32 input and output"),
     "dynamic": Target("dynamic", _dynamic, help="int8 weights, float activations (no calibration)"),
     "int8": Target("int8", _int8, calibrated=True, help="full-integer: int8 weights and activations"),
 }

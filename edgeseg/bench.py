@@ -217,7 +217,7 @@ def _peak_rss_mb() -> float | None:
 
 
 # ------------------------------------------------------------------------------------------------ reports
-COLUMNS = ("model", "threads", "size_mb", "init_ms", "rss_mb", "invoke_p50", "invoke_p90", "invoke_p99", "invoke_mean",
+COLUMNS = ("model", "gmacs", "params_m", "threads", "size_mb", "init_ms", "rss_mb", "invoke_p50", "invoke_p90", "invoke_p99", "invoke_mean",
            "invoke_fps", "e2e_p50", "e2e_p90", "e2e_p99", "e2e_fps", "miou")
 
 
@@ -226,7 +226,9 @@ def rows(report: dict) -> list[dict]:
     for r in report["results"]:
         inv, e2e = r["invoke"], r["end_to_end"]
         out.append({
-            "model": Path(r["model"]).name, "threads": r["threads"] or "default",
+            "model": Path(r["model"]).name, "gmacs": r.get("gmacs"),
+            "params_m": None if r.get("params") is None else round(r["params"] / 1e6, 3),
+            "threads": r["threads"] or "default",
             "size_mb": round(r["size_bytes"] / 1e6, 2), "init_ms": round(r["init_ms"], 1),
             "rss_mb": r.get("rss_delta_mb"), "invoke_p50": round(inv["p50_ms"], 3), "invoke_p90": round(inv["p90_ms"], 3),
             "invoke_p99": round(inv["p99_ms"], 3), "invoke_mean": round(inv["mean_ms"], 3),
@@ -259,12 +261,15 @@ def to_markdown(report: dict) -> str:
         f"{report['warmup']} warm-up, interleaved in {report['rounds']} rounds; end-to-end on a "
         f"{report['frame_hw'][1]}x{report['frame_hw'][0]} frame.",
         "",
-        "| model | runtime | threads | size (MB) | init (ms) | invoke p50 | p90 | p99 | FPS | end-to-end p50 | p90 "
-        "| p99 | FPS | mIoU (%) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | GMACs | params (M) | runtime | threads | size (MB) | init (ms) | invoke p50 | p90 | p99 | FPS "
+        "| end-to-end p50 | p90 | p99 | FPS | mIoU (%) |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows(report):
-        lines.append(f"| {r['model']} | {r['runtime']} ({r['delegate']}) | {r['threads']} | {r['size_mb']} | "
+        gm = "n/a" if r["gmacs"] is None else f"{r['gmacs']:.3f}"
+        pm = "n/a" if r["params_m"] is None else f"{r['params_m']:.2f}"
+        lines.append(f"| {r['model']} | {gm} | {pm} | {r['runtime']} ({r['delegate']}) | {r['threads']} | "
+                     f"{r['size_mb']} | "
                      f"{r['init_ms']} | {r['invoke_p50']} | {r['invoke_p90']} | {r['invoke_p99']} | {r['invoke_fps']} | "
                      f"{r['e2e_p50']} | {r['e2e_p90']} | {r['e2e_p99']} | {r['e2e_fps']} | "
                      f"{'' if r['miou'] is None else r['miou']} |")

@@ -115,6 +115,9 @@ def _progress(desc: str):
     return progress_bar(desc)
 
 
+MODEL_HELP = "The model by path or shipped name (nano, small), instead of the MODEL argument."
+
+
 def _fmt(v, spec: str = ".1f") -> str:
     return "n/a" if v is None else format(v, spec)
 
@@ -200,6 +203,8 @@ def convert(
     int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (calibrated).")] = False,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic range: int8 weights, float activations.")]
     = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="float16 weights (half the size; fp16 arithmetic on CPUs "
+                                       "that have it, such as the Pi 5's).")] = False,
     calibration: Annotated[Path | None, typer.Option(exists=True, help="Dataset or image folder for calibration "
                                                      "(default: the training data recorded in the spec).")] = None,
     num_calibration: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 200,
@@ -217,12 +222,12 @@ def convert(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the conversion report here.")] = None,
 ) -> None:
     """Convert a Keras model to TFLite (float32 by default), embed its spec, verify the result."""
-    if int8 and dynamic:
-        raise EdgesegError("choose one of --int8 and --dynamic")
+    if int8 + dynamic + fp16 > 1:
+        raise EdgesegError("choose one of --int8, --dynamic and --fp16")
     _quiet_tensorflow()
     from converters.tflite import convert_keras  # TensorFlow stays out of `edgeseg run`
 
-    target = "int8" if int8 else "dynamic" if dynamic else "float"
+    target = "int8" if int8 else "dynamic" if dynamic else "fp16" if fp16 else "float"
     result = convert_keras(model, out, target=target, spec=spec, calibration=calibration,
                            num_calibration=num_calibration, io_dtype=io.value, verify_images=verify,
                            strict=strict, progress=sys.stderr.isatty(), log=typer.echo)
@@ -314,8 +319,10 @@ def quant_report(
 @app.command("eval")
 @handles_errors
 def eval_(
-    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .tflite or .keras model.")],
-    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset folder.")],
+    model: Annotated[str | None, typer.Argument(help="A .tflite or .keras model, or a shipped model: "
+                                                "nano or small.")] = None,
+    data: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Dataset folder.")] = None,
+    model_opt: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
     split: Annotated[Split, typer.Option(help="Which split to score.")] = Split.val,
     format: Annotated[Format, typer.Option(help="Dataset layout.")] = Format.auto,
     limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N images.")] = None,
@@ -331,12 +338,17 @@ def eval_(
     from edgeseg.evaluate import evaluate
     from edgeseg.models import load_model
 
+    if data is None:
+        raise EdgesegError("eval needs --data DATASET (a folder with images and masks)")
+    model = _one_model(model, model_opt, default=False)
     if model.suffix == ".keras":
         _quiet_tensorflow()
     ds = open_dataset(data, split.value, format.value)
     m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, spec=spec)
     res = evaluate(m, ds, limit, progress=_progress("eval"))
     res["model"] = str(model)
+    d = m.describe()
+    res["gmacs"], res["params"] = d.get("gmacs"), d.get("params")
     typer.echo(f"{model.name} on {ds.root} ({ds.split}, {res['images']} images)")
     width = max(len(c) for c in ds.classes)
     for name, v in res["per_class_iou"].items():
@@ -362,9 +374,11 @@ def _thread_list(text: str | None) -> list[int | None]:
 @app.command()
 @handles_errors
 def bench(
-    models: Annotated[list[Path] | None, typer.Argument(exists=True, dir_okay=False, help="One or more .tflite "
-                                                        "(or .keras) models, side by side (default: the shipped "
-                                                        "model).")] = None,
+    models: Annotated[list[str] | None, typer.Argument(help="One or more .tflite (or .keras) models, or shipped "
+                                                       "models by name (nano, small), side by side (default: "
+                                                       "small).")] = None,
+    model_opt: Annotated[list[str] | None, typer.Option("--model", help="A model to add, by path or shipped "
+                                                        "name (nano, small); repeat for more.")] = None,
     threads: Annotated[str | None, typer.Option(help="Interpreter threads: N, or a sweep like 1,2,4.")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Timed runs per model (each of invoke-only and end-to-end).")]
     = 100,
@@ -388,7 +402,10 @@ def bench(
     from edgeseg.io import atomic_write_text
     from edgeseg.models import load_model
 
-    models = models or [_default_model()]
+    from edgeseg.assets import resolve_model
+
+    names = [*(models or []), *(model_opt or [])]
+    models = [resolve_model(m) for m in names] or [_default_model()]
     if any(m.suffix == ".keras" for m in models):
         _quiet_tensorflow()
     ds = None
@@ -405,14 +422,17 @@ def bench(
     typer.echo(f"{env['cpu']}, {env['cores']} cores, governor {env['governor'] or 'n/a'}, {int8_dot_text(env)}; "
                f"{runs} runs after {warmup} warm-up, {rounds} interleaved rounds; end-to-end at {frame_size}")
     name_w = max(12, *(len(r["model"]) for r in rows(report)))
-    typer.echo(f"{'model':<{name_w}} {'thr':>3} {'MB':>6} {'init':>7} {'inv p50':>8} {'p90':>7} {'p99':>7} "
-               f"{'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}" + ("  mIoU" if ds else ""))
+    typer.echo(f"{'model':<{name_w}} {'GMACs':>6} {'params':>7} {'thr':>3} {'MB':>6} {'init':>7} {'inv p50':>8} "
+               f"{'p90':>7} {'p99':>7} {'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}"
+               + ("  mIoU" if ds else ""))
     for r in rows(report):
-        typer.echo(f"{r['model']:<{name_w}} {str(r['threads']):>3} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
+        typer.echo(f"{r['model']:<{name_w}} {_fmt(r['gmacs'], '6.3f'):>6} {_fmt(r['params_m'], '6.2f') + 'M':>7} "
+                   f"{str(r['threads']):>3} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
                    f"{r['invoke_p50']:8.2f} {r['invoke_p90']:7.2f} {r['invoke_p99']:7.2f} {r['invoke_fps']:7.1f} "
                    f"{r['e2e_p50']:8.2f} {r['e2e_p90']:7.2f} {r['e2e_p99']:7.2f} {r['e2e_fps']:7.1f}"
                    + (f" {r['miou']:6.2f}" if ds and r["miou"] is not None else ""))
-    typer.echo("(ms; runtime " + ", ".join(sorted({r["runtime"] + " " + r["delegate"] for r in rows(report)})) + ")")
+    typer.echo("(ms; GMACs and params per frame, from the graph; runtime "
+               + ", ".join(sorted({r["runtime"] + " " + r["delegate"] for r in rows(report)})) + ")")
     if json_out:
         _write_json(json_out, report if plots_dir is None else
                     {**report, "results": [{k: v for k, v in r.items() if k != "samples_ms"}
@@ -438,8 +458,9 @@ class View(str, Enum):
 @app.command()
 @handles_errors
 def run(
-    model: Annotated[Path | None, typer.Argument(dir_okay=False, help="A segmentation .tflite "
-                                                 "(default: the model shipped with edgeseg).")] = None,
+    model: Annotated[str | None, typer.Argument(help="A segmentation .tflite, or a shipped model: nano or "
+                                                "small (default: small).")] = None,
+    model_opt: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
     camera: Annotated[int | None, typer.Option(help="Camera index (V4L2 /dev/videoN).")] = None,
     source: Annotated[str | None, typer.Option(help="Video file, image folder or glob, rtsp:// or http:// URL, "
                                                "or synthetic[:WxH].")] = None,
@@ -471,7 +492,7 @@ def run(
     from camera.sources import open_source
     from edgeseg.models import load_model
 
-    model = model or _default_model()
+    model = _one_model(model, model_opt, default=True)
     if show and not _has_display():
         typer.secho("no display: running without a window (--no-show)", fg=typer.colors.YELLOW, err=True)
         show = False
@@ -504,6 +525,20 @@ def run(
         _write_json(json_out, d)
     if stats.interrupted:
         raise typer.Exit(130)
+
+
+def _one_model(argument: str | None, option: str | None, default: bool) -> Path:
+    """MODEL argument or --model (a path or a shipped name) -> a model file; the shipped default if allowed."""
+    from edgeseg.assets import resolve_model
+
+    if argument and option:
+        raise EdgesegError(f"give the model once: {argument!r} and --model {option!r}")
+    text = argument or option
+    if text is None:
+        if not default:
+            raise EdgesegError("no model given: a .tflite or .keras path, or a shipped model (nano, small)")
+        return _default_model()
+    return resolve_model(text)
 
 
 def _default_model() -> Path:
@@ -564,6 +599,25 @@ def edgetpu(
     result = _edgetpu_report(model, compile_it)
     if json_out:
         _write_json(json_out, result)
+
+
+# ----------------------------------------------------------------------------------------------------- info
+@app.command()
+@handles_errors
+def info(
+    model: Annotated[str | None, typer.Argument(help="A .tflite (any segmentation model, ours or not), or a "
+                                                "shipped model: nano or small (default: small).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write everything (JSON) here.")] = None,
+) -> None:
+    """What a model is and costs: spec, input/output, op histogram, GMACs and params per frame, int8 share,
+    Edge TPU verdict. Reads the file only; runs nothing."""
+    from edgeseg.info import format_info, model_info
+
+    d = model_info(_one_model(model, None, default=True))
+    for line in format_info(d):
+        typer.echo(line)
+    if json_out:
+        _write_json(json_out, d)
 
 
 # --------------------------------------------------------------------------------------------------- doctor

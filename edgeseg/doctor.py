@@ -144,6 +144,38 @@ def _int8_dot(info: str | None = None) -> Check:
                  "by less than on a CPU with dotprod")
 
 
+def recommend_model(info: str | None, cores: int | None) -> tuple[str, str]:
+    """(shipped model name, why) for a CPU, from the text of /proc/cpuinfo and the core count.
+
+    nano (0.38 GMACs) where a CPU has neither int8 dot products nor x86's width: ARM without dotprod (the Pi 4's
+    Cortex-A72: about 7 GMAC/s at 4 threads in float, so small's 2.08 GMACs would be 3-5 FPS), or any ARM with
+    fewer than 4 cores. small (2.08 GMACs) otherwise: ARM with dotprod (the Pi 5's A76) and x86."""
+    from edgeseg.bench import cpu_int8_features
+
+    cpu = cpu_int8_features(info or "")
+    cores = cores or 1
+    if cpu["arch"] == "arm":
+        if not cpu["features"]:
+            return "nano", "ARM without int8 dot products (Pi-4 class): small would run at a few FPS"
+        if cores < 4:
+            return "nano", f"ARM with {cores} core(s): small needs 4 for realtime"
+        return "small", f"ARM with int8 dot products ({', '.join(cpu['features'])}) and {cores} cores (Pi-5 class)"
+    if cpu["arch"] == "x86":
+        if cores < 2:
+            return "nano", "a single x86 core"
+        return "small", f"x86 with {cores} cores" + ("" if cpu["features"] else "; no int8 dot products, so int8 "
+                                                                                 "runs at float's speed here")
+    return "small", "unknown CPU: the default"
+
+
+def _recommend(info: str | None = None, cores: int | None = None) -> Check:
+    from edgeseg.bench import _read
+
+    info = _read("/proc/cpuinfo") if info is None else info
+    name, why = recommend_model(info, cores or os.cpu_count())
+    return Check("INFO", "model for this CPU", f"{name} ({why})", f"edgeseg run --model {name} --camera 0")
+
+
 def run_checks() -> list[Check]:
     import numpy as np
 
@@ -164,6 +196,7 @@ def run_checks() -> list[Check]:
     checks.append(_picamera())
     checks.append(_governor())
     checks.append(_int8_dot())
+    checks.append(_recommend())
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     checks.append(Check("INFO", "display", display or "none: use --no-show, --record or --serve PORT"))
     return checks

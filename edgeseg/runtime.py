@@ -23,7 +23,8 @@ from edgeseg.errors import ModelError, RuntimeUnavailable
 from edgeseg.postprocess import OutputKind, index_mask, output_classes, output_kind
 from edgeseg.preprocess import preprocess, restore_mask
 from edgeseg.spec import ModelSpec
-from edgeseg.tflite_file import check_tflite, read_model_bytes, read_opcodes, read_spec_json
+from edgeseg.cost import graph_cost
+from edgeseg.tflite_file import check_tflite, read_model_bytes, read_model_graph, read_opcodes, read_spec_json
 
 RUNTIMES = ("auto", "litert", "tflite-runtime", "tensorflow")
 DELEGATES = ("auto", "cpu", "edgetpu")
@@ -149,6 +150,7 @@ class Segmenter(StagedPredictor):
         buf = read_model_bytes(self.path)
         check_tflite(buf, str(self.path))
         self.model_bytes = len(buf)
+        self.cost = graph_cost(read_model_graph(buf, str(self.path)))
         needs_edgetpu = any(op.custom == EDGETPU_CUSTOM_OP for op in read_opcodes(buf, str(self.path)))
         if delegate == "auto":
             delegate = "edgetpu" if needs_edgetpu else "cpu"
@@ -250,6 +252,10 @@ class Segmenter(StagedPredictor):
             "classes": list(self.spec.classes) if self.kind is not OutputKind.INDEX or self.embedded_spec else None,
             "spec_embedded": self.embedded_spec,
             "init_ms": round(self.init_ms, 3),
+            # cost per frame from the graph: the same on every machine (None where compiled ops hide it)
+            "gmacs": None if self.cost.uncounted else round(self.cost.gmacs, 4),
+            "params": self.cost.params,
+            "macs_uncounted": self.cost.uncounted,
         }
 
 

@@ -152,6 +152,24 @@ class GraphTensor:
     dtype: str
     shape: tuple[int, ...]
     shape_signature: tuple[int, ...]  # -1 marks a dynamic dimension
+    constant: bool = False  # backed by a buffer with data: weights, biases, shape constants
+
+    @property
+    def elements(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= max(int(d), 1)
+        return n
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The main subgraph: operators in execution order, tensors, and the graph's input and output indices."""
+
+    ops: list[GraphOp]
+    tensors: list[GraphTensor]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
 
 
 def builtin_names() -> dict[int, str]:
@@ -169,27 +187,49 @@ def builtin_names() -> dict[int, str]:
 
 
 def read_graph(buf: bytes, name: str = "model") -> tuple[list[GraphOp], list[GraphTensor]]:
-    """Operators and tensors of the main subgraph: SubGraph{0 tensors, 1 inputs, 2 outputs, 3 operators},
-    Operator{0 opcode_index, 1 inputs, 2 outputs}, Tensor{0 shape, 1 type, 2 buffer, 3 name, ..., 7 shape_signature}."""
+    """Operators and tensors of the main subgraph (see read_model_graph)."""
+    g = read_model_graph(buf, name)
+    return g.ops, g.tensors
+
+
+def read_model_graph(buf: bytes, name: str = "model") -> Graph:
+    """The main subgraph: SubGraph{0 tensors, 1 inputs, 2 outputs, 3 operators},
+    Operator{0 opcode_index, 1 inputs, 2 outputs}, Tensor{0 shape, 1 type, 2 buffer, 3 name, ..., 7 shape_signature},
+    Buffer{0 data, 1 offset, 2 size}. A tensor is constant when its buffer holds data (inline or, for models
+    over 2 GB, at a file offset)."""
     model = _model(buf, name)
     codes = read_opcodes(buf, name)
     names = builtin_names()
     try:
-        sub = model.tables(2)[0]
+        subgraphs = model.tables(2)
+        if not subgraphs:
+            raise ModelError(f"{name}: the TFLite model has no subgraph")
+        sub = subgraphs[0]
+        buffers = model.tables(4)
         tensors = []
         for i, t in enumerate(sub.tables(0)):
             shape = _ints(t, 0)
             sig = _ints(t, 7) or shape
+            b = t.scalar(2, "I")
+            const = 0 < b < len(buffers) and _buffer_size(buffers[b]) > 0
             tensors.append(GraphTensor(i, (t.bytes_(3) or b"").decode("utf-8", "replace"),
-                                       TENSOR_TYPES.get(t.scalar(1, "b"), f"type{t.scalar(1, 'b')}"), shape, sig))
+                                       TENSOR_TYPES.get(t.scalar(1, "b"), f"type{t.scalar(1, 'b')}"), shape, sig,
+                                       const))
         ops = []
         for i, op in enumerate(sub.tables(3)):
             code = codes[op.scalar(0, "I")]
             op_name = code.custom or names.get(code.builtin, f"BUILTIN_{code.builtin}")
             ops.append(GraphOp(i, op_name, code.version, _ints(op, 1), _ints(op, 2)))
-        return ops, tensors
+        return Graph(ops, tensors, _ints(sub, 1), _ints(sub, 2))
     except (struct.error, IndexError):
         raise ModelError(f"{name}: corrupt TFLite flatbuffer (graph unreadable)") from None
+
+
+def _buffer_size(b: _Table) -> int:
+    v = b._vector(0)
+    if v is not None and v[1]:
+        return v[1]
+    return b.scalar(2, "Q") if b.scalar(1, "Q") > 1 else 0
 
 
 def _ints(table: _Table, i: int) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,7 +30,7 @@ def assert_one_line_error(result, pattern, code=1):
 def test_help_lists_the_commands():
     r = invoke("--help")
     assert r.exit_code == 0
-    for cmd in ("train", "convert", "eval", "bench", "run", "synth", "demo"):
+    for cmd in ("train", "convert", "eval", "bench", "run", "synth", "demo", "info", "doctor"):
         assert cmd in r.output
 
 
@@ -46,6 +47,17 @@ def test_bench_json_figures(tiny_tflite, tmp_path):
     assert d["end_to_end"]["p50_ms"] > d["invoke"]["p50_ms"] * 0.5
     assert d["threads"] == 1 and d["runtime"] == "litert" and d["frame_hw"] == [100, 200]
     assert d["size_bytes"] == tiny_tflite["int8"].stat().st_size and d["init_ms"] > 0
+    from edgeseg.cost import model_cost
+
+    cost = model_cost(tiny_tflite["int8"])
+    assert d["gmacs"] == round(cost.gmacs, 4) > 0 and d["params"] == cost.params > 0
+    r = invoke("bench", tiny_tflite["int8"], "--runs", 2, "--warmup", 0, "--csv", tmp_path / "b.csv",
+               "--markdown", tmp_path / "b.md")
+    assert r.exit_code == 0, r.output
+    assert f"{cost.gmacs:6.3f}" in r.output and "GMACs" in r.output
+    header, row = (tmp_path / "b.csv").read_text().splitlines()[:2]
+    assert header.split(",")[1:3] == ["gmacs", "params_m"] and row.split(",")[1] == str(round(cost.gmacs, 4))
+    assert "| GMACs | params (M) |" in (tmp_path / "b.md").read_text()
 
 
 @pytest.mark.slow
@@ -61,6 +73,9 @@ def test_eval_json_matches_the_library(tiny_tflite, synthetic_data, tmp_path):
     assert d["miou"] == pytest.approx(ref["miou"]) and d["images"] == 4
     assert set(d["per_class_iou"]) == {"background", "disc", "box", "triangle", "bar"}
     assert f"mIoU {100 * ref['miou']:.2f}" in r.output
+    from edgeseg.cost import model_cost
+
+    assert d["gmacs"] == round(model_cost(tiny_tflite["int8"]).gmacs, 4) and d["params"] > 0
 
 
 @pytest.mark.slow
@@ -108,9 +123,29 @@ def test_not_a_tflite(tmp_path):
     assert_one_line_error(invoke("bench", junk), r"^error: .*model.tflite: not a TFLite model")
 
 
-def test_missing_model_is_a_usage_error(tmp_path):
-    r = invoke("bench", tmp_path / "nope.tflite")
-    assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
+def test_missing_model_is_one_line_naming_the_shipped_ones(tmp_path):
+    for cmd in ("bench", "run", "eval"):
+        r = invoke(cmd, tmp_path / "nope.tflite", "--data", tmp_path) if cmd == "eval" else \
+            invoke(cmd, tmp_path / "nope.tflite")
+        assert_one_line_error(r, r"nope\.tflite: no such model file .*shipped model: nano, small")
+    assert_one_line_error(invoke("bench", "--model", "tiny"), r"tiny: no such model file")
+    assert_one_line_error(invoke("eval", "--data", tmp_path), r"no model given")
+    assert_one_line_error(invoke("run", "small", "--model", "nano", "--no-show"), r"give the model once")
+
+
+def test_shipped_names_resolve_to_the_packaged_files(monkeypatch, tmp_path):
+    import edgeseg.assets as assets
+
+    for name, file in assets.SHIPPED.items():
+        if assets.shipped_model(name) is not None:
+            assert assets.resolve_model(name) == assets.HERE / file
+    monkeypatch.setattr(assets, "HERE", tmp_path)  # an install without the files
+    with pytest.raises(Exception, match=r"shipped model 'nano' \(camvid_nano_int8.tflite\) is not in this install"):
+        assets.resolve_model("nano")
+    local = tmp_path / "small"
+    local.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert assets.resolve_model("small") == Path("small")  # a file of that name in the working folder wins
 
 
 def test_wrong_shape_model(toy_models):

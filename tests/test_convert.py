@@ -62,5 +62,33 @@ def test_conversion_errors(tiny_run, tmp_path):
     with pytest.raises(ModelError, match="not a loadable Keras model"):
         convert_keras(bad, **quiet)
     with pytest.raises(EdgesegError, match="unknown target"):
-        convert_keras(tiny_run / "model.keras", target="fp16", **quiet)
+        convert_keras(tiny_run / "model.keras", target="bf16", **quiet)
     assert not (tmp_path / "x.tflite").exists()
+
+
+def test_fp16_halves_the_weights_and_keeps_the_argmax(tiny_run, tiny_tflite, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+    from edgeseg.cost import model_cost
+    from edgeseg.tflite_file import read_model_graph
+
+    out = tmp_path / "m16.tflite"
+    r = CliRunner().invoke(app, ["convert", str(tiny_run / "model.keras"), "--fp16", "--out", str(out), "--verify", "4"])
+    assert r.exit_code == 0, r.output
+    assert f"wrote {out}" in r.output and "fp16" in r.output
+    f32 = tiny_tflite["float"]
+    assert 0.4 < out.stat().st_size / f32.stat().st_size < 0.65  # float16 weights: about half
+    graph = read_model_graph(out.read_bytes())
+    consts = [t for t in graph.tensors if t.constant and t.dtype.startswith("float")]
+    assert consts and {t.dtype for t in consts} == {"float16"}  # every float weight stored as float16
+    assert any(op.name == "DEQUANTIZE" for op in graph.ops)  # widened at load where fp16 arithmetic is absent
+    seg16, seg32 = Segmenter(out), Segmenter(f32)
+    assert np.dtype(seg16.input_detail["dtype"]) == np.float32  # float in and out, like the float32 model
+    assert model_cost(out).macs == model_cost(f32).macs and model_cost(out).params == model_cost(f32).params
+    agree = float(r.output.split("argmax agreement with the Keras model: ")[1].split("%")[0])
+    assert agree > 99.0, r.output
+    frame = np.random.default_rng(0).integers(0, 256, (72, 96, 3), dtype=np.uint8)
+    assert (seg16.predict(frame) == seg32.predict(frame)).mean() > 0.99
+    r = CliRunner().invoke(app, ["convert", str(tiny_run / "model.keras"), "--fp16", "--int8"])
+    assert r.exit_code == 1 and "choose one of --int8, --dynamic and --fp16" in r.output

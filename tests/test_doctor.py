@@ -69,3 +69,18 @@ def test_doctor_warns_when_int8_cannot_beat_float_on_this_cpu():
     cpu = cpu_int8_features(Path("/proc/cpuinfo").read_text())
     expected = "OK" if cpu["features"] else {"x86": "WARN", "arm": "INFO"}.get(cpu["arch"], "INFO")
     assert here.status == expected, (here, cpu)
+
+
+def test_doctor_recommends_a_shipped_model_by_cpu_class():
+    from edgeseg.doctor import recommend_model
+
+    assert recommend_model(CORTEX_A72, 4)[0] == "nano"  # Pi 4: no dotprod
+    assert recommend_model(CORTEX_A76, 4)[0] == "small"  # Pi 5
+    assert recommend_model(CORTEX_A76, 2)[0] == "nano"  # dotprod but two cores
+    assert recommend_model(EPYC_AVX2, 2) == ("small", "x86 with 2 cores; no int8 dot products, so int8 runs at "
+                                                     "float's speed here")
+    assert recommend_model(XEON_SPR, 8) == ("small", "x86 with 8 cores")
+    assert recommend_model(EPYC_AVX2, 1)[0] == "nano"
+    assert recommend_model("", None)[0] == "small"
+    line = next(c for c in run_checks() if c.name == "model for this CPU")
+    assert line.detail.split()[0] in ("nano", "small") and line.hint.startswith("edgeseg run --model ")

@@ -71,7 +71,44 @@ class KerasSegmenter(StagedPredictor):
         return self.logits(tensor)
 
     def describe(self) -> dict:
+        macs, params = keras_cost(self.model)
         return {"model": str(self.path), "size_bytes": self.path.stat().st_size, "runtime": "keras",
                 "delegate": "cpu", "threads": None, "init_ms": round(self.init_ms, 3),
                 "input": {"shape": self.input_detail["shape"], "dtype": "float32"},
-                "classes": list(self.spec.classes)}
+                "classes": list(self.spec.classes), "gmacs": round(macs / 1e9, 4), "params": params}
+
+
+def keras_cost(model) -> tuple[int, int]:
+    """(multiply-accumulates per frame, parameters) of a Keras model, by the rules edgeseg.cost applies to a
+    .tflite graph (convolutions, depthwise, transposed and dense layers). Parameters are Keras' own count, which
+    includes BatchNormalization's four per channel: the converter folds those into the convolutions, so the
+    .tflite has fewer."""
+    import keras
+
+    def walk(m):
+        for layer in m.layers:
+            if isinstance(layer, keras.Model):
+                yield from walk(layer)
+            else:
+                yield layer
+
+    def elems(shape) -> int:
+        n = 1
+        for d in shape[1:]:  # batch 1
+            n *= int(d or 1)
+        return n
+
+    macs = 0
+    for layer in walk(model):
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            macs += elems(layer.output.shape) * kh * kw
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            kh, kw = layer.kernel_size
+            macs += elems(layer.input.shape) * kh * kw * layer.filters
+        elif isinstance(layer, keras.layers.Conv2D):  # SeparableConv2D is not used by edgeseg's models
+            kh, kw = layer.kernel_size
+            macs += elems(layer.output.shape) * kh * kw * int(layer.input.shape[-1]) // layer.groups
+        elif isinstance(layer, keras.layers.Dense):
+            macs += elems(layer.output.shape) * int(layer.input.shape[-1])
+    return macs, int(model.count_params())

@@ -1,0 +1,85 @@
+"""info: what a .tflite is, without running it: spec, input and output, op histogram, MACs and parameters per
+frame, how much of it is integer, and whether it is ready for the Edge TPU.
+
+Read from the flatbuffer alone (no interpreter, no TensorFlow), so it works on any segmentation model, ours or
+a third party's, on a workstation or a device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeseg.cost import graph_cost
+from edgeseg.errors import EdgesegError
+from edgeseg.spec import ModelSpec
+from edgeseg.tflite_file import GraphTensor, read_model_bytes, read_model_graph, read_spec_json
+
+
+def _tensor(t: GraphTensor) -> dict:
+    return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype}
+
+
+def model_info(path: Path) -> dict:
+    """Everything `edgeseg info` prints, as a dict (ModelError for a file that is not a .tflite)."""
+    from converters.edgetpu import lint  # flatbuffer only: converters/edgetpu.py imports no TensorFlow
+
+    path = Path(path)
+    if path.suffix == ".keras":
+        raise EdgesegError(f"{path.name}: info reads .tflite files; convert the .keras model first "
+                           "(edgeseg convert), or bench it, which counts a .keras model's MACs too")
+    buf = read_model_bytes(path)
+    graph = read_model_graph(buf, str(path))
+    cost = graph_cost(graph)
+    raw = read_spec_json(buf, str(path))
+    spec = None
+    if raw:
+        spec = ModelSpec.from_json(raw).to_dict()
+    rep = lint(path)
+    return {
+        "model": str(path),
+        "size_bytes": len(buf),
+        "spec": spec,
+        "inputs": [_tensor(graph.tensors[i]) for i in graph.inputs],
+        "outputs": [_tensor(graph.tensors[i]) for i in graph.outputs],
+        **cost.to_dict(),
+        "edgetpu": {"ready": rep.ready, "cpu_findings": sum(f.severity in ("cpu", "error") for f in rep.findings),
+                    "warnings": sum(f.severity == "warn" for f in rep.findings),
+                    "first_cpu_op": rep.to_dict()["first_cpu_op"], "table": rep.source},
+    }
+
+
+def format_info(d: dict) -> list[str]:
+    """The terminal lines for `edgeseg info`."""
+    lines = [f"{Path(d['model']).name}: {d['size_bytes'] / 1e6:.2f} MB"]
+    for key in ("inputs", "outputs"):
+        for t in d[key]:
+            lines.append(f"  {key[:-1]:<7} {t['dtype']:<8} {'x'.join(map(str, t['shape'])):<16} {t['name']}")
+    spec = d["spec"]
+    if spec:
+        h, w = spec["input_hw"]
+        lines.append(f"  spec    {w}x{h} (WxH), {len(spec['classes'])} classes: {', '.join(spec['classes'][:12])}"
+                     + (" ..." if len(spec["classes"]) > 12 else "") + (f"; backbone {spec['backbone']}"
+                                                                        if spec.get("backbone") else ""))
+    else:
+        lines.append("  spec    none embedded (run, bench and eval read it off the tensors)")
+    counted = f"{d['gmacs']:.3f} GMACs per frame"
+    if d["uncounted"]:
+        counted = (f"{d['gmacs']:.3f} GMACs counted outside {', '.join(d['uncounted'])} (compiled or custom ops: "
+                   "their work cannot be read from the graph)")
+    by_op = ", ".join(f"{k} {v / 1e9:.3f}" for k, v in sorted(d["macs_by_op"].items(), key=lambda kv: -kv[1]))
+    lines.append(f"  cost    {counted}" + (f" ({by_op})" if by_op else ""))
+    lines.append(f"  params  {d['params']:,} ({d['params'] / 1e6:.2f} M)")
+    share = d["int8_op_share"]
+    lines.append(f"  integer {d['integer_ops']} of {d['op_count']} ops"
+                 + ("" if share is None else f" ({100 * share:.0f}%) have no float tensor"))
+    lines.append("  ops     " + ", ".join(f"{k} {v}" for k, v in d["ops"].items()))
+    tpu = d["edgetpu"]
+    if tpu["ready"]:
+        verdict = "ready: every op is on the supported list, 8-bit, static shapes"
+        if tpu["warnings"]:
+            verdict += f" ({tpu['warnings']} warning(s): edgeseg edgetpu MODEL for details)"
+    else:
+        verdict = (f"not ready: {tpu['cpu_findings']} finding(s), the graph leaves the Edge TPU at op "
+                   f"{tpu['first_cpu_op']} (edgeseg edgetpu MODEL for details)")
+    lines.append(f"  edgetpu {verdict}")
+    return lines
