@@ -76,6 +76,34 @@ def test_dense_decoder_stops_at_stride_4_with_dense_blocks_on_projected_skips():
             build_unet(4, (64, 96), alpha=0.35, decoder=bad)
 
 
+def test_nano_decoder_and_an_encoder_cut_at_stride_16():
+    import keras
+
+    from edgeseg.training.model import DECODERS, Decoder, build_unet
+
+    nano = build_unet(11, (96, 128), alpha=0.35, decoder="nano")
+    names = [l.name for l in nano.layers]
+    assert tuple(nano.output.shape) == (None, 96, 128, 11)
+    assert "decoder2_up" in names and "decoder3_up" not in names and nano.get_layer("logits").size == (8, 8)
+    assert [nano.get_layer(f"decoder{i}_skip").filters for i in (1, 2)] == list(DECODERS["nano"].skip_widths)
+    cut = build_unet(5, (64, 96), alpha=0.35, decoder=Decoder((16, 8), block="dense", top_width=24,
+                                                               encoder_stride=16, blocks=1))
+    encoder = cut.get_layer("encoder")
+    assert [tuple(o.shape[1:3]) for o in encoder.outputs] == [(32, 48), (16, 24), (8, 12), (4, 6)]
+    assert "block_16_project" not in [l.name for l in encoder.layers]  # the stride-32 stage is not built
+    names = [l.name for l in cut.layers]
+    assert "decoder1b_conv" not in names and "decoder1a_conv" in names  # one block per stage
+    assert cut.get_layer("logits").size == (4, 4) and tuple(cut.output.shape) == (None, 64, 96, 5)
+    full = build_unet(5, (64, 96), alpha=0.35, decoder=Decoder((16, 8), block="dense", top_width=24, blocks=1))
+    assert cut.count_params() < full.count_params()
+    for bad, msg in ((Decoder((8,), encoder_stride=8), "choose 16 or 32"),
+                     (Decoder((8, 8, 8, 8), encoder_stride=16), "1 to 3 positive widths"),
+                     (Decoder((8,), blocks=0), "at least one block")):
+        with pytest.raises(EdgesegError, match=msg):
+            build_unet(4, (64, 96), alpha=0.35, decoder=bad)
+    assert isinstance(nano.get_layer("decoder1a_conv"), keras.layers.Conv2D)
+
+
 def test_dense_decoder_converts_to_an_all_int8_edge_tpu_ready_graph(tmp_path, synthetic_data, tiny_run):
     from converters.edgetpu import lint
     from converters.tflite import convert_keras
