@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeseg.datasets import IMAGE_EXTS
 from edgeseg.errors import DataError, SourceError
+from edgeseg.limits import MAX_CAMERA_INDEX, check_frame_hw
 
 PROBE_INDICES = range(0, 10)
 STREAM_TIMEOUT_MS = 5000
@@ -166,6 +167,10 @@ class ImageFolderSource(FrameSource):
             raise CorruptFrame(str(e)) from None
 
 
+MAX_SYNTHETIC_SIDE = 4096
+SYNTHETIC_CYCLE_BYTES = 256 * 2**20  # memory for the pre-rendered frames
+
+
 class SyntheticSource(FrameSource):
     """Generated frames (edgeseg's synthetic scenes, drifting), for soak runs and for trying `run` with no
     camera. A cycle of `cycle` frames is rendered once and replayed, so reading costs a copy, not a render."""
@@ -176,6 +181,9 @@ class SyntheticSource(FrameSource):
 
         rng = np.random.default_rng(seed)
         h, w = size_hw
+        if not (0 < h <= MAX_SYNTHETIC_SIDE and 0 < w <= MAX_SYNTHETIC_SIDE):
+            raise SourceError(f"synthetic:{w}x{h}: at most {MAX_SYNTHETIC_SIDE} pixels a side")
+        cycle = max(1, min(cycle, SYNTHETIC_CYCLE_BYTES // (h * w * 3)))  # large frames: a shorter cycle
         bg = np.clip(background(rng, (h + 64, w + 64)), 0, 255).astype(np.float32)
         shapes = random_shapes(rng, size_hw, n=6)
         self.cycle = []
@@ -272,14 +280,20 @@ def open_source(camera: int | None = None, source: str | None = None, picamera: 
     if picamera:
         return Picamera2Source(size_wh or (640, 480), lores_wh)
     if camera is not None:
+        if not 0 <= int(camera) <= MAX_CAMERA_INDEX:
+            raise SourceError(f"camera index {camera} is outside 0..{MAX_CAMERA_INDEX}")
+        if size_wh is not None:
+            check_frame_hw(size_wh[::-1], "--camera-size")
         return CaptureSource(int(camera), live=True, size_wh=size_wh, fps=fps)
     if source.startswith("synthetic"):
         size = source.partition(":")[2] or "640x480"
         try:
             w, h = (int(v) for v in size.split("x"))
+            if w <= 0 or h <= 0:
+                raise ValueError
         except ValueError:
             raise SourceError(f"{source}: expected synthetic or synthetic:WIDTHxHEIGHT") from None
-        return SyntheticSource((h, w))
+        return SyntheticSource(check_frame_hw((h, w), source))
     if "://" in source and not source.startswith("file://"):
         return CaptureSource(source, live=True)
     path = Path(source.removeprefix("file://"))

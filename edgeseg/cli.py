@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from edgeseg.errors import EdgesegError
+from edgeseg.limits import MAX_CAMERA_INDEX, MAX_FPS, MAX_IMAGES, MAX_RUNS, MAX_THREADS
 
 app = typer.Typer(
     help="Semantic segmentation from a dataset to a camera on a small device.",
@@ -80,13 +81,15 @@ def parse_size(text: str | None, what: str = "size") -> tuple[int, int] | None:
     """'WIDTHxHEIGHT' -> (height, width)."""
     if text is None:
         return None
+    from edgeseg.limits import check_frame_hw
+
     try:
         w, h = (int(v) for v in text.lower().split("x"))
         if w <= 0 or h <= 0:
             raise ValueError
     except ValueError:
         raise EdgesegError(f"{what}: expected WIDTHxHEIGHT like 640x480, got {text!r}") from None
-    return h, w
+    return check_frame_hw((h, w), what)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -127,11 +130,11 @@ def _fmt(v, spec: str = ".1f") -> str:
 @handles_errors
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the synthetic dataset into (generic layout).")],
-    count: Annotated[int, typer.Option(min=2, help="Number of scenes.")] = 300,
+    count: Annotated[int, typer.Option(min=2, max=MAX_IMAGES, help="Number of scenes.")] = 300,
     size: Annotated[str, typer.Option(help="Scene size WIDTHxHEIGHT.")] = "160x120",
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same scenes.")] = 0,
     video: Annotated[Path | None, typer.Option(help="Also write a synthetic video (.mp4) here.")] = None,
-    frames: Annotated[int, typer.Option(min=1, help="Frames in the video.")] = 150,
+    frames: Annotated[int, typer.Option(min=1, max=MAX_IMAGES, help="Frames in the video.")] = 150,
 ) -> None:
     """Write the built-in synthetic dataset (shapes on textured, noisy backgrounds) and optionally a video."""
     from edgeseg import synthetic
@@ -156,13 +159,14 @@ def train(
     size: Annotated[str, typer.Option(help="Model input WIDTHxHEIGHT (multiples of 32).")] = "224x224",
     backbone: Annotated[str, typer.Option(help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large.")]
     = "mobilenet_v2",
-    alpha: Annotated[float, typer.Option(help="Backbone width multiplier.")] = 1.0,
+    alpha: Annotated[float, typer.Option(min=0.1, max=4.0, help="Backbone width multiplier.")] = 1.0,
     decoder: Annotated[str, typer.Option(help="Decoder: tiny, small, base, large (separable, 4 stages) or dense (the int8 decoder).")] = "base",
     weights: Annotated[str | None, typer.Option(help="Backbone weights: none, imagenet or a .weights.h5 file.")]
     = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 30,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine decay after one warm-up epoch).")] = 2e-3,
+    epochs: Annotated[int, typer.Option(min=1, max=100_000)] = 30,
+    batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 8,
+    lr: Annotated[float, typer.Option(min=1e-8, max=10.0, help="Peak learning rate (cosine decay after one warm-up "
+                                      "epoch).")] = 2e-3,
     class_weights: Annotated[str, typer.Option(help="none, median (median-frequency balancing) or a list.")]
     = "none",
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, scale/crop, colour jitter.")]
@@ -207,7 +211,7 @@ def convert(
                                        "that have it, such as the Pi 5's).")] = False,
     calibration: Annotated[Path | None, typer.Option(exists=True, help="Dataset or image folder for calibration "
                                                      "(default: the training data recorded in the spec).")] = None,
-    num_calibration: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 200,
+    num_calibration: Annotated[int, typer.Option(min=1, max=MAX_IMAGES, help="Calibration images.")] = 200,
     io: Annotated[IODtype, typer.Option(help="int8 model's input/output type.")] = IODtype.int8,
     spec: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Model spec JSON "
                                               "(default: spec.json beside the model).")] = None,
@@ -218,7 +222,8 @@ def convert(
     report: Annotated[Path | None, typer.Option(file_okay=False, help="With --int8: write the quantisation report "
                                                 "(float vs int8 on the val split of the calibration dataset) here.")]
     = None,
-    verify: Annotated[int, typer.Option(min=0, help="Images to compare float vs converted argmax on.")] = 8,
+    verify: Annotated[int, typer.Option(min=0, max=MAX_IMAGES, help="Images to compare float vs converted "
+                                        "argmax on.")] = 8,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the conversion report here.")] = None,
 ) -> None:
     """Convert a Keras model to TFLite (float32 by default), embed its spec, verify the result."""
@@ -307,7 +312,7 @@ def quant_report(
                                                      "coverage.")] = None,
     keras: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="The .keras model, for per-layer "
                                                "statistics when FLOAT_MODEL is a .tflite.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N images.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, max=MAX_IMAGES, help="Score only the first N images.")] = None,
 ) -> None:
     """Where int8 loses against float: per-class deltas, disagreement maps, worst layers, suggestions."""
     if float_model.suffix == ".keras" or keras is not None:
@@ -325,8 +330,8 @@ def eval_(
     model_opt: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
     split: Annotated[Split, typer.Option(help="Which split to score.")] = Split.val,
     format: Annotated[Format, typer.Option(help="Dataset layout.")] = Format.auto,
-    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N images.")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, max=MAX_IMAGES, help="Score only the first N images.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="Interpreter threads.")] = None,
     runtime: Annotated[Runtime, typer.Option(help="TFLite runtime.")] = Runtime.auto,
     delegate: Annotated[Delegate, typer.Option(help="cpu, edgetpu, or auto (by file).")] = Delegate.auto,
     spec: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Spec JSON for a model "
@@ -368,7 +373,9 @@ def _thread_list(text: str | None) -> list[int | None]:
             raise ValueError
     except ValueError:
         raise EdgesegError(f"--threads: expected N or a list like 1,2,4, got {text!r}") from None
-    return vals
+    from edgeseg.limits import check_threads
+
+    return [check_threads(v) for v in vals]
 
 
 @app.command()
@@ -380,10 +387,10 @@ def bench(
     model_opt: Annotated[list[str] | None, typer.Option("--model", help="A model to add, by path or shipped "
                                                         "name (nano, small); repeat for more.")] = None,
     threads: Annotated[str | None, typer.Option(help="Interpreter threads: N, or a sweep like 1,2,4.")] = None,
-    runs: Annotated[int, typer.Option(min=1, help="Timed runs per model (each of invoke-only and end-to-end).")]
+    runs: Annotated[int, typer.Option(min=1, max=MAX_RUNS, help="Timed runs per model (each of invoke-only and end-to-end).")]
     = 100,
-    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 10,
-    rounds: Annotated[int, typer.Option(min=1, help="Interleave the models in this many rounds.")] = 5,
+    warmup: Annotated[int, typer.Option(min=0, max=MAX_RUNS, help="Untimed runs first.")] = 10,
+    rounds: Annotated[int, typer.Option(min=1, max=10_000, help="Interleave the models in this many rounds.")] = 5,
     frame_size: Annotated[str, typer.Option(help="Frame WIDTHxHEIGHT for the end-to-end timing.")] = "640x480",
     data: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Also score mIoU on this "
                                               "dataset.")] = None,
@@ -461,19 +468,21 @@ def run(
     model: Annotated[str | None, typer.Argument(help="A segmentation .tflite, or a shipped model: nano or "
                                                 "small (default: small).")] = None,
     model_opt: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
-    camera: Annotated[int | None, typer.Option(help="Camera index (V4L2 /dev/videoN).")] = None,
+    camera: Annotated[int | None, typer.Option(min=0, max=MAX_CAMERA_INDEX, help="Camera index (V4L2 "
+                                               "/dev/videoN).")] = None,
     source: Annotated[str | None, typer.Option(help="Video file, image folder or glob, rtsp:// or http:// URL, "
                                                "or synthetic[:WxH].")] = None,
     picamera: Annotated[bool, typer.Option("--picamera", help="Raspberry Pi camera via Picamera2.")] = False,
     camera_size: Annotated[str | None, typer.Option(help="Ask the camera for WIDTHxHEIGHT.")] = None,
-    camera_fps: Annotated[float | None, typer.Option(help="Ask the camera for this frame rate.")] = None,
+    camera_fps: Annotated[float | None, typer.Option(min=0.1, max=MAX_FPS, help="Ask the camera for this frame "
+                                                     "rate.")] = None,
     show: Annotated[bool, typer.Option("--show/--no-show", help="Open a window (q or Esc quits).")] = True,
     record: Annotated[Path | None, typer.Option(help="Write the rendered video here (.mp4).")] = None,
     save_masks: Annotated[Path | None, typer.Option(file_okay=False, help="Write each frame's class-index PNG "
                                                     "into this folder.")] = None,
     serve: Annotated[str | None, typer.Option(help="[HOST:]PORT: serve the live view to a browser "
                                               "(binds 127.0.0.1 unless a host is given).")] = None,
-    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N frames.")] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, max=10**9, help="Stop after N frames.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after this many seconds.")] = None,
     realtime: Annotated[bool, typer.Option("--realtime", help="Pace a file at its frame rate, dropping frames "
                                            "inference cannot keep up with, as a camera would.")] = False,
@@ -482,7 +491,7 @@ def run(
     view: Annotated[View, typer.Option(help="What to draw.")] = View.overlay,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Mask opacity over the frame.")] = 0.5,
     legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Class legend.")] = True,
-    threads: Annotated[int | None, typer.Option(min=1, help="Interpreter threads.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="Interpreter threads.")] = None,
     runtime: Annotated[Runtime, typer.Option(help="TFLite runtime.")] = Runtime.auto,
     delegate: Annotated[Delegate, typer.Option(help="cpu, edgetpu, or auto (by file).")] = Delegate.auto,
     json_out: Annotated[Path | None, typer.Option("--stats", help="Write loop statistics (JSON) here.")] = None,
@@ -647,8 +656,8 @@ def doctor(
 @handles_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("runs/demo"),
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 12,
-    count: Annotated[int, typer.Option(min=20, help="Synthetic scenes.")] = 400,
+    epochs: Annotated[int, typer.Option(min=1, max=100_000, help="Training epochs.")] = 12,
+    count: Annotated[int, typer.Option(min=20, max=MAX_IMAGES, help="Synthetic scenes.")] = 400,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier demo in --out.")] = False,
 ) -> None:
     """The whole pipeline on built-in synthetic data: train, convert int8, eval float vs int8, bench, run."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeseg.cost import graph_cost
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, ModelError
 from edgeseg.spec import ModelSpec
 from edgeseg.tflite_file import GraphTensor, read_model_bytes, read_model_graph, read_spec_json
 
@@ -33,7 +33,10 @@ def model_info(path: Path) -> dict:
     raw = read_spec_json(buf, str(path))
     spec = None
     if raw:
-        spec = ModelSpec.from_json(raw).to_dict()
+        try:
+            spec = ModelSpec.from_json(raw).to_dict()
+        except ModelError as e:
+            raise ModelError(f"{path.name}: embedded {e}") from None
     rep = lint(path)
     return {
         "model": str(path),

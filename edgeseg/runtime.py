@@ -202,7 +202,11 @@ class Segmenter(StagedPredictor):
         _, h, w, _ = (int(s) for s in self.input_detail["shape"])
         if given is None:
             embedded = read_spec_json(buf, str(self.path))
-            given = ModelSpec.from_json(embedded) if embedded else default_spec(
+            try:
+                spec = ModelSpec.from_json(embedded) if embedded else None
+            except ModelError as e:  # the file is untrusted: say which one carries the bad spec
+                raise ModelError(f"{self.path.name}: embedded {e}") from None
+            given = spec or default_spec(
                 self.input_detail, self.output_detail, self.kind
             )
         if given.input_hw != (h, w):

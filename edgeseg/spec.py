@@ -8,6 +8,7 @@ inside a .tflite as flatbuffer metadata, so `run`, `bench` and `eval` need no fl
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -94,6 +95,7 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:
+        validate_spec_dict(d)
         fmt = d.get("format", SPEC_FORMAT)
         if not str(fmt).startswith("edgeseg-spec/"):
             raise ModelError(f"spec: unknown format {fmt!r}")
@@ -115,10 +117,21 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ModelSpec:
+        """Parse a spec from untrusted text (a file, or the metadata of a downloaded .tflite)."""
+        if len(text) > MAX_SPEC_BYTES:
+            raise ModelError(f"spec: {len(text):,} bytes, more than the {MAX_SPEC_BYTES:,} a spec may have")
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ModelError(f"spec: not UTF-8 text (byte {e.start})") from None
         try:
-            return cls.from_dict(json.loads(text))
+            data = json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as e:
             raise ModelError(f"spec: not valid JSON ({e})") from None
+        except RecursionError:
+            raise ModelError("spec: JSON nested too deeply") from None
+        return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: Path) -> ModelSpec:
@@ -131,6 +144,85 @@ class ModelSpec:
         from edgeseg.io import atomic_write_text
 
         return atomic_write_text(Path(path), self.to_json() + "\n")
+
+
+# Limits for a spec read from a file: what a real segmentation model needs, with room to spare.
+MAX_SPEC_BYTES = 256 * 1024
+MAX_SIDE = 8192
+MAX_CLASSES = 1024
+MAX_TEXT = 200
+MAX_DEPTH = 8
+
+
+def _no_constant(name: str):
+    raise ModelError(f"spec: {name} is not a number JSON allows")
+
+
+def _depth(v, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(v, dict):
+        return max((_depth(x, level + 1) for x in v.values()), default=level + 1)
+    if isinstance(v, list):
+        return max((_depth(x, level + 1) for x in v), default=level + 1)
+    return level
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+def validate_spec_dict(d) -> None:
+    """Check a spec's JSON value before use: types, sizes, ranges, finite numbers. ModelError names the field."""
+
+    def bad(field: str, want: str, got) -> ModelError:
+        text = repr(got)
+        return ModelError(f"spec: {field} must be {want}, got {text[:80] + '...' if len(text) > 80 else text}")
+
+    if not isinstance(d, dict):
+        raise bad("the spec", "a JSON object", type(d).__name__)
+    if _depth(d) > MAX_DEPTH:
+        raise ModelError(f"spec: nested more than {MAX_DEPTH} levels deep")
+    for key in ("input_hw", "classes"):
+        if key not in d:
+            raise ModelError(f"spec: field {key!r} is missing")
+    hw = d["input_hw"]
+    if not (isinstance(hw, list | tuple) and len(hw) == 2 and all(_is_int(v) and 0 < v <= MAX_SIDE for v in hw)):
+        raise bad("input_hw", f"two integers 1..{MAX_SIDE}", hw)
+    classes = d["classes"]
+    if not (isinstance(classes, list | tuple) and 0 < len(classes) <= MAX_CLASSES):
+        raise bad("classes", f"a list of 1..{MAX_CLASSES} names", classes)
+    for i, c in enumerate(classes):
+        if not (isinstance(c, str) and 0 < len(c) <= MAX_TEXT and c.isprintable()):
+            raise bad(f"classes[{i}]", f"a printable name of 1..{MAX_TEXT} characters", c)
+    colours = d.get("colours", [])
+    if not isinstance(colours, list | tuple):
+        raise bad("colours", "a list of [r, g, b]", colours)
+    for i, c in enumerate(colours):
+        if not (isinstance(c, list | tuple) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)):
+            raise bad(f"colours[{i}]", "three integers 0..255", c)
+    ignore = d.get("ignore_index")
+    if ignore is not None and not (_is_int(ignore) and 0 <= ignore <= 65535):
+        raise bad("ignore_index", "null or an integer 0..65535", ignore)
+    for key in ("mean", "std"):
+        v = d.get(key, [0.0])
+        values = v if isinstance(v, list | tuple) else [v]
+        if not (len(values) in (1, 3) and all(_is_number(x) and abs(x) <= 1e6 for x in values)):
+            raise bad(key, "1 or 3 finite numbers", v)
+        if key == "std" and any(x == 0 for x in values):
+            raise bad("std", "non-zero", v)
+    for key, choices in (("channel_order", ("RGB", "BGR")), ("resize", ("stretch", "letterbox"))):
+        if key in d and d[key] not in choices:
+            raise bad(key, " or ".join(choices), d[key])
+    for key in ("backbone", "format"):
+        if key in d and not (isinstance(d[key], str) and len(d[key]) <= MAX_TEXT):
+            raise bad(key, f"text of at most {MAX_TEXT} characters", d[key])
+    if "extra" in d and not isinstance(d["extra"], dict):
+        raise bad("extra", "a JSON object", d["extra"])
 
 
 def _triple(v, name: str) -> tuple[float, float, float]:
