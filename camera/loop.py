@@ -29,6 +29,7 @@ from camera.sources import FrameSource, Paced
 from edgeseg.bench import summarise
 from edgeseg.errors import SourceError
 from edgeseg.io import atomic_path
+from edgeseg.signals import Terminated
 
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "render")
 STALL_WARN_S = 3.0
@@ -81,6 +82,8 @@ class LoopStats:
     reconnects: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    stopped_by: str | None = None  # SIGINT or SIGTERM when interrupted
+    ended_early: str | None = None  # a file source that stopped before its declared frame count
     stages: dict = field(default_factory=lambda: {k: RingStat() for k in STAGES})
     age: RingStat = field(default_factory=RingStat)
 
@@ -92,6 +95,7 @@ class LoopStats:
         return {
             "frames": self.frames, "dropped": self.dropped, "corrupt": self.corrupt, "reconnects": self.reconnects,
             "seconds": round(self.seconds, 3), "fps": self.fps, "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by, "ended_early": self.ended_early,
             "stages": {k: summarise(v.values()) for k, v in self.stages.items() if v.n},
             "frame_age": summarise(self.age.values()),
         }
@@ -242,8 +246,9 @@ def run_loop(model, source: FrameSource, opts: LoopOptions) -> LoopStats:
                 submitted += 1
                 if window and _poll_window(window, output):
                     break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (edgeseg.signals raises Terminated for it)
             stats.interrupted = True
+            stats.stopped_by = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
         finally:
             capture.stop()
             output.close()
@@ -252,6 +257,9 @@ def run_loop(model, source: FrameSource, opts: LoopOptions) -> LoopStats:
             if window:
                 with contextlib.suppress(cv2.error):
                     cv2.destroyAllWindows()
+        if source.ended_early and not stats.interrupted:
+            stats.ended_early = source.ended_early
+            opts.log(f"warning: {source.ended_early}")
         if output.error is not None:
             raise output.error
         if stats.frames == 0:

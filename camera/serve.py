@@ -55,8 +55,112 @@ def parse_serve(text: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), p
 
 
+# Idle or slow clients: a socket that sends or takes nothing for this long is closed (an idle connection used to
+# hold its thread forever: sixty of them held 72 threads). At most this many connections at once; more get 503.
+CLIENT_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 16
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One request; `self.server.frames` is the FrameServer that holds the newest frame and the stats."""
+
+    timeout = CLIENT_TIMEOUT_S  # socket timeout for reading the request and for every write
+
+    def log_message(self, *args):  # keep the terminal for the loop's own output
+        pass
+
+    def _send(self, body: bytes, ctype: str) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        fs = self.server.frames
+        path = self.path.split("?")[0]
+        try:
+            if path in ("/", "/index.html"):
+                self._send(fs.page, "text/html; charset=utf-8")
+            elif path == "/stats.json":
+                with fs.cond:
+                    body = json.dumps(fs.stats).encode()
+                self._send(body, "application/json")
+            elif path == "/snapshot.jpg":
+                with fs.cond:
+                    fs.viewers += 1
+                    fs.cond.wait_for(lambda: fs.jpeg is not None or fs.closed, timeout=5)
+                    fs.viewers -= 1
+                    jpeg = fs.jpeg
+                if jpeg is None:
+                    self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
+                else:
+                    self._send(jpeg, "image/jpeg")
+            elif path == "/stream.mjpg":
+                self._stream(fs)
+            else:
+                self.send_error(HTTPStatus.NOT_FOUND)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True
+
+    def _stream(self, fs: FrameServer) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        seen = -1
+        with fs.cond:
+            fs.viewers += 1
+        try:
+            while True:
+                with fs.cond:
+                    fs.cond.wait_for(lambda: fs.seq != seen or fs.closed, timeout=1.0)
+                    if fs.closed:
+                        return
+                    if fs.seq == seen or fs.jpeg is None:
+                        continue
+                    jpeg, seen = fs.jpeg, fs.seq
+                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                 f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+        finally:
+            with fs.cond:
+                fs.viewers -= 1
+
+
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS of them; the rest are answered 503 and closed."""
+
+    daemon_threads = True
+
+    def __init__(self, address, frames: FrameServer, max_connections: int = MAX_CONNECTIONS):
+        self.frames = frames
+        self.slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                b"Connection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class FrameServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, title: str = "", quality: int = 80):
+    """The browser view's state (newest JPEG, stats, viewers) and its HTTP server thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, title: str = "", quality: int = 80,
+                 max_connections: int = MAX_CONNECTIONS):
         self.cond = threading.Condition()
         self.jpeg: bytes | None = None
         self.seq = 0
@@ -64,74 +168,11 @@ class FrameServer:
         self.viewers = 0
         self.closed = False
         self.quality = quality
-        page = PAGE.replace("MODEL", title.replace("<", "&lt;"))
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep the terminal for the loop's own output
-                pass
-
-            def _send(self, body: bytes, ctype: str) -> None:
-                self.send_response(HTTPStatus.OK)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                path = self.path.split("?")[0]
-                if path in ("/", "/index.html"):
-                    self._send(page.encode(), "text/html; charset=utf-8")
-                elif path == "/stats.json":
-                    with server.cond:
-                        body = json.dumps(server.stats).encode()
-                    self._send(body, "application/json")
-                elif path == "/snapshot.jpg":
-                    with server.cond:
-                        server.viewers += 1
-                        server.cond.wait_for(lambda: server.jpeg is not None or server.closed, timeout=5)
-                        server.viewers -= 1
-                        jpeg = server.jpeg
-                    if jpeg is None:
-                        self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
-                    else:
-                        self._send(jpeg, "image/jpeg")
-                elif path == "/stream.mjpg":
-                    self._stream()
-                else:
-                    self.send_error(HTTPStatus.NOT_FOUND)
-
-            def _stream(self):
-                self.send_response(HTTPStatus.OK)
-                self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                seen = -1
-                with server.cond:
-                    server.viewers += 1
-                try:
-                    while True:
-                        with server.cond:
-                            server.cond.wait_for(lambda: server.seq != seen or server.closed, timeout=1.0)
-                            if server.closed:
-                                return
-                            if server.seq == seen or server.jpeg is None:
-                                continue
-                            jpeg, seen = server.jpeg, server.seq
-                        self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                         f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-                finally:
-                    with server.cond:
-                        server.viewers -= 1
-
+        self.page = PAGE.replace("MODEL", title.replace("<", "&lt;")).encode()
         try:
-            self.httpd = ThreadingHTTPServer((host, port), Handler)
+            self.httpd = _Server((host, port), self, max_connections)
         except OSError as e:
             raise SourceError(f"--serve {host}:{port}: cannot listen ({e.strerror})") from None
-        self.httpd.daemon_threads = True
         self.host, self.port = host, self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="edgeseg-serve", daemon=True)
         self.thread.start()

@@ -40,6 +40,9 @@ class FrameSource:
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
 
+    # Set by a file source whose end came early (a damaged file): a sentence for the user, else None.
+    ended_early: str | None = None
+
     def reopen(self) -> None:
         raise SourceError(f"{self.name} cannot be reopened")
 
@@ -91,6 +94,7 @@ class CaptureSource(FrameSource):
         self.target, self.live, self.size_wh, self.want_fps = target, live, size_wh, fps
         self.can_reconnect = live
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        self.frames_read = 0
         self.cap = self._open()
 
     def _open(self) -> cv2.VideoCapture:
@@ -130,8 +134,20 @@ class CaptureSource(FrameSource):
     def read(self) -> np.ndarray | None:
         ok, frame = self.cap.read()
         if not ok:
+            if not self.live:
+                self._check_complete()
             return None
+        self.frames_read += 1
         return check_frame(frame)
+
+    def _check_complete(self) -> None:
+        """A file that ends well before the frame count its container declares is damaged or truncated: say so
+        (a video cut mid-file used to end the run as if it were complete, with "corrupt 0" and exit 0)."""
+        declared = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        short = declared - self.frames_read
+        if declared > 0 and short > max(1, declared // 100):
+            self.ended_early = (f"{self.name} ended after {self.frames_read} of the {declared} frames its header "
+                                "declares (damaged or truncated file)")
 
     def reopen(self) -> None:
         self.cap.release()
@@ -326,6 +342,10 @@ class Paced(FrameSource):
     @property
     def fps(self) -> float | None:
         return 1.0 / self.period
+
+    @property
+    def ended_early(self) -> str | None:
+        return self.inner.ended_early
 
     def close(self) -> None:
         self.inner.close()

@@ -25,6 +25,10 @@ WORST_IMAGES = 4
 
 
 def compare(float_model, int8_model, ds, limit: int | None = None, progress=None) -> dict:
+    from edgeseg.evaluate import check_classes
+
+    check_classes(float_model, ds, "the float model")
+    check_classes(int8_model, ds, "the int8 model")
     n = len(ds) if limit is None else min(limit, len(ds))
     cm_f = ConfusionMatrix(ds.num_classes, ds.ignore_index)
     cm_q = ConfusionMatrix(ds.num_classes, ds.ignore_index)

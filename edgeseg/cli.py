@@ -66,13 +66,23 @@ def handles_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from edgeseg import signals
+
         try:
-            return fn(*args, **kwargs)
+            with signals.graceful_sigterm():
+                return fn(*args, **kwargs)
         except EdgesegError as e:
             raise _fail(str(e)) from None
         except KeyboardInterrupt:
-            typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
-            raise typer.Exit(130) from None
+            signals.note_interrupt()
+            what = "terminated (SIGTERM)" if signals.received() == signals.signal.SIGTERM else "interrupted"
+            typer.secho(what, fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(signals.exit_code()) from None
+        except ModuleNotFoundError as e:  # the device-only install has no TensorFlow for train and convert
+            if (e.name or "").split(".")[0] in ("tensorflow", "keras", "tensorflow_cpu"):
+                raise _fail(f"{fn.__name__.rstrip('_')} needs TensorFlow, which this install does not have: "
+                            "pip install 'edgeseg[train]' (on a workstation)") from None
+            raise
 
     return wrapper
 
@@ -90,6 +100,18 @@ def parse_size(text: str | None, what: str = "size") -> tuple[int, int] | None:
     except ValueError:
         raise EdgesegError(f"{what}: expected WIDTHxHEIGHT like 640x480, got {text!r}") from None
     return check_frame_hw((h, w), what)
+
+
+def _writable(*files: Path | None, folders: tuple[Path | None, ...] = ()) -> None:
+    """Check every output a command was given before it starts work (OutputError names the path)."""
+    from edgeseg.io import check_writable
+
+    for f in files:
+        if f is not None:
+            check_writable(f)
+    for d in folders:
+        if d is not None:
+            check_writable(d, folder=True)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -140,6 +162,7 @@ def synth(
     from edgeseg import synthetic
 
     hw = parse_size(size)
+    _writable(video, folders=(out,))
     synthetic.write_dataset(out, count, hw, seed, progress=_progress("scenes"))
     typer.echo(f"wrote {count} synthetic scenes to {out} (images/, masks/, classes.json)")
     if video:
@@ -175,6 +198,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
 ) -> None:
     """Train a MobileNet U-Net. Keeps the best checkpoint by validation mIoU; --resume continues a run."""
+    _writable(folders=(out,))
     _quiet_tensorflow()
     from edgeseg.training.data import Augment
     from edgeseg.training.train import TrainConfig
@@ -229,6 +253,7 @@ def convert(
     """Convert a Keras model to TFLite (float32 by default), embed its spec, verify the result."""
     if int8 + dynamic + fp16 > 1:
         raise EdgesegError("choose one of --int8, --dynamic and --fp16")
+    _writable(out or model.parent / "x.tflite", json_out, folders=(report,))
     _quiet_tensorflow()
     from converters.tflite import convert_keras  # TensorFlow stays out of `edgeseg run`
 
@@ -315,6 +340,7 @@ def quant_report(
     limit: Annotated[int | None, typer.Option(min=1, max=MAX_IMAGES, help="Score only the first N images.")] = None,
 ) -> None:
     """Where int8 loses against float: per-class deltas, disagreement maps, worst layers, suggestions."""
+    _writable(folders=(out,))
     if float_model.suffix == ".keras" or keras is not None:
         _quiet_tensorflow()
     _quant_report(float_model, int8_model, calibration, None, out, data=data, limit=limit, keras_path=keras)
@@ -345,6 +371,7 @@ def eval_(
 
     if data is None:
         raise EdgesegError("eval needs --data DATASET (a folder with images and masks)")
+    _writable(json_out)
     model = _one_model(model, model_opt, default=False)
     if model.suffix == ".keras":
         _quiet_tensorflow()
@@ -411,6 +438,7 @@ def bench(
 
     from edgeseg.assets import resolve_model
 
+    _writable(json_out, csv_out, md_out, folders=(plots_dir,))
     names = [*(models or []), *(model_opt or [])]
     models = [resolve_model(m) for m in names] or [_default_model()]
     if any(m.suffix == ".keras" for m in models):
@@ -502,6 +530,7 @@ def run(
     from edgeseg.models import load_model
 
     model = _one_model(model, model_opt, default=True)
+    _writable(record, json_out, folders=(save_masks,))
     if show and not _has_display():
         typer.secho("no display: running without a window (--no-show)", fg=typer.colors.YELLOW, err=True)
         show = False
@@ -533,7 +562,10 @@ def run(
     if json_out:
         _write_json(json_out, d)
     if stats.interrupted:
-        raise typer.Exit(130)
+        from edgeseg import signals
+
+        signals.note_interrupt()
+        raise typer.Exit(signals.exit_code())
 
 
 def _one_model(argument: str | None, option: str | None, default: bool) -> Path:
@@ -605,6 +637,7 @@ def edgetpu(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the lint and compiler report here.")] = None,
 ) -> None:
     """Edge TPU readiness: lint the ops against the Edge TPU's supported list, then compile if possible."""
+    _writable(json_out)
     result = _edgetpu_report(model, compile_it)
     if json_out:
         _write_json(json_out, result)
@@ -622,6 +655,7 @@ def info(
     Edge TPU verdict. Reads the file only; runs nothing."""
     from edgeseg.info import format_info, model_info
 
+    _writable(json_out)
     d = model_info(_one_model(model, None, default=True))
     for line in format_info(d):
         typer.echo(line)
@@ -637,6 +671,8 @@ def doctor(
 ) -> None:
     """Check this machine: runtimes, XNNPACK, Edge TPU, cameras, OpenCV build, Picamera2."""
     from edgeseg.doctor import as_dicts, run_checks
+
+    _writable(json_out)
 
     checks = run_checks()
     colours = {"OK": typer.colors.GREEN, "WARN": typer.colors.YELLOW, "FAIL": typer.colors.RED, "INFO": None}
@@ -662,6 +698,8 @@ def demo(
 ) -> None:
     """The whole pipeline on built-in synthetic data: train, convert int8, eval float vs int8, bench, run."""
     from edgeseg.demo import run_demo
+
+    _writable(folders=(out,))
 
     run_demo(out, epochs=epochs, count=count, overwrite=overwrite, echo=typer.echo)
 

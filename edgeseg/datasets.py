@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from edgeseg.errors import DataError
+from edgeseg.limits import MAX_IMAGE_PIXELS, MAX_JSON_BYTES
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 FORMATS = ("auto", "generic", "camvid", "voc")
@@ -118,8 +119,12 @@ def read_image(path: Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such image")
+    _check_pixels(path)
     data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:
+        img = None
     if img is None:
         raise DataError(f"{path}: not a readable image (corrupt or unsupported format)")
     return img
@@ -130,13 +135,16 @@ def read_mask(path: Path, colours: tuple[tuple[int, int, int], ...] | None = Non
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such mask")
+    _check_pixels(path)
     try:
         with Image.open(path) as im:
             im.load()
             mode = im.mode
             arr = np.array(im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: not a readable mask ({type(e).__name__})") from None
+    if arr.dtype.kind == "f":  # a float TIFF: its values would be truncated to classes without a word
+        raise DataError(f"{path}: mask is floating point (mode {mode}); save class indices as 8-bit integers")
     if mode in ("RGB", "RGBA"):
         if not colours:
             if _is_grey(arr):
@@ -152,6 +160,21 @@ def read_mask(path: Path, colours: tuple[tuple[int, int, int], ...] | None = Non
             raise DataError(f"{path}: mask values up to {int(arr.max())} do not fit 8 bits")
         arr = arr.astype(np.uint8)
     return arr
+
+
+def _check_pixels(path: Path) -> None:
+    """Refuse an image whose header claims more than MAX_IMAGE_PIXELS, before anything decodes it (a
+    16000x16000 PNG mask, or a header that claims 60000x60000, would take gigabytes). PIL reads the header
+    only; a file PIL cannot identify is left to the decoder that follows."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Image.DecompressionBombError as e:  # PIL's own limit, which it checks on opening
+        raise DataError(f"{path}: image too large to decode ({str(e).split(' could be')[0]})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return
+    if w * h > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path}: image is {w}x{h}; edgeseg reads at most {MAX_IMAGE_PIXELS:,} pixels an image")
 
 
 def _is_grey(arr: np.ndarray) -> bool:
@@ -266,16 +289,36 @@ def _open_voc(root: Path, split: str) -> Dataset:
 
 def _load_classes_json(path: Path) -> dict:
     try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        raw = path.read_bytes()
+        if len(raw) > MAX_JSON_BYTES:
+            raise DataError(f"{path}: {len(raw):,} bytes; a classes file may have at most {MAX_JSON_BYTES:,}")
+        info = json.loads(raw.decode("utf-8"))
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply") from None
     if isinstance(info, list):
         info = {"classes": info}
+    shape = '{"classes": [names...], "colours": [[r,g,b]...], "ignore_index": N}'
     if not isinstance(info, dict) or not isinstance(info.get("classes"), list) or not info["classes"]:
-        raise DataError(f"{path}: expected {{\"classes\": [names...], \"colours\": [[r,g,b]...], \"ignore_index\": N}}")
+        raise DataError(f"{path}: expected {shape}")
+    for i, c in enumerate(info["classes"]):
+        if not isinstance(c, str) or not c:
+            raise DataError(f"{path}: classes[{i}] must be a name (text), got {c!r:.60}")
     colours = info.get("colours") or info.get("colors")
-    if colours is not None and len(colours) != len(info["classes"]):
-        raise DataError(f"{path}: {len(info['classes'])} classes but {len(colours)} colours")
+    if colours is not None:
+        if not isinstance(colours, list) or len(colours) != len(info["classes"]):
+            raise DataError(f"{path}: {len(info['classes'])} classes but colours is not a list of as many")
+        for i, c in enumerate(colours):
+            if not (isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)):
+                raise DataError(f"{path}: colours[{i}] must be three integers 0..255, got {c!r:.60}")
+    ignore = info.get("ignore_index")
+    if ignore is not None and not (isinstance(ignore, int) and not isinstance(ignore, bool) and 0 <= ignore <= 255):
+        raise DataError(f"{path}: ignore_index must be null or an integer 0..255, got {ignore!r:.60}")
     return info
 
 

@@ -17,6 +17,10 @@ class RuntimeUnavailable(EdgesegError):
     """No TFLite interpreter, or a delegate that cannot be loaded on this machine."""
 
 
+class OutputError(EdgesegError):
+    """An output path that cannot be written: a folder where a file should go, a read-only or full disk."""
+
+
 class SourceError(EdgesegError):
     """A camera, video or stream that cannot be opened or went away."""
 

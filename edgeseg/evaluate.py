@@ -16,15 +16,24 @@ from edgeseg.errors import EdgesegError
 from edgeseg.metrics import ConfusionMatrix
 
 
+def check_classes(model, ds: Dataset, name: str = "the model") -> None:
+    """A model whose class list has another length than the dataset's cannot be scored on it: refuse, rather
+    than report a number that means nothing. (An index-map model without a spec names no classes: its
+    predictions outside the dataset's classes count as misses.)"""
+    kind = getattr(model, "kind", None)
+    if kind is not None and kind.value == "index" and not getattr(model, "embedded_spec", True):
+        return
+    model_classes = getattr(model.spec, "num_classes", None)
+    if model_classes != ds.num_classes:
+        raise EdgesegError(
+            f"{name} predicts {model_classes} classes but the dataset has {ds.num_classes}: they do not match"
+        )
+
+
 def evaluate(model, ds: Dataset, limit: int | None = None,
              progress: Callable[[int, int], None] | None = None) -> dict:
     n = len(ds) if limit is None else min(limit, len(ds))
-    kind = getattr(model, "kind", None)
-    model_classes = getattr(model.spec, "num_classes", None)
-    if kind is not None and kind.value != "index" and model_classes != ds.num_classes:
-        raise EdgesegError(
-            f"the model predicts {model_classes} classes but the dataset has {ds.num_classes}: they do not match"
-        )
+    check_classes(model, ds)
     cm = ConfusionMatrix(ds.num_classes, ds.ignore_index)
     times = []
     for i in range(n):

@@ -8,21 +8,60 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from edgeseg.errors import OutputError
+
+
+def _cannot_write(path: Path, e: OSError) -> OutputError:
+    return OutputError(f"{path}: cannot write ({e.strerror or type(e).__name__})")
+
+
+def check_writable(path: Path, *, folder: bool = False) -> Path:
+    """Fail now, before any long work, if `path` (a file, or a folder with folder=True) cannot be written:
+    a folder where a file goes or the reverse, a file where a parent folder should be, a read-only disk or a
+    folder without write permission. Probes with an empty temp file, which it removes."""
+    path = Path(path)
+    if path.exists():
+        if folder and not path.is_dir():
+            raise OutputError(f"{path}: exists and is not a folder")
+        if not folder and path.is_dir():
+            raise OutputError(f"{path}: is a folder; give a file name")
+        probe = path if folder else path.parent
+    else:
+        probe = path if folder else path.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise OutputError(f"{path}: {probe} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".edgeseg-write-check-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write in {probe} ({e.strerror or type(e).__name__})") from None
+    return path
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds. Failing to
+    create the folder, the temp file or the rename is an OutputError naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as e:
+            raise _cannot_write(path, e) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
 
 
@@ -34,10 +73,13 @@ def _umask() -> int:
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # a full disk (ENOSPC) shows up here: the temp file goes, the target is untouched
+            raise _cannot_write(Path(path), e) from None
     return Path(path)
 
 

@@ -9,6 +9,8 @@ MAX_CAMERA_INDEX = 63  # V4L2 /dev/videoN
 MAX_FRAME_SIDE = 7680  # pixels, either side of any frame, camera request or generated source (8K UHD)
 MAX_FPS = 1000.0
 MAX_RUNS = 1_000_000
+MAX_IMAGE_PIXELS = 7680 * 7680  # an image or mask file larger than this is refused before it is decoded
+MAX_JSON_BYTES = 1 * 2**20  # classes.json and other small JSON inputs
 MAX_IMAGES = 1_000_000  # synthetic scenes, calibration and verification images, video frames
 
 
