@@ -28,7 +28,7 @@ from camera.render import Renderer
 from camera.sources import FrameSource, Paced
 from edgeseg.bench import summarise
 from edgeseg.errors import SourceError
-from edgeseg.io import atomic_path
+from edgeseg.io import atomic_path, write_image
 from edgeseg.signals import Terminated
 
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "render")
@@ -162,9 +162,7 @@ class _Output:
             self.writer.write(image if size == self.record_size else cv2.resize(image, self.record_size))
         if self.opts.save_masks is not None:
             path = self.opts.save_masks / f"{cap.index:06d}.png"
-            with atomic_path(path) as tmp:
-                if not cv2.imwrite(str(tmp), mask):
-                    raise SourceError(f"{path}: cannot write")
+            write_image(path, mask)
         t2 = time.perf_counter_ns()
         s = self.stats
         s.stages["capture"].add(cap.capture_ms)

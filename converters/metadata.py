@@ -4,6 +4,7 @@ TensorFlow."""
 
 from __future__ import annotations
 
+from edgeseg.errors import ModelError
 from edgeseg.tflite_file import read_metadata
 
 
@@ -21,5 +22,6 @@ def embed_metadata(model: bytes, name: str, data: bytes) -> bytes:
     md.buffer = len(obj.buffers) - 1
     obj.metadata.append(md)
     out = flatbuffer_utils.convert_object_to_bytearray(obj)
-    assert read_metadata(out).get(name) == data, "metadata did not survive the round trip"
+    if read_metadata(out).get(name) != data:
+        raise ModelError(f"the {name} metadata did not survive the flatbuffer round trip")
     return out

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.io import atomic_path, atomic_write_text
+from edgeseg.io import atomic_write_text, write_image
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.overlay import colourise, palette_bgr
 
@@ -73,8 +73,7 @@ def disagreement_images(float_model, int8_model, ds, indices: list[int], folder:
             cv2.putText(p, title, (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         grid = np.vstack([np.hstack(panels[:2]), np.hstack(panels[2:])])
         path = Path(folder) / f"disagreement_{i:04d}.png"
-        with atomic_path(path) as tmp:
-            cv2.imwrite(str(tmp), grid)
+        write_image(path, grid)
         out.append(path)
     return out
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from converters.calibration import CalibrationSet, calibration_set
 from converters.metadata import embed_metadata

@@ -61,6 +61,16 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _stopped() -> typer.Exit:
+    """Ctrl-C or SIGTERM ended the command: say which, and exit 130 or 143 (never 0)."""
+    from edgeseg import signals
+
+    signals.note_interrupt()
+    what = "terminated (SIGTERM)" if signals.received() == signals.signal.SIGTERM else "interrupted"
+    typer.secho(what, fg=typer.colors.YELLOW, err=True)
+    return typer.Exit(signals.exit_code())
+
+
 def handles_errors(fn):
     """A domain error becomes one red line and exit 1; Ctrl-C exits 130 without a traceback."""
 
@@ -74,10 +84,7 @@ def handles_errors(fn):
         except EdgesegError as e:
             raise _fail(str(e)) from None
         except KeyboardInterrupt:
-            signals.note_interrupt()
-            what = "terminated (SIGTERM)" if signals.received() == signals.signal.SIGTERM else "interrupted"
-            typer.secho(what, fg=typer.colors.YELLOW, err=True)
-            raise typer.Exit(signals.exit_code()) from None
+            raise _stopped() from None
         except ModuleNotFoundError as e:  # the device-only install has no TensorFlow for train and convert
             if (e.name or "").split(".")[0] in ("tensorflow", "keras", "tensorflow_cpu"):
                 raise _fail(f"{fn.__name__.rstrip('_')} needs TensorFlow, which this install does not have: "
@@ -258,9 +265,15 @@ def convert(
     from converters.tflite import convert_keras  # TensorFlow stays out of `edgeseg run`
 
     target = "int8" if int8 else "dynamic" if dynamic else "fp16" if fp16 else "float"
+    logged: set[str] = set()
+
+    def log(msg: str) -> None:
+        logged.add(msg)
+        typer.echo(msg)
+
     result = convert_keras(model, out, target=target, spec=spec, calibration=calibration,
                            num_calibration=num_calibration, io_dtype=io.value, verify_images=verify,
-                           strict=strict, progress=sys.stderr.isatty(), log=typer.echo)
+                           strict=strict, progress=sys.stderr.isatty(), log=log)
     r = result
     typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, {r.target}, {r.seconds:.1f} s)")
     ops = ", ".join(f"{k} {v}" for k, v in sorted(r.ops.ops.items()))
@@ -272,7 +285,8 @@ def convert(
         typer.echo(f"argmax agreement with the Keras model: {100 * r.agreement:.2f}% of pixels "
                    f"on {r.verify_images} images")
     for w in r.warnings:
-        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+        if f"warning: {w}" not in logged:  # calibration warnings were said before the work; say each once
+            typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
     out_json = r.to_dict()
     if report is not None:
         if r.target != "int8":
@@ -562,10 +576,7 @@ def run(
     if json_out:
         _write_json(json_out, d)
     if stats.interrupted:
-        from edgeseg import signals
-
-        signals.note_interrupt()
-        raise typer.Exit(signals.exit_code())
+        raise _stopped()
 
 
 def _one_model(argument: str | None, option: str | None, default: bool) -> Path:

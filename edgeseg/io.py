@@ -85,3 +85,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_image(path: Path, image) -> Path:
+    """An image file (format from the suffix) written atomically with OpenCV; OutputError when it cannot be.
+    cv2.imwrite reports failure (a full disk, a bad suffix) by returning False, never by raising."""
+    import cv2
+
+    with atomic_path(path) as tmp:
+        try:
+            ok = cv2.imwrite(str(tmp), image)
+        except cv2.error:
+            ok = False
+        if not ok:
+            raise OutputError(f"{path}: cannot write the image (disk full, or no encoder for {Path(path).suffix!r})")
+    return Path(path)

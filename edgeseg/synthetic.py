@@ -16,7 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.io import atomic_path, atomic_write_text
+from edgeseg.errors import OutputError
+from edgeseg.io import atomic_path, atomic_write_text, write_image
 
 CLASSES = ("background", "disc", "box", "triangle", "bar")
 COLOURS = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200))  # RGB, for overlays
@@ -123,8 +124,8 @@ def write_dataset(root: Path, count: int = 300, hw: tuple[int, int] = DEFAULT_HW
     for i in range(count):
         img, mask = scene(seed * 1_000_003 + i, hw)
         name = f"scene_{i:05d}.png"
-        _write_png(root / "images" / name, img)
-        _write_png(root / "masks" / name, mask)
+        write_image(root / "images" / name, img)
+        write_image(root / "masks" / name, mask)
         if progress:
             progress(i + 1, count)
     info = {"classes": list(CLASSES), "colours": [list(c) for c in COLOURS], "ignore_index": None,
@@ -135,10 +136,6 @@ def write_dataset(root: Path, count: int = 300, hw: tuple[int, int] = DEFAULT_HW
     return root
 
 
-def _write_png(path: Path, arr: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), arr):
-            raise OSError(f"{path}: cannot write")
 
 
 def write_video(path: Path, frames: int = 120, hw: tuple[int, int] = DEFAULT_HW, fps: float = 30.0,
@@ -152,7 +149,7 @@ def write_video(path: Path, frames: int = 120, hw: tuple[int, int] = DEFAULT_HW,
     with atomic_path(path) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
         if not writer.isOpened():
-            raise OSError(f"{path}: OpenCV cannot write mp4v video here")
+            raise OutputError(f"{path}: OpenCV cannot write mp4v video here")
         try:
             for t in range(frames):
                 ox = int(20 + 18 * math.sin(t / 40))

@@ -268,7 +268,7 @@ def _mjpeg_frames(url, n, timeout=10):
 
 
 def test_mjpeg_stream_stats_and_page(seg):
-    from camera.serve import FrameServer, parse_serve
+    from camera.serve import parse_serve
 
     assert parse_serve("8080") == ("127.0.0.1", 8080) and parse_serve("0.0.0.0:81") == ("0.0.0.0", 81)
     with pytest.raises(SourceError):
