@@ -5,6 +5,10 @@ stats were written. While a command runs, SIGTERM raises Terminated, a KeyboardI
 and context manager that handles Ctrl-C (joining threads, closing the recording and renaming it into place,
 removing temp files, writing stats) runs for it too. The exit code tells the two apart: 130 for SIGINT, 143
 (128 + 15) for SIGTERM, 0 only for a run that ended by itself. A second SIGTERM during the clean-up kills.
+
+Where an exception at an arbitrary point could tear a file that is not written atomically (Keras'
+BackupAndRestore writes its checkpoint in place), `deferred()` only notes the signal, and the code raises it
+at a safe point with `raise_pending()` (training: between batches, and after the epoch's backup is saved).
 """
 
 from __future__ import annotations
@@ -61,3 +65,45 @@ def graceful_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_pending: int | None = None
+
+
+def _note(signum, frame) -> None:
+    global _pending
+    if _pending == signum:  # the same signal twice: the user insists, stop now
+        signal.signal(signum, signal.SIG_DFL)
+        _raise(signum)
+    _pending = signum
+
+
+def _raise(signum: int) -> None:
+    global _received
+    _received = signum
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def raise_pending() -> None:
+    """Raise the signal noted under deferred() (Terminated or KeyboardInterrupt), if any."""
+    global _pending
+    if _pending is not None:
+        signum, _pending = _pending, None
+        _raise(signum)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGINT and SIGTERM are noted, not raised: the block calls
+    raise_pending() where stopping is safe. A second identical signal stops at once."""
+    global _pending
+    _pending = None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from edgeseg import signals
 from edgeseg.datasets import open_dataset
 from edgeseg.errors import EdgesegError
 from edgeseg.io import atomic_path, atomic_write_text
@@ -55,6 +56,17 @@ class TrainConfig:
         d = asdict(self)
         d["input_hw"] = list(self.input_hw)
         return d
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Ctrl-C or SIGTERM ends training between batches or after the epoch's callbacks, never inside
+    BackupAndRestore's checkpoint write: a signal there used to leave a checkpoint that --resume cannot load."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        signals.raise_pending()
+
+    def on_epoch_end(self, epoch, logs=None):
+        signals.raise_pending()
 
 
 class ValidationMIoU(keras.callbacks.Callback):
@@ -206,9 +218,11 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         keras.callbacks.TerminateOnNaN(),
         *(callbacks or []),
     ]
+    callbacks.append(StopOnSignal())  # last: an epoch's backup is saved before a signal ends the run
     t0 = time.perf_counter()
-    model.fit(pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto",
-              shuffle=False)  # tf.data shuffles
+    with signals.deferred():
+        model.fit(pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto",
+                  shuffle=False)  # tf.data shuffles
     seconds = time.perf_counter() - t0
     if not (out / "model.keras").exists():
         raise EdgesegError("training produced no model (validation mIoU was never a number)")
