@@ -50,17 +50,36 @@ def op_cases(layers):
     }
 
 
+def decoder_only(keras, num_classes: int, input_hw: tuple[int, int], decoder: str):
+    """The decoder of build_unet as a model of its own, fed the MobileNetV2-1.0 encoder's feature shapes
+    (stride 2: 96, 4: 144, 8: 192, 16: 576 channels; stride 32: 1280), so int8 vs float can be timed for the
+    decoder alone."""
+    from edgeseg.training.model import decode, decoder_for
+
+    dec = decoder_for(decoder)
+    h, w = input_hw
+    chans = {2: 96, 4: 144, 8: 192, 16: 576, 32: 1280}
+    strides = [s for s in (2, 4, 8, 16) if s < dec.encoder_stride][-len(dec.widths):]  # the skips it uses
+    skips = [keras.Input((h // s, w // s, chans[s]), name=f"f{k}_stride{s}") for k, s in enumerate(strides)]
+    top = keras.Input((h // dec.encoder_stride, w // dec.encoder_stride, chans[dec.encoder_stride]), name="f9_top")
+    return keras.Model(skips + [top], decode(top, skips, dec, num_classes))
+
+
 def to_tflite(model, int8: bool) -> bytes:
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
-        shape = (1, *model.inputs[0].shape[1:])
         rng = np.random.default_rng(0)
 
-        def representative():
+        shapes = {t.name: (1, *t.shape[1:]) for t in model.inputs}
+
+        def representative():  # several inputs: by name (the signature's order is not the model's)
             for _ in range(8):
-                yield [rng.uniform(0, 255, shape).astype(np.float32)]
+                if len(shapes) == 1:
+                    yield [rng.uniform(0, 255, s).astype(np.float32) for s in shapes.values()]
+                else:
+                    yield {k: rng.uniform(0, 6, s).astype(np.float32) for k, s in shapes.items()}
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
@@ -79,8 +98,8 @@ def time_pair(runtime, bufs: dict, threads: int, runs: int, warmup: int, xnnpack
     for k, buf in bufs.items():
         it = runtime.interpreter_cls(model_content=buf, num_threads=threads, **extra)
         it.allocate_tensors()
-        d = it.get_input_details()[0]
-        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        for d in it.get_input_details():
+            it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
         for _ in range(warmup):
             it.invoke()
         interps[k] = it
@@ -115,6 +134,9 @@ def main() -> None:
     for name in ("base", "dense"):
         cases[f"U-Net 384x288, {name} decoder"] = (
             None, lambda _, name=name: build_unet(11, (288, 384), decoder=name, weights=None))
+    # The shipped nano model (256x192) whole, and its decoder alone on the encoder's features
+    cases["U-Net 256x192, nano decoder"] = (None, lambda _: build_unet(11, (192, 256), decoder="nano", weights=None))
+    cases["nano decoder alone, 256x192 features"] = (None, lambda _: decoder_only(keras, 11, (192, 256), "nano"))
     only = [s for s in args.only.split(",") if s]
     cases = {k: v for k, v in cases.items() if not only or any(s in k for s in only)}
     runtime = pick_runtime("litert" if args.no_xnnpack else "auto")

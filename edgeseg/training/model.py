@@ -170,6 +170,19 @@ def build_unet(
     # Pixels 0..255 -> [-1, 1], the range the MobileNet weights were trained on.
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_pixels")(inputs)
     *skip_feats, x = encoder(x)
+    outputs = decode(x, skip_feats, dec, num_classes, dropout)
+    model = keras.Model(inputs, outputs, name=f"unet_{backbone}")
+    # keras.applications builds BatchNorm with momentum 0.999: its moving statistics need thousands of steps to
+    # leave their initial values, so a short run evaluates (training=False) with statistics that fit nothing.
+    for layer in _all_layers(model):
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = bn_momentum
+    return model
+
+
+def decode(x, skip_feats: list, dec: Decoder, num_classes: int, dropout: float = 0.1):
+    """The decoder on the encoder's output `x` and its skip features (finest first): logits at the input size.
+    A function of its own so that benchmarks can time the decoder alone (benchmarks/int8_costs.py)."""
     if dec.top_width:
         x = _conv_bn_relu(x, dec.top_width, 1, "decoder_top")
     skip_feats = list(reversed(skip_feats))[: len(dec.widths)]
@@ -185,11 +198,4 @@ def build_unet(
         x = layers.Dropout(dropout, name="head_dropout")(x)
     x = layers.Conv2D(num_classes, 1, name="head_logits")(x)
     factor = dec.encoder_stride // 2 ** len(dec.widths)
-    outputs = layers.UpSampling2D(factor, interpolation="bilinear", name="logits")(x) if factor > 1 else x
-    model = keras.Model(inputs, outputs, name=f"unet_{backbone}")
-    # keras.applications builds BatchNorm with momentum 0.999: its moving statistics need thousands of steps to
-    # leave their initial values, so a short run evaluates (training=False) with statistics that fit nothing.
-    for layer in _all_layers(model):
-        if isinstance(layer, layers.BatchNormalization):
-            layer.momentum = bn_momentum
-    return model
+    return layers.UpSampling2D(factor, interpolation="bilinear", name="logits")(x) if factor > 1 else x
