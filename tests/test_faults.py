@@ -367,3 +367,23 @@ def test_serve_drops_idle_clients_and_caps_connections(monkeypatch):
             assert s.recv(100).startswith(b"HTTP/1.0 200")
     finally:
         fs.close()
+
+
+@pytest.mark.slow
+def test_sigterm_during_convert_leaves_no_model_and_a_small_set_warns_once(tiny_run, synthetic_data, tmp_path):
+    out = tmp_path / "m_int8.tflite"
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "edgeseg", "convert", str(tiny_run / "model.keras"), "--int8",
+                                 "--calibration", str(synthetic_data), "--num-calibration", "8", "--out", str(out)],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        time.sleep(4)  # TensorFlow is loading or converting
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    stderr = log.read_text()
+    assert proc.returncode == 143 and "Traceback" not in stderr and "terminated (SIGTERM)" in stderr, stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stderr.txt"]  # no model, no temp file
+    r = invoke("convert", tiny_run / "model.keras", "--int8", "--calibration", synthetic_data, "--num-calibration", 8,
+               "--out", out, "--verify", 1)
+    assert r.exit_code == 0, r.output
+    assert r.output.count("only 8 calibration images") == 1, r.output  # said once, not twice
