@@ -171,7 +171,7 @@ def test_read_only_and_full_disks_are_one_line(toy_models, tmp_path):
     assert "rc=1" in ro.stdout and "Traceback" not in ro.stderr, ro.stderr
     assert "b.json: cannot write in" in ro.stderr and "Read-only file system" in ro.stderr
     # 64 KiB: room for a few scenes, then ENOSPC in the middle of the work
-    full = _in_mount_namespace(f'mount -t tmpfs -o size=64k tmpfs "$T" && "$PY" -m edgeseg synth "$T/d" --count 200 '
+    full = _in_mount_namespace('mount -t tmpfs -o size=64k tmpfs "$T" && "$PY" -m edgeseg synth "$T/d" --count 200 '
                                '--size 160x120; echo "rc=$?"; ls -A "$T/d/images" | grep "^\\." ; echo end',
                                tmp_path)
     assert "rc=1" in full.stdout and "Traceback" not in full.stderr, full.stderr
