@@ -73,6 +73,8 @@ def run_demo(out: Path, epochs: int = 12, count: int = 400, overwrite: bool = Fa
         "invoke_p90_ms": {k: v["invoke"]["p90_ms"] for k, v in be.items()},
         "end_to_end_p50_ms": {k: v["end_to_end"]["p50_ms"] for k, v in be.items()},
         "size_bytes": {k: v["size_bytes"] for k, v in be.items()},
+        "gmacs": be["int8"].get("gmacs"), "params": be["int8"].get("params"),
+        "cpu": bench["environment"].get("cpu"), "cpu_int8_dot": bench["environment"].get("cpu_int8_dot"),
         "int8_over_float_invoke_p50": be["int8"]["invoke"]["p50_ms"] / be["float32"]["invoke"]["p50_ms"],
         "int8_fully_quantised": conv8["ops"]["fully_int8"],
         "int8_argmax_agreement": conv8["argmax_agreement"],
@@ -104,6 +106,10 @@ def _table(s: dict) -> str:
         rows.append(f"| TFLite {k} | {pct(s['miou'][k])} | {s['invoke_p50_ms'][k]:.3f} | {s['invoke_p90_ms'][k]:.3f} "
                     f"| {s['end_to_end_p50_ms'][k]:.3f} | {s['size_bytes'][k] / 1e6:.2f} |")
     rows.append("")
+    dot = s.get("cpu_int8_dot")
+    gmacs = "n/a" if s.get("gmacs") is None else f"{s['gmacs']:.3f}"
+    rows.append(f"Cost per frame (the same on every machine): {gmacs} GMACs, {s.get('params') or 0:,} parameters. "
+                f"Times on {s['cpu']} (int8 dot product: {', '.join(dot) if dot else 'none'}).")
     rows.append(f"int8 / float32 invoke p50: {s['int8_over_float_invoke_p50']:.2f} ({s['runtime']}, "
                 f"{s['threads']} threads); int8 graph fully int8: {s['int8_fully_quantised']}; "
                 f"int8 vs Keras argmax agreement {pct(s['int8_argmax_agreement'])}%")
