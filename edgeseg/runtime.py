@@ -24,7 +24,7 @@ from edgeseg.postprocess import OutputKind, index_mask, output_classes, output_k
 from edgeseg.preprocess import preprocess, restore_mask
 from edgeseg.spec import ModelSpec
 from edgeseg.cost import graph_cost
-from edgeseg.tflite_file import check_graph, check_tflite, read_model_bytes, read_model_graph, read_opcodes, read_spec_json
+from edgeseg.tflite_file import check_graph, check_tflite, read_model_bytes, read_opcodes, read_spec_json
 
 RUNTIMES = ("auto", "litert", "tflite-runtime", "tensorflow")
 DELEGATES = ("auto", "cpu", "edgetpu")
@@ -149,9 +149,9 @@ class Segmenter(StagedPredictor):
             raise RuntimeUnavailable(f"unknown delegate {delegate!r}: choose one of {', '.join(DELEGATES)}")
         buf = read_model_bytes(self.path)
         check_tflite(buf, str(self.path))
-        check_graph(buf, self.path.name)  # values the interpreter would trust blindly
+        graph = check_graph(buf, self.path.name)  # values the interpreter would trust blindly
         self.model_bytes = len(buf)
-        self.cost = graph_cost(read_model_graph(buf, str(self.path)))
+        self.cost = graph_cost(graph)
         needs_edgetpu = any(op.custom == EDGETPU_CUSTOM_OP for op in read_opcodes(buf, str(self.path)))
         if delegate == "auto":
             delegate = "edgetpu" if needs_edgetpu else "cpu"

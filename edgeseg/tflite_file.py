@@ -251,13 +251,14 @@ MAX_TENSOR_ELEMENTS = 2**31 - 1
 MIN_SCALE, MAX_SCALE = 1e-20, 1e6
 
 
-def check_graph(buf: bytes, name: str = "model") -> None:
+def check_graph(buf: bytes, name: str = "model") -> Graph:
     """What the interpreter trusts, checked first: a damaged file must be an error, not a crash in native code.
 
     A flatbuffer can be well-formed yet hold values the runtime does not check: a per-channel quantization
     scale of NaN or infinity (a fuzzed model made LiteRT abort with "double free or corruption"), a zero
     point out of its type's range, a constant tensor whose buffer is shorter than its shape, an operator
     input that points past the tensor list. Quantization{2 scale, 3 zero_point, 6 quantized_dimension}.
+    Returns the graph it checked.
     """
     model = _model(buf, name)
     try:
@@ -300,6 +301,7 @@ def check_graph(buf: bytes, name: str = "model") -> None:
                 raise ModelError(f"{name}: operator {op.index} ({op.name}) names a tensor that does not exist")
         if any(not 0 <= i < n for i in (*graph.inputs, *graph.outputs)):
             raise ModelError(f"{name}: the graph's inputs or outputs name a tensor that does not exist")
+        return graph
     except (struct.error, IndexError, OverflowError):
         raise ModelError(f"{name}: corrupt TFLite flatbuffer (tensors unreadable)") from None
 

@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 from edgeseg.cli import app
 from edgeseg.tflite_file import read_spec_json
 from tests.conftest import ROOT
+from tests.test_camera import count_frames
 
 runner = CliRunner()
 
@@ -176,7 +177,7 @@ def test_read_only_and_full_disks_are_one_line(toy_models, tmp_path):
                                tmp_path)
     assert "rc=1" in full.stdout and "Traceback" not in full.stderr, full.stderr
     errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "No space left on device" in errors[0] or "disk full" in errors[0], full.stderr
+    assert len(errors) == 1 and ("No space left on device" in errors[0] or "disk full" in errors[0]), full.stderr
     assert full.stdout.strip().endswith("end") and "\n." not in full.stdout  # no hidden temp file left
 
 
@@ -227,15 +228,6 @@ def test_decoders_get_explicit_limits_and_say_which_file(toy_models, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- 5. SIGTERM
-def _count_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
-
-
 def test_sigterm_during_run_leaves_a_playable_recording_and_stats(toy_models, tmp_path):
     out = tmp_path / "o.mp4"
     proc = edgeseg_proc("run", toy_models["scores_int8"], "--source", "synthetic:96x64", "--no-show", "--realtime",
@@ -251,7 +243,7 @@ def test_sigterm_during_run_leaves_a_playable_recording_and_stats(toy_models, tm
     assert "Traceback" not in stderr and "terminated (SIGTERM)" in stderr
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["interrupted"] and s["stopped_by"] == "SIGTERM" and s["frames"] > 10
-    assert _count_frames(out) == s["frames"]
+    assert count_frames(out) == s["frames"]
     assert leftovers(tmp_path) == []
 
 
