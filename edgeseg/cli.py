@@ -260,7 +260,7 @@ def convert(
     """Convert a Keras model to TFLite (float32 by default), embed its spec, verify the result."""
     if int8 + dynamic + fp16 > 1:
         raise EdgesegError("choose one of --int8, --dynamic and --fp16")
-    _writable(out or model.parent / "x.tflite", json_out, folders=(report,))
+    _writable(out, json_out, folders=(report, model.parent if out is None else None))  # default: beside it
     _quiet_tensorflow()
     from converters.tflite import convert_keras  # TensorFlow stays out of `edgeseg run`
 
