@@ -223,6 +223,31 @@ class SyntheticSource(FrameSource):
         return 30.0
 
 
+PICAMERA2_INSTALL = ("on Raspberry Pi OS: sudo apt install python3-picamera2, and a venv made with "
+                     "python3 -m venv --system-site-packages")
+
+
+def load_picamera2():
+    """(the Picamera2 class, None), or (None, what went wrong and how to fix it). Any failure counts, not just
+    ImportError: Pi OS installs Picamera2 from apt, built against its numpy 1.x, and a venv whose pip-installed
+    numpy is 2.x makes its import fail with "ValueError: numpy.dtype size changed, may indicate binary
+    incompatibility" (Picamera2 issues #1088, #1211)."""
+    try:
+        from picamera2 import Picamera2
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] == "picamera2":
+            return None, f"Picamera2 is not installed ({PICAMERA2_INSTALL})"
+        return None, f"Picamera2 is installed but needs a module that is missing ({e.name})"
+    except Exception as e:  # noqa: BLE001 - whatever a system package raises on import is what we must explain
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "numpy" in text.lower() or "binary incompatib" in text.lower() or "_ARRAY_API" in text:
+            return None, (f"Picamera2 does not load with numpy {np.__version__} in this environment ({text}): "
+                          "the apt Picamera2 is built for Pi OS's numpy 1.x: in this venv, pip install 'numpy<2' "
+                          "(and an opencv-python that accepts it)")
+        return None, f"Picamera2 does not load ({type(e).__name__}: {text})"
+    return Picamera2, None
+
+
 class Picamera2Source(FrameSource):
     """A Raspberry Pi camera through Picamera2, asking the ISP for a low-resolution stream at the model's
     input size so the CPU does not resize full frames."""
@@ -231,12 +256,10 @@ class Picamera2Source(FrameSource):
     can_reconnect = True
 
     def __init__(self, size_wh: tuple[int, int] = (640, 480), lores_wh: tuple[int, int] | None = None):
-        try:
-            from picamera2 import Picamera2
-        except ImportError:
-            raise SourceError("--picamera needs Picamera2 (on Raspberry Pi OS: sudo apt install python3-picamera2, "
-                              "and a venv made with --system-site-packages)") from None
-        self._cls = Picamera2
+        cls, problem = load_picamera2()
+        if cls is None:
+            raise SourceError(f"--picamera: {problem}")
+        self._cls = cls
         self.size_wh, self.lores_wh = size_wh, lores_wh
         self.name = "picamera2"
         self._start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import platform
 import sys
@@ -103,12 +102,14 @@ def _cameras() -> Check:
 
 
 def _picamera() -> Check:
-    try:
-        importlib.import_module("picamera2")
-    except ImportError:
-        return Check("INFO", "Picamera2", "not installed", "only for the Raspberry Pi camera: sudo apt install "
-                     "python3-picamera2 and a venv made with --system-site-packages")
-    return Check("OK", "Picamera2", "importable (--picamera)")
+    from camera.sources import PICAMERA2_INSTALL, load_picamera2
+
+    cls, problem = load_picamera2()
+    if cls is not None:
+        return Check("OK", "Picamera2", "importable (--picamera)")
+    if "not installed" in problem:
+        return Check("INFO", "Picamera2", "not installed", f"only for the Raspberry Pi camera: {PICAMERA2_INSTALL}")
+    return Check("FAIL", "Picamera2", problem, "edgeseg run --picamera cannot work until it loads")
 
 
 def _governor() -> Check:

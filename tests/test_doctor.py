@@ -84,3 +84,32 @@ def test_doctor_recommends_a_shipped_model_by_cpu_class():
     assert recommend_model("", None)[0] == "small"
     line = next(c for c in run_checks() if c.name == "model for this CPU")
     assert line.detail.split()[0] in ("nano", "small") and line.hint.startswith("edgeseg run --model ")
+
+
+def test_a_picamera2_that_fails_to_import_is_explained_not_a_traceback(tmp_path):
+    """Pi OS's apt Picamera2 is built for numpy 1; under numpy 2 its import raises ValueError, not ImportError."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    fake = tmp_path / "picamera2"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('raise ValueError("numpy.dtype size changed, may indicate binary '
+                                      'incompatibility. Expected 96 from C header, got 88 from PyObject")\n')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    doctor = subprocess.run([sys.executable, "-m", "edgeseg", "doctor"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert "Traceback" not in doctor.stderr + doctor.stdout
+    line = next(l for l in doctor.stdout.splitlines() if "Picamera2" in l)
+    assert line.startswith("FAIL") and "numpy" in line and "pip install 'numpy<2'" in line
+    run = subprocess.run([sys.executable, "-m", "edgeseg", "run", "--picamera", "--no-show"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    errors = [l for l in run.stderr.splitlines() if l.startswith("error:")]
+    assert run.returncode == 1 and "Traceback" not in run.stderr and len(errors) == 1
+    assert "--picamera: Picamera2 does not load with numpy" in errors[0]
+    (fake / "__init__.py").write_text("import picamera2_missing_dependency\n")  # any other failure: said too
+    doctor = subprocess.run([sys.executable, "-m", "edgeseg", "doctor"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert "Traceback" not in doctor.stderr + doctor.stdout and "needs a module that is missing" in doctor.stdout
