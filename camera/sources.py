@@ -223,6 +223,17 @@ class SyntheticSource(FrameSource):
         return 30.0
 
 
+def yuv420_to_bgr(buffer: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """A Picamera2 YUV420 (I420) lores array -> BGR at `size_wh`. The array is (height * 3 / 2, stride): each
+    row is padded to the ISP's stride, which can exceed the width (a 300-wide stream has 320-byte rows: Y rows of
+    `stride` bytes, then the U and V planes with rows of stride / 2). Converting the padded buffer as a whole
+    keeps the planes aligned; the padding columns are then cropped off."""
+    w, h = size_wh
+    if buffer.ndim != 2 or buffer.shape[0] != h * 3 // 2 or buffer.shape[1] < w or buffer.shape[1] % 2:
+        raise CorruptFrame(f"YUV420 buffer {buffer.shape} does not fit a {w}x{h} stream")
+    return cv2.cvtColor(buffer, cv2.COLOR_YUV420p2BGR)[:h, :w]
+
+
 PICAMERA2_INSTALL = ("on Raspberry Pi OS: sudo apt install python3-picamera2, and a venv made with "
                      "python3 -m venv --system-site-packages")
 
@@ -260,7 +271,8 @@ class Picamera2Source(FrameSource):
         if cls is None:
             raise SourceError(f"--picamera: {problem}")
         self._cls = cls
-        self.size_wh, self.lores_wh = size_wh, lores_wh
+        # YUV420 needs even sizes (Picamera2's own segmentation example rounds them up the same way)
+        self.size_wh, self.lores_wh = size_wh, tuple((v + 1) & ~1 for v in lores_wh) if lores_wh else None
         self.name = "picamera2"
         self._start()
 
@@ -279,8 +291,7 @@ class Picamera2Source(FrameSource):
     def read(self) -> np.ndarray | None:
         try:
             if self.lores_wh:
-                yuv = self.cam.capture_array("lores")
-                return check_frame(cv2.cvtColor(yuv, cv2.COLOR_YUV420p2BGR))
+                return check_frame(yuv420_to_bgr(self.cam.capture_array("lores"), self.lores_wh))
             return check_frame(self.cam.capture_array("main"))
         except CorruptFrame:
             raise

@@ -250,6 +250,68 @@ def test_picamera2_source_asks_for_a_lores_stream(monkeypatch):
     src = open_source(picamera=True, size_wh=(640, 480), lores_wh=(96, 64))
     assert calls["lores"] == {"size": (96, 64), "format": "YUV420"} and src.live and src.can_reconnect
     assert src.read().shape == (64, 96, 3)
+    src = open_source(picamera=True, size_wh=(640, 480), lores_wh=(513, 513))  # Coral's DeepLab input
+    assert calls["lores"]["size"] == (514, 514)  # YUV420 needs even sizes
+
+
+def _padded_i420(bgr: np.ndarray, stride: int) -> np.ndarray:
+    """What the ISP hands over: I420 with every row padded to `stride` bytes (U and V rows to stride / 2)."""
+    h, w = bgr.shape[:2]
+    packed = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)  # (h * 3 / 2, w), rows not padded
+    y = packed[:h]
+    u = packed[h : h + h // 4].reshape(h // 2, w // 2)
+    v = packed[h + h // 4 :].reshape(h // 2, w // 2)
+
+    def pad(plane, width):
+        out = np.full((plane.shape[0], width), 77, np.uint8)  # junk in the padding
+        out[:, : plane.shape[1]] = plane
+        return out
+
+    return np.vstack([pad(y, stride), pad(u, stride // 2).reshape(h // 4, stride),
+                      pad(v, stride // 2).reshape(h // 4, stride)])
+
+
+@pytest.mark.parametrize("w, h, stride", [(224, 224, 256), (300, 200, 320), (96, 64, 128)])
+def test_padded_yuv420_lores_buffers_are_cropped_to_the_stream(w, h, stride, monkeypatch):
+    import types
+
+    from camera.sources import yuv420_to_bgr
+
+    rng = np.random.default_rng(0)
+    bgr = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h))  # smooth: chroma survives
+    expected = cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420), cv2.COLOR_YUV420p2BGR)
+    got = yuv420_to_bgr(_padded_i420(bgr, stride), (w, h))
+    assert got.shape == (h, w, 3)
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # the padding left no trace
+    unpadded_read = cv2.cvtColor(_padded_i420(bgr, stride), cv2.COLOR_YUV420p2BGR)  # what the old code did
+    assert unpadded_read.shape == (h, stride, 3)
+
+    class PaddingCam:  # a stand-in Picamera2 whose lores stream has padded rows, as the ISP's do
+        def create_video_configuration(self, main, lores=None):
+            return {"main": main, "lores": lores}
+
+        def configure(self, c):
+            pass
+
+        def start(self):
+            pass
+
+        def capture_array(self, name):
+            return _padded_i420(bgr, stride)
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=PaddingCam))
+    frame = open_source(picamera=True, size_wh=(640, 480), lores_wh=(w, h)).read()
+    assert frame.shape == (h, w, 3) and np.abs(frame.astype(int) - expected.astype(int)).max() <= 1
+    from camera.sources import CorruptFrame
+
+    with pytest.raises(CorruptFrame):
+        yuv420_to_bgr(np.zeros((10, 10), np.uint8), (w, h))
 
 
 # ------------------------------------------------------------------------------------------ browser view
