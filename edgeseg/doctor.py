@@ -145,6 +145,43 @@ def _int8_dot(info: str | None = None) -> Check:
                  "by less than on a CPU with dotprod")
 
 
+def board_checks(model: str | None, machine: str, bits: int, has_libcamera: bool) -> list[Check]:
+    """What matters on an ARM board: which board, whether the userland is 64-bit (ai-edge-litert has no armv7l
+    wheels), and whether libcamera (what Picamera2 drives) is there. Nothing on other machines."""
+    is_arm = machine.lower().startswith(("arm", "aarch64"))
+    if not is_arm and not (model and "raspberry pi" in model.lower()):
+        return []
+    out = [Check("INFO", "board", model or f"{machine} (no board model in /proc/device-tree/model)")]
+    if bits == 64:
+        out.append(Check("OK", "userland", f"64-bit ({machine})"))
+    else:
+        out.append(Check("WARN", "userland", f"{bits}-bit ({machine})", "ai-edge-litert publishes no 32-bit ARM "
+                         "(armv7l) wheels: install 64-bit Raspberry Pi OS, or use tflite-runtime with numpy<2 where "
+                         "a wheel exists for this Python"))
+    if model and "raspberry pi" in model.lower():
+        out.append(Check("OK" if has_libcamera else "INFO", "libcamera", "present" if has_libcamera else
+                         "not found", "" if has_libcamera else "the Pi camera needs it: sudo apt install "
+                         "python3-picamera2 (brings libcamera)"))
+    return out
+
+
+def _board() -> list[Check]:
+    import shutil
+    import struct
+
+    from edgeseg.bench import _read
+
+    model = (_read("/proc/device-tree/model") or "").replace("\x00", "").strip() or None
+    if model is None:
+        for line in (_read("/proc/cpuinfo") or "").splitlines():
+            if line.startswith("Model") and ":" in line:
+                model = line.split(":", 1)[1].strip()
+    libs = ("/usr/lib/aarch64-linux-gnu", "/usr/lib/arm-linux-gnueabihf")
+    has_libcamera = any(shutil.which(c) for c in ("rpicam-hello", "libcamera-hello")) or \
+        any(next(Path(d).glob("libcamera.so*"), None) for d in libs if Path(d).is_dir())
+    return board_checks(model, platform.machine(), struct.calcsize("P") * 8, has_libcamera)
+
+
 def recommend_model(info: str | None, cores: int | None) -> tuple[str, str]:
     """(shipped model name, why) for a CPU, from the text of /proc/cpuinfo and the core count.
 
@@ -198,6 +235,7 @@ def run_checks() -> list[Check]:
     checks.append(_governor())
     checks.append(_int8_dot())
     checks.append(_recommend())
+    checks += _board()
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     checks.append(Check("INFO", "display", display or "none: use --no-show, --record or --serve PORT"))
     return checks

@@ -113,3 +113,17 @@ def test_a_picamera2_that_fails_to_import_is_explained_not_a_traceback(tmp_path)
     doctor = subprocess.run([sys.executable, "-m", "edgeseg", "doctor"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=120)
     assert "Traceback" not in doctor.stderr + doctor.stdout and "needs a module that is missing" in doctor.stdout
+
+
+def test_board_checks_on_a_pi_and_on_32_bit_arm():
+    from edgeseg.doctor import board_checks
+
+    assert board_checks(None, "x86_64", 64, False) == []  # nothing on a workstation
+    pi5 = {c.name: c for c in board_checks("Raspberry Pi 5 Model B Rev 1.0", "aarch64", 64, True)}
+    assert pi5["board"].detail == "Raspberry Pi 5 Model B Rev 1.0" and pi5["userland"].status == "OK"
+    assert pi5["libcamera"].status == "OK"
+    pi4_32 = {c.name: c for c in board_checks("Raspberry Pi 4 Model B Rev 1.4", "armv7l", 32, False)}
+    assert pi4_32["userland"].status == "WARN" and "armv7l" in pi4_32["userland"].hint
+    assert pi4_32["libcamera"].status == "INFO" and "python3-picamera2" in pi4_32["libcamera"].hint
+    other = {c.name: c for c in board_checks(None, "aarch64", 64, False)}
+    assert "no board model" in other["board"].detail and "libcamera" not in other
