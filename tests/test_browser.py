@@ -56,7 +56,12 @@ def test_live_page_in_headless_chromium(toy_models, tmp_path):
         wait.until(lambda d: d.execute_script(
             "const i = document.getElementById('stream'); return i.complete && i.naturalWidth > 0;"))
         assert driver.execute_script("return document.getElementById('stream').naturalWidth") == 160
-        frames = lambda d: int(d.find_element(By.ID, "stat-frames").text or 0)  # noqa: E731
+        def stat(d, name: str) -> str:  # read in one script: the page rebuilds the table every 500 ms, so an
+            # element found first and read later can be gone (StaleElementReferenceException)
+            return d.execute_script(f"const e = document.getElementById('stat-{name}'); "
+                                    "return e ? e.textContent : '';") or ""
+
+        frames = lambda d: int(stat(d, "frames") or 0)  # noqa: E731
         wait.until(lambda d: frames(d) > 0)
         img = driver.find_element(By.ID, "stream")
         first_shot, first_frames = img.screenshot_as_png, frames(driver)
@@ -64,7 +69,7 @@ def test_live_page_in_headless_chromium(toy_models, tmp_path):
         second_shot, second_frames = img.screenshot_as_png, frames(driver)
         assert second_frames > first_frames  # the stats update
         assert first_shot != second_shot  # the picture moves
-        fps = float(driver.find_element(By.ID, "stat-FPS").text)
+        fps = float(stat(driver, "FPS") or 0)
         assert fps > 1
         Path(tmp_path / "page.png").write_bytes(driver.get_screenshot_as_png())
     finally:
