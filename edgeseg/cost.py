@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeseg.tflite_file import Graph, GraphOp, GraphTensor, read_model_bytes, read_model_graph
+from edgeseg.tflite_file import Graph, GraphOp, GraphTensor, elements, read_model_bytes, read_model_graph
 
 # Builtin operator codes of the TFLite schema, so counting works even where no generated schema is importable
 # (read_model_graph then names ops BUILTIN_<code>).
@@ -41,13 +41,6 @@ _SHAPE_TYPES = {"int32", "int64"}
 
 def _op_name(op: GraphOp) -> str:
     return _BY_CODE.get(op.name, op.name)
-
-
-def _prod(dims) -> int:
-    n = 1
-    for d in dims:
-        n *= max(int(d), 1)
-    return n
 
 
 def op_macs(op: GraphOp, tensors: list[GraphTensor]) -> int | None:
@@ -93,7 +86,7 @@ def _batch1(t: GraphTensor) -> int:
     shape = list(t.shape)
     if len(shape) >= 3:  # [N, ..., C]: the first dimension is the batch
         shape = shape[1:]
-    return _prod(shape)
+    return elements(shape)
 
 
 @dataclass

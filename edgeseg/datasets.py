@@ -135,13 +135,15 @@ def read_mask(path: Path, colours: tuple[tuple[int, int, int], ...] | None = Non
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such mask")
-    _check_pixels(path)
     try:
         with Image.open(path) as im:
+            _check_size(path, *im.size)  # from the header, before the pixels are decoded
             im.load()
             mode = im.mode
             arr = np.array(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise _too_large(path, e) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: not a readable mask ({type(e).__name__})") from None
     if arr.dtype.kind == "f":  # a float TIFF: its values would be truncated to classes without a word
         raise DataError(f"{path}: mask is floating point (mode {mode}); save class indices as 8-bit integers")
@@ -170,11 +172,19 @@ def _check_pixels(path: Path) -> None:
         with Image.open(path) as im:
             w, h = im.size
     except Image.DecompressionBombError as e:  # PIL's own limit, which it checks on opening
-        raise DataError(f"{path}: image too large to decode ({str(e).split(' could be')[0]})") from None
+        raise _too_large(path, e) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return
+    _check_size(path, w, h)
+
+
+def _check_size(path: Path, w: int, h: int) -> None:
     if w * h > MAX_IMAGE_PIXELS:
         raise DataError(f"{path}: image is {w}x{h}; edgeseg reads at most {MAX_IMAGE_PIXELS:,} pixels an image")
+
+
+def _too_large(path: Path, e: Exception) -> DataError:
+    return DataError(f"{path}: image too large to decode ({str(e).split(' could be')[0]})")
 
 
 def _is_grey(arr: np.ndarray) -> bool:

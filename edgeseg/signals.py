@@ -46,10 +46,23 @@ def note_interrupt() -> None:
 
 
 def _on_sigterm(signum, frame) -> None:
-    global _received
-    _received = signal.SIGTERM
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process
-    raise Terminated()
+    _raise(signum)
+
+
+@contextlib.contextmanager
+def _handling(handler, signums: tuple[int, ...]) -> Iterator[None]:
+    """`handler` for `signums` while the block runs, the previous handlers after; only the main thread can
+    install handlers, so elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager
@@ -57,14 +70,8 @@ def graceful_sigterm() -> Iterator[None]:
     """While the block runs (in the main thread), SIGTERM raises Terminated."""
     global _received
     _received = None
-    if threading.current_thread() is not threading.main_thread():
+    with _handling(_on_sigterm, (signal.SIGTERM,)):
         yield
-        return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 _pending: int | None = None
@@ -98,12 +105,5 @@ def deferred() -> Iterator[None]:
     raise_pending() where stopping is safe. A second identical signal stops at once."""
     global _pending
     _pending = None
-    if threading.current_thread() is not threading.main_thread():
+    with _handling(_note, (signal.SIGINT, signal.SIGTERM)):
         yield
-        return
-    previous = {s: signal.signal(s, _note) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)

@@ -157,10 +157,15 @@ class GraphTensor:
 
     @property
     def elements(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= max(int(d), 1)
-        return n
+        return elements(self.shape)
+
+
+def elements(shape) -> int:
+    """Number of elements of a shape; a dynamic (-1) or empty dimension counts as 1."""
+    n = 1
+    for d in shape:
+        n *= max(int(d), 1)
+    return n
 
 
 @dataclass(frozen=True)

@@ -92,11 +92,12 @@ def _backbone(name: str, input_hw: tuple[int, int], alpha: float, weights: str |
     return model
 
 
-def _all_layers(model: keras.Model):
+def all_layers(model: keras.Model):
+    """Every layer, nested models' layers included (and the nested models themselves)."""
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
+            yield from all_layers(layer)
 
 
 def _conv_bn_relu(x, filters: int, kernel: int, name: str):
@@ -174,7 +175,7 @@ def build_unet(
     model = keras.Model(inputs, outputs, name=f"unet_{backbone}")
     # keras.applications builds BatchNorm with momentum 0.999: its moving statistics need thousands of steps to
     # leave their initial values, so a short run evaluates (training=False) with statistics that fit nothing.
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = bn_momentum
     return model

@@ -85,12 +85,7 @@ def keras_cost(model) -> tuple[int, int]:
     .tflite has fewer."""
     import keras
 
-    def walk(m):
-        for layer in m.layers:
-            if isinstance(layer, keras.Model):
-                yield from walk(layer)
-            else:
-                yield layer
+    from edgeseg.training.model import all_layers
 
     def elems(shape) -> int:
         n = 1
@@ -99,7 +94,7 @@ def keras_cost(model) -> tuple[int, int]:
         return n
 
     macs = 0
-    for layer in walk(model):
+    for layer in all_layers(model):
         if isinstance(layer, keras.layers.DepthwiseConv2D):
             kh, kw = layer.kernel_size
             macs += elems(layer.output.shape) * kh * kw
