@@ -377,6 +377,8 @@ def eval_(
     spec: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Spec JSON for a model "
                                               "that carries none.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = None,
+    save_masks: Annotated[Path | None, typer.Option(file_okay=False, help="Write each predicted mask here as an "
+                                                    "8-bit PNG of class indices, named after its image.")] = None,
 ) -> None:
     """Score a model on a dataset: mIoU, per-class IoU and pixel accuracy, at the labels' resolution."""
     from edgeseg.datasets import open_dataset
@@ -385,13 +387,13 @@ def eval_(
 
     if data is None:
         raise EdgesegError("eval needs --data DATASET (a folder with images and masks)")
-    _writable(json_out)
+    _writable(json_out, folders=(save_masks,))
     model = _one_model(model, model_opt, default=False)
     if model.suffix == ".keras":
         _quiet_tensorflow()
     ds = open_dataset(data, split.value, format.value)
     m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, spec=spec)
-    res = evaluate(m, ds, limit, progress=_progress("eval"))
+    res = evaluate(m, ds, limit, progress=_progress("eval"), save_masks=save_masks)
     res["model"] = str(model)
     d = m.describe()
     res["gmacs"], res["params"] = d.get("gmacs"), d.get("params")
@@ -402,6 +404,8 @@ def eval_(
     typer.echo(f"mIoU {100 * res['miou']:.2f}  pixel accuracy {100 * res['pixel_accuracy']:.2f}")
     if json_out:
         _write_json(json_out, res)
+    if save_masks is not None:
+        typer.echo(f"masks written to {save_masks}/")
 
 
 # ---------------------------------------------------------------------------------------------------- bench

@@ -66,11 +66,24 @@ def test_eval_json_matches_the_library(tiny_tflite, synthetic_data, tmp_path):
     from edgeseg.evaluate import evaluate
     from edgeseg.runtime import Segmenter
 
-    r = invoke("eval", tiny_tflite["int8"], "--data", synthetic_data, "--json", tmp_path / "e.json")
+    r = invoke("eval", tiny_tflite["int8"], "--data", synthetic_data, "--json", tmp_path / "e.json",
+               "--save-masks", tmp_path / "masks")
     assert r.exit_code == 0, r.output
     d = json.loads((tmp_path / "e.json").read_text())
-    ref = evaluate(Segmenter(tiny_tflite["int8"]), open_dataset(synthetic_data, "val"))
+    ds = open_dataset(synthetic_data, "val")
+    seg = Segmenter(tiny_tflite["int8"])
+    ref = evaluate(seg, ds)
     assert d["miou"] == pytest.approx(ref["miou"]) and d["images"] == 4
+    # --save-masks: one 8-bit index PNG per image, named after it, equal to the model's prediction
+    import cv2
+    import numpy as np
+
+    saved = sorted(p.name for p in (tmp_path / "masks").iterdir())
+    assert saved == sorted(f"{s.image.stem}.png" for s in ds.samples)
+    for i, s in enumerate(ds.samples):
+        m = cv2.imread(str(tmp_path / "masks" / f"{s.image.stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert m.dtype == np.uint8 and m.ndim == 2
+        assert np.array_equal(m, seg.predict(ds.read(i)[0]))
     assert set(d["per_class_iou"]) == {"background", "disc", "box", "triangle", "bar"}
     assert f"mIoU {100 * ref['miou']:.2f}" in r.output
     from edgeseg.cost import model_cost
