@@ -7,6 +7,20 @@ the limitations are shortened. Op-version limits are not in that table: the one 
 TRANSPOSE_CONV above version 3, is the compiler's own error ("Didn't find op for builtin opcode
 'TRANSPOSE_CONV' version '4'", google-coral/edgetpu issue 845), which today's converter produces when a
 Conv2DTranspose is followed by BatchNormalization and an activation (both fold into the op).
+
+Partition (`LintReport.placement`, `cpu_ops`): compiler 16 without `-a` (multiple subgraphs) makes one
+`edgetpu-custom-op` for one Edge TPU segment. Ops that cannot map and that depend on no Edge TPU op stay before
+it on the CPU (a CPU prefix, such as a float-input QUANTIZE); an op that cannot map after the segment begins
+stays on the CPU, and so does every op that depends on it, through data dependencies (a CPU suffix); a supported
+op that does not depend on the suffix stays in the segment, wherever it sits in op order. Checked against
+Coral's compiled DeepLabV3 pair (`deeplabv3_mnv2_pascal_quant{,_edgetpu}.tflite`): the 8 ops it keeps on the
+CPU are the 8 predicted, in order, and the two 1x1 convolutions in op order just before the first CPU op stay on
+the Edge TPU because nothing on the CPU feeds them.
+
+The resize rule is inferred, not documented: Coral says only that a resize "may not be mapped, depending on
+input/output size, to avoid loss in precision". In that pair the compiler kept on the CPU a RESIZE_BILINEAR that
+upsamples 1x1 to 33x33; here a resize that enlarges a side more than MAX_UPSCALE times is predicted to stay
+on the CPU (our models resize by 2, 4 or 8 at most). A resize whose output is very large gets a warning.
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgeseg.tflite_file import GraphOp, GraphTensor, read_graph, read_model_bytes
+from edgeseg.tflite_file import GraphOp, GraphTensor, elements, read_graph, read_model_bytes
 
 SOURCE = "coral.ai/docs/edgetpu/models-intro/#supported-operations (Edge TPU compiler 16)"
 
@@ -41,6 +55,8 @@ SUPPORTED = {
 }
 MAX_VERSION = {"TRANSPOSE_CONV": 3}
 LARGE_RESIZE = 1_000_000  # output elements above which the compiler may keep a resize on the CPU
+MAX_UPSCALE = 8  # a resize that enlarges a side more than this stays on the CPU (inferred; see above)
+CUSTOM_OP = "edgetpu-custom-op"
 WHY = {
     "TILE": "TILE is not supported (UpSampling2D with nearest interpolation becomes TILE): use bilinear resize",
     "SHAPE": "SHAPE comes from a dynamic batch: export with a static batch of 1",
@@ -63,31 +79,74 @@ class LintReport:
     ops: int
     findings: list[Finding] = field(default_factory=list)
     source: str = SOURCE
+    op_names: list[str] = field(default_factory=list)
+    placement: list[str] = field(default_factory=list)  # per op: "cpu-prefix" | "edgetpu" | "cpu-suffix"
+    compiled: bool = False  # the file is already compiled: its CPU ops are the compiler's, not a prediction
 
     @property
     def ready(self) -> bool:
-        return not any(f.severity in ("cpu", "error") for f in self.findings)
+        return not self.compiled and not any(f.severity in ("cpu", "error") for f in self.findings)
+
+    @property
+    def cpu_ops(self) -> list[str]:
+        """The op names, one entry per op in op order, that stay on the CPU after compiling."""
+        return [n for n, p in zip(self.op_names, self.placement) if p != "edgetpu"]
 
     def to_dict(self) -> dict:
         first_cpu = next((f.index for f in self.findings if f.severity in ("cpu", "error")), None)
-        return {"model": self.model, "ops": self.ops, "ready": self.ready, "first_cpu_op": first_cpu,
+        return {"model": self.model, "ops": self.ops, "ready": self.ready, "compiled": self.compiled,
+                "first_cpu_op": first_cpu, "cpu_ops": self.cpu_ops,
+                "partition": {p: self.placement.count(p) for p in ("cpu-prefix", "edgetpu", "cpu-suffix")},
                 "findings": [asdict(f) for f in self.findings], "table": self.source}
 
 
 def lint(model: Path) -> LintReport:
+    """Check each op of an int8 .tflite against the Edge TPU's rules and predict the compiler's partition.
+    On a file that is already compiled, report the split the compiler made."""
     buf = read_model_bytes(model)
     ops, tensors = read_graph(buf, str(model))
-    rep = LintReport(str(model), len(ops))
+    rep = LintReport(str(model), len(ops), op_names=[op.name for op in ops])
+    if any(op.name == CUSTOM_OP for op in ops):
+        rep.compiled = True
+        rep.placement = ["edgetpu" if op.name == CUSTOM_OP else "cpu-suffix" for op in ops]
+        first = next(op.index for op in ops if op.name == CUSTOM_OP)
+        rep.placement[:first] = ["cpu-prefix"] * first
+        return rep
     for op in ops:
-        rep.findings += _check(op, tensors)
+        rep.findings += check_op(op, tensors)
+    unmapped = {f.index for f in rep.findings if f.severity in ("cpu", "error")}
+    rep.placement = partition(ops, unmapped)
     return rep
 
 
-def _check(op: GraphOp, tensors: list[GraphTensor]) -> list[Finding]:
+def partition(ops: list[GraphOp], unmapped: set[int]) -> list[str]:
+    """Where each op runs after compiling (see the module's docstring): walk the ops in execution order (a
+    .tflite lists them so) and follow which op produced each input."""
+    producer = {t: op.index for op in ops for t in op.outputs}
+    place: list[str] = []
+    after_tpu: list[bool] = []  # the op depends, directly or not, on an Edge TPU op
+    for op in ops:
+        deps = [producer[t] for t in op.inputs if t in producer]
+        feeds_from_tpu = any(place[d] == "edgetpu" or after_tpu[d] for d in deps)
+        if any(place[d] == "cpu-suffix" for d in deps):
+            where = "cpu-suffix"
+        elif op.index in unmapped:
+            where = "cpu-suffix" if feeds_from_tpu else "cpu-prefix"
+        else:
+            where = "edgetpu"
+        place.append(where)
+        after_tpu.append(feeds_from_tpu)
+    return place
+
+
+def check_op(op: GraphOp, tensors: list[GraphTensor]) -> list[Finding]:
+    """What keeps one op off the Edge TPU ("cpu"), makes the compiler refuse the model ("error"), or may keep
+    it off ("warn")."""
     out = []
     if op.name not in SUPPORTED:
         reason = WHY.get(op.name, f"{op.name} is not in the Edge TPU's supported operations")
-        out.append(Finding(op.name, op.index, "cpu", reason + "; it and every op after it run on the CPU"))
+        out.append(Finding(op.name, op.index, "cpu", reason + "; it runs on the CPU, and so does every op that "
+                           "depends on it"))
         return out
     if op.version > MAX_VERSION.get(op.name, 99):
         out.append(Finding(op.name, op.index, "error", f"{op.name} version {op.version}: compiler 16 knows up to "
@@ -99,20 +158,27 @@ def _check(op: GraphOp, tensors: list[GraphTensor]) -> list[Finding]:
             out.append(Finding(op.name, op.index, "cpu", f"tensor {t.name!r} has a dynamic shape "
                                f"{list(t.shape_signature)}: export with static shapes (batch 1)"))
             break
-        if t.dtype in ("float32", "float16", "int16", "int64") and op.name not in ("QUANTIZE", "DEQUANTIZE"):
-            out.append(Finding(op.name, op.index, "cpu", f"tensor {t.name!r} is {t.dtype}: the Edge TPU needs the "
-                               "whole graph in 8-bit (convert with --int8)"))
+        if t.dtype in ("float32", "float16", "int16", "int64"):
+            why = ("converts between float and 8-bit: it stays on the CPU (use --int8 with 8-bit input and output "
+                   "to keep it out)") if op.name in ("QUANTIZE", "DEQUANTIZE") else \
+                "the Edge TPU needs the whole graph in 8-bit (convert with --int8)"
+            out.append(Finding(op.name, op.index, "cpu", f"tensor {t.name!r} is {t.dtype}: {why}"))
             break
         if sum(1 for d in t.shape if d > 1) > 3:
             out.append(Finding(op.name, op.index, "cpu", f"tensor {t.name!r} {list(t.shape)} has more than 3 "
                                "dimensions above 1"))
             break
-    if op.name.startswith("RESIZE_"):
-        o = tensors[op.outputs[0]]
-        n = 1
-        for d in o.shape:
-            n *= max(d, 1)
-        if n > LARGE_RESIZE:
+    if op.name.startswith("RESIZE_") and op.inputs and op.outputs:
+        i, o = tensors[op.inputs[0]], tensors[op.outputs[0]]
+        if len(i.shape) == 4 and len(o.shape) == 4:
+            factor = max(o.shape[1] / max(i.shape[1], 1), o.shape[2] / max(i.shape[2], 1))
+            if factor > MAX_UPSCALE:
+                out.append(Finding(op.name, op.index, "cpu", f"resize {i.shape[1]}x{i.shape[2]} -> "
+                                   f"{o.shape[1]}x{o.shape[2]} enlarges {factor:.3g}x (more than {MAX_UPSCALE}x): "
+                                   "the compiler keeps such a resize on the CPU (seen in Coral's compiled "
+                                   "DeepLabV3); upsample in steps of 2-8x instead"))
+        n = elements(o.shape)
+        if n > LARGE_RESIZE and not any(f.severity == "cpu" for f in out):
             out.append(Finding(op.name, op.index, "warn", f"large resize ({'x'.join(map(str, o.shape))}): the "
                                "compiler may keep it on the CPU to protect precision"))
     return out

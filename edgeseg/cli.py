@@ -619,14 +619,18 @@ def _edgetpu_report(model: Path, compile_it: bool) -> dict:
     rep = lint(model)
     d = rep.to_dict()
     typer.echo(f"Edge TPU lint of {model.name} ({d['ops']} ops) against {SOURCE}:")
-    if not rep.findings:
+    if rep.compiled:
+        typer.echo("  already compiled for the Edge TPU (it holds an edgetpu-custom-op): not linted or compiled again")
+        compile_it = False
+    elif not rep.findings:
         typer.secho("  every op is on the Edge TPU's supported list, int8, with static shapes", fg=typer.colors.GREEN)
     for f in rep.findings:
         colour = {"error": typer.colors.RED, "cpu": typer.colors.YELLOW}.get(f.severity)
         typer.secho(f"  op {f.index:>3} {f.op:<20} {f.severity:<5} {f.reason}", fg=colour)
-    if d["first_cpu_op"] is not None:
-        typer.echo(f"  the graph leaves the Edge TPU at op {d['first_cpu_op']}: that op and every op after it run on "
-                   "the CPU")
+    part = d["partition"]
+    verb = "the compiler put" if rep.compiled else "predicted after compiling:"
+    typer.echo(f"  {verb} {part['edgetpu']} op(s) on the Edge TPU, {part['cpu-prefix']} on the CPU before it and "
+               f"{part['cpu-suffix']} after it" + (f": {', '.join(d['cpu_ops'])}" if d["cpu_ops"] else ""))
     result = {"lint": d}
     if compile_it:
         comp = compile_model(model)

@@ -47,7 +47,8 @@ def model_info(path: Path) -> dict:
         **cost.to_dict(),
         "edgetpu": {"ready": rep.ready, "cpu_findings": sum(f.severity in ("cpu", "error") for f in rep.findings),
                     "warnings": sum(f.severity == "warn" for f in rep.findings),
-                    "first_cpu_op": rep.to_dict()["first_cpu_op"], "table": rep.source},
+                    "first_cpu_op": rep.to_dict()["first_cpu_op"], "cpu_ops": rep.cpu_ops,
+                    "compiled": rep.compiled, "table": rep.source},
     }
 
 
@@ -77,12 +78,15 @@ def format_info(d: dict) -> list[str]:
                  + ("" if share is None else f" ({100 * share:.0f}%) have no float tensor"))
     lines.append("  ops     " + ", ".join(f"{k} {v}" for k, v in d["ops"].items()))
     tpu = d["edgetpu"]
-    if tpu["ready"]:
+    if tpu["compiled"]:
+        verdict = (f"compiled for the Edge TPU; {len(tpu['cpu_ops'])} op(s) beside it run on the CPU"
+                   + (f": {', '.join(tpu['cpu_ops'])}" if tpu["cpu_ops"] else ""))
+    elif tpu["ready"]:
         verdict = "ready: every op is on the supported list, 8-bit, static shapes"
         if tpu["warnings"]:
             verdict += f" ({tpu['warnings']} warning(s): edgeseg edgetpu MODEL for details)"
     else:
-        verdict = (f"not ready: {tpu['cpu_findings']} finding(s), the graph leaves the Edge TPU at op "
-                   f"{tpu['first_cpu_op']} (edgeseg edgetpu MODEL for details)")
+        verdict = (f"not ready: {tpu['cpu_findings']} finding(s); predicted on the CPU after compiling: "
+                   f"{', '.join(tpu['cpu_ops']) or 'none'} (edgeseg edgetpu MODEL for details)")
     lines.append(f"  edgetpu {verdict}")
     return lines

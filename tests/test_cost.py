@@ -127,6 +127,8 @@ def test_info_command_on_a_compiled_model_says_what_it_cannot_count(tmp_path):
     assert "counted outside edgetpu-custom-op #0" in r.output
     d = json.loads((tmp_path / "i.json").read_text())
     assert d["spec"] is None and d["outputs"][0]["dtype"] == "int64" and d["ops"]["RESIZE_BILINEAR"] == 3
+    assert d["edgetpu"]["compiled"] and len(d["edgetpu"]["cpu_ops"]) == 8 and not d["edgetpu"]["ready"]
+    assert "compiled for the Edge TPU; 8 op(s) beside it run on the CPU" in r.output
 
 
 def test_info_command_reports_the_shipped_model(tmp_path):

@@ -44,15 +44,86 @@ def test_lint_flags_float_graphs(tiny_tflite):
     assert not rep["ready"] and rep["first_cpu_op"] == 0 and "float32" in rep["findings"][0]["reason"]
 
 
-def test_lint_on_the_coral_deeplab_names_its_cpu_ops():
-    rep = lint(shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant.tflite")).to_dict()
-    cpu = [f for f in rep["findings"] if f["severity"] == "cpu"]
-    assert [f["op"] for f in cpu] == ["ARG_MAX"]  # Coral's own _edgetpu build leaves ARG_MAX on the CPU too
-    assert any(f["op"] == "RESIZE_BILINEAR" and f["severity"] == "warn" for f in rep["findings"])
-    from edgeseg.tflite_file import read_opcodes
+def test_lint_predicts_the_coral_compilers_partition_exactly():
+    """The truth: the ops Coral's compiler left beside edgetpu-custom-op in the _edgetpu build of the same model."""
+    from edgeseg.tflite_file import read_graph, read_model_bytes
 
-    compiled = shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant_edgetpu.tflite").read_bytes()
-    assert 56 in {op.builtin for op in read_opcodes(compiled)}  # ARG_MAX (56) outside the Edge TPU op
+    cpu_build = shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant.tflite")
+    compiled = shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant_edgetpu.tflite")
+    truth = [op.name for op in read_graph(read_model_bytes(compiled))[0] if op.name != "edgetpu-custom-op"]
+    assert sorted(truth) == sorted(["RESIZE_BILINEAR"] * 3 + ["CONV_2D"] * 2 + ["CONCATENATION", "QUANTIZE",
+                                                                                 "ARG_MAX"])
+    rep = lint(cpu_build).to_dict()
+    assert rep["cpu_ops"] == truth  # the same ops, in the same order
+    assert rep["partition"] == {"cpu-prefix": 0, "edgetpu": 64, "cpu-suffix": 8}
+    assert not rep["ready"] and not rep["compiled"]
+    # ops 62 and 63 (two 1x1 convs) sit after the CPU's first op in dependency terms only: they stay on the TPU
+    placement = lint(cpu_build).placement
+    assert placement[62] == placement[63] == "edgetpu" and placement[64] == "cpu-suffix"
+    # the compiled file reports the compiler's own split
+    done = lint(compiled).to_dict()
+    assert done["compiled"] and not done["ready"] and done["cpu_ops"] == truth
+    assert done["partition"] == {"cpu-prefix": 0, "edgetpu": 1, "cpu-suffix": 8}
+    r = runner.invoke(app, ["edgetpu", str(compiled)])
+    assert r.exit_code == 0 and "already compiled" in r.output and "8 after it" in r.output
+
+
+def _ops(*spec):
+    """GraphOps from (name, inputs, outputs) triples."""
+    from edgeseg.tflite_file import GraphOp
+
+    return [GraphOp(i, name, 1, tuple(ins), tuple(outs)) for i, (name, ins, outs) in enumerate(spec)]
+
+
+def test_partition_follows_data_dependencies_not_op_order():
+    from converters.edgetpu import partition
+
+    # 0: CPU-only op on the graph input (prefix); 1, 2: TPU; 3: unmapped after TPU (suffix); 4 depends on 3
+    # (suffix); 5 depends only on TPU ops and stays on the TPU although it comes after 3 and 4 in op order
+    ops = _ops(("QUANTIZE", [0], [1]), ("CONV_2D", [1], [2]), ("CONV_2D", [2], [3]), ("ARG_MAX", [3], [4]),
+               ("ADD", [4, 2], [5]), ("CONV_2D", [2], [6]))
+    assert partition(ops, {0, 3}) == ["cpu-prefix", "edgetpu", "edgetpu", "cpu-suffix", "cpu-suffix", "edgetpu"]
+    # an unmapped op that no Edge TPU op feeds is a prefix even when it comes late in op order
+    ops = _ops(("CONV_2D", [0], [1]), ("GATHER", [0], [2]), ("ADD", [1, 2], [3]))
+    assert partition(ops, {1}) == ["edgetpu", "cpu-prefix", "edgetpu"]
+    # nothing unmapped: one segment
+    assert partition(ops, set()) == ["edgetpu"] * 3
+
+
+@pytest.mark.slow
+def test_lint_float_io_quantize_is_a_cpu_prefix_and_dequantize_a_suffix(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from tests import toy
+
+    inp = keras.Input((16, 16, 3))
+    p = tmp_path / "float_io.tflite"
+    p.write_bytes(toy._convert(keras.Model(inp, keras.layers.Conv2D(4, 3, padding="same")(inp)), (16, 16),
+                               tf.float32))  # int8 inside, float input and output
+    from edgeseg.tflite_file import read_graph, read_model_bytes
+
+    ops = [op.name for op in read_graph(read_model_bytes(p))[0]]
+    assert ops[0] == "QUANTIZE" and ops[-1] == "DEQUANTIZE", ops
+    rep = lint(p)
+    assert rep.cpu_ops == ["QUANTIZE", "DEQUANTIZE"]
+    assert rep.placement[0] == "cpu-prefix" and rep.placement[-1] == "cpu-suffix"
+    assert set(rep.placement[1:-1]) == {"edgetpu"}
+
+
+def test_lint_keeps_large_upscales_on_the_cpu(tmp_path):
+    """A resize that enlarges more than 8x is predicted on the CPU (inferred from the Coral pair); 2x maps."""
+    from converters.edgetpu import check_op
+    from edgeseg.tflite_file import GraphOp, GraphTensor
+
+    def tensors(h_in, h_out):
+        return [GraphTensor(0, "x", "int8", (1, h_in, h_in, 8), (1, h_in, h_in, 8)),
+                GraphTensor(1, "size", "int32", (2,), (2,), True),
+                GraphTensor(2, "y", "int8", (1, h_out, h_out, 8), (1, h_out, h_out, 8))]
+
+    op = GraphOp(0, "RESIZE_BILINEAR", 3, (0, 1), (2,))
+    assert [f.severity for f in check_op(op, tensors(1, 33))] == ["cpu"]
+    assert check_op(op, tensors(16, 32)) == [] and check_op(op, tensors(4, 32)) == []  # 2x and exactly 8x map
 
 
 def test_parse_partly_mapped_log():
@@ -80,8 +151,9 @@ def test_edgetpu_command_without_compiler_says_how_to_get_it(tmp_path):
     r = runner.invoke(app, ["edgetpu", str(m), "--json", str(tmp_path / "e.json")])
     assert r.exit_code == 0, r.output
     d = json.loads((tmp_path / "e.json").read_text())
-    assert d["lint"]["first_cpu_op"] == 71 and d["compiler"]["skipped"] == INSTALL_HINT
-    assert "ARG_MAX" in r.output and "edgetpu_compiler is not installed" in r.output
+    assert d["lint"]["first_cpu_op"] == 64 and d["compiler"]["skipped"] == INSTALL_HINT
+    assert d["lint"]["cpu_ops"][0] == "RESIZE_BILINEAR" and len(d["lint"]["cpu_ops"]) == 8
+    assert "8 after it: RESIZE_BILINEAR, QUANTIZE" in r.output and "edgetpu_compiler is not installed" in r.output
     assert "coral.ai/docs/edgetpu/models-intro" in r.output
 
 
