@@ -62,15 +62,9 @@ for name, args in cmds.items():
 
 def weight_ranges(buf: bytes) -> list[tuple[int, int]]:
     """Byte ranges of the buffers' data (weights): mutations of kind `structure` avoid them."""
-    from edgeseg.tflite_file import _model
+    from edgeseg.tflite_file import buffer_data_ranges
 
-    model = _model(buf, "model")
-    out = []
-    for b in model.tables(4):
-        v = b._vector(0)
-        if v is not None and v[1] > 64:
-            out.append((v[0], v[0] + v[1]))
-    return sorted(out)
+    return buffer_data_ranges(buf, min_bytes=64)
 
 
 def mutate(buf: bytes, kind: str, rng: random.Random, spec_range: tuple[int, int], weights) -> tuple[bytes, list]:
@@ -194,7 +188,7 @@ def main() -> None:
         for cmd, o in r["outcomes"].items():
             table[r["kind"]][cmd][o] += 1
     totals = {o: sum(table[k][c][o] for k in KINDS for c in COMMANDS) for o in outcomes}
-    from edgeseg.bench import environment
+    from edgeseg.host import environment
 
     summary = {"model": os.path.relpath(args.model, ROOT), "mutations": len(results), "seed": args.seed,
                "seconds": round(seconds, 1), "totals": totals, "by_kind": table,

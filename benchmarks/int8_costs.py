@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from edgeseg.bench import environment, int8_dot_text, summarise  # noqa: E402
+from edgeseg.host import environment, int8_dot_text  # noqa: E402
+from edgeseg.stats import summarise  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
 from edgeseg.runtime import pick_runtime  # noqa: E402
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from camera.loop import LoopOptions, run_loop  # noqa: E402
 from camera.sources import SyntheticSource  # noqa: E402
-from edgeseg.bench import rss_mb  # noqa: E402
+from edgeseg.host import rss_mb  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
 from edgeseg.runtime import Segmenter  # noqa: E402
 

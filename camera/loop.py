@@ -26,7 +26,7 @@ import numpy as np
 from camera.reader import CaptureThread, Captured
 from camera.render import Renderer
 from camera.sources import FrameSource, Paced
-from edgeseg.bench import summarise
+from edgeseg.stats import summarise
 from edgeseg.errors import SourceError
 from edgeseg.io import atomic_path, write_image
 from edgeseg.signals import Terminated
@@ -213,7 +213,7 @@ def run_loop(model, source: FrameSource, opts: LoopOptions) -> LoopStats:
         if opts.serve:
             from camera.serve import FrameServer
 
-            server = FrameServer(*opts.serve, title=Path(getattr(model, "path", "model")).name)
+            server = FrameServer(*opts.serve, title=Path(model.path).name)
             stack.callback(server.close)
             opts.log(f"serving the live view at {server.url}")
         capture = CaptureThread(source, model.prepare, opts.reconnect, log=opts.log).start()

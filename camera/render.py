@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeseg.choices import VIEWS
 from edgeseg.overlay import blend, classes_present, colourise, draw_hud, draw_legend, palette_bgr
 from edgeseg.spec import ModelSpec
-
-VIEWS = ("overlay", "mask", "side-by-side")
 
 
 class Renderer:

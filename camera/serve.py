@@ -61,7 +61,7 @@ CLIENT_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 16
 
 
-class _Handler(BaseHTTPRequestHandler):
+class StreamHandler(BaseHTTPRequestHandler):
     """One request; `self.server.frames` is the FrameServer that holds the newest frame and the stats."""
 
     timeout = CLIENT_TIMEOUT_S  # socket timeout for reading the request and for every write
@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
                 fs.viewers -= 1
 
 
-class _Server(ThreadingHTTPServer):
+class StreamServer(ThreadingHTTPServer):
     """A thread per connection, at most MAX_CONNECTIONS of them; the rest are answered 503 and closed."""
 
     daemon_threads = True
@@ -136,7 +136,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address, frames: FrameServer, max_connections: int = MAX_CONNECTIONS):
         self.frames = frames
         self.slots = threading.BoundedSemaphore(max_connections)
-        super().__init__(address, _Handler)
+        super().__init__(address, StreamHandler)
 
     def process_request(self, request, client_address):
         if not self.slots.acquire(blocking=False):
@@ -170,7 +170,7 @@ class FrameServer:
         self.quality = quality
         self.page = PAGE.replace("MODEL", title.replace("<", "&lt;")).encode()
         try:
-            self.httpd = _Server((host, port), self, max_connections)
+            self.httpd = StreamServer((host, port), self, max_connections)
         except OSError as e:
             raise SourceError(f"--serve {host}:{port}: cannot listen ({e.strerror})") from None
         self.host, self.port = host, self.httpd.server_address[1]

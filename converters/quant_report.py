@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -220,16 +221,49 @@ def build_report(float_model, int8_model, ds, folder: Path, keras_seg=None, cali
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     result = compare(float_model, int8_model, ds, limit, progress)
-    result.update(float_model=str(getattr(float_model, "path", "float")),
-                  int8_model=str(getattr(int8_model, "path", "int8")), dataset=str(ds.root), split=ds.split)
+    result.update(float_model=str(float_model.path), int8_model=str(int8_model.path), dataset=str(ds.root),
+                  split=ds.split)
     result["images_written"] = [str(p) for p in disagreement_images(float_model, int8_model, ds, result["worst"],
                                                                      folder)]
     if calibration is not None:
         result["calibration_images"] = len(calibration)
         result["coverage"] = coverage(calibration.class_pixels, ds)
     if keras_seg is not None:
-        frames = list(calibration.frames())[:16] if calibration is not None else [ds.read(i)[0] for i in
-                                                                                  range(min(8, len(ds)))]
+        frames = list(itertools.islice(calibration.frames(), 16)) if calibration is not None else \
+            [ds.read(i)[0] for i in range(min(8, len(ds)))]  # decode only the frames used
         result["layers"] = layer_statistics(keras_seg, frames, top_layers)
     result["suggestions"] = suggestions(result)
     return write_report(folder, result), result
+
+
+def report_for_files(float_path: Path, int8_path: Path, folder: Path, *, data: Path | None = None,
+                     calibration: Path | None = None, spec: Path | None = None, num_calibration: int = 200,
+                     limit: int | None = None, keras_path: Path | None = None, progress=None) -> tuple[Path, dict]:
+    """The report for two model files. The dataset is `data`, else `calibration`, else the training data the
+    float model's spec records (its val split, or all of it when it has none); it must have masks. The
+    calibration set (for its class coverage) is `calibration`, else that training data. A `.keras` float model,
+    or `keras_path`, adds the per-layer statistics."""
+    from converters.calibration import calibration_set
+    from edgeseg.datasets import detect_format, open_dataset
+    from edgeseg.errors import EdgesegError
+    from edgeseg.models import load_model
+
+    float_path, int8_path = Path(float_path), Path(int8_path)
+    fm = load_model(float_path, spec=spec if float_path.suffix == ".keras" else None)
+    qm = load_model(int8_path)
+    train_data = fm.spec.extra.get("train_data")
+    source = data or calibration or train_data
+    if not source:
+        raise EdgesegError("the report needs a dataset with masks: give --data (or --calibration)")
+    try:
+        detect_format(Path(source))
+    except EdgesegError:
+        raise EdgesegError(f"{source}: the report needs a dataset with masks, not an image folder") from None
+    try:
+        ds = open_dataset(Path(source), "val")
+    except EdgesegError:
+        ds = open_dataset(Path(source), "all")
+    cal_source = calibration or train_data
+    cal = calibration_set(Path(cal_source), fm.spec, num_calibration) if cal_source else None
+    keras_seg = fm if float_path.suffix == ".keras" else (load_model(keras_path) if keras_path else None)
+    return build_report(fm, qm, ds, folder, keras_seg, cal, limit, progress=progress)

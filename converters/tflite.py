@@ -17,6 +17,7 @@ from pathlib import Path
 from converters.calibration import CalibrationSet, calibration_set
 from converters.metadata import embed_metadata
 from converters.verify import OpReport, argmax_agreement, op_report
+from edgeseg.choices import IO_DTYPES
 from edgeseg.errors import EdgesegError, ModelError
 from edgeseg.io import atomic_write_bytes
 from edgeseg.postprocess import index_mask, output_kind
@@ -63,7 +64,6 @@ TARGETS = {
     "dynamic": Target("dynamic", _dynamic, help="int8 weights, float activations (no calibration)"),
     "int8": Target("int8", _int8, calibrated=True, help="full-integer: int8 weights and activations"),
 }
-IO_DTYPES = ("int8", "uint8")
 
 
 @dataclass
@@ -187,7 +187,7 @@ def _verify(flat: bytes, keras_seg, target: str, cal: CalibrationSet | None, sou
     ref, got = [], []
     for frame in frames:
         x, _ = preprocess(frame, keras_seg.spec, keras_seg.input_detail)
-        ref.append(keras_seg.logits(x)[0].argmax(-1))
+        ref.append(index_mask(keras_seg.logits(x), keras_seg.output_detail, keras_seg.kind))
         q, _ = preprocess(frame, keras_seg.spec, inp)
         it.set_tensor(inp["index"], q)
         it.invoke()

@@ -31,7 +31,9 @@ class OpReport:
 def op_report(interpreter) -> OpReport:
     """Every op and tensor of a loaded interpreter, with those that are not int8 listed."""
     rep = OpReport()
-    for op in interpreter._get_ops_details():
+    from edgeseg.runtime import ops_details
+
+    for op in ops_details(interpreter):
         name = op["op_name"]
         if name == "DELEGATE":
             continue

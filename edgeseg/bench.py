@@ -17,19 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.host import environment, int8_dot_text, peak_rss_mb, rss_mb
 from edgeseg.preprocess import preprocess
-
-
-def summarise(ms) -> dict:
-    a = np.asarray(ms, dtype=np.float64)
-    if a.size == 0:
-        return {}
-    p50 = float(np.percentile(a, 50))
-    return {
-        "runs": int(a.size), "p50_ms": p50, "p90_ms": float(np.percentile(a, 90)),
-        "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "min_ms": float(a.min()),
-        "max_ms": float(a.max()), "fps": 1000.0 / p50 if p50 > 0 else None,
-    }
+from edgeseg.stats import summarise
 
 
 def test_frame(frame_hw: tuple[int, int], seed: int = 0) -> np.ndarray:
@@ -39,70 +29,6 @@ def test_frame(frame_hw: tuple[int, int], seed: int = 0) -> np.ndarray:
     return scene(seed, frame_hw)[0]
 
 
-def rss_mb() -> float | None:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError):
-        return None
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
-
-
-# CPU features that give int8 convolutions more multiply-accumulates per instruction than float32 FMA; XNNPACK
-# picks kernels that use them. Without one (x86 with AVX2 only), XNNPACK's int8 kernels run about as fast as its
-# float32 ones: measured on an AVX2 EPYC, int8 / float p50 0.98 for a MobileNetV2 U-Net (README).
-INT8_DOT_FLAGS = {"x86": ("avx512_vnni", "avx_vnni", "amx_int8"), "arm": ("asimddp", "i8mm", "sve2")}
-
-
-def cpu_int8_features(cpuinfo: str) -> dict:
-    """{'arch': 'x86'|'arm'|None, 'features': [...]} from the text of /proc/cpuinfo."""
-    flags: set[str] = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
-    arch = "x86" if "sse2" in flags or "avx2" in flags else "arm" if "asimd" in flags or "neon" in flags else None
-    wanted = INT8_DOT_FLAGS.get(arch, ())
-    return {"arch": arch, "features": [f for f in wanted if f in flags]}
-
-
-def int8_dot_text(env: dict) -> str:
-    feats = env.get("cpu_int8_dot")
-    return "int8 dot product " + ("n/a" if feats is None else ", ".join(feats) or "none")
-
-
-def environment() -> dict:
-    """What a number means depends on where it was taken: record that with it."""
-    cpu = None
-    info = _read("/proc/cpuinfo") or ""
-    for line in info.splitlines():
-        if line.lower().startswith(("model name", "hardware", "cpu model")):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    import cv2
-
-    env = {
-        "cpu": cpu or platform.processor() or platform.machine(),
-        "machine": platform.machine(),
-        "cores": os.cpu_count(),
-        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-        "cpu_max_mhz": None,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "cpu_int8_dot": cpu_int8_features(info)["features"] if info else None,
-    }
-    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    if khz and khz.isdigit():
-        env["cpu_max_mhz"] = int(khz) // 1000
-    return env
 
 
 class _Timer:
@@ -111,12 +37,8 @@ class _Timer:
     def __init__(self, model, frame: np.ndarray):
         self.model, self.frame = model, frame
         tensor, _ = preprocess(frame, model.spec, model.input_detail)
-        it = getattr(model, "interpreter", None)
-        if it is not None:  # a TFLite model: set the input once, then time invoke() alone
-            it.set_tensor(model.input_detail["index"], tensor)
-            self.invoke = it.invoke
-        else:
-            self.invoke = lambda: model.invoke(tensor)
+        model.set_input(tensor)  # once: invoke-only times the model's work alone
+        self.invoke = model.invoke_only
         self.invoke_ms: list[float] = []
         self.e2e_ms: list[float] = []
         self.stages: dict[str, list[float]] = {"preprocess": [], "invoke": [], "postprocess": []}
@@ -194,7 +116,7 @@ def bench_models(paths: list[Path], load: Callable, threads: list[int | None], r
                     ev["per_class_iou"]
             results.append(row)
     env = environment()
-    peak = _peak_rss_mb()
+    peak = peak_rss_mb()
     return {"environment": env, "peak_rss_mb": peak, "runs": runs, "warmup": warmup, "rounds": rounds,
             "frame_hw": list(frame_hw), "results": results}
 
@@ -202,18 +124,9 @@ def bench_models(paths: list[Path], load: Callable, threads: list[int | None], r
 def bench_model(model, runs: int = 100, warmup: int = 10, frame_hw: tuple[int, int] = (480, 640),
                 progress: Callable[[int, int], None] | None = None) -> dict:
     """One already-loaded model (used by the benchmarks scripts)."""
-    res = bench_models([getattr(model, "path", "model")], lambda p, t: model, [model.describe().get("threads")],
+    res = bench_models([model.path], lambda p, t: model, [model.describe().get("threads")],
                        runs, warmup, frame_hw, rounds=1, progress=progress)
     return res["results"][0]
-
-
-def _peak_rss_mb() -> float | None:
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    except (ImportError, AttributeError):
-        return None
 
 
 # ------------------------------------------------------------------------------------------------ reports

@@ -23,12 +23,11 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from edgeseg.choices import FORMATS, SPLITS
 from edgeseg.errors import DataError
 from edgeseg.limits import MAX_IMAGE_PIXELS, MAX_JSON_BYTES
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-FORMATS = ("auto", "generic", "camvid", "voc")
-SPLITS = ("train", "val", "test", "all")
 
 CAMVID_CLASSES = (
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",

@@ -8,7 +8,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgeseg.runtime import _version
+from edgeseg.host import read_sys
+from edgeseg.runtime import installed_version
 
 PROBE = Path(__file__).parent / "assets" / "probe.tflite"
 
@@ -23,20 +24,20 @@ class Check:
 
 
 def _runtime(name: str, label: str, dist: str, hint: str) -> list[Check]:
-    from edgeseg.runtime import _import_runtime
+    from edgeseg.runtime import import_runtime, ops_details
 
-    if _version(dist) is None:
+    if installed_version(dist) is None:
         return [Check("INFO", label, "not installed", hint)]
     try:
-        rt = _import_runtime(name)
+        rt = import_runtime(name)
     except ImportError as e:
         fix = "pip install 'numpy<2' in this environment, or use ai-edge-litert" if "numpy" in str(e) else hint
-        return [Check("FAIL", label, f"{_version(dist)} installed but does not load: {e}", fix)]
+        return [Check("FAIL", label, f"{installed_version(dist)} installed but does not load: {e}", fix)]
     try:
         it = rt.interpreter_cls(model_path=str(PROBE), num_threads=1)
         it.allocate_tensors()
         it.invoke()
-        ops = [op["op_name"] for op in it._get_ops_details()]
+        ops = [op["op_name"] for op in ops_details(it)]
     except Exception as e:  # any interpreter failure is what doctor is here to say
         return [Check("FAIL", label, f"{rt.version} loads but cannot run a model: {e}", hint)]
     out = [Check("OK", label, f"{rt.version} runs a model")]
@@ -48,7 +49,7 @@ def _runtime(name: str, label: str, dist: str, hint: str) -> list[Check]:
 
 
 def _edgetpu() -> Check:
-    from edgeseg.runtime import _load_delegate, edgetpu_library, pick_runtime
+    from edgeseg.runtime import edgetpu_library, load_delegate, pick_runtime
     from edgeseg.errors import RuntimeUnavailable
 
     lib = edgetpu_library()
@@ -56,7 +57,7 @@ def _edgetpu() -> Check:
         rt = pick_runtime("auto")
     except RuntimeUnavailable:
         return Check("WARN", "Edge TPU", "no TFLite runtime to load the delegate with")
-    delegate, err = _load_delegate(rt, lib)
+    delegate, err = load_delegate(rt, lib)
     if delegate is not None:
         return Check("OK", "Edge TPU", f"{lib} loads (a Coral device is attached)")
     return Check("INFO", "Edge TPU", f"{lib} does not load ({err})",
@@ -124,10 +125,10 @@ def _governor() -> Check:
                  "'performance' governor while benchmarking")
 
 
-def _int8_dot(info: str | None = None) -> Check:
-    from edgeseg.bench import INT8_DOT_FLAGS, _read, cpu_int8_features
+def int8_dot_check(info: str | None = None) -> Check:
+    from edgeseg.host import INT8_DOT_FLAGS, cpu_int8_features
 
-    info = _read("/proc/cpuinfo") if info is None else info
+    info = read_sys("/proc/cpuinfo") if info is None else info
     if info is None:
         return Check("INFO", "CPU int8 dot product", "not readable here (no /proc/cpuinfo)")
     cpu = cpu_int8_features(info)
@@ -169,13 +170,9 @@ def _board() -> list[Check]:
     import shutil
     import struct
 
-    from edgeseg.bench import _read
+    from edgeseg.host import board_model
 
-    model = (_read("/proc/device-tree/model") or "").replace("\x00", "").strip() or None
-    if model is None:
-        for line in (_read("/proc/cpuinfo") or "").splitlines():
-            if line.startswith("Model") and ":" in line:
-                model = line.split(":", 1)[1].strip()
+    model = board_model()
     libs = ("/usr/lib/aarch64-linux-gnu", "/usr/lib/arm-linux-gnueabihf")
     has_libcamera = any(shutil.which(c) for c in ("rpicam-hello", "libcamera-hello")) or \
         any(next(Path(d).glob("libcamera.so*"), None) for d in libs if Path(d).is_dir())
@@ -188,7 +185,7 @@ def recommend_model(info: str | None, cores: int | None) -> tuple[str, str]:
     nano (0.38 GMACs) where a CPU has neither int8 dot products nor x86's width: ARM without dotprod (the Pi 4's
     Cortex-A72: about 7 GMAC/s at 4 threads in float, so small's 2.08 GMACs would be 3-5 FPS), or any ARM with
     fewer than 4 cores. small (2.08 GMACs) otherwise: ARM with dotprod (the Pi 5's A76) and x86."""
-    from edgeseg.bench import cpu_int8_features
+    from edgeseg.host import cpu_int8_features
 
     cpu = cpu_int8_features(info or "")
     cores = cores or 1
@@ -207,9 +204,7 @@ def recommend_model(info: str | None, cores: int | None) -> tuple[str, str]:
 
 
 def _recommend(info: str | None = None, cores: int | None = None) -> Check:
-    from edgeseg.bench import _read
-
-    info = _read("/proc/cpuinfo") if info is None else info
+    info = read_sys("/proc/cpuinfo") if info is None else info
     name, why = recommend_model(info, cores or os.cpu_count())
     return Check("INFO", "model for this CPU", f"{name} ({why})", f"edgeseg run --model {name} --camera 0")
 
@@ -223,7 +218,7 @@ def run_checks() -> list[Check]:
     checks += _runtime("litert", "ai-edge-litert", "ai-edge-litert", "pip install 'edgeseg[device]'")
     checks += _runtime("tflite-runtime", "tflite-runtime", "tflite-runtime", "optional fallback; ai-edge-litert "
                        "is the maintained runtime")
-    tf = _version("tensorflow") or _version("tensorflow-cpu")
+    tf = installed_version("tensorflow") or installed_version("tensorflow-cpu")
     checks.append(Check("INFO", "TensorFlow", f"{tf} (train and convert)" if tf else "not installed (only needed "
                         "to train and convert: pip install 'edgeseg[train]')"))
     if not any(c.status == "OK" and c.name in ("ai-edge-litert", "tflite-runtime") for c in checks) and not tf:
@@ -233,7 +228,7 @@ def run_checks() -> list[Check]:
     checks.append(_cameras())
     checks.append(_picamera())
     checks.append(_governor())
-    checks.append(_int8_dot())
+    checks.append(int8_dot_check())
     checks.append(_recommend())
     checks += _board()
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")

@@ -15,24 +15,26 @@ import numpy as np
 from edgeseg.datasets import Dataset
 from edgeseg.errors import EdgesegError
 from edgeseg.io import write_image
+from edgeseg.postprocess import OutputKind, output_classes
 from edgeseg.metrics import ConfusionMatrix
+from edgeseg.models import Predictor
 
 
-def check_classes(model, ds: Dataset, name: str = "the model") -> None:
+def check_classes(model: Predictor, ds: Dataset, name: str = "the model") -> None:
     """A model whose class list has another length than the dataset's cannot be scored on it: refuse, rather
-    than report a number that means nothing. (An index-map model without a spec names no classes: its
-    predictions outside the dataset's classes count as misses.)"""
-    kind = getattr(model, "kind", None)
-    if kind is not None and kind.value == "index" and not getattr(model, "embedded_spec", True):
+    than report a number that means nothing. The model's count is its output's (the channels of a scores
+    output), else its spec's. (An index-map model without a spec names no classes: its predictions outside the
+    dataset's classes count as misses.)"""
+    if model.kind is OutputKind.INDEX and model.spec_source == "inferred":
         return
-    model_classes = getattr(model.spec, "num_classes", None)
+    model_classes = output_classes(model.output_detail, model.kind) or model.spec.num_classes
     if model_classes != ds.num_classes:
         raise EdgesegError(
             f"{name} predicts {model_classes} classes but the dataset has {ds.num_classes}: they do not match"
         )
 
 
-def evaluate(model, ds: Dataset, limit: int | None = None,
+def evaluate(model: Predictor, ds: Dataset, limit: int | None = None,
              progress: Callable[[int, int], None] | None = None, save_masks: Path | None = None) -> dict:
     """Score `model` on the first `limit` images of `ds` (all by default).
 

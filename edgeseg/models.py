@@ -1,18 +1,53 @@
-"""load_model: a model path -> something with .spec, .predict(frame), .invoke(tensor), .input_detail.
-
-A .tflite becomes a runtime Segmenter (no TensorFlow). A .keras becomes a KerasSegmenter, which imports
-TensorFlow, only when such a file is given."""
+"""load_model: a model file -> a Predictor: a .tflite becomes a runtime Segmenter (no TensorFlow); a .keras becomes
+a KerasSegmenter, which imports TensorFlow only when such a file is given. Both keep the Predictor protocol,
+which is all that eval, bench, the camera loop and the quantisation report use."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from edgeseg.errors import ModelError
+from edgeseg.postprocess import OutputKind
+from edgeseg.preprocess import Geometry
 from edgeseg.spec import ModelSpec
 
 
+@runtime_checkable
+class Predictor(Protocol):
+    """A segmentation model behind three stages a pipelined loop can run on different threads:
+    prepare (BGR frame -> input tensor, geometry), invoke (tensor -> raw output), finish (raw output -> H x W
+    class mask at the frame's size). predict(frame) runs the three and records `timings` (ms per stage)."""
+
+    path: Path
+    spec: ModelSpec
+    input_detail: dict
+    output_detail: dict
+    kind: OutputKind
+    spec_source: str  # "embedded", "given" (--spec) or "inferred" (read off the tensors)
+    timings: dict[str, float]
+
+    def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, Geometry]: ...
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray: ...
+
+    def finish(self, out: np.ndarray, geom: Geometry) -> np.ndarray: ...
+
+    def predict(self, frame: np.ndarray) -> np.ndarray: ...
+
+    def set_input(self, tensor: np.ndarray) -> None: ...
+
+    def invoke_only(self) -> None: ...
+
+    def describe(self) -> dict: ...
+
+
 def load_model(path: Path, *, threads: int | None = None, delegate: str = "auto", runtime: str = "auto",
-               spec: Path | None = None, threshold: float = 0.5):
+               spec: Path | None = None, threshold: float = 0.5) -> Predictor:
+    """Open a .tflite (on `runtime` with `delegate` and `threads`) or a .keras model. `spec`: a spec JSON for a
+    model that carries none; `threshold`: the foreground cut for a one-channel probability output."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.choices import DELEGATES, RUNTIMES
 from edgeseg.errors import ModelError, RuntimeUnavailable
 from edgeseg.postprocess import OutputKind, index_mask, output_classes, output_kind
 from edgeseg.preprocess import preprocess, restore_mask
@@ -26,8 +27,6 @@ from edgeseg.spec import ModelSpec
 from edgeseg.cost import graph_cost
 from edgeseg.tflite_file import check_graph, check_tflite, read_model_bytes, read_opcodes, read_spec_json
 
-RUNTIMES = ("auto", "litert", "tflite-runtime", "tensorflow")
-DELEGATES = ("auto", "cpu", "edgetpu")
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 _EDGETPU_LIB = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 
@@ -40,7 +39,16 @@ class Runtime:
     load_delegate: Any
 
 
-def _version(dist: str) -> str | None:
+def ops_details(interpreter) -> list[dict]:
+    """The interpreter's op list (op_name, index, operand and result types), after allocate_tensors().
+
+    The one call into a private API of the runtimes (`_get_ops_details`, which LiteRT, tflite-runtime and
+    TensorFlow's interpreter all have and no public call replaces); doctor and the converter's op report
+    use it through here."""
+    return list(interpreter._get_ops_details())
+
+
+def installed_version(dist: str) -> str | None:
     """A distribution's installed version, or None."""
     try:
         return importlib.metadata.version(dist)
@@ -48,11 +56,11 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _import_runtime(name: str) -> Runtime:
+def import_runtime(name: str) -> Runtime:
     """Import one runtime by name; raise ImportError (with the reason) when it is not usable here."""
     if name == "litert":
         mod = importlib.import_module("ai_edge_litert.interpreter")
-        return Runtime("litert", _version("ai-edge-litert") or "unknown", mod.Interpreter, mod.load_delegate)
+        return Runtime("litert", installed_version("ai-edge-litert") or "unknown", mod.Interpreter, mod.load_delegate)
     if name == "tflite-runtime":
         try:
             mod = importlib.import_module("tflite_runtime.interpreter")
@@ -60,7 +68,7 @@ def _import_runtime(name: str) -> Runtime:
             raise
         except Exception as e:  # tflite-runtime 2.14 was built against numpy 1: numpy 2 breaks its import
             raise ImportError(f"tflite-runtime does not load ({type(e).__name__}: {e}); it needs numpy<2") from None
-        return Runtime("tflite-runtime", _version("tflite-runtime") or "unknown", mod.Interpreter, mod.load_delegate)
+        return Runtime("tflite-runtime", installed_version("tflite-runtime") or "unknown", mod.Interpreter, mod.load_delegate)
     if name == "tensorflow":
         tf = importlib.import_module("tensorflow")
         return Runtime("tensorflow", tf.__version__, tf.lite.Interpreter, tf.lite.experimental.load_delegate)
@@ -74,7 +82,7 @@ def pick_runtime(name: str = "auto") -> Runtime:
     reasons = []
     for candidate in order:
         try:
-            return _import_runtime(candidate)
+            return import_runtime(candidate)
         except ImportError as e:
             reasons.append(f"{candidate}: {e}")
     if name != "auto":
@@ -105,14 +113,20 @@ def default_spec(input_detail: dict, output_detail: dict, kind: OutputKind) -> M
         classes = ("background", "foreground")
     else:
         classes = tuple(f"class_{i}" for i in range(n or 256))
-    return ModelSpec(input_hw=(h, w), classes=classes, mean=mean, std=std, extra={"embedded": False})
+    return ModelSpec(input_hw=(h, w), classes=classes, mean=mean, std=std)
 
 
 class StagedPredictor:
     """predict(frame) as three timed stages: prepare (preprocess), invoke, finish (postprocess). A pipelined
-    loop calls the stages on different threads; subclasses give the three."""
+    loop calls the stages on different threads; subclasses give the three (see edgeseg.models.Predictor)."""
 
     timings: dict[str, float]
+    spec_source: str = "embedded"  # where the spec came from: "embedded", "given" (--spec) or "inferred"
+
+    @property
+    def embedded_spec(self) -> bool:
+        """The model names its own classes (an embedded or given spec), rather than edgeseg guessing them."""
+        return self.spec_source != "inferred"
 
     def predict(self, frame: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter_ns()
@@ -164,7 +178,7 @@ class Segmenter(StagedPredictor):
         delegates = []
         if delegate == "edgetpu":
             lib = edgetpu_library()
-            loaded, err = _load_delegate(self.runtime, lib)
+            loaded, err = load_delegate(self.runtime, lib)
             if loaded is None:
                 what = f"{self.path.name} is compiled for the Edge TPU, but the" if needs_edgetpu else "The"
                 raise RuntimeUnavailable(
@@ -201,15 +215,15 @@ class Segmenter(StagedPredictor):
 
     def _resolve_spec(self, buf: bytes, given: ModelSpec | None) -> ModelSpec:
         _, h, w, _ = (int(s) for s in self.input_detail["shape"])
+        self.spec_source = "given"
         if given is None:
             embedded = read_spec_json(buf, str(self.path))
             try:
                 spec = ModelSpec.from_json(embedded) if embedded else None
             except ModelError as e:  # the file is untrusted: say which one carries the bad spec
                 raise ModelError(f"{self.path.name}: embedded {e}") from None
-            given = spec or default_spec(
-                self.input_detail, self.output_detail, self.kind
-            )
+            self.spec_source = "embedded" if spec else "inferred"
+            given = spec or default_spec(self.input_detail, self.output_detail, self.kind)
         if given.input_hw != (h, w):
             given = given.with_input_hw((h, w))
         n = output_classes(self.output_detail, self.kind)
@@ -221,15 +235,19 @@ class Segmenter(StagedPredictor):
     def input_hw(self) -> tuple[int, int]:
         return self.spec.input_hw
 
-    @property
-    def embedded_spec(self) -> bool:
-        return self.spec.extra.get("embedded", True)
-
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         """Run one prepared input tensor; return the raw output tensor (a copy)."""
         self.interpreter.set_tensor(self._in_idx, tensor)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._out_idx)
+
+    def set_input(self, tensor: np.ndarray) -> None:
+        """Set the input tensor once, for invoke_only()."""
+        self.interpreter.set_tensor(self._in_idx, tensor)
+
+    def invoke_only(self) -> None:
+        """Run the interpreter on the input set last, reading nothing back: what `bench` times as invoke-only."""
+        self.interpreter.invoke()
 
     def prepare(self, frame: np.ndarray):
         """BGR frame -> (input tensor, geometry). The first of predict's three stages; a pipelined loop runs
@@ -256,6 +274,7 @@ class Segmenter(StagedPredictor):
                        "kind": self.kind.value},
             "classes": list(self.spec.classes) if self.kind is not OutputKind.INDEX or self.embedded_spec else None,
             "spec_embedded": self.embedded_spec,
+            "spec_source": self.spec_source,
             "init_ms": round(self.init_ms, 3),
             # cost per frame from the graph: the same on every machine (None where compiled ops hide it)
             "gmacs": None if self.cost.uncounted else round(self.cost.gmacs, 4),
@@ -264,8 +283,8 @@ class Segmenter(StagedPredictor):
         }
 
 
-def _load_delegate(runtime: Runtime, library: str):
-    """(delegate, None) or (None, reason). A failed load leaves a half-built Delegate whose __del__ raises
+def load_delegate(runtime: Runtime, library: str):
+    """Load a delegate library (the Edge TPU's) with `runtime`: (delegate, None) or (None, reason). A failed load leaves a half-built Delegate whose __del__ raises
     AttributeError in LiteRT and tflite-runtime; that noise is dropped here, nothing else."""
     previous = sys.unraisablehook
 

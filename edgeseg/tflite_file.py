@@ -232,6 +232,17 @@ def read_model_graph(buf: bytes, name: str = "model") -> Graph:
         raise ModelError(f"{name}: corrupt TFLite flatbuffer (graph unreadable)") from None
 
 
+def buffer_data_ranges(buf: bytes, min_bytes: int = 0) -> list[tuple[int, int]]:
+    """(start, end) byte offsets of the buffers that hold data inline (weights, constants), larger than
+    `min_bytes`, in file order. For tools that must leave the weights alone (benchmarks/fuzz_tflite.py)."""
+    out = []
+    for b in _model(buf, "model").tables(4):
+        v = b._vector(0)
+        if v is not None and v[1] > min_bytes:
+            out.append((v[0], v[0] + v[1]))
+    return sorted(out)
+
+
 def _buffer_size(b: _Table) -> int:
     v = b._vector(0)
     if v is not None and v[1]:

@@ -32,8 +32,8 @@ def test_tflite_runtime_built_for_numpy_1_is_a_fail_with_a_fix(monkeypatch):
         return real(name, *a, **k)
 
     monkeypatch.setattr(edgeseg.runtime.importlib, "import_module", fake_import)
-    real_version = edgeseg.doctor._version
-    monkeypatch.setattr(edgeseg.doctor, "_version", lambda d: "2.14.0" if d == "tflite-runtime" else real_version(d))
+    real_version = edgeseg.doctor.installed_version
+    monkeypatch.setattr(edgeseg.doctor, "installed_version", lambda d: "2.14.0" if d == "tflite-runtime" else real_version(d))
     check = next(c for c in run_checks() if c.name == "tflite-runtime")
     assert check.status == "FAIL" and "needs numpy<2" in check.detail and "numpy<2" in check.hint
 
@@ -45,7 +45,7 @@ CORTEX_A72 = "processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
 
 
 def test_cpu_int8_dot_product_features_from_cpuinfo():
-    from edgeseg.bench import cpu_int8_features
+    from edgeseg.host import cpu_int8_features
 
     assert cpu_int8_features(EPYC_AVX2) == {"arch": "x86", "features": []}
     assert cpu_int8_features(XEON_SPR) == {"arch": "x86", "features": ["avx512_vnni", "avx_vnni", "amx_int8"]}
@@ -55,15 +55,15 @@ def test_cpu_int8_dot_product_features_from_cpuinfo():
 
 
 def test_doctor_warns_when_int8_cannot_beat_float_on_this_cpu():
-    from edgeseg.doctor import _int8_dot
+    from edgeseg.doctor import int8_dot_check
 
-    warn = _int8_dot(EPYC_AVX2)
+    warn = int8_dot_check(EPYC_AVX2)
     assert warn.status == "WARN" and "avx512_vnni" in warn.detail and "size, not speed" in warn.hint
-    assert _int8_dot(XEON_SPR).status == "OK" and "amx_int8" in _int8_dot(XEON_SPR).detail
-    assert _int8_dot(CORTEX_A72).status == "INFO" and _int8_dot(CORTEX_A76).status == "OK"
+    assert int8_dot_check(XEON_SPR).status == "OK" and "amx_int8" in int8_dot_check(XEON_SPR).detail
+    assert int8_dot_check(CORTEX_A72).status == "INFO" and int8_dot_check(CORTEX_A76).status == "OK"
     from pathlib import Path
 
-    from edgeseg.bench import cpu_int8_features
+    from edgeseg.host import cpu_int8_features
 
     here = next(c for c in run_checks() if c.name == "CPU int8 dot product")  # and the real machine's line
     cpu = cpu_int8_features(Path("/proc/cpuinfo").read_text())

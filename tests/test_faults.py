@@ -354,7 +354,7 @@ def test_train_and_convert_without_tensorflow_say_what_to_install(tmp_path):
 def test_serve_drops_idle_clients_and_caps_connections(monkeypatch):
     import camera.serve as serve
 
-    monkeypatch.setattr(serve._Handler, "timeout", 0.5)
+    monkeypatch.setattr(serve.StreamHandler, "timeout", 0.5)
     fs = serve.FrameServer("127.0.0.1", 0, max_connections=2)
     try:
         idle = [socket.create_connection(("127.0.0.1", fs.port), timeout=5) for _ in range(2)]

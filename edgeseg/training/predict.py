@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ModelError
+from edgeseg.postprocess import OutputKind, index_mask
 from edgeseg.preprocess import FLOAT_INPUT, preprocess, restore_mask
 from edgeseg.runtime import StagedPredictor
 from edgeseg.spec import ModelSpec, spec_path_for
@@ -50,7 +51,16 @@ class KerasSegmenter(StagedPredictor):
         if tuple(shape[1:3]) != self.spec.input_hw:
             self.spec = self.spec.with_input_hw(tuple(shape[1:3]))
         self.input_detail = dict(FLOAT_INPUT, shape=[1, *shape[1:]])
+        out = tuple(self.model.outputs[0].shape)
+        self.output_detail = {"name": "logits", "shape": [1, *out[1:]], "dtype": np.float32,
+                              "quantization": (0.0, 0)}
+        self.kind = OutputKind.SCORES
+        if len(out) != 4 or out[3] != self.spec.num_classes:
+            raise ModelError(f"{self.path.name}: output {out} has {out[-1]} classes but its spec names "
+                             f"{self.spec.num_classes}")
+        self.spec_source = "given" if spec is not None else "embedded"
         self.timings: dict[str, float] = {}
+        self._input: np.ndarray | None = None
         self.init_ms = (time.perf_counter_ns() - t0) / 1e6
         self._fn = None
 
@@ -65,10 +75,16 @@ class KerasSegmenter(StagedPredictor):
         return preprocess(frame, self.spec, self.input_detail)
 
     def finish(self, out: np.ndarray, geom) -> np.ndarray:
-        return restore_mask(out[0].argmax(axis=-1).astype(np.uint8), geom)
+        return restore_mask(index_mask(out, self.output_detail, self.kind), geom)
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         return self.logits(tensor)
+
+    def set_input(self, tensor: np.ndarray) -> None:
+        self._input = tensor
+
+    def invoke_only(self) -> None:
+        self.logits(self._input)
 
     def describe(self) -> dict:
         macs, params = keras_cost(self.model)

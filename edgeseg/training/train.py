@@ -13,7 +13,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import keras
@@ -24,11 +24,16 @@ from edgeseg.datasets import open_dataset
 from edgeseg.errors import EdgesegError
 from edgeseg.io import atomic_path, atomic_write_text
 from edgeseg.metrics import ConfusionMatrix
+from edgeseg.postprocess import OutputKind, index_mask
 from edgeseg.preprocess import FLOAT_INPUT, preprocess, restore_mask
 from edgeseg.progress import progress_bar
 from edgeseg.spec import ModelSpec
 from edgeseg.training.data import Augment, load_all, median_frequency_weights, train_pipeline
 from edgeseg.training.model import build_unet
+
+
+SCORES_DETAIL = {"dtype": np.float32, "quantization": (0.0, 0)}  # the float logits' output, for index_mask
+CONFIG_FILE = "config.json"  # the settings a run started with, beside model.keras
 
 
 @dataclass
@@ -56,6 +61,39 @@ class TrainConfig:
         d = asdict(self)
         d["input_hw"] = list(self.input_hw)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """The inverse of to_dict (JSON lists back to tuples); unknown or missing keys are an EdgesegError."""
+        known = {f.name for f in fields(cls)}
+        if not isinstance(d, dict) or set(d) - known:
+            extra = sorted(set(d) - known) if isinstance(d, dict) else []
+            raise EdgesegError(f"training settings: unknown keys {extra}" if extra else "training settings: not "
+                               "a JSON object")
+        d = dict(d)
+        if "input_hw" in d:
+            d["input_hw"] = tuple(d["input_hw"])
+        if isinstance(d.get("augment"), dict):
+            d["augment"] = Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()})
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise EdgesegError(f"training settings: {e}") from None
+
+    @classmethod
+    def load(cls, run_dir: Path) -> TrainConfig:
+        """The settings a run in `run_dir` was started with (its config.json), for --resume."""
+        path = Path(run_dir) / CONFIG_FILE
+        if not path.is_file():
+            raise EdgesegError(f"{run_dir}: nothing to resume (no {CONFIG_FILE})")
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise EdgesegError(f"{path}: unreadable ({e})") from None
+        try:
+            return cls.from_dict(d)
+        except EdgesegError as e:
+            raise EdgesegError(f"{path}: {e}") from None
 
 
 class StopOnSignal(keras.callbacks.Callback):
@@ -86,7 +124,7 @@ class ValidationMIoU(keras.callbacks.Callback):
             x = np.concatenate([t for t, _ in prepared])
             logits = np.asarray(self.model(x, training=False))
             for k, (_, geom) in enumerate(prepared):
-                pred = restore_mask(logits[k].argmax(-1).astype(np.uint8), geom)
+                pred = restore_mask(index_mask(logits[k : k + 1], SCORES_DETAIL, OutputKind.SCORES), geom)
                 cm.update(self.masks[start + k], pred)
         return {"val_miou": cm.miou(), "val_pixel_accuracy": cm.pixel_accuracy()}
 
@@ -154,9 +192,8 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         if backup.exists() or (out / "model.keras").exists():
             raise EdgesegError(f"{out} already holds a run: use --resume to continue it, or another --out")
     if resume:
-        saved = out / "config.json"
-        if not saved.is_file():
-            raise EdgesegError(f"{out}: nothing to resume (no config.json)")
+        if not (out / CONFIG_FILE).is_file():
+            raise EdgesegError(f"{out}: nothing to resume (no {CONFIG_FILE})")
         if not backup.exists():
             if (out / "model.keras").exists():
                 raise EdgesegError(f"{out}: this run already finished (model.keras is there, no backup to resume)")
@@ -200,7 +237,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=False,  # XLA on CPU: 2x longer first step and 4x slower steps here
     )
-    atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    atomic_write_text(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
     spec.save(out / "spec.json")
     if not resume and history.exists():
         history.unlink()

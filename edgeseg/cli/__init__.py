@@ -1,0 +1,43 @@
+"""The edgeseg command line. Commands only parse their options and hand off to the library; heavy modules are
+imported inside them, so `edgeseg --help` is instant and the device commands (run, bench, eval on .tflite)
+never import TensorFlow.
+
+- train.py: train
+- convert.py: convert, quant-report, edgetpu
+- device.py: run, bench, eval
+- tools.py: doctor, synth, demo, info
+- common.py: error handling, shared option types, helpers
+"""
+
+from __future__ import annotations
+
+import typer
+
+from edgeseg.cli import convert, device, tools, train
+
+app = typer.Typer(
+    help="Semantic segmentation from a dataset to a camera on a small device.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# in the order `edgeseg --help` lists them: the workstation's verbs, the device's, then the tools
+app.command()(train.train)
+app.command()(convert.convert)
+app.command()(device.run)
+app.command()(device.bench)
+app.command("eval")(device.eval_)
+app.command("quant-report")(convert.quant_report)
+app.command()(convert.edgetpu)
+app.command()(tools.info)
+app.command()(tools.doctor)
+app.command()(tools.synth)
+app.command()(tools.demo)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,149 @@
+"""What every command shares: the one-red-line error handling, option types built from the library's own
+choices (edgeseg.choices), and small helpers for sizes, outputs and models. Standard library and Typer only."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.choices import DELEGATES, FORMATS, IO_DTYPES, RUNTIMES, SPLITS, VIEWS, choice_enum
+from edgeseg.errors import EdgesegError
+from edgeseg.limits import MAX_THREADS
+
+RuntimeChoice = choice_enum("RuntimeChoice", RUNTIMES)
+DelegateChoice = choice_enum("DelegateChoice", DELEGATES)
+FormatChoice = choice_enum("FormatChoice", FORMATS)
+SplitChoice = choice_enum("SplitChoice", SPLITS)
+IODtypeChoice = choice_enum("IODtypeChoice", IO_DTYPES)
+ViewChoice = choice_enum("ViewChoice", VIEWS)
+
+RuntimeOpt = Annotated[RuntimeChoice, typer.Option(help="TFLite runtime.")]
+DelegateOpt = Annotated[DelegateChoice, typer.Option(help="cpu, edgetpu, or auto (by file).")]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="Interpreter threads.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the results (JSON) here.")]
+
+MODEL_HELP = "The model by path or shipped name (nano, small), instead of the MODEL argument."
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def stopped() -> typer.Exit:
+    """Ctrl-C or SIGTERM ended the command: say which, and exit 130 or 143 (never 0)."""
+    from edgeseg import signals
+
+    signals.note_interrupt()
+    what = "terminated (SIGTERM)" if signals.received() == signals.signal.SIGTERM else "interrupted"
+    typer.secho(what, fg=typer.colors.YELLOW, err=True)
+    return typer.Exit(signals.exit_code())
+
+
+def handles_errors(fn):
+    """A domain error becomes one red line and exit 1; Ctrl-C exits 130 without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from edgeseg import signals
+
+        try:
+            with signals.graceful_sigterm():
+                return fn(*args, **kwargs)
+        except EdgesegError as e:
+            raise fail(str(e)) from None
+        except KeyboardInterrupt:
+            raise stopped() from None
+        except ModuleNotFoundError as e:  # the device-only install has no TensorFlow for train and convert
+            if (e.name or "").split(".")[0] in ("tensorflow", "keras", "tensorflow_cpu"):
+                raise fail(f"{fn.__name__.rstrip('_')} needs TensorFlow, which this install does not have: "
+                            "pip install 'edgeseg[train]' (on a workstation)") from None
+            raise
+
+    return wrapper
+
+
+def parse_size(text: str | None, what: str = "size") -> tuple[int, int] | None:
+    """'WIDTHxHEIGHT' -> (height, width)."""
+    if text is None:
+        return None
+    from edgeseg.limits import check_frame_hw
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        if w <= 0 or h <= 0:
+            raise ValueError
+    except ValueError:
+        raise EdgesegError(f"{what}: expected WIDTHxHEIGHT like 640x480, got {text!r}") from None
+    return check_frame_hw((h, w), what)
+
+
+def writable(*files: Path | None, folders: tuple[Path | None, ...] = ()) -> None:
+    """Check every output a command was given before it starts work (OutputError names the path)."""
+    from edgeseg.io import check_writable
+
+    for f in files:
+        if f is not None:
+            check_writable(f)
+    for d in folders:
+        if d is not None:
+            check_writable(d, folder=True)
+
+
+def write_json(path: Path, data: dict) -> None:
+    from edgeseg.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    typer.echo(f"wrote {path}")
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+
+def progress(desc: str):
+    from edgeseg.progress import progress_bar
+
+    return progress_bar(desc)
+
+
+def fmt(v, spec: str = ".1f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def one_model(argument: str | None, option: str | None, default: bool) -> Path:
+    """MODEL argument or --model (a path or a shipped name) -> a model file; the shipped default if allowed."""
+    from edgeseg.assets import resolve_model
+
+    if argument and option:
+        raise EdgesegError(f"give the model once: {argument!r} and --model {option!r}")
+    text = argument or option
+    if text is None:
+        if not default:
+            raise EdgesegError("no model given: a .tflite or .keras path, or a shipped model (nano, small)")
+        return default_model()
+    return resolve_model(text)
+
+
+def default_model() -> Path:
+    from edgeseg.assets import default_model
+
+    path = default_model()
+    if path is None:
+        raise EdgesegError("no model given and none shipped with this install: edgeseg run MODEL.tflite --camera 0")
+    return path

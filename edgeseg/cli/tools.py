@@ -1,0 +1,88 @@
+"""edgeseg doctor, synth, demo and info."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeseg.cli.common import JsonOpt, handles_errors, one_model, parse_size, progress, writable, write_json
+from edgeseg.limits import MAX_IMAGES
+
+
+@handles_errors
+def doctor(
+    json_out: JsonOpt = None,
+) -> None:
+    """Check this machine: runtimes, XNNPACK, Edge TPU, cameras, OpenCV build, Picamera2."""
+    from edgeseg.doctor import as_dicts, run_checks
+
+    writable(json_out)
+
+    checks = run_checks()
+    colours = {"OK": typer.colors.GREEN, "WARN": typer.colors.YELLOW, "FAIL": typer.colors.RED, "INFO": None}
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        typer.secho(f"{c.status:<5}", fg=colours[c.status], nl=False)
+        typer.echo(f"{c.name:<{width}}  {c.detail}" + (f"\n      {'':<{width}}  -> {c.hint}" if c.hint and
+                                                        c.status != "OK" else ""))
+    if json_out:
+        write_json(json_out, {"checks": as_dicts(checks)})
+    if any(c.status == "FAIL" for c in checks):
+        raise typer.Exit(1)
+
+
+@handles_errors
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write the synthetic dataset into (generic layout).")],
+    count: Annotated[int, typer.Option(min=2, max=MAX_IMAGES, help="Number of scenes.")] = 300,
+    size: Annotated[str, typer.Option(help="Scene size WIDTHxHEIGHT.")] = "160x120",
+    seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same scenes.")] = 0,
+    video: Annotated[Path | None, typer.Option(help="Also write a synthetic video (.mp4) here.")] = None,
+    frames: Annotated[int, typer.Option(min=1, max=MAX_IMAGES, help="Frames in the video.")] = 150,
+) -> None:
+    """Write the built-in synthetic dataset (shapes on textured, noisy backgrounds) and optionally a video."""
+    from edgeseg import synthetic
+
+    hw = parse_size(size)
+    writable(video, folders=(out,))
+    synthetic.write_dataset(out, count, hw, seed, progress=progress("scenes"))
+    typer.echo(f"wrote {count} synthetic scenes to {out} (images/, masks/, classes.json)")
+    if video:
+        synthetic.write_video(video, frames, hw, seed=seed + 1)
+        typer.echo(f"wrote {video} ({frames} frames)")
+
+
+@handles_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path("runs/demo"),
+    epochs: Annotated[int, typer.Option(min=1, max=100_000, help="Training epochs.")] = 12,
+    count: Annotated[int, typer.Option(min=20, max=MAX_IMAGES, help="Synthetic scenes.")] = 400,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier demo in --out.")] = False,
+) -> None:
+    """The whole pipeline on built-in synthetic data: train, convert int8, eval float vs int8, bench, run."""
+    from edgeseg.demo import run_demo
+
+    writable(folders=(out,))
+
+    run_demo(out, epochs=epochs, count=count, overwrite=overwrite, echo=typer.echo)
+
+
+@handles_errors
+def info(
+    model: Annotated[str | None, typer.Argument(help="A .tflite (any segmentation model, ours or not), or a "
+                                                "shipped model: nano or small (default: small).")] = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """What a model is and costs: spec, input/output, op histogram, GMACs and params per frame, int8 share,
+    Edge TPU verdict. Reads the file only; runs nothing."""
+    from edgeseg.info import format_info, model_info
+
+    writable(json_out)
+    d = model_info(one_model(model, None, default=True))
+    for line in format_info(d):
+        typer.echo(line)
+    if json_out:
+        write_json(json_out, d)
+

@@ -1,0 +1,105 @@
+"""Facts about the machine, read in one place: CPU name and int8 dot-product features (from /proc/cpuinfo),
+governor and clock, memory in use, the board model, whether a display is there. bench records them with every
+result and doctor turns them into checks. Standard library, plus numpy and OpenCV's versions for environment()."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+
+def rss_mb() -> float | None:
+    """Memory this process holds now (MB), from /proc/self/statm."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return None
+
+
+def peak_rss_mb() -> float | None:
+    """The most memory this process has held (MB)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    except (ImportError, AttributeError):
+        return None
+
+
+def read_sys(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+# CPU features that give int8 convolutions more multiply-accumulates per instruction than float32 FMA; XNNPACK
+# picks kernels that use them. Without one (x86 with AVX2 only), XNNPACK's int8 kernels run about as fast as its
+# float32 ones: measured on an AVX2 EPYC, int8 / float p50 0.98 for a MobileNetV2 U-Net (README).
+INT8_DOT_FLAGS = {"x86": ("avx512_vnni", "avx_vnni", "amx_int8"), "arm": ("asimddp", "i8mm", "sve2")}
+
+
+def cpu_int8_features(cpuinfo: str) -> dict:
+    """{'arch': 'x86'|'arm'|None, 'features': [...]} from the text of /proc/cpuinfo."""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    arch = "x86" if "sse2" in flags or "avx2" in flags else "arm" if "asimd" in flags or "neon" in flags else None
+    wanted = INT8_DOT_FLAGS.get(arch, ())
+    return {"arch": arch, "features": [f for f in wanted if f in flags]}
+
+
+def int8_dot_text(env: dict) -> str:
+    feats = env.get("cpu_int8_dot")
+    return "int8 dot product " + ("n/a" if feats is None else ", ".join(feats) or "none")
+
+
+def environment() -> dict:
+    """What a number means depends on where it was taken: record that with it."""
+    cpu = None
+    info = read_sys("/proc/cpuinfo") or ""
+    for line in info.splitlines():
+        if line.lower().startswith(("model name", "hardware", "cpu model")):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    import cv2
+    import numpy as np
+
+    env = {
+        "cpu": cpu or platform.processor() or platform.machine(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "governor": read_sys("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "cpu_max_mhz": None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "cpu_int8_dot": cpu_int8_features(info)["features"] if info else None,
+    }
+    khz = read_sys("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if khz and khz.isdigit():
+        env["cpu_max_mhz"] = int(khz) // 1000
+    return env
+
+
+def board_model() -> str | None:
+    """The board's name: /proc/device-tree/model (Raspberry Pi, Coral Dev Board), else cpuinfo's Model line."""
+    model = (read_sys("/proc/device-tree/model") or "").replace("\x00", "").strip() or None
+    if model is None:
+        for line in (read_sys("/proc/cpuinfo") or "").splitlines():
+            if line.startswith("Model") and ":" in line:
+                model = line.split(":", 1)[1].strip()
+    return model
+
+
+def has_display() -> bool:
+    """A window can open: X11 or Wayland on Linux; assumed elsewhere."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
