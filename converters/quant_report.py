@@ -251,7 +251,7 @@ def report_for_files(float_path: Path, int8_path: Path, folder: Path, *, data: P
     float_path, int8_path = Path(float_path), Path(int8_path)
     fm = load_model(float_path, spec=spec if float_path.suffix == ".keras" else None)
     qm = load_model(int8_path)
-    train_data = fm.spec.extra.get("train_data")
+    train_data = fm.spec.train_data
     source = data or calibration or train_data
     if not source:
         raise EdgesegError("the report needs a dataset with masks: give --data (or --calibration)")

@@ -121,7 +121,7 @@ def convert_keras(
     spec = keras_seg.spec
     out = Path(out) if out else default_output(Path(model_path), target, io_dtype)
 
-    cal_source = calibration or spec.extra.get("train_data")
+    cal_source = calibration or spec.train_data
     cal: CalibrationSet | None = None
     if TARGETS[target].calibrated:
         if not cal_source or not Path(cal_source).exists():

@@ -62,8 +62,10 @@ def format_info(d: dict) -> list[str]:
     if spec:
         h, w = spec["input_hw"]
         lines.append(f"  spec    {w}x{h} (WxH), {len(spec['classes'])} classes: {', '.join(spec['classes'][:12])}"
-                     + (" ..." if len(spec["classes"]) > 12 else "") + (f"; backbone {spec['backbone']}"
-                                                                        if spec.get("backbone") else ""))
+                     + (" ..." if len(spec["classes"]) > 12 else "")
+                     + (f"; backbone {spec['backbone']}" if spec.get("backbone") else "")
+                     + (f", decoder {spec['decoder']}" if spec.get("decoder") else "")
+                     + (f"; val mIoU {100 * spec['val_miou']:.2f}" if spec.get("val_miou") is not None else ""))
     else:
         lines.append("  spec    none embedded (run, bench and eval read it off the tensors)")
     counted = f"{d['gmacs']:.3f} GMACs per frame"

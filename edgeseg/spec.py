@@ -51,8 +51,12 @@ class ModelSpec:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     channel_order: str = "RGB"
     resize: str = "stretch"  # or "letterbox"
-    backbone: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
+    backbone: str = ""  # the encoder and its width, e.g. mobilenet_v2_1
+    decoder: str = ""  # the decoder preset, e.g. dense or nano
+    train_data: str | None = None  # the dataset it was trained on (convert calibrates on it by default)
+    dataset_format: str | None = None  # that dataset's layout: generic, camvid or voc
+    val_miou: float | None = None  # the best validation mIoU of its training run (0..1)
+    extra: dict = field(default_factory=dict, compare=False)  # anything else a tool wants to carry
 
     def __post_init__(self) -> None:
         if len(self.input_hw) != 2 or min(self.input_hw) <= 0:
@@ -99,6 +103,7 @@ class ModelSpec:
         fmt = d.get("format", SPEC_FORMAT)
         if not str(fmt).startswith("edgeseg-spec/"):
             raise ModelError(f"spec: unknown format {fmt!r}")
+        d = _upgrade(d)
         try:
             return cls(
                 input_hw=tuple(d["input_hw"]),
@@ -110,6 +115,10 @@ class ModelSpec:
                 channel_order=d.get("channel_order", "RGB"),
                 resize=d.get("resize", "stretch"),
                 backbone=d.get("backbone", ""),
+                decoder=d.get("decoder", ""),
+                train_data=d.get("train_data"),
+                dataset_format=d.get("dataset_format"),
+                val_miou=d.get("val_miou"),
                 extra=dict(d.get("extra", {})),
             )
         except (KeyError, TypeError, ValueError) as e:
@@ -208,8 +217,8 @@ def validate_spec_dict(d) -> None:
     ignore = d.get("ignore_index")
     if ignore is not None and not (_is_int(ignore) and 0 <= ignore <= 65535):
         raise bad("ignore_index", "null or an integer 0..65535", ignore)
-    for key in ("mean", "std"):
-        v = d.get(key, [0.0])
+    for key, default in (("mean", [0.0]), ("std", [1.0])):
+        v = d.get(key, default)
         values = v if isinstance(v, list | tuple) else [v]
         if not (len(values) in (1, 3) and all(_is_number(x) and abs(x) <= 1e6 for x in values)):
             raise bad(key, "1 or 3 finite numbers", v)
@@ -218,11 +227,35 @@ def validate_spec_dict(d) -> None:
     for key, choices in (("channel_order", ("RGB", "BGR")), ("resize", ("stretch", "letterbox"))):
         if key in d and d[key] not in choices:
             raise bad(key, " or ".join(choices), d[key])
-    for key in ("backbone", "format"):
-        if key in d and not (isinstance(d[key], str) and len(d[key]) <= MAX_TEXT):
+    for key in ("backbone", "format", "decoder", "dataset_format"):
+        if d.get(key) is not None and not (isinstance(d[key], str) and len(d[key]) <= MAX_TEXT):
             raise bad(key, f"text of at most {MAX_TEXT} characters", d[key])
+    if d.get("train_data") is not None and not (isinstance(d["train_data"], str) and len(d["train_data"]) <= 4096):
+        raise bad("train_data", "null or a path of at most 4096 characters", d["train_data"])
+    if d.get("val_miou") is not None and not (_is_number(d["val_miou"]) and 0 <= d["val_miou"] <= 1):
+        raise bad("val_miou", "null or a number 0..1", d["val_miou"])
     if "extra" in d and not isinstance(d["extra"], dict):
         raise bad("extra", "a JSON object", d["extra"])
+
+
+LEGACY_EXTRA = ("train_data", "dataset_format", "val_miou")
+
+
+def _upgrade(d: dict) -> dict:
+    """Specs written before the typed fields (the shipped models' among them) carried train_data,
+    dataset_format and val_miou in `extra`, the decoder after a '/' in `backbone`, and `extra["embedded"]`:
+    read them into today's fields."""
+    d = dict(d)
+    extra = dict(d.get("extra") or {})
+    for key in LEGACY_EXTRA:
+        if key in extra:
+            d.setdefault(key, extra.pop(key))
+    extra.pop("embedded", None)  # where a spec came from is the predictor's business (spec_source)
+    backbone = d.get("backbone") or ""
+    if "/" in backbone and not d.get("decoder"):
+        d["backbone"], d["decoder"] = backbone.split("/", 1)
+    d["extra"] = extra
+    return d
 
 
 def _triple(v, name: str) -> tuple[float, float, float]:

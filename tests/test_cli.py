@@ -246,3 +246,11 @@ def test_convert_bad_inputs(tmp_path, tiny_run):
     (lonely / "model.keras").write_bytes((tiny_run / "model.keras").read_bytes())
     assert_one_line_error(invoke("convert", lonely / "model.keras"), "no spec.json beside the model")
     assert sorted(p.name for p in lonely.iterdir()) == ["model.keras"]
+
+
+@pytest.mark.slow
+def test_eval_refuses_a_keras_model_whose_classes_do_not_fit_the_dataset(tiny_run, tmp_path):
+    """The .keras model predicts the synthetic data's 5 classes; a 3-class dataset cannot score it."""
+    root = _dataset_with(tmp_path)  # 3 classes
+    assert_one_line_error(invoke("eval", tiny_run / "model.keras", "--data", root, "--split", "all"),
+                          "predicts 5 classes but the dataset has 3")

@@ -4,6 +4,7 @@ import pytest
 from edgeseg.errors import ModelError, RuntimeUnavailable
 from edgeseg.postprocess import OutputKind
 from edgeseg.runtime import Segmenter, pick_runtime
+from edgeseg.spec import ModelSpec
 from tests.conftest import shared_path
 from tests.toy import solid
 
@@ -109,3 +110,19 @@ def test_peer_edgetpu_model_without_the_edge_tpu_says_so():
         Segmenter(p)  # auto picks the Edge TPU delegate for such a model
     with pytest.raises(RuntimeUnavailable, match="compiled for the Edge TPU: run it with --delegate edgetpu"):
         Segmenter(p, delegate="cpu")
+
+
+def test_both_predictors_keep_the_protocol_and_say_where_their_spec_came_from(toy_models, tmp_path):
+    from edgeseg.models import Predictor, load_model
+
+    seg = load_model(toy_models["scores_int8"])
+    assert isinstance(seg, Predictor) and seg.spec_source in ("embedded", "inferred")
+    spec = tmp_path / "spec.json"
+    ModelSpec(input_hw=(24, 40), classes=("red", "green", "blue")).save(spec)
+    given = load_model(toy_models["scores_int8"], spec=spec)
+    assert given.spec_source == "given" and given.embedded_spec and given.describe()["spec_source"] == "given"
+    # invoke_only runs the input set last: what bench times
+    x, _ = given.prepare(np.zeros((8, 8, 3), np.uint8))
+    given.set_input(x)
+    given.invoke_only()
+    assert given.interpreter.get_tensor(given.output_detail["index"]).shape == tuple(given.output_detail["shape"])

@@ -73,3 +73,33 @@ def test_synthetic_video_has_its_frames(tmp_path):
         n += 1
     cap.release()
     assert n == 25
+
+
+def test_typed_spec_fields_round_trip_and_old_specs_still_load(tmp_path):
+    spec = ModelSpec(input_hw=(32, 48), classes=("a", "b"), backbone="mobilenet_v2_0.35", decoder="tiny",
+                     train_data="data/x", dataset_format="generic", val_miou=0.5)
+    back = ModelSpec.from_json(spec.to_json())
+    assert back == spec and (back.decoder, back.train_data, back.val_miou) == ("tiny", "data/x", 0.5)
+    # a spec as written before the typed fields (the shipped models carry this form)
+    old = {"format": "edgeseg-spec/1", "input_hw": [32, 48], "classes": ["a", "b"],
+           "backbone": "mobilenet_v2_1/dense", "extra": {"train_data": "/d", "dataset_format": "camvid",
+                                                          "val_miou": 0.68, "embedded": True, "note": "kept"}}
+    s = ModelSpec.from_dict(old)
+    assert (s.backbone, s.decoder, s.train_data, s.dataset_format, s.val_miou) == \
+        ("mobilenet_v2_1", "dense", "/d", "camvid", 0.68)
+    assert s.extra == {"note": "kept"}  # nothing typed left in extra; "embedded" is not the spec's business
+    with pytest.raises(ModelError, match="val_miou"):
+        ModelSpec.from_dict({**old, "val_miou": 7})
+
+
+def test_the_shipped_models_old_spec_loads_with_typed_fields():
+    from edgeseg.assets import shipped_model
+    from edgeseg.tflite_file import read_model_bytes, read_spec_json
+
+    for name, decoder in (("small", "dense"), ("nano", "nano")):
+        path = shipped_model(name)
+        if path is None:
+            pytest.skip("no shipped model in this checkout")
+        spec = ModelSpec.from_json(read_spec_json(read_model_bytes(path)))
+        assert spec.decoder == decoder and spec.backbone.startswith("mobilenet_v2")
+        assert spec.dataset_format == "camvid" and 0.5 < spec.val_miou < 0.8 and "embedded" not in spec.extra

@@ -1,4 +1,5 @@
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -17,10 +18,10 @@ def history(run):
 def test_run_folder_holds_model_spec_and_history(tiny_run):
     spec = ModelSpec.load(tiny_run / "spec.json")
     assert spec.input_hw == (64, 96) and spec.classes[0] == "background" and spec.num_classes == 5
-    assert spec.extra["train_data"] and spec.extra["val_miou"] > 0
+    assert spec.train_data and spec.val_miou > 0 and spec.decoder
     rows = history(tiny_run)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
-    assert max(float(r["val_miou"]) for r in rows) == pytest.approx(spec.extra["val_miou"])
+    assert max(float(r["val_miou"]) for r in rows) == pytest.approx(spec.val_miou)
     assert not (tiny_run / "backup").exists()  # removed once the run finished
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])  # it learns
 
@@ -180,3 +181,46 @@ def test_class_weights_median_frequency():
     w = median_frequency_weights(masks, 4)
     # frequencies 5/7, 1/7, 1/7 and 0: median of the present ones is 1/7
     np.testing.assert_allclose(w, [0.2, 1.0, 1.0, 1.0])
+
+
+def test_train_config_round_trips_and_refuses_what_it_does_not_know(tmp_path):
+    from edgeseg.training.data import Augment
+    from edgeseg.training.train import TrainConfig
+
+    cfg = TrainConfig(data="d", out=str(tmp_path), input_hw=(32, 64), decoder="tiny", augment=Augment.none(),
+                      val_data="v", epochs=7)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # through JSON, as on disk
+    (tmp_path / "config.json").write_text(json.dumps({**cfg.to_dict(), "epochz": 3}))
+    with pytest.raises(EdgesegError, match="unknown keys \\['epochz'\\]"):
+        TrainConfig.load(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(EdgesegError, match="config.json: unreadable"):
+        TrainConfig.load(tmp_path)
+    with pytest.raises(EdgesegError, match="nothing to resume"):
+        TrainConfig.load(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_resume_through_the_cli_uses_the_saved_settings(tmp_path, synthetic_data):
+    """An interrupted run resumed with `edgeseg train --resume`: the CLI reads config.json (not its own
+    defaults, which differ here in size and epochs) and finishes the run's epochs."""
+    import keras
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+    from edgeseg.training.train import TrainConfig, train
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "r"
+    cfg = TrainConfig(data=str(synthetic_data), out=str(out), input_hw=(32, 64), alpha=0.35, decoder="tiny",
+                      epochs=2, batch_size=12)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, log=lambda *_: None, callbacks=[StopAfterFirstEpoch()])
+    r = CliRunner().invoke(app, ["train", "--data", str(synthetic_data), "--out", str(out), "--resume"])
+    assert r.exit_code == 0, r.output
+    assert f"resuming {out} with its saved settings" in r.output
+    assert [int(row["epoch"]) for row in history(out)] == [0, 1]  # 2 epochs, not the CLI's default 30
+    assert tuple(keras.saving.load_model(out / "model.keras", compile=False).inputs[0].shape[1:3]) == (32, 64)

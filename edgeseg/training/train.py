@@ -13,7 +13,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import keras
@@ -207,8 +207,8 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         raise EdgesegError(f"train has {train_ds.num_classes} classes but val has {val_ds.num_classes}")
     spec = ModelSpec(
         input_hw=tuple(cfg.input_hw), classes=train_ds.classes, colours=train_ds.colours or (),
-        ignore_index=train_ds.ignore_index, backbone=f"{cfg.backbone}_{cfg.alpha:g}/{cfg.decoder}",
-        extra={"train_data": str(Path(cfg.data).resolve()), "dataset_format": train_ds.format},
+        ignore_index=train_ds.ignore_index, backbone=f"{cfg.backbone}_{cfg.alpha:g}", decoder=cfg.decoder,
+        train_data=str(Path(cfg.data).resolve()), dataset_format=train_ds.format,
     )
     log(f"data: {len(train_ds)} train / {len(val_ds)} val images, {spec.num_classes} classes "
         f"({train_ds.format} layout at {cfg.data})")
@@ -264,7 +264,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     if not (out / "model.keras").exists():
         raise EdgesegError("training produced no model (validation mIoU was never a number)")
     best = _best_so_far(history)
-    spec = ModelSpec.from_dict({**spec.to_dict(), "extra": {**spec.extra, "val_miou": best}})
+    spec = replace(spec, val_miou=best)
     spec.save(out / "spec.json")
     shutil.rmtree(backup, ignore_errors=True)
     return {"run": str(out), "model": str(out / "model.keras"), "spec": str(out / "spec.json"),
