@@ -69,18 +69,17 @@ def decoder_only(keras, num_classes: int, input_hw: tuple[int, int], decoder: st
 def to_tflite(model, int8: bool) -> bytes:
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    from converters.tflite import keras_converter
+
+    conv = keras_converter(model)
     if int8:
         rng = np.random.default_rng(0)
+        shapes = [(1, *t.shape[1:]) for t in model.inputs]
+        high = 255 if len(shapes) == 1 else 6  # an image, or the decoder's ReLU6 features
 
-        shapes = {t.name: (1, *t.shape[1:]) for t in model.inputs}
-
-        def representative():  # several inputs: by name (the signature's order is not the model's)
+        def representative():  # one list per sample, in the model's input order
             for _ in range(8):
-                if len(shapes) == 1:
-                    yield [rng.uniform(0, 255, s).astype(np.float32) for s in shapes.values()]
-                else:
-                    yield {k: rng.uniform(0, 6, s).astype(np.float32) for k, s in shapes.items()}
+                yield [rng.uniform(0, high, s).astype(np.float32) for s in shapes]
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative

@@ -85,10 +85,9 @@ def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10) -> list
 
     from edgeseg.preprocess import FLOAT_INPUT, preprocess
 
-    h, w = keras_seg.spec.input_hw
-    fn = tf.function(lambda x: keras_seg.model(x, training=False),
-                     input_signature=[tf.TensorSpec((1, h, w, 3), tf.float32, name="image")])
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    from converters.tflite import keras_converter
+
+    conv = keras_converter(keras_seg.model)
     tensors = [preprocess(f, keras_seg.spec, FLOAT_INPUT)[0] for f in frames]
 
     def dataset():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -88,47 +88,104 @@ class ConversionResult:
         }
 
 
+def keras_converter(model):
+    """A TFLiteConverter for a Keras model, every input's batch fixed at 1. The one place that builds one
+    (convert_keras, the quantisation report's layer statistics, benchmarks/int8_costs.py): a dynamic batch adds
+    SHAPE/STRIDED_SLICE ops that split the XNNPACK graph and that the Edge TPU compiler cannot map. Inputs keep
+    the model's order; a representative dataset yields a list in that order."""
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec((1, *t.shape[1:]), tf.float32, name=f"input_{i}" if i else "image")
+                 for i, t in enumerate(model.inputs)]
+    if len(signature) == 1:
+        fn = tf.function(lambda x: model(x, training=False), input_signature=signature)
+    else:
+        fn = tf.function(lambda *xs: model(list(xs), training=False), input_signature=signature)
+    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+
+
+@dataclass
+class ConvertOptions:
+    """How convert_keras converts. target: one of TARGETS; spec: a ModelSpec or spec JSON (default: the one
+    beside the model); calibration: a dataset or image folder for int8 (default: the spec's train_data);
+    io_dtype: the int8 model's input and output type; verify_images: images on which to compare the result's
+    argmax with Keras'; strict: refuse an int8 model that keeps a float op; progress: a calibration bar;
+    log: where progress lines and warnings go."""
+
+    target: str = "float"
+    spec: ModelSpec | Path | None = None
+    calibration: Path | None = None
+    num_calibration: int = 200
+    io_dtype: str = "int8"
+    verify_images: int = 8
+    strict: bool = False
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+    def check(self) -> None:
+        if self.target not in TARGETS:
+            raise EdgesegError(f"unknown target {self.target!r}: choose one of {', '.join(TARGETS)}")
+        if self.io_dtype not in IO_DTYPES:
+            raise EdgesegError(f"unknown input/output type {self.io_dtype!r}: choose one of {', '.join(IO_DTYPES)}")
+
+
 def default_output(model_path: Path, target: str, io_dtype: str = "int8") -> Path:
     suffix = TARGETS[target].suffix if target != "int8" else io_dtype
     return Path(model_path).with_name(f"{Path(model_path).stem}_{suffix}.tflite")
 
 
-def convert_keras(
-    model_path: Path,
-    out: Path | None = None,
-    *,
-    target: str = "float",
-    spec: ModelSpec | Path | None = None,
-    calibration: Path | None = None,
-    num_calibration: int = 200,
-    io_dtype: str = "int8",
-    verify_images: int = 8,
-    strict: bool = False,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> ConversionResult:
-    """Convert, embed the spec, verify, write atomically. Raises EdgesegError on anything the user can fix."""
-    if target not in TARGETS:
-        raise EdgesegError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}")
-    if io_dtype not in IO_DTYPES:
-        raise EdgesegError(f"unknown input/output type {io_dtype!r}: choose one of {', '.join(IO_DTYPES)}")
+def convert_keras(model_path: Path, out: Path | None = None, options: ConvertOptions | None = None,
+                  **overrides) -> ConversionResult:
+    """Convert a .keras model (`options`, or ConvertOptions fields given as keywords), embed its spec, verify the
+    result against Keras, and write it atomically to `out` (default: beside the model, named by target).
+    Raises EdgesegError on anything the user can fix."""
+    o = replace(options or ConvertOptions(), **overrides)
+    o.check()
     from edgeseg.training.predict import KerasSegmenter  # loads TensorFlow + Keras
 
     import tensorflow as tf
 
     t0 = time.perf_counter()
-    keras_seg = KerasSegmenter(model_path, spec)
+    keras_seg = KerasSegmenter(model_path, o.spec)
     spec = keras_seg.spec
-    out = Path(out) if out else default_output(Path(model_path), target, io_dtype)
+    out = Path(out) if out else default_output(Path(model_path), o.target, o.io_dtype)
+    cal_source = o.calibration or spec.train_data
+    cal = _calibration(o, spec, cal_source) if TARGETS[o.target].calibrated else None
 
-    cal_source = calibration or spec.train_data
-    cal: CalibrationSet | None = None
-    if TARGETS[target].calibrated:
-        if not cal_source or not Path(cal_source).exists():
-            raise EdgesegError("int8 needs calibration images: give a dataset or an image folder with --calibration")
-        cal = calibration_set(Path(cal_source), spec, num_calibration)
-        for w in cal.warnings:
-            log(f"warning: {w}")
+    conv = keras_converter(keras_seg.model)
+    TARGETS[o.target].configure(conv, tf, {"representative": _representative(cal, spec, o.progress),
+                                           "io_dtype": o.io_dtype})
+    try:
+        flat = conv.convert()
+    except Exception as e:  # the converter raises ConverterError and friends with long MLIR logs
+        raise ModelError(f"TFLite conversion failed: {str(e).strip().splitlines()[-1][:300]}") from None
+    flat = embed_metadata(bytes(flat), SPEC_METADATA_NAME, spec.to_json().encode())
+
+    result = _verify(flat, keras_seg, o.target, cal, o.calibration or cal_source, o.verify_images)
+    result.warnings = list(cal.warnings) if cal else []
+    if o.target == "int8" and not result.ops.fully_int8:
+        msg = f"not fully int8: {', '.join(result.ops.non_int8_ops[:8]) or ', '.join(result.ops.non_int8_tensors[:8])}"
+        if o.strict:
+            raise ModelError(msg + " (--strict)")
+        result.warnings.append(msg)
+    atomic_write_bytes(out, flat)
+    result.path, result.size_bytes, result.seconds = out, len(flat), time.perf_counter() - t0
+    if cal:
+        result.calibration_images, result.class_pixels = len(cal), cal.class_pixels
+    return result
+
+
+def _calibration(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSet:
+    if not source or not Path(source).exists():
+        raise EdgesegError("int8 needs calibration images: give a dataset or an image folder with --calibration")
+    cal = calibration_set(Path(source), spec, o.num_calibration)
+    for w in cal.warnings:
+        o.log(f"warning: {w}")
+    return cal
+
+
+def _representative(cal: CalibrationSet | None, spec: ModelSpec, progress: bool):
+    """The converter's representative dataset: the calibration tensors, one list per sample."""
 
     def representative():
         tensors = cal.tensors(spec)
@@ -139,29 +196,7 @@ def convert_keras(
         for t in tensors:
             yield [t]
 
-    h, w = spec.input_hw
-    fn = tf.function(lambda x: keras_seg.model(x, training=False),
-                     input_signature=[tf.TensorSpec((1, h, w, 3), tf.float32, name="image")])
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
-    TARGETS[target].configure(conv, tf, {"representative": representative, "io_dtype": io_dtype})
-    try:
-        flat = conv.convert()
-    except Exception as e:  # the converter raises ConverterError and friends with long MLIR logs
-        raise ModelError(f"TFLite conversion failed: {str(e).strip().splitlines()[-1][:300]}") from None
-    flat = embed_metadata(bytes(flat), SPEC_METADATA_NAME, spec.to_json().encode())
-
-    result = _verify(flat, keras_seg, target, cal, calibration or cal_source, verify_images)
-    result.warnings = list(cal.warnings) if cal else []
-    if target == "int8" and not result.ops.fully_int8:
-        msg = f"not fully int8: {', '.join(result.ops.non_int8_ops[:8]) or ', '.join(result.ops.non_int8_tensors[:8])}"
-        if strict:
-            raise ModelError(msg + " (--strict)")
-        result.warnings.append(msg)
-    atomic_write_bytes(out, flat)
-    result.path, result.size_bytes, result.seconds = out, len(flat), time.perf_counter() - t0
-    if cal:
-        result.calibration_images, result.class_pixels = len(cal), cal.class_pixels
-    return result
+    return representative
 
 
 def _verify(flat: bytes, keras_seg, target: str, cal: CalibrationSet | None, source, n: int) -> ConversionResult:

@@ -45,7 +45,7 @@ def convert(
         raise EdgesegError("choose one of --int8, --dynamic and --fp16")
     writable(out, json_out, folders=(report, model.parent if out is None else None))  # default: beside it
     quiet_tensorflow()
-    from converters.tflite import convert_keras  # TensorFlow stays out of `edgeseg run`
+    from converters.tflite import ConvertOptions, convert_keras  # TensorFlow stays out of `edgeseg run`
 
     target = "int8" if int8 else "dynamic" if dynamic else "fp16" if fp16 else "float"
     logged: set[str] = set()
@@ -54,9 +54,10 @@ def convert(
         logged.add(msg)
         typer.echo(msg)
 
-    result = convert_keras(model, out, target=target, spec=spec, calibration=calibration,
-                           num_calibration=num_calibration, io_dtype=io.value, verify_images=verify,
-                           strict=strict, progress=sys.stderr.isatty(), log=log)
+    options = ConvertOptions(target=target, spec=spec, calibration=calibration, num_calibration=num_calibration,
+                             io_dtype=io.value, verify_images=verify, strict=strict, progress=sys.stderr.isatty(),
+                             log=log)
+    result = convert_keras(model, out, options)
     r = result
     typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, {r.target}, {r.seconds:.1f} s)")
     ops = ", ".join(f"{k} {v}" for k, v in sorted(r.ops.ops.items()))
