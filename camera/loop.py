@@ -29,6 +29,7 @@ from camera.sources import FrameSource, Paced
 from edgeseg.stats import summarise
 from edgeseg.errors import SourceError
 from edgeseg.io import atomic_path, write_image
+from edgeseg.models import Predictor
 from edgeseg.signals import Terminated
 
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "render")
@@ -104,7 +105,7 @@ class LoopStats:
 class _Output:
     """The render thread: postprocess, draw, write, serve. Errors are kept and raised on the main thread."""
 
-    def __init__(self, model, opts: LoopOptions, stats: LoopStats, capture: CaptureThread, record_tmp: Path | None,
+    def __init__(self, model: Predictor, opts: LoopOptions, stats: LoopStats, capture: CaptureThread, record_tmp: Path | None,
                  fps: float | None, server):
         self.model, self.opts, self.stats, self.capture = model, opts, stats, capture
         self.renderer = Renderer(model.spec, opts.view, opts.alpha, opts.legend, opts.hud)
@@ -113,6 +114,7 @@ class _Output:
         self.q: queue.Queue = queue.Queue(maxsize=2)
         self.latest: np.ndarray | None = None
         self.latest_lock = threading.Lock()
+        self.window_shown = False  # the main thread has shown a frame (so a vanished window was closed)
         self.error: BaseException | None = None
         self.fps_ema: float | None = None
         self.last_t: int | None = None
@@ -199,7 +201,7 @@ class _Output:
             self.writer.release()
 
 
-def run_loop(model, source: FrameSource, opts: LoopOptions) -> LoopStats:
+def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopStats:
     """Segment frames until the source ends, max_frames, duration, a q/Esc key or Ctrl-C (stats.interrupted)."""
     if opts.realtime and not source.live:
         source = Paced(source)
@@ -209,41 +211,12 @@ def run_loop(model, source: FrameSource, opts: LoopOptions) -> LoopStats:
         record_tmp = stack.enter_context(atomic_path(opts.record)) if opts.record else None
         if opts.save_masks is not None:
             Path(opts.save_masks).mkdir(parents=True, exist_ok=True)
-        server = None
-        if opts.serve:
-            from camera.serve import FrameServer
-
-            server = FrameServer(*opts.serve, title=Path(model.path).name)
-            stack.callback(server.close)
-            opts.log(f"serving the live view at {server.url}")
+        server = _start_server(opts, model, stack) if opts.serve else None
         capture = CaptureThread(source, model.prepare, opts.reconnect, log=opts.log).start()
         output = _Output(model, opts, stats, capture, record_tmp, source.fps, server)
         t_start = time.perf_counter()
-        last_frame_t = time.monotonic()
-        warned_stall = False
-        submitted = 0
         try:
-            while opts.max_frames is None or submitted < opts.max_frames:
-                if opts.duration is not None and time.perf_counter() - t_start >= opts.duration:
-                    break
-                item = capture.get(timeout=0.25)
-                if item is None:
-                    if capture.finished:
-                        break
-                    if source.live and not warned_stall and time.monotonic() - last_frame_t > STALL_WARN_S:
-                        opts.log(f"no frame from {source.name} for {STALL_WARN_S:.0f} s; waiting")
-                        warned_stall = True
-                    if window and _poll_window(window, output):
-                        break
-                    continue
-                last_frame_t, warned_stall = time.monotonic(), False
-                t0 = time.perf_counter_ns()
-                out = model.invoke(item.prepared[0])
-                invoke_ms = (time.perf_counter_ns() - t0) / 1e6
-                output.put((item, out, invoke_ms))
-                submitted += 1
-                if window and _poll_window(window, output):
-                    break
+            _feed(model, source, capture, output, opts, window, t_start)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (edgeseg.signals raises Terminated for it)
             stats.interrupted = True
             stats.stopped_by = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
@@ -265,10 +238,55 @@ def run_loop(model, source: FrameSource, opts: LoopOptions) -> LoopStats:
     return stats
 
 
+def _start_server(opts: LoopOptions, model: Predictor, stack: contextlib.ExitStack):
+    from camera.serve import FrameServer
+
+    server = FrameServer(*opts.serve, title=Path(model.path).name)
+    stack.callback(server.close)
+    opts.log(f"serving the live view at {server.url}")
+    return server
+
+
+def _feed(model: Predictor, source: FrameSource, capture: CaptureThread, output: _Output, opts: LoopOptions,
+          window: str | None, t_start: float) -> None:
+    """The inference thread's loop: take the newest prepared frame, invoke, hand the result to the output
+    thread; stop on max_frames, duration, the end of the source, or q/Esc in the window."""
+    last_frame_t = time.monotonic()
+    warned_stall = False
+    submitted = 0
+    while opts.max_frames is None or submitted < opts.max_frames:
+        if opts.duration is not None and time.perf_counter() - t_start >= opts.duration:
+            return
+        item = capture.get(timeout=0.25)
+        if item is None:
+            if capture.finished:
+                return
+            if source.live and not warned_stall and time.monotonic() - last_frame_t > STALL_WARN_S:
+                opts.log(f"no frame from {source.name} for {STALL_WARN_S:.0f} s; waiting")
+                warned_stall = True
+            if window and _poll_window(window, output):
+                return
+            continue
+        last_frame_t, warned_stall = time.monotonic(), False
+        t0 = time.perf_counter_ns()
+        out = model.invoke(item.prepared[0])
+        output.put((item, out, (time.perf_counter_ns() - t0) / 1e6))
+        submitted += 1
+        if window and _poll_window(window, output):
+            return
+
+
 def _poll_window(window: str, output: _Output) -> bool:
     """Show the newest rendered frame; True when the user pressed q or Esc (or closed the window)."""
     image = output.take_latest()
     if image is not None:
         cv2.imshow(window, image)
-    key = cv2.waitKey(1) & 0xFF
-    return key in (ord("q"), 27)
+        output.window_shown = True
+    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+        return True
+    if not output.window_shown:  # the window does not exist before the first frame
+        return False
+    try:
+        return cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) < 1  # closed with the window's own button
+    except cv2.error:
+        return True

@@ -395,3 +395,21 @@ def test_sigint_in_a_subprocess_exits_130_with_a_playable_file(toy_models, tmp_p
     assert s["interrupted"] and s["frames"] > 10
     assert count_frames(out) == s["frames"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left behind
+
+
+def test_closing_the_window_or_pressing_q_stops_the_loop(seg, monkeypatch):
+    """A headless stand-in for HighGUI: the window 'closes' (WND_PROP_VISIBLE 0) once 3 frames were shown."""
+    import camera.loop as loop
+
+    shown = []
+    monkeypatch.setattr(loop.cv2, "imshow", lambda name, img: shown.append(name))
+    monkeypatch.setattr(loop.cv2, "waitKey", lambda ms: -1)
+    monkeypatch.setattr(loop.cv2, "getWindowProperty", lambda name, prop: 0.0 if len(shown) >= 3 else 1.0)
+    monkeypatch.setattr(loop.cv2, "destroyAllWindows", lambda: None)
+    stats = run_loop(seg, Frames(200), quiet(show=True))
+    assert 3 <= len(shown) and stats.frames < 200 and not stats.interrupted
+    shown.clear()
+    monkeypatch.setattr(loop.cv2, "getWindowProperty", lambda name, prop: 1.0)
+    monkeypatch.setattr(loop.cv2, "waitKey", lambda ms: ord("q") if len(shown) >= 2 else -1)
+    stats = run_loop(seg, Frames(200), quiet(show=True))
+    assert stats.frames < 200

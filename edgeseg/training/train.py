@@ -182,12 +182,21 @@ def _class_weights(cfg: TrainConfig, masks, n: int) -> np.ndarray | None:
     return w
 
 
-def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
-          callbacks: list | None = None) -> dict:
-    """Train per cfg into cfg.out. `callbacks` run after edgeseg's own (used by tests to interrupt a run)."""
-    out = Path(cfg.out)
+@dataclass
+class TrainData:
+    """A run's data, read once: the spec it implies, the train pairs (RGB) and the val frames (BGR) with masks."""
+
+    spec: ModelSpec
+    images: list
+    masks: list
+    val_frames: list
+    val_masks: list
+    val_ignore: int | None
+
+
+def check_run_folder(out: Path, resume: bool, log: Callable[[str], None]) -> None:
+    """Refuse to overwrite a run, or to resume one that is not there or has finished."""
     backup = out / "backup"
-    history = out / "history.csv"
     if out.exists() and any(out.iterdir()) and not resume:
         if backup.exists() or (out / "model.keras").exists():
             raise EdgesegError(f"{out} already holds a run: use --resume to continue it, or another --out")
@@ -198,9 +207,9 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
             if (out / "model.keras").exists():
                 raise EdgesegError(f"{out}: this run already finished (model.keras is there, no backup to resume)")
             log("no backup found: starting from epoch 1")
-    out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)
 
+
+def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
     train_ds = open_dataset(Path(cfg.data), "train", cfg.format)
     val_ds = open_dataset(Path(cfg.val_data or cfg.data), "val", cfg.format)
     if val_ds.num_classes != train_ds.num_classes:
@@ -213,30 +222,44 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     log(f"data: {len(train_ds)} train / {len(val_ds)} val images, {spec.num_classes} classes "
         f"({train_ds.format} layout at {cfg.data})")
     images, masks = load_all(train_ds, progress_bar("reading train", force=True))
-    val_frames, val_masks = [], []
-    for i in range(len(val_ds)):
-        f, m = val_ds.read(i)
-        val_frames.append(f)
-        val_masks.append(m)
-    weights = _class_weights(cfg, masks, spec.num_classes)
-    if weights is not None:
-        log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(spec.classes, weights)))
+    val = [val_ds.read(i) for i in range(len(val_ds))]
+    return TrainData(spec, images, masks, [f for f, _ in val], [m for _, m in val], val_ds.ignore_index)
 
-    pipeline = train_pipeline(images, masks, cfg.input_hw, spec.num_classes, cfg.batch_size, cfg.augment,
-                              weights, cfg.seed)
-    steps = max(1, len(images) // cfg.batch_size)
+
+def compiled_model(cfg: TrainConfig, num_classes: int, steps: int):
+    """The U-Net with AdamW on a cosine schedule (one warm-up epoch) and the logits' cross-entropy."""
     total = steps * cfg.epochs
     warmup = min(steps * cfg.warmup_epochs, total // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.lr * 0.1 if warmup else cfg.lr, decay_steps=max(1, total - warmup), alpha=0.01,
         warmup_target=cfg.lr if warmup else None, warmup_steps=warmup,
     )
-    model = build_unet(spec.num_classes, cfg.input_hw, cfg.backbone, cfg.alpha, cfg.decoder, cfg.weights)
+    model = build_unet(num_classes, cfg.input_hw, cfg.backbone, cfg.alpha, cfg.decoder, cfg.weights)
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=False,  # XLA on CPU: 2x longer first step and 4x slower steps here
     )
+    return model
+
+
+def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
+          callbacks: list | None = None) -> dict:
+    """Train per cfg into cfg.out. `callbacks` run after edgeseg's own (used by tests to interrupt a run)."""
+    out = Path(cfg.out)
+    backup, history = out / "backup", out / "history.csv"
+    check_run_folder(out, resume, log)
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    data = load_train_data(cfg, log)
+    spec = data.spec
+    weights = _class_weights(cfg, data.masks, spec.num_classes)
+    if weights is not None:
+        log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(spec.classes, weights)))
+    pipeline = train_pipeline(data.images, data.masks, cfg.input_hw, spec.num_classes, cfg.batch_size, cfg.augment,
+                              weights, cfg.seed)
+    steps = max(1, len(data.images) // cfg.batch_size)
+    model = compiled_model(cfg, spec.num_classes, steps)
     atomic_write_text(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
     spec.save(out / "spec.json")
     if not resume and history.exists():
@@ -248,14 +271,14 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
         best_epoch.update(epoch=epoch, val_miou=value)
 
     callbacks = [
-        ValidationMIoU(val_frames, val_masks, spec, val_ds.ignore_index, cfg.val_every, cfg.batch_size),
+        ValidationMIoU(data.val_frames, data.val_masks, spec, data.val_ignore, cfg.val_every, cfg.batch_size),
         BestModel(out / "model.keras", _best_so_far(history) if resume else -math.inf, saved),
         keras.callbacks.CSVLogger(str(history), append=True),
         keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
         *(callbacks or []),
+        StopOnSignal(),  # last: an epoch's backup is saved before a signal ends the run
     ]
-    callbacks.append(StopOnSignal())  # last: an epoch's backup is saved before a signal ends the run
     t0 = time.perf_counter()
     with signals.deferred():
         model.fit(pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto",
@@ -264,8 +287,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     if not (out / "model.keras").exists():
         raise EdgesegError("training produced no model (validation mIoU was never a number)")
     best = _best_so_far(history)
-    spec = replace(spec, val_miou=best)
-    spec.save(out / "spec.json")
+    replace(spec, val_miou=best).save(out / "spec.json")
     shutil.rmtree(backup, ignore_errors=True)
     return {"run": str(out), "model": str(out / "model.keras"), "spec": str(out / "spec.json"),
             "history": str(history), "best_val_miou": best, "seconds_this_session": round(seconds, 1),
