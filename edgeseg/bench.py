@@ -9,8 +9,6 @@ environment with every result.
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path

@@ -175,34 +175,9 @@ class Segmenter(StagedPredictor):
                 "or use the CPU build of the model (without _edgetpu)"
             )
         self.runtime = pick_runtime(runtime)
-        delegates = []
-        if delegate == "edgetpu":
-            lib = edgetpu_library()
-            loaded, err = load_delegate(self.runtime, lib)
-            if loaded is None:
-                what = f"{self.path.name} is compiled for the Edge TPU, but the" if needs_edgetpu else "The"
-                raise RuntimeUnavailable(
-                    f"{what} Edge TPU delegate ({lib}) does not load: is a Coral device attached and the Edge TPU "
-                    f"runtime (libedgetpu) installed? ({err})"
-                )
-            delegates.append(loaded)
         self.delegate = delegate
         self.num_threads = num_threads
-        try:
-            self.interpreter = self.runtime.interpreter_cls(
-                model_content=buf, num_threads=num_threads, experimental_delegates=delegates or None
-            )
-            inputs = self.interpreter.get_input_details()
-            if len(inputs) != 1:
-                raise ModelError(f"{self.path.name}: expected one input tensor, found {len(inputs)}")
-            shape = [int(s) for s in inputs[0]["shape"]]
-            if len(shape) != 4 or shape[3] != 3:
-                raise ModelError(f"{self.path.name}: input has shape {shape}, expected [1, H, W, 3] (an image)")
-            if shape[0] != 1:
-                self.interpreter.resize_tensor_input(inputs[0]["index"], [1] + shape[1:])
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise ModelError(f"{self.path.name}: the interpreter rejects this model ({_first_line(e)})") from None
+        self.interpreter = self._open(buf, [self._edgetpu_delegate(needs_edgetpu)] if delegate == "edgetpu" else [])
         self.input_detail = self.interpreter.get_input_details()[0]
         outputs = self.interpreter.get_output_details()
         self.output_detail = outputs[0]
@@ -212,6 +187,35 @@ class Segmenter(StagedPredictor):
         self._in_idx, self._out_idx = self.input_detail["index"], self.output_detail["index"]
         self.timings: dict[str, float] = {}
         self.init_ms = (time.perf_counter_ns() - t0) / 1e6
+
+    def _edgetpu_delegate(self, needs_edgetpu: bool):
+        lib = edgetpu_library()
+        loaded, err = load_delegate(self.runtime, lib)
+        if loaded is None:
+            what = f"{self.path.name} is compiled for the Edge TPU, but the" if needs_edgetpu else "The"
+            raise RuntimeUnavailable(
+                f"{what} Edge TPU delegate ({lib}) does not load: is a Coral device attached and the Edge TPU "
+                f"runtime (libedgetpu) installed? ({err})"
+            )
+        return loaded
+
+    def _open(self, buf: bytes, delegates: list):
+        """An interpreter for the model bytes with batch 1 and its tensors allocated; one image input checked."""
+        try:
+            it = self.runtime.interpreter_cls(model_content=buf, num_threads=self.num_threads,
+                                              experimental_delegates=delegates or None)
+            inputs = it.get_input_details()
+            if len(inputs) != 1:
+                raise ModelError(f"{self.path.name}: expected one input tensor, found {len(inputs)}")
+            shape = [int(s) for s in inputs[0]["shape"]]
+            if len(shape) != 4 or shape[3] != 3:
+                raise ModelError(f"{self.path.name}: input has shape {shape}, expected [1, H, W, 3] (an image)")
+            if shape[0] != 1:
+                it.resize_tensor_input(inputs[0]["index"], [1] + shape[1:])
+            it.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"{self.path.name}: the interpreter rejects this model ({_first_line(e)})") from None
+        return it
 
     def _resolve_spec(self, buf: bytes, given: ModelSpec | None) -> ModelSpec:
         _, h, w, _ = (int(s) for s in self.input_detail["shape"])

@@ -27,11 +27,22 @@ def assert_one_line_error(result, pattern, code=1):
     assert re.search(pattern, lines[0]), lines[0]
 
 
-def test_help_lists_the_commands():
+COMMANDS = ["train", "convert", "run", "bench", "eval", "quant-report", "edgetpu", "info", "doctor", "synth", "demo"]
+
+
+def test_help_lists_exactly_the_commands_in_order_each_with_one_red_line_errors():
+    import re
+
+    from edgeseg.cli import app
+
     r = invoke("--help")
     assert r.exit_code == 0
-    for cmd in ("train", "convert", "eval", "bench", "run", "synth", "demo", "info", "doctor"):
-        assert cmd in r.output
+    listed = re.findall(r"^│ ([a-z][a-z-]+) ", r.output, flags=re.M)
+    assert listed == COMMANDS, listed
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    assert names == COMMANDS
+    for c in app.registered_commands:  # every command turns domain errors into one line (handles_errors)
+        assert getattr(c.callback, "__wrapped__", None) is not None, c.callback.__name__
 
 
 @pytest.mark.slow

@@ -55,8 +55,7 @@ def bench(
                                                    "iou.png with --data) into this folder.")] = None,
 ) -> None:
     """Time models side by side: size, init, memory, invoke-only and end-to-end p50/p90/p99, FPS, mIoU."""
-    from edgeseg.bench import bench_models, plots, rows, to_csv, to_markdown
-    from edgeseg.host import int8_dot_text
+    from edgeseg.bench import bench_models, plots, to_csv, to_markdown
     from edgeseg.io import atomic_write_text
     from edgeseg.models import load_model
 
@@ -77,21 +76,7 @@ def bench(
         _thread_list(threads), runs, warmup, parse_size(frame_size, "--frame-size"), rounds, ds,
         progress=progress("bench"), keep_samples=plots_dir is not None,
     )
-    env = report["environment"]
-    typer.echo(f"{env['cpu']}, {env['cores']} cores, governor {env['governor'] or 'n/a'}, {int8_dot_text(env)}; "
-               f"{runs} runs after {warmup} warm-up, {rounds} interleaved rounds; end-to-end at {frame_size}")
-    name_w = max(12, *(len(r["model"]) for r in rows(report)))
-    typer.echo(f"{'model':<{name_w}} {'GMACs':>6} {'params':>7} {'thr':>3} {'MB':>6} {'init':>7} {'inv p50':>8} "
-               f"{'p90':>7} {'p99':>7} {'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}"
-               + ("  mIoU" if ds else ""))
-    for r in rows(report):
-        typer.echo(f"{r['model']:<{name_w}} {fmt(r['gmacs'], '6.3f'):>6} {fmt(r['params_m'], '6.2f') + 'M':>7} "
-                   f"{str(r['threads']):>3} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
-                   f"{r['invoke_p50']:8.2f} {r['invoke_p90']:7.2f} {r['invoke_p99']:7.2f} {r['invoke_fps']:7.1f} "
-                   f"{r['e2e_p50']:8.2f} {r['e2e_p90']:7.2f} {r['e2e_p99']:7.2f} {r['e2e_fps']:7.1f}"
-                   + (f" {r['miou']:6.2f}" if ds and r["miou"] is not None else ""))
-    typer.echo("(ms; GMACs and params per frame, from the graph; runtime "
-               + ", ".join(sorted({r["runtime"] + " " + r["delegate"] for r in rows(report)})) + ")")
+    _print_bench(report, runs, warmup, rounds, frame_size, with_miou=ds is not None)
     if json_out:
         write_json(json_out, report if plots_dir is None else
                     {**report, "results": [{k: v for k, v in r.items() if k != "samples_ms"}
@@ -105,6 +90,27 @@ def bench(
     if plots_dir:
         for p in plots(report, plots_dir):
             typer.echo(f"wrote {p}")
+
+
+def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: str, with_miou: bool) -> None:
+    from edgeseg.bench import rows
+    from edgeseg.host import int8_dot_text
+
+    env = report["environment"]
+    typer.echo(f"{env['cpu']}, {env['cores']} cores, governor {env['governor'] or 'n/a'}, {int8_dot_text(env)}; "
+               f"{runs} runs after {warmup} warm-up, {rounds} interleaved rounds; end-to-end at {frame_size}")
+    name_w = max(12, *(len(r["model"]) for r in rows(report)))
+    typer.echo(f"{'model':<{name_w}} {'GMACs':>6} {'params':>7} {'thr':>3} {'MB':>6} {'init':>7} {'inv p50':>8} "
+               f"{'p90':>7} {'p99':>7} {'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}"
+               + ("  mIoU" if with_miou else ""))
+    for r in rows(report):
+        typer.echo(f"{r['model']:<{name_w}} {fmt(r['gmacs'], '6.3f'):>6} {fmt(r['params_m'], '6.2f') + 'M':>7} "
+                   f"{str(r['threads']):>3} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
+                   f"{r['invoke_p50']:8.2f} {r['invoke_p90']:7.2f} {r['invoke_p99']:7.2f} {r['invoke_fps']:7.1f} "
+                   f"{r['e2e_p50']:8.2f} {r['e2e_p90']:7.2f} {r['e2e_p99']:7.2f} {r['e2e_fps']:7.1f}"
+                   + (f" {r['miou']:6.2f}" if with_miou and r["miou"] is not None else ""))
+    typer.echo("(ms; GMACs and params per frame, from the graph; runtime "
+               + ", ".join(sorted({r["runtime"] + " " + r["delegate"] for r in rows(report)})) + ")")
 
 
 @handles_errors
@@ -167,12 +173,7 @@ def run(
         typer.echo(f"{model.name} on {src.name}" + ("" if show else " (no window)") + "; Ctrl-C stops")
         stats = run_loop(m, src, opts)
     d = stats.to_dict()
-    typer.echo(f"{d['frames']} frames in {d['seconds']:.1f} s ({fmt(d['fps'])} FPS); dropped {d['dropped']}, "
-               f"corrupt {d['corrupt']}, reconnects {d['reconnects']}" + (" (interrupted)" if d["interrupted"] else ""))
-    typer.echo(f"{'stage (ms)':<14}{'p50':>8}{'p90':>8}{'p99':>8}")
-    for name, st in list(d["stages"].items()) + [("frame age", d["frame_age"])]:
-        if st:
-            typer.echo(f"{name:<14}{st['p50_ms']:8.2f}{st['p90_ms']:8.2f}{st['p99_ms']:8.2f}")
+    _print_run_stats(d)
     if record:
         typer.echo(f"wrote {record}")
     if save_masks:
@@ -181,6 +182,15 @@ def run(
         write_json(json_out, d)
     if stats.interrupted:
         raise stopped()
+
+
+def _print_run_stats(d: dict) -> None:
+    typer.echo(f"{d['frames']} frames in {d['seconds']:.1f} s ({fmt(d['fps'])} FPS); dropped {d['dropped']}, "
+               f"corrupt {d['corrupt']}, reconnects {d['reconnects']}" + (" (interrupted)" if d["interrupted"] else ""))
+    typer.echo(f"{'stage (ms)':<14}{'p50':>8}{'p90':>8}{'p99':>8}")
+    for name, st in list(d["stages"].items()) + [("frame age", d["frame_age"])]:
+        if st:
+            typer.echo(f"{name:<14}{st['p50_ms']:8.2f}{st['p90_ms']:8.2f}{st['p99_ms']:8.2f}")
 
 
 @handles_errors
