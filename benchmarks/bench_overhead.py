@@ -51,12 +51,21 @@ def main() -> None:
     bare_p50 = float(np.median(bare_ms))
     bench_p50 = float(np.median(bench_ms))
     ratio = bench_p50 / bare_p50
-    result = {"model": str(args.model), "threads": args.threads, "bare_invoke_p50_ms": bare_p50,
-              "edgeseg_bench_invoke_p50_ms": bench_p50, "ratio": ratio, "within_5_percent": abs(ratio - 1) <= 0.05,
-              "blocks": args.blocks, "runs_per_block": args.runs}
+    result = {
+        "model": str(args.model),
+        "threads": args.threads,
+        "bare_invoke_p50_ms": bare_p50,
+        "edgeseg_bench_invoke_p50_ms": bench_p50,
+        "ratio": ratio,
+        "within_5_percent": abs(ratio - 1) <= 0.05,
+        "blocks": args.blocks,
+        "runs_per_block": args.runs,
+    }
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    print(f"bare invoke() p50 {bare_p50:.3f} ms, edgeseg bench invoke-only p50 {bench_p50:.3f} ms: "
-          f"ratio {ratio:.3f} ({'within' if abs(ratio - 1) <= 0.05 else 'NOT within'} 5%)")
+    print(
+        f"bare invoke() p50 {bare_p50:.3f} ms, edgeseg bench invoke-only p50 {bench_p50:.3f} ms: "
+        f"ratio {ratio:.3f} ({'within' if abs(ratio - 1) <= 0.05 else 'NOT within'} 5%)"
+    )
     print(f"wrote {args.out}")
 
 

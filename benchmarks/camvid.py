@@ -49,8 +49,12 @@ def main() -> None:
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--out", type=Path, default=None, help="run folder (default runs/camvid_<model>)")
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--decoder", default=None, help="decoder preset instead of the model's (small: dense; nano: "
-                    "nano; the small model before the dense one: base, faster on x86 CPUs without VNNI/AMX)")
+    ap.add_argument(
+        "--decoder",
+        default=None,
+        help="decoder preset instead of the model's (small: dense; nano: "
+        "nano; the small model before the dense one: base, faster on x86 CPUs without VNNI/AMX)",
+    )
     ap.add_argument("--skip-train", action="store_true", help="use the model already in --out")
     ap.add_argument("--ship", action="store_true", help="copy the int8 model into edgeseg/assets/")
     args = ap.parse_args()
@@ -72,22 +76,73 @@ def main() -> None:
         if (ROOT / out / "backup").exists():
             edgeseg("train", "--data", data, "--out", out, "--resume")
         elif not (ROOT / out / "model.keras").exists():
-            edgeseg("train", "--data", data, "--out", out, "--size", size, "--backbone", "mobilenet_v2",
-                    "--alpha", "1.0", "--decoder", decoder, "--weights", weights, "--epochs", args.epochs, "--batch-size", 8, "--lr", "1e-3",
-                    "--class-weights", "median")
+            edgeseg(
+                "train",
+                "--data",
+                data,
+                "--out",
+                out,
+                "--size",
+                size,
+                "--backbone",
+                "mobilenet_v2",
+                "--alpha",
+                "1.0",
+                "--decoder",
+                decoder,
+                "--weights",
+                weights,
+                "--epochs",
+                args.epochs,
+                "--batch-size",
+                8,
+                "--lr",
+                "1e-3",
+                "--class-weights",
+                "median",
+            )
     train_s = time.time() - t0
     model = out / "model.keras"
     edgeseg("convert", model, "--json", res / "convert_float.json")
     edgeseg("convert", model, "--fp16", "--json", res / "convert_fp16.json")
-    edgeseg("convert", model, "--int8", "--calibration", data, "--num-calibration", 200, "--report", res / "quant_report",
-            "--edgetpu", "--json", res / "convert_int8.json")
+    edgeseg(
+        "convert",
+        model,
+        "--int8",
+        "--calibration",
+        data,
+        "--num-calibration",
+        200,
+        "--report",
+        res / "quant_report",
+        "--edgetpu",
+        "--json",
+        res / "convert_int8.json",
+    )
     f32, f16, i8 = out / "model_float32.tflite", out / "model_float16.tflite", out / "model_int8.tflite"
     for name, path in (("float32", f32), ("float16", f16), ("int8", i8)):
         edgeseg("eval", path, "--data", data, "--split", "val", "--json", res / f"eval_{name}.json")
     edgeseg("info", i8, "--json", res / "info_int8.json")
     # int8 first, then its float twins and the peer, interleaved in rounds: one run, so the ratios hold
-    edgeseg("bench", i8, f32, f16, peer, "--threads", "1,2", "--runs", 50, "--warmup", 5, "--frame-size", "480x360",
-            "--json", res / "bench.json", "--markdown", res / "bench.md")
+    edgeseg(
+        "bench",
+        i8,
+        f32,
+        f16,
+        peer,
+        "--threads",
+        "1,2",
+        "--runs",
+        50,
+        "--warmup",
+        5,
+        "--frame-size",
+        "480x360",
+        "--json",
+        res / "bench.json",
+        "--markdown",
+        res / "bench.md",
+    )
 
     ev = {k: json.loads((ROOT / res / f"eval_{k}.json").read_text()) for k in ("float32", "float16", "int8")}
     bench = json.loads((ROOT / res / "bench.json").read_text())
@@ -100,22 +155,34 @@ def main() -> None:
         "name": args.model,
         "dataset": "CamVid (SegNet 11-class), train 367 / val 101, scored on val at 480x360, void ignored",
         "model": f"MobileNetV2-1.0 U-Net, {cfg['decoder']} decoder, input {w}x{h} (WxH)",
-        "gmacs": ev["int8"]["gmacs"], "params": ev["int8"]["params"],
-        "epochs_run": len(history) - 1, "val_miou_float": ev["float32"]["miou"], "val_miou_int8": ev["int8"]["miou"],
-        "val_miou_float16": ev["float16"]["miou"], "int8_minus_float": ev["int8"]["miou"] - ev["float32"]["miou"],
-        "per_class_iou": {c: {"float": ev["float32"]["per_class_iou"][c], "int8": ev["int8"]["per_class_iou"][c]}
-                          for c in ev["int8"]["per_class_iou"]},
-        "int8_fully_int8": conv["ops"]["fully_int8"], "int8_size_bytes": conv["size_bytes"],
+        "gmacs": ev["int8"]["gmacs"],
+        "params": ev["int8"]["params"],
+        "epochs_run": len(history) - 1,
+        "val_miou_float": ev["float32"]["miou"],
+        "val_miou_int8": ev["int8"]["miou"],
+        "val_miou_float16": ev["float16"]["miou"],
+        "int8_minus_float": ev["int8"]["miou"] - ev["float32"]["miou"],
+        "per_class_iou": {
+            c: {"float": ev["float32"]["per_class_iou"][c], "int8": ev["int8"]["per_class_iou"][c]}
+            for c in ev["int8"]["per_class_iou"]
+        },
+        "int8_fully_int8": conv["ops"]["fully_int8"],
+        "int8_size_bytes": conv["size_bytes"],
         "int8_over_float_invoke_p50": {str(t): p50[(i8.name, t)] / p50[(f32.name, t)] for t in (1, 2)},
-        "bench": [{k: r.get(k) for k in ("model", "threads", "gmacs", "params", "invoke", "end_to_end", "size_bytes")}
-                  for r in bench["results"]],
-        "environment": bench["environment"], "train_seconds_this_run": round(train_s, 1),
+        "bench": [
+            {k: r.get(k) for k in ("model", "threads", "gmacs", "params", "invoke", "end_to_end", "size_bytes")}
+            for r in bench["results"]
+        ],
+        "environment": bench["environment"],
+        "train_seconds_this_run": round(train_s, 1),
     }
     atomic_write_text(ROOT / res / "results.json", json.dumps(result, indent=2) + "\n")
-    print(f"\nfloat val mIoU {100 * result['val_miou_float']:.2f}, int8 {100 * result['val_miou_int8']:.2f} "
-          f"({100 * result['int8_minus_float']:+.2f}); int8/float invoke p50 "
-          + ", ".join(f"{v:.2f} at {t} thread(s)" for t, v in result["int8_over_float_invoke_p50"].items())
-          + f"; wrote {res / 'results.json'}")
+    print(
+        f"\nfloat val mIoU {100 * result['val_miou_float']:.2f}, int8 {100 * result['val_miou_int8']:.2f} "
+        f"({100 * result['int8_minus_float']:+.2f}); int8/float invoke p50 "
+        + ", ".join(f"{v:.2f} at {t} thread(s)" for t, v in result["int8_over_float_invoke_p50"].items())
+        + f"; wrote {res / 'results.json'}"
+    )
     if args.ship:
         dest = ROOT / "edgeseg" / "assets" / f"camvid_{args.model}_int8.tflite"
         shutil.copyfile(ROOT / i8, dest)

@@ -103,8 +103,14 @@ def run_one(i: int, kind: str, path: Path, data_dir: Path, timeout: float) -> di
     t0 = time.time()
     hung = False
     try:
-        p = subprocess.run([sys.executable, "-c", CHILD, str(path), str(data_dir)], cwd=ROOT, capture_output=True,
-                           text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        p = subprocess.run(
+            [sys.executable, "-c", CHILD, str(path), str(data_dir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
         stdout, code = p.stdout, p.returncode
     except subprocess.TimeoutExpired as e:
         stdout, code, hung = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), None, True
@@ -128,9 +134,15 @@ def run_one(i: int, kind: str, path: Path, data_dir: Path, timeout: float) -> di
             outcomes[cmd] = classify(code, None, hung)
         else:
             outcomes[cmd] = "not run"
-    return {"mutation": i, "kind": kind, "exit": code, "outcomes": outcomes, "seconds": round(time.time() - t0, 2),
-            "errors": {c: r["last"] for c, r in records.items() if r["code"] != 0},
-            "tracebacks": {c: r["detail"] for c, r in records.items() if r["traceback"]}}
+    return {
+        "mutation": i,
+        "kind": kind,
+        "exit": code,
+        "outcomes": outcomes,
+        "seconds": round(time.time() - t0, 2),
+        "errors": {c: r["last"] for c, r in records.items() if r["code"] != 0},
+        "tracebacks": {c: r["detail"] for c, r in records.items() if r["traceback"]},
+    }
 
 
 def main() -> None:
@@ -178,8 +190,12 @@ def main() -> None:
                 results.append(r)
                 path.unlink(missing_ok=True)
                 bad = [c for c, o in r["outcomes"].items() if o in ("traceback", "signal", "hang", "odd exit")]
-                print(f"[{n}/{len(jobs)}] {r['kind']:<9} " + " ".join(f"{c}={o}" for c, o in r["outcomes"].items())
-                      + (f"  <-- {bad}" if bad else ""), flush=True)
+                print(
+                    f"[{n}/{len(jobs)}] {r['kind']:<9} "
+                    + " ".join(f"{c}={o}" for c, o in r["outcomes"].items())
+                    + (f"  <-- {bad}" if bad else ""),
+                    flush=True,
+                )
         seconds = time.time() - t0
 
     outcomes = ("success", "clean error", "traceback", "signal", "hang", "odd exit", "not run")
@@ -190,16 +206,27 @@ def main() -> None:
     totals = {o: sum(table[k][c][o] for k in KINDS for c in COMMANDS) for o in outcomes}
     from edgeseg.host import environment
 
-    summary = {"model": os.path.relpath(args.model, ROOT), "mutations": len(results), "seed": args.seed,
-               "seconds": round(seconds, 1), "totals": totals, "by_kind": table,
-               "environment": {k: v for k, v in environment().items() if k in ("cpu", "machine", "os", "python")},
-               "bad": [r for r in results if any(o in ("traceback", "signal", "hang", "odd exit")
-                                                 for o in r["outcomes"].values())],
-               "errors_seen": sorted({e.split(": ", 1)[-1][:120] for r in results for e in r["errors"].values()})[:80]}
+    summary = {
+        "model": os.path.relpath(args.model, ROOT),
+        "mutations": len(results),
+        "seed": args.seed,
+        "seconds": round(seconds, 1),
+        "totals": totals,
+        "by_kind": table,
+        "environment": {k: v for k, v in environment().items() if k in ("cpu", "machine", "os", "python")},
+        "bad": [
+            r for r in results if any(o in ("traceback", "signal", "hang", "odd exit") for o in r["outcomes"].values())
+        ],
+        "errors_seen": sorted({e.split(": ", 1)[-1][:120] for r in results for e in r["errors"].values()})[:80],
+    }
     atomic_write_text(args.out, json.dumps(summary, indent=2) + "\n")
-    lines = [f"{summary['mutations']} mutations of `{summary['model']}` (seed {args.seed}), each through "
-             f"{', '.join(COMMANDS)}; {seconds / 60:.1f} min. Outcomes per command run:", "",
-             "| kind | command | " + " | ".join(outcomes[:-1]) + " |", "| --- | --- |" + " ---: |" * (len(outcomes) - 1)]
+    lines = [
+        f"{summary['mutations']} mutations of `{summary['model']}` (seed {args.seed}), each through "
+        f"{', '.join(COMMANDS)}; {seconds / 60:.1f} min. Outcomes per command run:",
+        "",
+        "| kind | command | " + " | ".join(outcomes[:-1]) + " |",
+        "| --- | --- |" + " ---: |" * (len(outcomes) - 1),
+    ]
     for kind in KINDS:
         for cmd in COMMANDS:
             lines.append(f"| {kind} | {cmd} | " + " | ".join(str(table[kind][cmd][o]) for o in outcomes[:-1]) + " |")

@@ -33,6 +33,7 @@ from edgeseg.runtime import pick_runtime  # noqa: E402
 
 def op_cases(layers):
     """name -> (input shape without batch, graph builder). Shapes are those of the CamVid model at 384x288."""
+
     def bn_relu(x):
         return layers.ReLU(6.0)(layers.BatchNormalization()(x))
 
@@ -45,8 +46,14 @@ def op_cases(layers):
         "3x3 depthwise 64 @72x96": ((72, 96, 64), lambda x: layers.DepthwiseConv2D(3, padding="same")(x)),
         "3x3 depthwise 160 @144x192": ((144, 192, 160), lambda x: layers.DepthwiseConv2D(3, padding="same")(x)),
         "3x3 stride-2 conv 3->32 @288x384": ((288, 384, 3), lambda x: layers.Conv2D(32, 3, 2, padding="same")(x)),
-        "bilinear x2 64ch 72x96->144x192": ((72, 96, 64), lambda x: layers.UpSampling2D(2, interpolation="bilinear")(x)),
-        "bilinear x4 11ch 72x96->288x384": ((72, 96, 11), lambda x: layers.UpSampling2D(4, interpolation="bilinear")(x)),
+        "bilinear x2 64ch 72x96->144x192": (
+            (72, 96, 64),
+            lambda x: layers.UpSampling2D(2, interpolation="bilinear")(x),
+        ),
+        "bilinear x4 11ch 72x96->288x384": (
+            (72, 96, 11),
+            lambda x: layers.UpSampling2D(4, interpolation="bilinear")(x),
+        ),
         "add + relu6 64ch @72x96": ((72, 96, 64), lambda x: layers.Add()([x, bn_relu(x)])),
     }
 
@@ -60,7 +67,7 @@ def decoder_only(keras, num_classes: int, input_hw: tuple[int, int], decoder: st
     dec = decoder_for(decoder)
     h, w = input_hw
     chans = {2: 96, 4: 144, 8: 192, 16: 576, 32: 1280}
-    strides = [s for s in (2, 4, 8, 16) if s < dec.encoder_stride][-len(dec.widths):]  # the skips it uses
+    strides = [s for s in (2, 4, 8, 16) if s < dec.encoder_stride][-len(dec.widths) :]  # the skips it uses
     skips = [keras.Input((h // s, w // s, chans[s]), name=f"f{k}_stride{s}") for k, s in enumerate(strides)]
     top = keras.Input((h // dec.encoder_stride, w // dec.encoder_stride, chans[dec.encoder_stride]), name="f9_top")
     return keras.Model(skips + [top], decode(top, skips, dec, num_classes))
@@ -119,8 +126,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated substrings of the case names to run")
     ap.add_argument("--no-xnnpack", action="store_true", help="time TFLite's built-in kernels instead (litert only)")
-    ap.add_argument("--out", type=Path, default=None, help="results path without suffix (default "
-                    "benchmarks/results/int8_costs, or int8_costs_builtin with --no-xnnpack)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results path without suffix (default "
+        "benchmarks/results/int8_costs, or int8_costs_builtin with --no-xnnpack)",
+    )
     args = ap.parse_args()
     if args.out is None:
         args.out = ROOT / "benchmarks" / "results" / ("int8_costs_builtin" if args.no_xnnpack else "int8_costs")
@@ -133,7 +145,9 @@ def main() -> None:
     cases = {f"op: {k}": v for k, v in op_cases(layers).items()}
     for name in ("base", "dense"):
         cases[f"U-Net 384x288, {name} decoder"] = (
-            None, lambda _, name=name: build_unet(11, (288, 384), decoder=name, weights=None))
+            None,
+            lambda _, name=name: build_unet(11, (288, 384), decoder=name, weights=None),
+        )
     # The shipped nano model (256x192) whole, and its decoder alone on the encoder's features
     cases["U-Net 256x192, nano decoder"] = (None, lambda _: build_unet(11, (192, 256), decoder="nano", weights=None))
     cases["nano decoder alone, 256x192 features"] = (None, lambda _: decoder_only(keras, 11, (192, 256), "nano"))
@@ -150,23 +164,44 @@ def main() -> None:
             model = keras.Model(inp, build(inp))
         bufs = {"float": to_tflite(model, False), "int8": to_tflite(model, True)}
         t = time_pair(runtime, bufs, args.threads, args.runs, args.warmup, xnnpack=not args.no_xnnpack)
-        rows.append({"case": name, "float": t["float"], "int8": t["int8"],
-                     "ratio_p50": t["int8"]["p50_ms"] / t["float"]["p50_ms"]})
-        print(f"{name:45s} float p50 {t['float']['p50_ms']:7.3f} ms  int8 p50 {t['int8']['p50_ms']:7.3f} ms  "
-              f"int8/float {rows[-1]['ratio_p50']:.2f}", flush=True)
+        rows.append(
+            {
+                "case": name,
+                "float": t["float"],
+                "int8": t["int8"],
+                "ratio_p50": t["int8"]["p50_ms"] / t["float"]["p50_ms"],
+            }
+        )
+        print(
+            f"{name:45s} float p50 {t['float']['p50_ms']:7.3f} ms  int8 p50 {t['int8']['p50_ms']:7.3f} ms  "
+            f"int8/float {rows[-1]['ratio_p50']:.2f}",
+            flush=True,
+        )
 
-    env = environment() | {"runtime": f"{runtime.name} {runtime.version}" + (", no XNNPACK" if args.no_xnnpack else
-                                                                               ", XNNPACK"), "threads": args.threads}
-    result = {"environment": env, "runs": args.runs, "warmup": args.warmup, "cases": rows,
-              "decoders": {k: vars(v) for k, v in DECODERS.items()}}
+    env = environment() | {
+        "runtime": f"{runtime.name} {runtime.version}" + (", no XNNPACK" if args.no_xnnpack else ", XNNPACK"),
+        "threads": args.threads,
+    }
+    result = {
+        "environment": env,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "cases": rows,
+        "decoders": {k: vars(v) for k, v in DECODERS.items()},
+    }
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
-    lines = [f"{env.get('cpu')} ({env.get('cores')} cores, {int8_dot_text(env)}), {env['runtime']}, "
-             f"{args.threads} thread(s), {args.runs} alternating runs after {args.warmup} warm-up.", "",
-             "| case | float p50 (ms) | float p90 | int8 p50 (ms) | int8 p90 | int8 / float |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        f"{env.get('cpu')} ({env.get('cores')} cores, {int8_dot_text(env)}), {env['runtime']}, "
+        f"{args.threads} thread(s), {args.runs} alternating runs after {args.warmup} warm-up.",
+        "",
+        "| case | float p50 (ms) | float p90 | int8 p50 (ms) | int8 p90 | int8 / float |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['float']['p50_ms']:.3f} | {r['float']['p90_ms']:.3f} | "
-                     f"{r['int8']['p50_ms']:.3f} | {r['int8']['p90_ms']:.3f} | {r['ratio_p50']:.2f} |")
+        lines.append(
+            f"| {r['case']} | {r['float']['p50_ms']:.3f} | {r['float']['p90_ms']:.3f} | "
+            f"{r['int8']['p50_ms']:.3f} | {r['int8']['p90_ms']:.3f} | {r['ratio_p50']:.2f} |"
+        )
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
 

@@ -36,9 +36,15 @@ def measure(model_path: Path, video: Path, threads: int, frames: int, record_dir
     seg = Segmenter(model_path, num_threads=threads)
     b = bench_model(seg, runs=max(200, frames // 2), warmup=20, frame_hw=(480, 640))
     invoke_fps = 1000.0 / b["invoke"]["mean_ms"]
-    out = {"model": str(model_path), "threads": threads, "input_hw": list(seg.input_hw),
-           "invoke_mean_ms": b["invoke"]["mean_ms"], "invoke_p50_ms": b["invoke"]["p50_ms"],
-           "invoke_fps": invoke_fps, "end_to_end_p50_ms": b["end_to_end"]["p50_ms"]}
+    out = {
+        "model": str(model_path),
+        "threads": threads,
+        "input_hw": list(seg.input_hw),
+        "invoke_mean_ms": b["invoke"]["mean_ms"],
+        "invoke_p50_ms": b["invoke"]["p50_ms"],
+        "invoke_fps": invoke_fps,
+        "end_to_end_p50_ms": b["end_to_end"]["p50_ms"],
+    }
     for label, record in (("loop", None), ("loop_recording", record_dir / "o.mp4")):
         with open_source(source=str(video)) as src:
             opts = LoopOptions(record=record, log=lambda *_: None)
@@ -47,8 +53,12 @@ def measure(model_path: Path, video: Path, threads: int, frames: int, record_dir
             stats = run_loop(seg, src, opts)
             wall = time.perf_counter() - t0
         d = stats.to_dict()
-        out[label] = {"frames": d["frames"], "fps": d["frames"] / wall, "stages_p50_ms":
-                      {k: v["p50_ms"] for k, v in d["stages"].items()}, "frame_age_p50_ms": d["frame_age"]["p50_ms"]}
+        out[label] = {
+            "frames": d["frames"],
+            "fps": d["frames"] / wall,
+            "stages_p50_ms": {k: v["p50_ms"] for k, v in d["stages"].items()},
+            "frame_age_p50_ms": d["frame_age"]["p50_ms"],
+        }
         out[f"{label}_ratio"] = out[label]["fps"] / invoke_fps
     return out
 
@@ -63,13 +73,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         video = write_video(Path(tmp) / "in.mp4", frames=args.frames, hw=(480, 640))
         rows = [measure(m, video, args.threads, args.frames, Path(tmp)) for m in args.models]
-    result = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-              "numpy": np.__version__, "video": f"synthetic 640x480, {args.frames} frames (mp4v)", "rows": rows}
+    result = {
+        "machine": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "video": f"synthetic 640x480, {args.frames} frames (mp4v)",
+        "rows": rows,
+    }
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"{'model':<34}{'thr':>4}{'invoke FPS':>12}{'loop FPS':>10}{'ratio':>7}{'+rec FPS':>10}{'ratio':>7}")
     for r in rows:
-        print(f"{Path(r['model']).name:<34}{r['threads']:>4}{r['invoke_fps']:12.1f}{r['loop']['fps']:10.1f}"
-              f"{r['loop_ratio']:7.2f}{r['loop_recording']['fps']:10.1f}{r['loop_recording_ratio']:7.2f}")
+        print(
+            f"{Path(r['model']).name:<34}{r['threads']:>4}{r['invoke_fps']:12.1f}{r['loop']['fps']:10.1f}"
+            f"{r['loop_ratio']:7.2f}{r['loop_recording']['fps']:10.1f}{r['loop_recording_ratio']:7.2f}"
+        )
     print(f"wrote {args.out}")
 
 

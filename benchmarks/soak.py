@@ -25,7 +25,6 @@ from edgeseg.io import atomic_write_text  # noqa: E402
 from edgeseg.runtime import Segmenter  # noqa: E402
 
 
-
 class Counting(SyntheticSource):
     def __init__(self, *a, samples: list, **k):
         super().__init__(*a, **k)
@@ -55,14 +54,26 @@ def main() -> None:
     samples.append((stats.frames, rss_mb(), threading.active_count()))
     base = next(s for s in samples if s[0] >= 1000)
     growth = samples[-1][1] - base[1]
-    result = {"model": str(args.model), "frames": stats.frames, "frame_size": args.size, "seconds": round(wall, 1),
-              "fps": stats.frames / wall, "rss_mb_after_1000": round(base[1], 2), "rss_mb_end": round(samples[-1][1], 2),
-              "rss_growth_mb": round(growth, 2), "max_rss_mb": round(max(s[1] for s in samples), 2),
-              "threads_at_end": samples[-1][2], "samples": [[f, round(r, 2), t] for f, r, t in samples],
-              "target_growth_mb": 10, "passed": growth < 10}
+    result = {
+        "model": str(args.model),
+        "frames": stats.frames,
+        "frame_size": args.size,
+        "seconds": round(wall, 1),
+        "fps": stats.frames / wall,
+        "rss_mb_after_1000": round(base[1], 2),
+        "rss_mb_end": round(samples[-1][1], 2),
+        "rss_growth_mb": round(growth, 2),
+        "max_rss_mb": round(max(s[1] for s in samples), 2),
+        "threads_at_end": samples[-1][2],
+        "samples": [[f, round(r, 2), t] for f, r, t in samples],
+        "target_growth_mb": 10,
+        "passed": growth < 10,
+    }
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    print(f"{stats.frames} frames in {wall:.1f} s ({stats.frames / wall:.0f} FPS); RSS {base[1]:.1f} MB after 1,000 "
-          f"frames -> {samples[-1][1]:.1f} MB at the end: growth {growth:+.2f} MB (target < 10 MB)")
+    print(
+        f"{stats.frames} frames in {wall:.1f} s ({stats.frames / wall:.0f} FPS); RSS {base[1]:.1f} MB after 1,000 "
+        f"frames -> {samples[-1][1]:.1f} MB at the end: growth {growth:+.2f} MB (target < 10 MB)"
+    )
     print(f"wrote {args.out}")
 
 

@@ -94,9 +94,15 @@ class LoopStats:
 
     def to_dict(self) -> dict:
         return {
-            "frames": self.frames, "dropped": self.dropped, "corrupt": self.corrupt, "reconnects": self.reconnects,
-            "seconds": round(self.seconds, 3), "fps": self.fps, "interrupted": self.interrupted,
-            "stopped_by": self.stopped_by, "ended_early": self.ended_early,
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "corrupt": self.corrupt,
+            "reconnects": self.reconnects,
+            "seconds": round(self.seconds, 3),
+            "fps": self.fps,
+            "interrupted": self.interrupted,
+            "stopped_by": self.stopped_by,
+            "ended_early": self.ended_early,
             "stages": {k: summarise(v.values()) for k, v in self.stages.items() if v.n},
             "frame_age": summarise(self.age.values()),
         }
@@ -105,8 +111,16 @@ class LoopStats:
 class _Output:
     """The render thread: postprocess, draw, write, serve. Errors are kept and raised on the main thread."""
 
-    def __init__(self, model: Predictor, opts: LoopOptions, stats: LoopStats, capture: CaptureThread, record_tmp: Path | None,
-                 fps: float | None, server):
+    def __init__(
+        self,
+        model: Predictor,
+        opts: LoopOptions,
+        stats: LoopStats,
+        capture: CaptureThread,
+        record_tmp: Path | None,
+        fps: float | None,
+        server,
+    ):
         self.model, self.opts, self.stats, self.capture = model, opts, stats, capture
         self.renderer = Renderer(model.spec, opts.view, opts.alpha, opts.legend, opts.hud)
         self.record_tmp, self.fps, self.server = record_tmp, fps or 30.0, server
@@ -182,9 +196,14 @@ class _Output:
 
     def snapshot(self) -> dict:
         s = self.stats
-        return {"frames": s.frames, "fps": self.fps_ema, "dropped": self.capture.dropped,
-                "corrupt": self.capture.corrupt, "invoke_p50_ms": s.stages["invoke"].p50(),
-                "age_p50_ms": s.age.p50()}
+        return {
+            "frames": s.frames,
+            "fps": self.fps_ema,
+            "dropped": self.capture.dropped,
+            "corrupt": self.capture.corrupt,
+            "invoke_p50_ms": s.stages["invoke"].p50(),
+            "age_p50_ms": s.age.p50(),
+        }
 
     def take_latest(self) -> np.ndarray | None:
         with self.latest_lock:
@@ -247,8 +266,15 @@ def _start_server(opts: LoopOptions, model: Predictor, stack: contextlib.ExitSta
     return server
 
 
-def _feed(model: Predictor, source: FrameSource, capture: CaptureThread, output: _Output, opts: LoopOptions,
-          window: str | None, t_start: float) -> None:
+def _feed(
+    model: Predictor,
+    source: FrameSource,
+    capture: CaptureThread,
+    output: _Output,
+    opts: LoopOptions,
+    window: str | None,
+    t_start: float,
+) -> None:
     """The inference thread's loop: take the newest prepared frame, invoke, hand the result to the output
     thread; stop on max_frames, duration, the end of the source, or q/Esc in the window."""
     last_frame_t = time.monotonic()

@@ -37,8 +37,14 @@ _END = object()
 
 
 class CaptureThread:
-    def __init__(self, source: FrameSource, prepare: Callable | None = None, reconnect: bool = True,
-                 queue_size: int = 3, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        source: FrameSource,
+        prepare: Callable | None = None,
+        reconnect: bool = True,
+        queue_size: int = 3,
+        log: Callable[[str], None] = print,
+    ):
         self.source, self.prepare, self.reconnect, self.log = source, prepare, reconnect, log
         self.live = source.live
         self.cond = threading.Condition()

@@ -11,8 +11,9 @@ from edgeseg.spec import ModelSpec
 
 
 class Renderer:
-    def __init__(self, spec: ModelSpec, view: str = "overlay", alpha: float = 0.5, legend: bool = True,
-                 hud: bool = True):
+    def __init__(
+        self, spec: ModelSpec, view: str = "overlay", alpha: float = 0.5, legend: bool = True, hud: bool = True
+    ):
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}")
         self.spec, self.view, self.alpha, self.legend, self.hud = spec, view, alpha, legend, hud

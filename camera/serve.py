@@ -121,8 +121,11 @@ class StreamHandler(BaseHTTPRequestHandler):
                     if fs.seq == seen or fs.jpeg is None:
                         continue
                     jpeg, seen = fs.jpeg, fs.seq
-                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                 f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                self.wfile.write(
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
+                    + jpeg
+                    + b"\r\n"
+                )
         finally:
             with fs.cond:
                 fs.viewers -= 1
@@ -141,8 +144,7 @@ class StreamServer(ThreadingHTTPServer):
     def process_request(self, request, client_address):
         if not self.slots.acquire(blocking=False):
             try:
-                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                                b"Connection: close\r\n\r\n")
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             except OSError:
                 pass
             self.shutdown_request(request)
@@ -159,8 +161,14 @@ class StreamServer(ThreadingHTTPServer):
 class FrameServer:
     """The browser view's state (newest JPEG, stats, viewers) and its HTTP server thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, title: str = "", quality: int = 80,
-                 max_connections: int = MAX_CONNECTIONS):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        title: str = "",
+        quality: int = 80,
+        max_connections: int = MAX_CONNECTIONS,
+    ):
         self.cond = threading.Condition()
         self.jpeg: bytes | None = None
         self.seq = 0

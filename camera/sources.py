@@ -89,8 +89,7 @@ def _quiet_opencv():
 class CaptureSource(FrameSource):
     """cv2.VideoCapture on a camera index, a video file or a stream URL (FFmpeg, with timeouts)."""
 
-    def __init__(self, target: int | str, live: bool, size_wh: tuple[int, int] | None = None,
-                 fps: float | None = None):
+    def __init__(self, target: int | str, live: bool, size_wh: tuple[int, int] | None = None, fps: float | None = None):
         self.target, self.live, self.size_wh, self.want_fps = target, live, size_wh, fps
         self.can_reconnect = live
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
@@ -100,9 +99,16 @@ class CaptureSource(FrameSource):
     def _open(self) -> cv2.VideoCapture:
         with _quiet_opencv():
             if isinstance(self.target, str) and "://" in self.target:
-                cap = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, [
-                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                    STREAM_TIMEOUT_MS])
+                cap = cv2.VideoCapture(
+                    self.target,
+                    cv2.CAP_FFMPEG,
+                    [
+                        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                        STREAM_TIMEOUT_MS,
+                        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                        STREAM_TIMEOUT_MS,
+                    ],
+                )
             else:
                 cap = cv2.VideoCapture(self.target)
         if not cap.isOpened():
@@ -146,8 +152,10 @@ class CaptureSource(FrameSource):
         declared = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         short = declared - self.frames_read
         if declared > 0 and short > max(1, declared // 100):
-            self.ended_early = (f"{self.name} ended after {self.frames_read} of the {declared} frames its header "
-                                "declares (damaged or truncated file)")
+            self.ended_early = (
+                f"{self.name} ended after {self.frames_read} of the {declared} frames its header "
+                "declares (damaged or truncated file)"
+            )
 
     def reopen(self) -> None:
         self.cap.release()
@@ -191,8 +199,9 @@ class SyntheticSource(FrameSource):
     """Generated frames (edgeseg's synthetic scenes, drifting), for soak runs and for trying `run` with no
     camera. A cycle of `cycle` frames is rendered once and replayed, so reading costs a copy, not a render."""
 
-    def __init__(self, size_hw: tuple[int, int] = (480, 640), frames: int | None = None, seed: int = 0,
-                 cycle: int = 60):
+    def __init__(
+        self, size_hw: tuple[int, int] = (480, 640), frames: int | None = None, seed: int = 0, cycle: int = 60
+    ):
         from edgeseg.synthetic import background, random_shapes, render
 
         rng = np.random.default_rng(seed)
@@ -234,8 +243,10 @@ def yuv420_to_bgr(buffer: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     return cv2.cvtColor(buffer, cv2.COLOR_YUV420p2BGR)[:h, :w]
 
 
-PICAMERA2_INSTALL = ("on Raspberry Pi OS: sudo apt install python3-picamera2, and a venv made with "
-                     "python3 -m venv --system-site-packages")
+PICAMERA2_INSTALL = (
+    "on Raspberry Pi OS: sudo apt install python3-picamera2, and a venv made with "
+    "python3 -m venv --system-site-packages"
+)
 
 
 def load_picamera2():
@@ -252,9 +263,11 @@ def load_picamera2():
     except Exception as e:  # noqa: BLE001 - whatever a system package raises on import is what we must explain
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "numpy" in text.lower() or "binary incompatib" in text.lower() or "_ARRAY_API" in text:
-            return None, (f"Picamera2 does not load with numpy {np.__version__} in this environment ({text}): "
-                          "the apt Picamera2 is built for Pi OS's numpy 1.x: in this venv, pip install 'numpy<2' "
-                          "(and an opencv-python that accepts it)")
+            return None, (
+                f"Picamera2 does not load with numpy {np.__version__} in this environment ({text}): "
+                "the apt Picamera2 is built for Pi OS's numpy 1.x: in this venv, pip install 'numpy<2' "
+                "(and an opencv-python that accepts it)"
+            )
         return None, f"Picamera2 does not load ({type(e).__name__}: {text})"
     return Picamera2, None
 
@@ -281,8 +294,11 @@ class Picamera2Source(FrameSource):
             self.cam = self._cls()
             main = {"size": tuple(self.size_wh), "format": "RGB888"}  # RGB888 is BGR in memory order
             lores = {"size": tuple(self.lores_wh), "format": "YUV420"} if self.lores_wh else None
-            config = self.cam.create_video_configuration(main=main, lores=lores) if lores else \
-                self.cam.create_video_configuration(main=main)
+            config = (
+                self.cam.create_video_configuration(main=main, lores=lores)
+                if lores
+                else self.cam.create_video_configuration(main=main)
+            )
             self.cam.configure(config)
             self.cam.start()
         except Exception as e:  # libcamera raises its own kinds when no camera is attached
@@ -321,9 +337,14 @@ def available_cameras(exclude: int | None = None) -> list[int]:
     return found
 
 
-def open_source(camera: int | None = None, source: str | None = None, picamera: bool = False,
-                size_wh: tuple[int, int] | None = None, fps: float | None = None,
-                lores_wh: tuple[int, int] | None = None) -> FrameSource:
+def open_source(
+    camera: int | None = None,
+    source: str | None = None,
+    picamera: bool = False,
+    size_wh: tuple[int, int] | None = None,
+    fps: float | None = None,
+    lores_wh: tuple[int, int] | None = None,
+) -> FrameSource:
     """camera index | video file | image folder or glob | URL | "synthetic[:WxH]" | Picamera2."""
     if sum(x is not None and x is not False for x in (camera, source, picamera or None)) != 1:
         raise SourceError("give exactly one of --camera N, --source FILE|DIR|GLOB|URL or --picamera")

@@ -44,8 +44,9 @@ class CalibrationSet:
             yield preprocess(frame, spec, FLOAT_INPUT)[0]
 
 
-def calibration_set(source: Path, spec: ModelSpec, count: int = 200, seed: int = 0,
-                    format: str = "auto") -> CalibrationSet:
+def calibration_set(
+    source: Path, spec: ModelSpec, count: int = 200, seed: int = 0, format: str = "auto"
+) -> CalibrationSet:
     source = Path(source)
     if count < 1:
         raise DataError("calibration needs at least one image")
@@ -70,11 +71,15 @@ def calibration_set(source: Path, spec: ModelSpec, count: int = 200, seed: int =
         cal.class_pixels = _coverage(ds, pick, spec)
         never = [c for c, n in cal.class_pixels.items() if n == 0]
         if never:
-            cal.warnings.append(f"calibration images never show class(es) {', '.join(never)}: their int8 ranges are "
-                                "guessed from other classes; add images that contain them")
+            cal.warnings.append(
+                f"calibration images never show class(es) {', '.join(never)}: their int8 ranges are "
+                "guessed from other classes; add images that contain them"
+            )
     if len(cal) < SMALL_CALIBRATION:
-        cal.warnings.append(f"only {len(cal)} calibration images (< {SMALL_CALIBRATION}): int8 ranges may be too "
-                            "narrow; give more with --calibration / --num-calibration")
+        cal.warnings.append(
+            f"only {len(cal)} calibration images (< {SMALL_CALIBRATION}): int8 ranges may be too "
+            "narrow; give more with --calibration / --num-calibration"
+        )
     return cal
 
 

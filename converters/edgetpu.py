@@ -37,21 +37,48 @@ SOURCE = "coral.ai/docs/edgetpu/models-intro/#supported-operations (Edge TPU com
 
 # TFLite builtin -> limitation note ("" when none is documented).
 SUPPORTED = {
-    "ADD": "", "AVERAGE_POOL_2D": "no fused activation", "CONCATENATION": "no fused activation; a constant input "
-    "must be all zeros (padding)", "CONV_2D": "same dilation in x and y", "DEPTHWISE_CONV_2D": "same dilation in x "
-    "and y", "EXPAND_DIMS": "runtime 13+", "FULLY_CONNECTED": "default weights format; 1-D output",
-    "L2_NORMALIZATION": "", "LOGISTIC": "", "UNIDIRECTIONAL_SEQUENCE_LSTM": "runtime 14+", "MAXIMUM": "",
-    "MAX_POOL_2D": "no fused activation", "MEAN": "no reduction over the batch", "MINIMUM": "", "MUL": "",
-    "PACK": "runtime 13+, not along the batch", "PAD": "not along the batch", "PRELU": "runtime 13+, alpha per "
-    "channel only", "QUANTIZE": "runtime 13+", "REDUCE_MAX": "runtime 14+", "REDUCE_MIN": "runtime 14+",
-    "RELU": "", "RELU6": "", "RELU_N1_TO_1": "", "RESHAPE": "large tensors may not map",
+    "ADD": "",
+    "AVERAGE_POOL_2D": "no fused activation",
+    "CONCATENATION": "no fused activation; a constant input must be all zeros (padding)",
+    "CONV_2D": "same dilation in x and y",
+    "DEPTHWISE_CONV_2D": "same dilation in x and y",
+    "EXPAND_DIMS": "runtime 13+",
+    "FULLY_CONNECTED": "default weights format; 1-D output",
+    "L2_NORMALIZATION": "",
+    "LOGISTIC": "",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "runtime 14+",
+    "MAXIMUM": "",
+    "MAX_POOL_2D": "no fused activation",
+    "MEAN": "no reduction over the batch",
+    "MINIMUM": "",
+    "MUL": "",
+    "PACK": "runtime 13+, not along the batch",
+    "PAD": "not along the batch",
+    "PRELU": "runtime 13+, alpha per channel only",
+    "QUANTIZE": "runtime 13+",
+    "REDUCE_MAX": "runtime 14+",
+    "REDUCE_MIN": "runtime 14+",
+    "RELU": "",
+    "RELU6": "",
+    "RELU_N1_TO_1": "",
+    "RESHAPE": "large tensors may not map",
     "RESIZE_BILINEAR": "3-D input/output; may stay on the CPU for some sizes (precision)",
     "RESIZE_NEAREST_NEIGHBOR": "3-D input/output; may stay on the CPU for some sizes (precision)",
-    "RSQRT": "runtime 14+", "SLICE": "", "SOFTMAX": "1-D input, at most 16,000 elements",
-    "SPACE_TO_DEPTH": "", "SPLIT": "not along the batch", "SQUEEZE": "", "STRIDED_SLICE": "all strides 1, no "
-    "ellipsis or new-axis masks", "SUB": "", "SUM": "runtime 13+, not along the batch", "SQUARED_DIFFERENCE":
-    "runtime 14+", "TANH": "", "TRANSPOSE": "runtime 14+", "TRANSPOSE_CONV": "",
-    "HARD_SWISH": "", "DEQUANTIZE": "",
+    "RSQRT": "runtime 14+",
+    "SLICE": "",
+    "SOFTMAX": "1-D input, at most 16,000 elements",
+    "SPACE_TO_DEPTH": "",
+    "SPLIT": "not along the batch",
+    "SQUEEZE": "",
+    "STRIDED_SLICE": "all strides 1, no ellipsis or new-axis masks",
+    "SUB": "",
+    "SUM": "runtime 13+, not along the batch",
+    "SQUARED_DIFFERENCE": "runtime 14+",
+    "TANH": "",
+    "TRANSPOSE": "runtime 14+",
+    "TRANSPOSE_CONV": "",
+    "HARD_SWISH": "",
+    "DEQUANTIZE": "",
 }
 MAX_VERSION = {"TRANSPOSE_CONV": 3}
 LARGE_RESIZE = 1_000_000  # output elements above which the compiler may keep a resize on the CPU
@@ -94,10 +121,17 @@ class LintReport:
 
     def to_dict(self) -> dict:
         first_cpu = next((f.index for f in self.findings if f.severity in ("cpu", "error")), None)
-        return {"model": self.model, "ops": self.ops, "ready": self.ready, "compiled": self.compiled,
-                "first_cpu_op": first_cpu, "cpu_ops": self.cpu_ops,
-                "partition": {p: self.placement.count(p) for p in ("cpu-prefix", "edgetpu", "cpu-suffix")},
-                "findings": [asdict(f) for f in self.findings], "table": self.source}
+        return {
+            "model": self.model,
+            "ops": self.ops,
+            "ready": self.ready,
+            "compiled": self.compiled,
+            "first_cpu_op": first_cpu,
+            "cpu_ops": self.cpu_ops,
+            "partition": {p: self.placement.count(p) for p in ("cpu-prefix", "edgetpu", "cpu-suffix")},
+            "findings": [asdict(f) for f in self.findings],
+            "table": self.source,
+        }
 
 
 def lint(model: Path) -> LintReport:
@@ -145,48 +179,87 @@ def check_op(op: GraphOp, tensors: list[GraphTensor]) -> list[Finding]:
     out = []
     if op.name not in SUPPORTED:
         reason = WHY.get(op.name, f"{op.name} is not in the Edge TPU's supported operations")
-        out.append(Finding(op.name, op.index, "cpu", reason + "; it runs on the CPU, and so does every op that "
-                           "depends on it"))
+        out.append(
+            Finding(op.name, op.index, "cpu", reason + "; it runs on the CPU, and so does every op that depends on it")
+        )
         return out
     if op.version > MAX_VERSION.get(op.name, 99):
-        out.append(Finding(op.name, op.index, "error", f"{op.name} version {op.version}: compiler 16 knows up to "
-                           f"version {MAX_VERSION[op.name]} and refuses the model (BatchNormalization + activation "
-                           "after a Conv2DTranspose fold into it: upsample with a bilinear resize + conv instead)"))
+        out.append(
+            Finding(
+                op.name,
+                op.index,
+                "error",
+                f"{op.name} version {op.version}: compiler 16 knows up to "
+                f"version {MAX_VERSION[op.name]} and refuses the model (BatchNormalization + activation "
+                "after a Conv2DTranspose fold into it: upsample with a bilinear resize + conv instead)",
+            )
+        )
     # activations only: the op's data input and its outputs (weights are 4-D and may be int32 biases)
     for t in (tensors[i] for i in op.inputs[:1] + op.outputs if 0 <= i < len(tensors)):
         if -1 in t.shape_signature:
-            out.append(Finding(op.name, op.index, "cpu", f"tensor {t.name!r} has a dynamic shape "
-                               f"{list(t.shape_signature)}: export with static shapes (batch 1)"))
+            out.append(
+                Finding(
+                    op.name,
+                    op.index,
+                    "cpu",
+                    f"tensor {t.name!r} has a dynamic shape "
+                    f"{list(t.shape_signature)}: export with static shapes (batch 1)",
+                )
+            )
             break
         if t.dtype in ("float32", "float16", "int16", "int64"):
-            why = ("converts between float and 8-bit: it stays on the CPU (use --int8 with 8-bit input and output "
-                   "to keep it out)") if op.name in ("QUANTIZE", "DEQUANTIZE") else \
-                "the Edge TPU needs the whole graph in 8-bit (convert with --int8)"
+            why = (
+                (
+                    "converts between float and 8-bit: it stays on the CPU (use --int8 with 8-bit input and output "
+                    "to keep it out)"
+                )
+                if op.name in ("QUANTIZE", "DEQUANTIZE")
+                else "the Edge TPU needs the whole graph in 8-bit (convert with --int8)"
+            )
             out.append(Finding(op.name, op.index, "cpu", f"tensor {t.name!r} is {t.dtype}: {why}"))
             break
         if sum(1 for d in t.shape if d > 1) > 3:
-            out.append(Finding(op.name, op.index, "cpu", f"tensor {t.name!r} {list(t.shape)} has more than 3 "
-                               "dimensions above 1"))
+            out.append(
+                Finding(
+                    op.name, op.index, "cpu", f"tensor {t.name!r} {list(t.shape)} has more than 3 dimensions above 1"
+                )
+            )
             break
     if op.name.startswith("RESIZE_") and op.inputs and op.outputs:
         i, o = tensors[op.inputs[0]], tensors[op.outputs[0]]
         if len(i.shape) == 4 and len(o.shape) == 4:
             factor = max(o.shape[1] / max(i.shape[1], 1), o.shape[2] / max(i.shape[2], 1))
             if factor > MAX_UPSCALE:
-                out.append(Finding(op.name, op.index, "cpu", f"resize {i.shape[1]}x{i.shape[2]} -> "
-                                   f"{o.shape[1]}x{o.shape[2]} enlarges {factor:.3g}x (more than {MAX_UPSCALE}x): "
-                                   "the compiler keeps such a resize on the CPU (seen in Coral's compiled "
-                                   "DeepLabV3); upsample in steps of 2-8x instead"))
+                out.append(
+                    Finding(
+                        op.name,
+                        op.index,
+                        "cpu",
+                        f"resize {i.shape[1]}x{i.shape[2]} -> "
+                        f"{o.shape[1]}x{o.shape[2]} enlarges {factor:.3g}x (more than {MAX_UPSCALE}x): "
+                        "the compiler keeps such a resize on the CPU (seen in Coral's compiled "
+                        "DeepLabV3); upsample in steps of 2-8x instead",
+                    )
+                )
         n = elements(o.shape)
         if n > LARGE_RESIZE and not any(f.severity == "cpu" for f in out):
-            out.append(Finding(op.name, op.index, "warn", f"large resize ({'x'.join(map(str, o.shape))}): the "
-                               "compiler may keep it on the CPU to protect precision"))
+            out.append(
+                Finding(
+                    op.name,
+                    op.index,
+                    "warn",
+                    f"large resize ({'x'.join(map(str, o.shape))}): the "
+                    "compiler may keep it on the CPU to protect precision",
+                )
+            )
     return out
 
 
 # ------------------------------------------------------------------------------------------- the compiler
-INSTALL_HINT = ("edgetpu_compiler is not installed: it runs on x86-64 Debian/Ubuntu from Coral's apt repository "
-                "(package edgetpu-compiler), or in Coral's Colab notebook; edgeseg never installs it for you")
+INSTALL_HINT = (
+    "edgetpu_compiler is not installed: it runs on x86-64 Debian/Ubuntu from Coral's apt repository "
+    "(package edgetpu-compiler), or in Coral's Colab notebook; edgeseg never installs it for you"
+)
 
 
 def parse_compiler_log(text: str) -> dict:
@@ -196,13 +269,18 @@ def parse_compiler_log(text: str) -> dict:
     out["compiler_version"] = m.group(1) if m else None
     out["compiled"] = "Model compiled successfully" in text
     keys = {
-        "Input model": "input_model", "Input size": "input_size", "Output model": "output_model",
-        "Output size": "output_size", "On-chip memory used for caching model parameters": "on_chip_used",
+        "Input model": "input_model",
+        "Input size": "input_size",
+        "Output model": "output_model",
+        "Output size": "output_size",
+        "On-chip memory used for caching model parameters": "on_chip_used",
         "On-chip memory remaining for caching model parameters": "on_chip_remaining",
         "Off-chip memory used for streaming uncached model parameters": "off_chip_used",
-        "Number of Edge TPU subgraphs": "tpu_subgraphs", "Total number of operations": "total_ops",
+        "Number of Edge TPU subgraphs": "tpu_subgraphs",
+        "Total number of operations": "total_ops",
         "Number of operations that will run on Edge TPU": "ops_on_tpu",
-        "Number of operations that will run on CPU": "ops_on_cpu", "Operation log": "operation_log",
+        "Number of operations that will run on CPU": "ops_on_cpu",
+        "Operation log": "operation_log",
     }
     for line in text.splitlines():
         line = line.strip()
@@ -218,8 +296,14 @@ def parse_compiler_log(text: str) -> dict:
                 out[field_name + "_bytes"] = _bytes(value)
         row = re.match(r"^([A-Z][A-Z0-9_]+|edgetpu-custom-op)\s+(\d+)\s+(\S.*)$", line)
         if row and not line.startswith("Operator"):
-            out["operators"].append({"operator": row.group(1), "count": int(row.group(2)), "status": row.group(3),
-                                     "on_tpu": row.group(3).startswith("Mapped to Edge TPU")})
+            out["operators"].append(
+                {
+                    "operator": row.group(1),
+                    "count": int(row.group(2)),
+                    "status": row.group(3),
+                    "on_tpu": row.group(3).startswith("Mapped to Edge TPU"),
+                }
+            )
     if "Invalid model" in text or "Model could not be parsed" in text:
         out["compiled"] = False
     if out["operators"] and "ops_on_tpu" not in out:
@@ -240,8 +324,7 @@ def compile_model(model: Path, out_dir: Path | None = None, timeout: int = 600) 
     if exe is None:
         return {"compiled": False, "skipped": INSTALL_HINT}
     out_dir = Path(out_dir or Path(model).parent)
-    proc = subprocess.run([exe, "-s", "-o", str(out_dir), str(model)], capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run([exe, "-s", "-o", str(out_dir), str(model)], capture_output=True, text=True, timeout=timeout)
     result = parse_compiler_log(proc.stdout + "\n" + proc.stderr)
     result["returncode"] = proc.returncode
     return result

@@ -50,10 +50,17 @@ def compare(float_model, int8_model, ds, limit: int | None = None, progress=None
     for c in ds.classes:
         a, b = sf["per_class_iou"][c], sq["per_class_iou"][c]
         per_class[c] = {"float": a, "int8": b, "delta": None if a is None or b is None else b - a}
-    return {"images": n, "float_miou": sf["miou"], "int8_miou": sq["miou"],
-            "delta_miou": sq["miou"] - sf["miou"], "float_pixel_accuracy": sf["pixel_accuracy"],
-            "int8_pixel_accuracy": sq["pixel_accuracy"], "pixel_disagreement": disagree / total if total else None,
-            "per_class": per_class, "worst": [i for _, i in sorted(per_image, reverse=True)[:WORST_IMAGES]]}
+    return {
+        "images": n,
+        "float_miou": sf["miou"],
+        "int8_miou": sq["miou"],
+        "delta_miou": sq["miou"] - sf["miou"],
+        "float_pixel_accuracy": sf["pixel_accuracy"],
+        "int8_pixel_accuracy": sq["pixel_accuracy"],
+        "pixel_disagreement": disagree / total if total else None,
+        "per_class": per_class,
+        "worst": [i for _, i in sorted(per_image, reverse=True)[:WORST_IMAGES]],
+    }
 
 
 def disagreement_images(float_model, int8_model, ds, indices: list[int], folder: Path) -> list[Path]:
@@ -107,10 +114,17 @@ def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10) -> list
             rmse = float(r["mean_squared_error"]) ** 0.5
         except (KeyError, ValueError):
             continue
-        rows.append({"op": r.get("op_name"), "tensor": r.get("tensor_name"), "layer": _layer(r.get("tensor_name") or ""),
-                     "rmse": rmse, "scale": scale,
-                     "rmse_over_scale": rmse / scale if scale else None,
-                     "max_abs_error": float(r.get("max_abs_error") or "nan")})
+        rows.append(
+            {
+                "op": r.get("op_name"),
+                "tensor": r.get("tensor_name"),
+                "layer": _layer(r.get("tensor_name") or ""),
+                "rmse": rmse,
+                "scale": scale,
+                "rmse_over_scale": rmse / scale if scale else None,
+                "max_abs_error": float(r.get("max_abs_error") or "nan"),
+            }
+        )
     rows.sort(key=lambda r: -(r["rmse_over_scale"] or 0))
     return rows[:top]
 
@@ -132,35 +146,44 @@ def coverage(cal_pixels: dict | None, ds, limit: int = 200) -> dict | None:
         counts += np.bincount(m.ravel(), minlength=256)[: ds.num_classes]
     total_ds = max(int(counts.sum()), 1)
     total_cal = max(sum(cal_pixels.values()), 1)
-    return {c: {"calibration_share": cal_pixels.get(c, 0) / total_cal, "dataset_share": int(n) / total_ds}
-            for c, n in zip(ds.classes, counts)}
+    return {
+        c: {"calibration_share": cal_pixels.get(c, 0) / total_cal, "dataset_share": int(n) / total_ds}
+        for c, n in zip(ds.classes, counts)
+    }
 
 
 def suggestions(result: dict) -> list[str]:
     out = []
     cal = result.get("calibration_images")
     if cal is not None and cal < 100:
-        out.append(f"Calibrate on more images: {cal} were used; 200 or more from the training data usually "
-                   "settle the activation ranges.")
+        out.append(
+            f"Calibrate on more images: {cal} were used; 200 or more from the training data usually "
+            "settle the activation ranges."
+        )
     cov = result.get("coverage") or {}
     missing = [c for c, v in cov.items() if v["calibration_share"] == 0 and v["dataset_share"] > 0]
     if missing:
         out.append(f"The calibration set never shows {', '.join(missing)}: add images that contain them.")
-    under = [c for c, v in cov.items() if v["dataset_share"] > 0 and 0 < v["calibration_share"] < 0.25 *
-             v["dataset_share"]]
+    under = [
+        c for c, v in cov.items() if v["dataset_share"] > 0 and 0 < v["calibration_share"] < 0.25 * v["dataset_share"]
+    ]
     if under:
-        out.append(f"Under-represented in calibration (under a quarter of their share in the data): "
-                   f"{', '.join(under)}.")
+        out.append(
+            f"Under-represented in calibration (under a quarter of their share in the data): {', '.join(under)}."
+        )
     hurt = [(c, v["delta"]) for c, v in result["per_class"].items() if v["delta"] is not None and v["delta"] < -0.02]
     if hurt:
-        out.append("Classes that lose more than 2 IoU points: " + ", ".join(f"{c} ({100 * d:+.1f})" for c, d in hurt)
-                   + ".")
+        out.append(
+            "Classes that lose more than 2 IoU points: " + ", ".join(f"{c} ({100 * d:+.1f})" for c, d in hurt) + "."
+        )
     layers = result.get("layers") or []
     ratios = [r["rmse_over_scale"] for r in layers if r["rmse_over_scale"]]
     if layers and ratios and ratios[0] > 3 * float(np.median(ratios)):
-        out.append(f"Layer {layers[0]['layer']} loses most (RMSE {ratios[0]:.2f} quantisation steps): keeping it "
-                   "in float (QuantizationDebugOptions(denylisted_nodes=[...]) with fully_quantize=False) or "
-                   "quantisation-aware training may recover accuracy, at some speed.")
+        out.append(
+            f"Layer {layers[0]['layer']} loses most (RMSE {ratios[0]:.2f} quantisation steps): keeping it "
+            "in float (QuantizationDebugOptions(denylisted_nodes=[...]) with fully_quantize=False) or "
+            "quantisation-aware training may recover accuracy, at some speed."
+        )
     if result["delta_miou"] >= -0.005 and not out:
         out.append("int8 costs at most half a point of mIoU here: nothing to fix.")
     return out
@@ -195,15 +218,27 @@ def write_report(folder: Path, result: dict) -> Path:
         delta = "" if v["delta"] is None else f"{100 * v['delta']:+.2f}"
         lines.append(f"| {c} | {pct(v['float'])} | {pct(v['int8'])} | {delta} |")
     if result.get("coverage"):
-        lines += ["", "## Calibration coverage", "",
-                  f"{result.get('calibration_images', '?')} calibration images. Share of labelled pixels per class:",
-                  "", "| class | calibration (%) | dataset (%) |", "| --- | ---: | ---: |"]
+        lines += [
+            "",
+            "## Calibration coverage",
+            "",
+            f"{result.get('calibration_images', '?')} calibration images. Share of labelled pixels per class:",
+            "",
+            "| class | calibration (%) | dataset (%) |",
+            "| --- | ---: | ---: |",
+        ]
         for c, v in result["coverage"].items():
             lines.append(f"| {c} | {100 * v['calibration_share']:.2f} | {100 * v['dataset_share']:.2f} |")
     if result.get("layers"):
-        lines += ["", "## Layers that lose most (QuantizationDebugger)", "",
-                  "RMSE of the int8 output against float, in units of the tensor's quantisation step.", "",
-                  "| op | tensor | RMSE / step | max abs error |", "| --- | --- | ---: | ---: |"]
+        lines += [
+            "",
+            "## Layers that lose most (QuantizationDebugger)",
+            "",
+            "RMSE of the int8 output against float, in units of the tensor's quantisation step.",
+            "",
+            "| op | tensor | RMSE / step | max abs error |",
+            "| --- | --- | ---: | ---: |",
+        ]
         for r in result["layers"]:
             lines.append(f"| {r['op']} | `{r['layer']}` | {r['rmse_over_scale']:.3f} | {r['max_abs_error']:.4f} |")
     lines += ["", "## Suggestions", ""] + [f"- {s}" for s in result["suggestions"]]
@@ -215,29 +250,53 @@ def write_report(folder: Path, result: dict) -> Path:
     return path
 
 
-def build_report(float_model, int8_model, ds, folder: Path, keras_seg=None, calibration=None,
-                 limit: int | None = None, progress=None, top_layers: int = 10) -> tuple[Path, dict]:
+def build_report(
+    float_model,
+    int8_model,
+    ds,
+    folder: Path,
+    keras_seg=None,
+    calibration=None,
+    limit: int | None = None,
+    progress=None,
+    top_layers: int = 10,
+) -> tuple[Path, dict]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     result = compare(float_model, int8_model, ds, limit, progress)
-    result.update(float_model=str(float_model.path), int8_model=str(int8_model.path), dataset=str(ds.root),
-                  split=ds.split)
-    result["images_written"] = [str(p) for p in disagreement_images(float_model, int8_model, ds, result["worst"],
-                                                                     folder)]
+    result.update(
+        float_model=str(float_model.path), int8_model=str(int8_model.path), dataset=str(ds.root), split=ds.split
+    )
+    result["images_written"] = [
+        str(p) for p in disagreement_images(float_model, int8_model, ds, result["worst"], folder)
+    ]
     if calibration is not None:
         result["calibration_images"] = len(calibration)
         result["coverage"] = coverage(calibration.class_pixels, ds)
     if keras_seg is not None:
-        frames = list(itertools.islice(calibration.frames(), 16)) if calibration is not None else \
-            [ds.read(i)[0] for i in range(min(8, len(ds)))]  # decode only the frames used
+        frames = (
+            list(itertools.islice(calibration.frames(), 16))
+            if calibration is not None
+            else [ds.read(i)[0] for i in range(min(8, len(ds)))]
+        )  # decode only the frames used
         result["layers"] = layer_statistics(keras_seg, frames, top_layers)
     result["suggestions"] = suggestions(result)
     return write_report(folder, result), result
 
 
-def report_for_files(float_path: Path, int8_path: Path, folder: Path, *, data: Path | None = None,
-                     calibration: Path | None = None, spec: Path | None = None, num_calibration: int = 200,
-                     limit: int | None = None, keras_path: Path | None = None, progress=None) -> tuple[Path, dict]:
+def report_for_files(
+    float_path: Path,
+    int8_path: Path,
+    folder: Path,
+    *,
+    data: Path | None = None,
+    calibration: Path | None = None,
+    spec: Path | None = None,
+    num_calibration: int = 200,
+    limit: int | None = None,
+    keras_path: Path | None = None,
+    progress=None,
+) -> tuple[Path, dict]:
     """The report for two model files. The dataset is `data`, else `calibration`, else the training data the
     float model's spec records (its val split, or all of it when it has none); it must have masks. The
     calibration set (for its class coverage) is `calibration`, else that training data. A `.keras` float model,

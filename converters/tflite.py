@@ -81,10 +81,16 @@ class ConversionResult:
 
     def to_dict(self) -> dict:
         return {
-            "path": str(self.path), "target": self.target, "size_bytes": self.size_bytes,
-            "seconds": round(self.seconds, 2), "ops": self.ops.to_dict(), "argmax_agreement": self.agreement,
-            "verify_images": self.verify_images, "calibration_images": self.calibration_images,
-            "calibration_class_pixels": self.class_pixels, "warnings": self.warnings,
+            "path": str(self.path),
+            "target": self.target,
+            "size_bytes": self.size_bytes,
+            "seconds": round(self.seconds, 2),
+            "ops": self.ops.to_dict(),
+            "argmax_agreement": self.agreement,
+            "verify_images": self.verify_images,
+            "calibration_images": self.calibration_images,
+            "calibration_class_pixels": self.class_pixels,
+            "warnings": self.warnings,
         }
 
 
@@ -95,8 +101,10 @@ def keras_converter(model):
     the model's order; a representative dataset yields a list in that order."""
     import tensorflow as tf
 
-    signature = [tf.TensorSpec((1, *t.shape[1:]), tf.float32, name=f"input_{i}" if i else "image")
-                 for i, t in enumerate(model.inputs)]
+    signature = [
+        tf.TensorSpec((1, *t.shape[1:]), tf.float32, name=f"input_{i}" if i else "image")
+        for i, t in enumerate(model.inputs)
+    ]
     if len(signature) == 1:
         fn = tf.function(lambda x: model(x, training=False), input_signature=signature)
     else:
@@ -134,8 +142,9 @@ def default_output(model_path: Path, target: str, io_dtype: str = "int8") -> Pat
     return Path(model_path).with_name(f"{Path(model_path).stem}_{suffix}.tflite")
 
 
-def convert_keras(model_path: Path, out: Path | None = None, options: ConvertOptions | None = None,
-                  **overrides) -> ConversionResult:
+def convert_keras(
+    model_path: Path, out: Path | None = None, options: ConvertOptions | None = None, **overrides
+) -> ConversionResult:
     """Convert a .keras model (`options`, or ConvertOptions fields given as keywords), embed its spec, verify the
     result against Keras, and write it atomically to `out` (default: beside the model, named by target).
     Raises EdgesegError on anything the user can fix."""
@@ -153,8 +162,9 @@ def convert_keras(model_path: Path, out: Path | None = None, options: ConvertOpt
     cal = _calibration(o, spec, cal_source) if TARGETS[o.target].calibrated else None
 
     conv = keras_converter(keras_seg.model)
-    TARGETS[o.target].configure(conv, tf, {"representative": _representative(cal, spec, o.progress),
-                                           "io_dtype": o.io_dtype})
+    TARGETS[o.target].configure(
+        conv, tf, {"representative": _representative(cal, spec, o.progress), "io_dtype": o.io_dtype}
+    )
     try:
         flat = conv.convert()
     except Exception as e:  # the converter raises ConverterError and friends with long MLIR logs

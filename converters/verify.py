@@ -24,8 +24,12 @@ class OpReport:
         return not self.non_int8_ops and not self.non_int8_tensors
 
     def to_dict(self) -> dict:
-        return {"ops": dict(self.ops), "non_int8_ops": self.non_int8_ops,
-                "non_int8_tensors": self.non_int8_tensors[:50], "fully_int8": self.fully_int8}
+        return {
+            "ops": dict(self.ops),
+            "non_int8_ops": self.non_int8_ops,
+            "non_int8_tensors": self.non_int8_tensors[:50],
+            "fully_int8": self.fully_int8,
+        }
 
 
 def op_report(interpreter) -> OpReport:

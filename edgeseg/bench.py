@@ -27,8 +27,6 @@ def test_frame(frame_hw: tuple[int, int], seed: int = 0) -> np.ndarray:
     return scene(seed, frame_hw)[0]
 
 
-
-
 class _Timer:
     """invoke-only and end-to-end timing for one loaded model."""
 
@@ -61,9 +59,18 @@ class _Timer:
                     self.stages[k].append(self.model.timings.get(k, float("nan")))
 
 
-def bench_models(paths: list[Path], load: Callable, threads: list[int | None], runs: int = 100, warmup: int = 10,
-                 frame_hw: tuple[int, int] = (480, 640), rounds: int = 5, data=None,
-                 progress: Callable[[int, int], None] | None = None, keep_samples: bool = False) -> dict:
+def bench_models(
+    paths: list[Path],
+    load: Callable,
+    threads: list[int | None],
+    runs: int = 100,
+    warmup: int = 10,
+    frame_hw: tuple[int, int] = (480, 640),
+    rounds: int = 5,
+    data=None,
+    progress: Callable[[int, int], None] | None = None,
+    keep_samples: bool = False,
+) -> dict:
     """Benchmark every model at every thread count, interleaved. `load(path, threads)` returns a model."""
     frame = test_frame(frame_hw)
     per_round = max(1, runs // rounds)
@@ -99,9 +106,13 @@ def bench_models(paths: list[Path], load: Callable, threads: list[int | None], r
         for path, timer in zip(paths, timers):
             d = timer.model.describe()
             row = {
-                **d, "threads": th, "frame_hw": list(frame_hw), "warmup": warmup,
+                **d,
+                "threads": th,
+                "frame_hw": list(frame_hw),
+                "warmup": warmup,
                 "rss_delta_mb": None if timer.rss_delta is None else round(timer.rss_delta, 1),
-                "invoke": summarise(timer.invoke_ms), "end_to_end": summarise(timer.e2e_ms),
+                "invoke": summarise(timer.invoke_ms),
+                "end_to_end": summarise(timer.e2e_ms),
                 "stages_p50_ms": {k: float(np.nanmedian(v)) for k, v in timer.stages.items()},
             }
             if keep_samples:
@@ -110,44 +121,95 @@ def bench_models(paths: list[Path], load: Callable, threads: list[int | None], r
                 from edgeseg.evaluate import evaluate
 
                 ev = evaluate(timer.model, data, progress=lambda i, n: tick())
-                row["miou"], row["pixel_accuracy"], row["per_class_iou"] = ev["miou"], ev["pixel_accuracy"], \
-                    ev["per_class_iou"]
+                row["miou"], row["pixel_accuracy"], row["per_class_iou"] = (
+                    ev["miou"],
+                    ev["pixel_accuracy"],
+                    ev["per_class_iou"],
+                )
             results.append(row)
     env = environment()
     peak = peak_rss_mb()
-    return {"environment": env, "peak_rss_mb": peak, "runs": runs, "warmup": warmup, "rounds": rounds,
-            "frame_hw": list(frame_hw), "results": results}
+    return {
+        "environment": env,
+        "peak_rss_mb": peak,
+        "runs": runs,
+        "warmup": warmup,
+        "rounds": rounds,
+        "frame_hw": list(frame_hw),
+        "results": results,
+    }
 
 
-def bench_model(model, runs: int = 100, warmup: int = 10, frame_hw: tuple[int, int] = (480, 640),
-                progress: Callable[[int, int], None] | None = None) -> dict:
+def bench_model(
+    model,
+    runs: int = 100,
+    warmup: int = 10,
+    frame_hw: tuple[int, int] = (480, 640),
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """One already-loaded model (used by the benchmarks scripts)."""
-    res = bench_models([model.path], lambda p, t: model, [model.describe().get("threads")],
-                       runs, warmup, frame_hw, rounds=1, progress=progress)
+    res = bench_models(
+        [model.path],
+        lambda p, t: model,
+        [model.describe().get("threads")],
+        runs,
+        warmup,
+        frame_hw,
+        rounds=1,
+        progress=progress,
+    )
     return res["results"][0]
 
 
 # ------------------------------------------------------------------------------------------------ reports
-COLUMNS = ("model", "gmacs", "params_m", "threads", "size_mb", "init_ms", "rss_mb", "invoke_p50", "invoke_p90", "invoke_p99", "invoke_mean",
-           "invoke_fps", "e2e_p50", "e2e_p90", "e2e_p99", "e2e_fps", "miou")
+COLUMNS = (
+    "model",
+    "gmacs",
+    "params_m",
+    "threads",
+    "size_mb",
+    "init_ms",
+    "rss_mb",
+    "invoke_p50",
+    "invoke_p90",
+    "invoke_p99",
+    "invoke_mean",
+    "invoke_fps",
+    "e2e_p50",
+    "e2e_p90",
+    "e2e_p99",
+    "e2e_fps",
+    "miou",
+)
 
 
 def rows(report: dict) -> list[dict]:
     out = []
     for r in report["results"]:
         inv, e2e = r["invoke"], r["end_to_end"]
-        out.append({
-            "model": Path(r["model"]).name, "gmacs": r.get("gmacs"),
-            "params_m": None if r.get("params") is None else round(r["params"] / 1e6, 3),
-            "threads": r["threads"] or "default",
-            "size_mb": round(r["size_bytes"] / 1e6, 2), "init_ms": round(r["init_ms"], 1),
-            "rss_mb": r.get("rss_delta_mb"), "invoke_p50": round(inv["p50_ms"], 3), "invoke_p90": round(inv["p90_ms"], 3),
-            "invoke_p99": round(inv["p99_ms"], 3), "invoke_mean": round(inv["mean_ms"], 3),
-            "invoke_fps": round(inv["fps"], 1), "e2e_p50": round(e2e["p50_ms"], 3), "e2e_p90": round(e2e["p90_ms"], 3),
-            "e2e_p99": round(e2e["p99_ms"], 3), "e2e_fps": round(e2e["fps"], 1),
-            "miou": None if r.get("miou") is None else round(100 * r["miou"], 2),
-            "runtime": f"{r['runtime']} {r.get('runtime_version', '')}".strip(), "delegate": r["delegate"],
-        })
+        out.append(
+            {
+                "model": Path(r["model"]).name,
+                "gmacs": r.get("gmacs"),
+                "params_m": None if r.get("params") is None else round(r["params"] / 1e6, 3),
+                "threads": r["threads"] or "default",
+                "size_mb": round(r["size_bytes"] / 1e6, 2),
+                "init_ms": round(r["init_ms"], 1),
+                "rss_mb": r.get("rss_delta_mb"),
+                "invoke_p50": round(inv["p50_ms"], 3),
+                "invoke_p90": round(inv["p90_ms"], 3),
+                "invoke_p99": round(inv["p99_ms"], 3),
+                "invoke_mean": round(inv["mean_ms"], 3),
+                "invoke_fps": round(inv["fps"], 1),
+                "e2e_p50": round(e2e["p50_ms"], 3),
+                "e2e_p90": round(e2e["p90_ms"], 3),
+                "e2e_p99": round(e2e["p99_ms"], 3),
+                "e2e_fps": round(e2e["fps"], 1),
+                "miou": None if r.get("miou") is None else round(100 * r["miou"], 2),
+                "runtime": f"{r['runtime']} {r.get('runtime_version', '')}".strip(),
+                "delegate": r["delegate"],
+            }
+        )
     return out
 
 
@@ -179,11 +241,13 @@ def to_markdown(report: dict) -> str:
     for r in rows(report):
         gm = "n/a" if r["gmacs"] is None else f"{r['gmacs']:.3f}"
         pm = "n/a" if r["params_m"] is None else f"{r['params_m']:.2f}"
-        lines.append(f"| {r['model']} | {gm} | {pm} | {r['runtime']} ({r['delegate']}) | {r['threads']} | "
-                     f"{r['size_mb']} | "
-                     f"{r['init_ms']} | {r['invoke_p50']} | {r['invoke_p90']} | {r['invoke_p99']} | {r['invoke_fps']} | "
-                     f"{r['e2e_p50']} | {r['e2e_p90']} | {r['e2e_p99']} | {r['e2e_fps']} | "
-                     f"{'' if r['miou'] is None else r['miou']} |")
+        lines.append(
+            f"| {r['model']} | {gm} | {pm} | {r['runtime']} ({r['delegate']}) | {r['threads']} | "
+            f"{r['size_mb']} | "
+            f"{r['init_ms']} | {r['invoke_p50']} | {r['invoke_p90']} | {r['invoke_p99']} | {r['invoke_fps']} | "
+            f"{r['e2e_p50']} | {r['e2e_p90']} | {r['e2e_p99']} | {r['e2e_fps']} | "
+            f"{'' if r['miou'] is None else r['miou']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

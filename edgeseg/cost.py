@@ -29,8 +29,14 @@ from edgeseg.tflite_file import Graph, GraphOp, GraphTensor, elements, read_mode
 
 # Builtin operator codes of the TFLite schema, so counting works even where no generated schema is importable
 # (read_model_graph then names ops BUILTIN_<code>).
-MAC_OPS = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 4, "FULLY_CONNECTED": 9, "TRANSPOSE_CONV": 67, "CONV_3D": 133,
-           "BATCH_MATMUL": 126}
+MAC_OPS = {
+    "CONV_2D": 3,
+    "DEPTHWISE_CONV_2D": 4,
+    "FULLY_CONNECTED": 9,
+    "TRANSPOSE_CONV": 67,
+    "CONV_3D": 133,
+    "BATCH_MATMUL": 126,
+}
 _BY_CODE = {f"BUILTIN_{code}": name for name, code in MAC_OPS.items()}
 # Custom ops with known arithmetic: MediaPipe's transposed convolution with bias (inputs: input, filter
 # [O, kh, kw, I], bias), used by its selfie segmenter's last layer.
@@ -113,11 +119,17 @@ class GraphCost:
         return self.integer_ops / self.op_count if self.op_count else None
 
     def to_dict(self) -> dict:
-        return {"gmacs": round(self.gmacs, 4), "macs": self.macs, "params": self.params,
-                "ops": dict(sorted(self.ops.items(), key=lambda kv: (-kv[1], kv[0]))),
-                "macs_by_op": self.macs_by_op, "op_count": self.op_count, "integer_ops": self.integer_ops,
-                "int8_op_share": None if self.int8_share is None else round(self.int8_share, 4),
-                "uncounted": self.uncounted}
+        return {
+            "gmacs": round(self.gmacs, 4),
+            "macs": self.macs,
+            "params": self.params,
+            "ops": dict(sorted(self.ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "macs_by_op": self.macs_by_op,
+            "op_count": self.op_count,
+            "integer_ops": self.integer_ops,
+            "int8_op_share": None if self.int8_share is None else round(self.int8_share, 4),
+            "uncounted": self.uncounted,
+        }
 
 
 def graph_cost(graph: Graph) -> GraphCost:
@@ -139,8 +151,9 @@ def graph_cost(graph: Graph) -> GraphCost:
             cost.integer_ops += 1
     cost.macs = sum(by_op.values())
     cost.macs_by_op = dict(by_op)
-    cost.params = sum(t.elements for t in tensors
-                      if t.constant and (t.index in mac_inputs or t.dtype not in _SHAPE_TYPES))
+    cost.params = sum(
+        t.elements for t in tensors if t.constant and (t.index in mac_inputs or t.dtype not in _SHAPE_TYPES)
+    )
     return cost
 
 

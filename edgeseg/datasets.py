@@ -30,17 +30,55 @@ from edgeseg.limits import MAX_IMAGE_PIXELS, MAX_JSON_BYTES
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 CAMVID_CLASSES = (
-    "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
 )
 CAMVID_COLOURS = (
-    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
-    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+    (128, 128, 128),
+    (128, 0, 0),
+    (192, 192, 128),
+    (128, 64, 128),
+    (60, 40, 222),
+    (128, 128, 0),
+    (192, 128, 128),
+    (64, 64, 128),
+    (64, 0, 128),
+    (64, 64, 0),
+    (0, 128, 192),
 )
 CAMVID_VOID = 11
 
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 
@@ -382,8 +420,17 @@ def _open_generic(root: Path, split: str) -> Dataset:
     else:  # inferred from every mask of the dataset, so that all splits agree
         everything = samples if split == "all" else _open_generic(root, "all").samples
         classes, colours, ignore, colour_masks, binary = _infer_classes(everything)
-    return Dataset(root, "generic", split, samples, classes, colours, ignore, binary_255=binary,
-                   extra={"colour_masks": colour_masks})
+    return Dataset(
+        root,
+        "generic",
+        split,
+        samples,
+        classes,
+        colours,
+        ignore,
+        binary_255=binary,
+        extra={"colour_masks": colour_masks},
+    )
 
 
 def _infer_classes(samples: list[Sample]):

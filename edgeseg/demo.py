@@ -31,8 +31,9 @@ def _step(args: list[str], echo: Callable[[str], None]) -> None:
         raise EdgesegError(f"demo step failed (exit {proc.returncode}): edgeseg {shlex.join(args)}")
 
 
-def run_demo(out: Path, epochs: int = 12, count: int = 400, overwrite: bool = False,
-             echo: Callable[[str], None] = print) -> dict:
+def run_demo(
+    out: Path, epochs: int = 12, count: int = 400, overwrite: bool = False, echo: Callable[[str], None] = print
+) -> dict:
     out = Path(out)
     data, run, res = out / "data", out / "run", out / "results"
     video = out / "synthetic.mp4"
@@ -43,20 +44,80 @@ def run_demo(out: Path, epochs: int = 12, count: int = 400, overwrite: bool = Fa
         for sub in (data, run, res):
             shutil.rmtree(sub, ignore_errors=True)
     _step(["synth", str(data), "--count", str(count), "--video", str(video), "--frames", "150"], echo)
-    _step(["train", "--data", str(data), "--out", str(run), "--size", DEMO_INPUT, "--alpha", "0.35",
-           "--decoder", "small", "--epochs", str(epochs), "--batch-size", "16", "--lr", "3e-3"], echo)
+    _step(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--size",
+            DEMO_INPUT,
+            "--alpha",
+            "0.35",
+            "--decoder",
+            "small",
+            "--epochs",
+            str(epochs),
+            "--batch-size",
+            "16",
+            "--lr",
+            "3e-3",
+        ],
+        echo,
+    )
     model = run / "model.keras"
     _step(["convert", str(model), "--json", str(res / "convert_float.json")], echo)
-    _step(["convert", str(model), "--int8", "--calibration", str(data), "--num-calibration", "200",
-           "--json", str(res / "convert_int8.json")], echo)
+    _step(
+        [
+            "convert",
+            str(model),
+            "--int8",
+            "--calibration",
+            str(data),
+            "--num-calibration",
+            "200",
+            "--json",
+            str(res / "convert_int8.json"),
+        ],
+        echo,
+    )
     f32, i8 = run / "model_float32.tflite", run / "model_int8.tflite"
     for name, path in (("keras", model), ("float32", f32), ("int8", i8)):
         _step(["eval", str(path), "--data", str(data), "--json", str(res / f"eval_{name}.json")], echo)
-    _step(["bench", str(f32), str(i8), "--threads", str(BENCH_THREADS), "--runs", "300", "--frame-size", "160x120",
-           "--json", str(res / "bench.json"), "--markdown", str(res / "bench.md")], echo)
+    _step(
+        [
+            "bench",
+            str(f32),
+            str(i8),
+            "--threads",
+            str(BENCH_THREADS),
+            "--runs",
+            "300",
+            "--frame-size",
+            "160x120",
+            "--json",
+            str(res / "bench.json"),
+            "--markdown",
+            str(res / "bench.md"),
+        ],
+        echo,
+    )
     overlay = out / "overlay.mp4"
-    _step(["run", str(i8), "--source", str(video), "--no-show", "--record", str(overlay),
-           "--stats", str(res / "run_int8.json")], echo)
+    _step(
+        [
+            "run",
+            str(i8),
+            "--source",
+            str(video),
+            "--no-show",
+            "--record",
+            str(overlay),
+            "--stats",
+            str(res / "run_int8.json"),
+        ],
+        echo,
+    )
 
     def load(name: str) -> dict:
         return json.loads((res / f"{name}.json").read_text())
@@ -73,8 +134,10 @@ def run_demo(out: Path, epochs: int = 12, count: int = 400, overwrite: bool = Fa
         "invoke_p90_ms": {k: v["invoke"]["p90_ms"] for k, v in be.items()},
         "end_to_end_p50_ms": {k: v["end_to_end"]["p50_ms"] for k, v in be.items()},
         "size_bytes": {k: v["size_bytes"] for k, v in be.items()},
-        "gmacs": be["int8"].get("gmacs"), "params": be["int8"].get("params"),
-        "cpu": bench["environment"].get("cpu"), "cpu_int8_dot": bench["environment"].get("cpu_int8_dot"),
+        "gmacs": be["int8"].get("gmacs"),
+        "params": be["int8"].get("params"),
+        "cpu": bench["environment"].get("cpu"),
+        "cpu_int8_dot": bench["environment"].get("cpu_int8_dot"),
         "int8_over_float_invoke_p50": be["int8"]["invoke"]["p50_ms"] / be["float32"]["invoke"]["p50_ms"],
         "int8_fully_quantised": conv8["ops"]["fully_int8"],
         "int8_argmax_agreement": conv8["argmax_agreement"],
@@ -82,8 +145,13 @@ def run_demo(out: Path, epochs: int = 12, count: int = 400, overwrite: bool = Fa
         "threads": BENCH_THREADS,
         "runtime": f"{be['int8']['runtime']} {be['int8'].get('runtime_version', '')}",
         "seconds": round(time.perf_counter() - t0, 1),
-        "files": {"model": str(model), "float32": str(f32), "int8": str(i8), "overlay": str(overlay),
-                  "results": str(res)},
+        "files": {
+            "model": str(model),
+            "float32": str(f32),
+            "int8": str(i8),
+            "overlay": str(overlay),
+            "results": str(res),
+        },
     }
     table = _table(summary)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -103,18 +171,28 @@ def _table(s: dict) -> str:
         f"| Keras (float32, TensorFlow) | {pct(s['miou']['keras'])} | | | | |",
     ]
     for k in ("float32", "int8"):
-        rows.append(f"| TFLite {k} | {pct(s['miou'][k])} | {s['invoke_p50_ms'][k]:.3f} | {s['invoke_p90_ms'][k]:.3f} "
-                    f"| {s['end_to_end_p50_ms'][k]:.3f} | {s['size_bytes'][k] / 1e6:.2f} |")
+        rows.append(
+            f"| TFLite {k} | {pct(s['miou'][k])} | {s['invoke_p50_ms'][k]:.3f} | {s['invoke_p90_ms'][k]:.3f} "
+            f"| {s['end_to_end_p50_ms'][k]:.3f} | {s['size_bytes'][k] / 1e6:.2f} |"
+        )
     rows.append("")
     dot = s.get("cpu_int8_dot")
     gmacs = "n/a" if s.get("gmacs") is None else f"{s['gmacs']:.3f}"
-    rows.append(f"Cost per frame (the same on every machine): {gmacs} GMACs, {s.get('params') or 0:,} parameters. "
-                f"Times on {s['cpu']} (int8 dot product: {', '.join(dot) if dot else 'none'}).")
-    rows.append(f"int8 / float32 invoke p50: {s['int8_over_float_invoke_p50']:.2f} ({s['runtime']}, "
-                f"{s['threads']} threads); int8 graph fully int8: {s['int8_fully_quantised']}; "
-                f"int8 vs Keras argmax agreement {pct(s['int8_argmax_agreement'])}%")
-    rows.append(f"camera loop on the synthetic video: {s['loop']['frames']} frames at {s['loop']['fps']:.1f} FPS "
-                "(single-threaded loop, video decode and overlay included)")
-    rows.append("Data: edgeseg's synthetic scenes (generated, not real images): these figures test the pipeline, "
-                "not accuracy on real scenes.")
+    rows.append(
+        f"Cost per frame (the same on every machine): {gmacs} GMACs, {s.get('params') or 0:,} parameters. "
+        f"Times on {s['cpu']} (int8 dot product: {', '.join(dot) if dot else 'none'})."
+    )
+    rows.append(
+        f"int8 / float32 invoke p50: {s['int8_over_float_invoke_p50']:.2f} ({s['runtime']}, "
+        f"{s['threads']} threads); int8 graph fully int8: {s['int8_fully_quantised']}; "
+        f"int8 vs Keras argmax agreement {pct(s['int8_argmax_agreement'])}%"
+    )
+    rows.append(
+        f"camera loop on the synthetic video: {s['loop']['frames']} frames at {s['loop']['fps']:.1f} FPS "
+        "(single-threaded loop, video decode and overlay included)"
+    )
+    rows.append(
+        "Data: edgeseg's synthetic scenes (generated, not real images): these figures test the pipeline, "
+        "not accuracy on real scenes."
+    )
     return "\n".join(rows)

@@ -22,7 +22,6 @@ class Check:
     hint: str = ""
 
 
-
 def _runtime(name: str, label: str, dist: str, hint: str) -> list[Check]:
     from edgeseg.runtime import import_runtime, ops_details
 
@@ -42,9 +41,16 @@ def _runtime(name: str, label: str, dist: str, hint: str) -> list[Check]:
         return [Check("FAIL", label, f"{rt.version} loads but cannot run a model: {e}", hint)]
     out = [Check("OK", label, f"{rt.version} runs a model")]
     xnn = "DELEGATE" in ops
-    out.append(Check("OK" if xnn else "WARN", f"{label} XNNPACK", "active (the CPU graph is delegated)" if xnn else
-                     "not applied: float and int8 run on the slower reference kernels",
-                     "" if xnn else "use ai-edge-litert, whose XNNPACK takes int8 graphs too"))
+    out.append(
+        Check(
+            "OK" if xnn else "WARN",
+            f"{label} XNNPACK",
+            "active (the CPU graph is delegated)"
+            if xnn
+            else "not applied: float and int8 run on the slower reference kernels",
+            "" if xnn else "use ai-edge-litert, whose XNNPACK takes int8 graphs too",
+        )
+    )
     return out
 
 
@@ -60,9 +66,13 @@ def _edgetpu() -> Check:
     delegate, err = load_delegate(rt, lib)
     if delegate is not None:
         return Check("OK", "Edge TPU", f"{lib} loads (a Coral device is attached)")
-    return Check("INFO", "Edge TPU", f"{lib} does not load ({err})",
-                 "only needed for _edgetpu.tflite models: install the Edge TPU runtime (libedgetpu1-std) from "
-                 "Coral's package repository and attach the device")
+    return Check(
+        "INFO",
+        "Edge TPU",
+        f"{lib} does not load ({err})",
+        "only needed for _edgetpu.tflite models: install the Edge TPU runtime (libedgetpu1-std) from "
+        "Coral's package repository and attach the device",
+    )
 
 
 def _opencv() -> list[Check]:
@@ -81,14 +91,35 @@ def _opencv() -> list[Check]:
     gst = has("GStreamer")
     v4l = has("v4l/v4l2") or has("V4L/V4L2") or has("V4L")
     out = [Check("OK", "OpenCV", f"{cv2.__version__} (GUI {gui or 'none'})")]
-    out.append(Check("OK" if ffmpeg and ffmpeg.startswith("YES") else "WARN", "OpenCV FFMPEG", ffmpeg or "NO",
-                     "" if ffmpeg and ffmpeg.startswith("YES") else "video files and rtsp:// streams need FFMPEG: "
-                     "pip install opencv-python"))
-    out.append(Check("INFO", "OpenCV GStreamer", gst or "NO", "" if gst and gst.startswith("YES") else
-                     "not needed by edgeseg; a GStreamer build would allow pipeline strings as --source"))
+    out.append(
+        Check(
+            "OK" if ffmpeg and ffmpeg.startswith("YES") else "WARN",
+            "OpenCV FFMPEG",
+            ffmpeg or "NO",
+            ""
+            if ffmpeg and ffmpeg.startswith("YES")
+            else "video files and rtsp:// streams need FFMPEG: pip install opencv-python",
+        )
+    )
+    out.append(
+        Check(
+            "INFO",
+            "OpenCV GStreamer",
+            gst or "NO",
+            ""
+            if gst and gst.startswith("YES")
+            else "not needed by edgeseg; a GStreamer build would allow pipeline strings as --source",
+        )
+    )
     if sys.platform.startswith("linux"):
-        out.append(Check("OK" if v4l and v4l.startswith("YES") else "WARN", "OpenCV V4L2", v4l or "NO",
-                         "" if v4l and v4l.startswith("YES") else "USB cameras need V4L2 support"))
+        out.append(
+            Check(
+                "OK" if v4l and v4l.startswith("YES") else "WARN",
+                "OpenCV V4L2",
+                v4l or "NO",
+                "" if v4l and v4l.startswith("YES") else "USB cameras need V4L2 support",
+            )
+        )
     return out
 
 
@@ -98,8 +129,12 @@ def _cameras() -> Check:
     found = available_cameras()
     if found:
         return Check("OK", "cameras", f"indices that open: {', '.join(map(str, found))}")
-    return Check("WARN", "cameras", "no camera opens (checked /dev/video0-9)",
-                 "plug one in, or use --source FILE|URL|synthetic; on a Pi's CSI camera use --picamera")
+    return Check(
+        "WARN",
+        "cameras",
+        "no camera opens (checked /dev/video0-9)",
+        "plug one in, or use --source FILE|URL|synthetic; on a Pi's CSI camera use --picamera",
+    )
 
 
 def _picamera() -> Check:
@@ -121,8 +156,12 @@ def _governor() -> Check:
         return Check("INFO", "CPU governor", "not readable here")
     if gov == "performance":
         return Check("OK", "CPU governor", gov)
-    return Check("WARN", "CPU governor", gov, "benchmarks vary with the clock: for stable figures set the "
-                 "'performance' governor while benchmarking")
+    return Check(
+        "WARN",
+        "CPU governor",
+        gov,
+        "benchmarks vary with the clock: for stable figures set the 'performance' governor while benchmarking",
+    )
 
 
 def int8_dot_check(info: str | None = None) -> Check:
@@ -133,17 +172,29 @@ def int8_dot_check(info: str | None = None) -> Check:
         return Check("INFO", "CPU int8 dot product", "not readable here (no /proc/cpuinfo)")
     cpu = cpu_int8_features(info)
     if cpu["features"]:
-        return Check("OK", "CPU int8 dot product", f"{', '.join(cpu['features'])}: int8 models should run well "
-                     "ahead of float32 here")
+        return Check(
+            "OK",
+            "CPU int8 dot product",
+            f"{', '.join(cpu['features'])}: int8 models should run well ahead of float32 here",
+        )
     if cpu["arch"] is None:
         return Check("INFO", "CPU int8 dot product", "unknown CPU flags")
     wanted = " / ".join(INT8_DOT_FLAGS[cpu["arch"]])
     if cpu["arch"] == "x86":
-        return Check("WARN", "CPU int8 dot product", f"none ({wanted} absent)", "XNNPACK's int8 kernels run about as "
-                     "fast as float32 on this CPU: int8 buys size, not speed, here (it still does on Edge TPU, "
-                     "NPUs and CPUs with VNNI, AMX or ARM dotprod)")
-    return Check("INFO", "CPU int8 dot product", f"none ({wanted} absent)", "int8 still beats float32 on ARM NEON, "
-                 "by less than on a CPU with dotprod")
+        return Check(
+            "WARN",
+            "CPU int8 dot product",
+            f"none ({wanted} absent)",
+            "XNNPACK's int8 kernels run about as "
+            "fast as float32 on this CPU: int8 buys size, not speed, here (it still does on Edge TPU, "
+            "NPUs and CPUs with VNNI, AMX or ARM dotprod)",
+        )
+    return Check(
+        "INFO",
+        "CPU int8 dot product",
+        f"none ({wanted} absent)",
+        "int8 still beats float32 on ARM NEON, by less than on a CPU with dotprod",
+    )
 
 
 def board_checks(model: str | None, machine: str, bits: int, has_libcamera: bool) -> list[Check]:
@@ -156,13 +207,27 @@ def board_checks(model: str | None, machine: str, bits: int, has_libcamera: bool
     if bits == 64:
         out.append(Check("OK", "userland", f"64-bit ({machine})"))
     else:
-        out.append(Check("WARN", "userland", f"{bits}-bit ({machine})", "ai-edge-litert publishes no 32-bit ARM "
-                         "(armv7l) wheels: install 64-bit Raspberry Pi OS, or use tflite-runtime with numpy<2 where "
-                         "a wheel exists for this Python"))
+        out.append(
+            Check(
+                "WARN",
+                "userland",
+                f"{bits}-bit ({machine})",
+                "ai-edge-litert publishes no 32-bit ARM "
+                "(armv7l) wheels: install 64-bit Raspberry Pi OS, or use tflite-runtime with numpy<2 where "
+                "a wheel exists for this Python",
+            )
+        )
     if model and "raspberry pi" in model.lower():
-        out.append(Check("OK" if has_libcamera else "INFO", "libcamera", "present" if has_libcamera else
-                         "not found", "" if has_libcamera else "the Pi camera needs it: sudo apt install "
-                         "python3-picamera2 (brings libcamera)"))
+        out.append(
+            Check(
+                "OK" if has_libcamera else "INFO",
+                "libcamera",
+                "present" if has_libcamera else "not found",
+                ""
+                if has_libcamera
+                else "the Pi camera needs it: sudo apt install python3-picamera2 (brings libcamera)",
+            )
+        )
     return out
 
 
@@ -174,8 +239,9 @@ def _board() -> list[Check]:
 
     model = board_model()
     libs = ("/usr/lib/aarch64-linux-gnu", "/usr/lib/arm-linux-gnueabihf")
-    has_libcamera = any(shutil.which(c) for c in ("rpicam-hello", "libcamera-hello")) or \
-        any(next(Path(d).glob("libcamera.so*"), None) for d in libs if Path(d).is_dir())
+    has_libcamera = any(shutil.which(c) for c in ("rpicam-hello", "libcamera-hello")) or any(
+        next(Path(d).glob("libcamera.so*"), None) for d in libs if Path(d).is_dir()
+    )
     return board_checks(model, platform.machine(), struct.calcsize("P") * 8, has_libcamera)
 
 
@@ -198,8 +264,9 @@ def recommend_model(info: str | None, cores: int | None) -> tuple[str, str]:
     if cpu["arch"] == "x86":
         if cores < 2:
             return "nano", "a single x86 core"
-        return "small", f"x86 with {cores} cores" + ("" if cpu["features"] else "; no int8 dot products, so int8 "
-                                                                                 "runs at float's speed here")
+        return "small", f"x86 with {cores} cores" + (
+            "" if cpu["features"] else "; no int8 dot products, so int8 runs at float's speed here"
+        )
     return "small", "unknown CPU: the default"
 
 
@@ -212,15 +279,28 @@ def _recommend(info: str | None = None, cores: int | None = None) -> Check:
 def run_checks() -> list[Check]:
     import numpy as np
 
-    checks = [Check("OK" if sys.version_info >= (3, 11) else "FAIL", "Python", platform.python_version()),
-              Check("OK", "numpy", np.__version__),
-              Check("INFO", "machine", f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")]
+    checks = [
+        Check("OK" if sys.version_info >= (3, 11) else "FAIL", "Python", platform.python_version()),
+        Check("OK", "numpy", np.__version__),
+        Check("INFO", "machine", f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}"),
+    ]
     checks += _runtime("litert", "ai-edge-litert", "ai-edge-litert", "pip install 'edgeseg[device]'")
-    checks += _runtime("tflite-runtime", "tflite-runtime", "tflite-runtime", "optional fallback; ai-edge-litert "
-                       "is the maintained runtime")
+    checks += _runtime(
+        "tflite-runtime",
+        "tflite-runtime",
+        "tflite-runtime",
+        "optional fallback; ai-edge-litert is the maintained runtime",
+    )
     tf = installed_version("tensorflow") or installed_version("tensorflow-cpu")
-    checks.append(Check("INFO", "TensorFlow", f"{tf} (train and convert)" if tf else "not installed (only needed "
-                        "to train and convert: pip install 'edgeseg[train]')"))
+    checks.append(
+        Check(
+            "INFO",
+            "TensorFlow",
+            f"{tf} (train and convert)"
+            if tf
+            else "not installed (only needed to train and convert: pip install 'edgeseg[train]')",
+        )
+    )
     if not any(c.status == "OK" and c.name in ("ai-edge-litert", "tflite-runtime") for c in checks) and not tf:
         checks.append(Check("FAIL", "runtime", "no TFLite runtime can run models", "pip install 'edgeseg[device]'"))
     checks.append(_edgetpu())

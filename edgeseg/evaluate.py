@@ -34,8 +34,13 @@ def check_classes(model: Predictor, ds: Dataset, name: str = "the model") -> Non
         )
 
 
-def evaluate(model: Predictor, ds: Dataset, limit: int | None = None,
-             progress: Callable[[int, int], None] | None = None, save_masks: Path | None = None) -> dict:
+def evaluate(
+    model: Predictor,
+    ds: Dataset,
+    limit: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    save_masks: Path | None = None,
+) -> dict:
     """Score `model` on the first `limit` images of `ds` (all by default).
 
     Returns mIoU, per-class IoU, pixel accuracy and the mean predict time. With `save_masks`, each predicted
@@ -58,6 +63,12 @@ def evaluate(model: Predictor, ds: Dataset, limit: int | None = None,
         if progress:
             progress(i + 1, n)
     out = cm.summary(ds.classes)
-    out.update(images=n, dataset=str(ds.root), split=ds.split, format=ds.format,
-               ignore_index=ds.ignore_index, mean_predict_ms=float(np.mean(times)) if times else None)
+    out.update(
+        images=n,
+        dataset=str(ds.root),
+        split=ds.split,
+        format=ds.format,
+        ignore_index=ds.ignore_index,
+        mean_predict_ms=float(np.mean(times)) if times else None,
+    )
     return out

@@ -25,8 +25,10 @@ def model_info(path: Path) -> dict:
 
     path = Path(path)
     if path.suffix == ".keras":
-        raise EdgesegError(f"{path.name}: info reads .tflite files; convert the .keras model first "
-                           "(edgeseg convert), or bench it, which counts a .keras model's MACs too")
+        raise EdgesegError(
+            f"{path.name}: info reads .tflite files; convert the .keras model first "
+            "(edgeseg convert), or bench it, which counts a .keras model's MACs too"
+        )
     buf = read_model_bytes(path)
     graph = read_model_graph(buf, str(path))
     cost = graph_cost(graph)
@@ -45,10 +47,15 @@ def model_info(path: Path) -> dict:
         "inputs": [_tensor(graph.tensors[i]) for i in graph.inputs],
         "outputs": [_tensor(graph.tensors[i]) for i in graph.outputs],
         **cost.to_dict(),
-        "edgetpu": {"ready": rep.ready, "cpu_findings": sum(f.severity in ("cpu", "error") for f in rep.findings),
-                    "warnings": sum(f.severity == "warn" for f in rep.findings),
-                    "first_cpu_op": rep.to_dict()["first_cpu_op"], "cpu_ops": rep.cpu_ops,
-                    "compiled": rep.compiled, "table": rep.source},
+        "edgetpu": {
+            "ready": rep.ready,
+            "cpu_findings": sum(f.severity in ("cpu", "error") for f in rep.findings),
+            "warnings": sum(f.severity == "warn" for f in rep.findings),
+            "first_cpu_op": rep.to_dict()["first_cpu_op"],
+            "cpu_ops": rep.cpu_ops,
+            "compiled": rep.compiled,
+            "table": rep.source,
+        },
     }
 
 
@@ -61,34 +68,43 @@ def format_info(d: dict) -> list[str]:
     spec = d["spec"]
     if spec:
         h, w = spec["input_hw"]
-        lines.append(f"  spec    {w}x{h} (WxH), {len(spec['classes'])} classes: {', '.join(spec['classes'][:12])}"
-                     + (" ..." if len(spec["classes"]) > 12 else "")
-                     + (f"; backbone {spec['backbone']}" if spec.get("backbone") else "")
-                     + (f", decoder {spec['decoder']}" if spec.get("decoder") else "")
-                     + (f"; val mIoU {100 * spec['val_miou']:.2f}" if spec.get("val_miou") is not None else ""))
+        lines.append(
+            f"  spec    {w}x{h} (WxH), {len(spec['classes'])} classes: {', '.join(spec['classes'][:12])}"
+            + (" ..." if len(spec["classes"]) > 12 else "")
+            + (f"; backbone {spec['backbone']}" if spec.get("backbone") else "")
+            + (f", decoder {spec['decoder']}" if spec.get("decoder") else "")
+            + (f"; val mIoU {100 * spec['val_miou']:.2f}" if spec.get("val_miou") is not None else "")
+        )
     else:
         lines.append("  spec    none embedded (run, bench and eval read it off the tensors)")
     counted = f"{d['gmacs']:.3f} GMACs per frame"
     if d["uncounted"]:
-        counted = (f"{d['gmacs']:.3f} GMACs counted outside {', '.join(d['uncounted'])} (compiled or custom ops: "
-                   "their work cannot be read from the graph)")
+        counted = (
+            f"{d['gmacs']:.3f} GMACs counted outside {', '.join(d['uncounted'])} (compiled or custom ops: "
+            "their work cannot be read from the graph)"
+        )
     by_op = ", ".join(f"{k} {v / 1e9:.3f}" for k, v in sorted(d["macs_by_op"].items(), key=lambda kv: -kv[1]))
     lines.append(f"  cost    {counted}" + (f" ({by_op})" if by_op else ""))
     lines.append(f"  params  {d['params']:,} ({d['params'] / 1e6:.2f} M)")
     share = d["int8_op_share"]
-    lines.append(f"  integer {d['integer_ops']} of {d['op_count']} ops"
-                 + ("" if share is None else f" ({100 * share:.0f}%) have no float tensor"))
+    lines.append(
+        f"  integer {d['integer_ops']} of {d['op_count']} ops"
+        + ("" if share is None else f" ({100 * share:.0f}%) have no float tensor")
+    )
     lines.append("  ops     " + ", ".join(f"{k} {v}" for k, v in d["ops"].items()))
     tpu = d["edgetpu"]
     if tpu["compiled"]:
-        verdict = (f"compiled for the Edge TPU; {len(tpu['cpu_ops'])} op(s) beside it run on the CPU"
-                   + (f": {', '.join(tpu['cpu_ops'])}" if tpu["cpu_ops"] else ""))
+        verdict = f"compiled for the Edge TPU; {len(tpu['cpu_ops'])} op(s) beside it run on the CPU" + (
+            f": {', '.join(tpu['cpu_ops'])}" if tpu["cpu_ops"] else ""
+        )
     elif tpu["ready"]:
         verdict = "ready: every op is on the supported list, 8-bit, static shapes"
         if tpu["warnings"]:
             verdict += f" ({tpu['warnings']} warning(s): edgeseg edgetpu MODEL for details)"
     else:
-        verdict = (f"not ready: {tpu['cpu_findings']} finding(s); predicted on the CPU after compiling: "
-                   f"{', '.join(tpu['cpu_ops']) or 'none'} (edgeseg edgetpu MODEL for details)")
+        verdict = (
+            f"not ready: {tpu['cpu_findings']} finding(s); predicted on the CPU after compiling: "
+            f"{', '.join(tpu['cpu_ops']) or 'none'} (edgeseg edgetpu MODEL for details)"
+        )
     lines.append(f"  edgetpu {verdict}")
     return lines

@@ -44,8 +44,15 @@ class Predictor(Protocol):
     def describe(self) -> dict: ...
 
 
-def load_model(path: Path, *, threads: int | None = None, delegate: str = "auto", runtime: str = "auto",
-               spec: Path | None = None, threshold: float = 0.5) -> Predictor:
+def load_model(
+    path: Path,
+    *,
+    threads: int | None = None,
+    delegate: str = "auto",
+    runtime: str = "auto",
+    spec: Path | None = None,
+    threshold: float = 0.5,
+) -> Predictor:
     """Open a .tflite (on `runtime` with `delegate` and `threads`) or a .keras model. `spec`: a spec JSON for a
     model that carries none; `threshold`: the foreground cut for a one-channel probability output."""
     path = Path(path)

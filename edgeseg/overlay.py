@@ -54,8 +54,16 @@ def draw_legend(img: np.ndarray, spec: ModelSpec, present: np.ndarray | None = N
         r, g, b = spec.colours[i]
         cv2.rectangle(img, (x0, y), (x0 + row - 6, y + row - 6), (b, g, r), -1)
         cv2.rectangle(img, (x0, y), (x0 + row - 6, y + row - 6), (200, 200, 200), 1)  # black classes show too
-        cv2.putText(img, spec.classes[i], (x0 + row, y + row - 8), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                    1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            spec.classes[i],
+            (x0 + row, y + row - 8),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
 
 
 def draw_hud(img: np.ndarray, lines: list[str]) -> None:

@@ -60,7 +60,7 @@ def index_mask(out: np.ndarray, detail: dict, kind: OutputKind, threshold: float
         return idx.astype(np.uint8 if scores.shape[-1] <= 256 else np.uint16)
     if kind is OutputKind.PROBABILITY:
         prob = out.reshape(out.shape[1], out.shape[2])
-        scale, zp = (detail.get("quantization") or (0.0, 0))
+        scale, zp = detail.get("quantization") or (0.0, 0)
         if np.dtype(detail["dtype"]) != np.float32 and scale:
             return (prob.astype(np.int32) > threshold / scale + zp).astype(np.uint8)  # compare without dequantising
         return (prob > threshold).astype(np.uint8)

@@ -68,7 +68,9 @@ def import_runtime(name: str) -> Runtime:
             raise
         except Exception as e:  # tflite-runtime 2.14 was built against numpy 1: numpy 2 breaks its import
             raise ImportError(f"tflite-runtime does not load ({type(e).__name__}: {e}); it needs numpy<2") from None
-        return Runtime("tflite-runtime", installed_version("tflite-runtime") or "unknown", mod.Interpreter, mod.load_delegate)
+        return Runtime(
+            "tflite-runtime", installed_version("tflite-runtime") or "unknown", mod.Interpreter, mod.load_delegate
+        )
     if name == "tensorflow":
         tf = importlib.import_module("tensorflow")
         return Runtime("tensorflow", tf.__version__, tf.lite.Interpreter, tf.lite.experimental.load_delegate)
@@ -202,8 +204,9 @@ class Segmenter(StagedPredictor):
     def _open(self, buf: bytes, delegates: list):
         """An interpreter for the model bytes with batch 1 and its tensors allocated; one image input checked."""
         try:
-            it = self.runtime.interpreter_cls(model_content=buf, num_threads=self.num_threads,
-                                              experimental_delegates=delegates or None)
+            it = self.runtime.interpreter_cls(
+                model_content=buf, num_threads=self.num_threads, experimental_delegates=delegates or None
+            )
             inputs = it.get_input_details()
             if len(inputs) != 1:
                 raise ModelError(f"{self.path.name}: expected one input tensor, found {len(inputs)}")
@@ -272,10 +275,16 @@ class Segmenter(StagedPredictor):
             "runtime_version": self.runtime.version,
             "delegate": self.delegate,
             "threads": self.num_threads,
-            "input": {"shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
-                      "quantization": [float(d["quantization"][0]), int(d["quantization"][1])]},
-            "output": {"shape": [int(s) for s in o["shape"]], "dtype": np.dtype(o["dtype"]).name,
-                       "kind": self.kind.value},
+            "input": {
+                "shape": [int(s) for s in d["shape"]],
+                "dtype": np.dtype(d["dtype"]).name,
+                "quantization": [float(d["quantization"][0]), int(d["quantization"][1])],
+            },
+            "output": {
+                "shape": [int(s) for s in o["shape"]],
+                "dtype": np.dtype(o["dtype"]).name,
+                "kind": self.kind.value,
+            },
             "classes": list(self.spec.classes) if self.kind is not OutputKind.INDEX or self.embedded_spec else None,
             "spec_embedded": self.embedded_spec,
             "spec_source": self.spec_source,

@@ -46,8 +46,11 @@ def background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
     t = (xx * rng.uniform(-1, 1) + yy * rng.uniform(-1, 1)) / max(h, w)
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     img = c0[None, None, :] * (1 - t[..., None]) + c1[None, None, :] * t[..., None]
-    blotches = cv2.resize(rng.normal(0, 30, (max(2, h // 16), max(2, w // 16), 3)).astype(np.float32), (w, h),
-                          interpolation=cv2.INTER_CUBIC)
+    blotches = cv2.resize(
+        rng.normal(0, 30, (max(2, h // 16), max(2, w // 16), 3)).astype(np.float32),
+        (w, h),
+        interpolation=cv2.INTER_CUBIC,
+    )
     img += blotches
     period = rng.uniform(6, 20)
     img += 12 * np.sin((xx * math.cos(rng.uniform(0, math.pi)) + yy) / period)[..., None]
@@ -66,9 +69,19 @@ def random_shapes(rng: np.random.Generator, hw: tuple[int, int], n: int | None =
     for _ in range(n):
         cls = int(rng.integers(1, len(CLASSES)))
         size = float(rng.uniform(0.08, 0.22) * min(h, w) * (1.6 if cls == 4 else 1.0))
-        out.append(Shape(cls, float(rng.uniform(0, w)), float(rng.uniform(0, h)), size, float(rng.uniform(0, 180)),
-                         _jitter(rng, cls), float(rng.normal(0, 1.2)), float(rng.normal(0, 1.0)),
-                         float(rng.normal(0, 2.0))))
+        out.append(
+            Shape(
+                cls,
+                float(rng.uniform(0, w)),
+                float(rng.uniform(0, h)),
+                size,
+                float(rng.uniform(0, 180)),
+                _jitter(rng, cls),
+                float(rng.normal(0, 1.2)),
+                float(rng.normal(0, 1.0)),
+                float(rng.normal(0, 2.0)),
+            )
+        )
     return out
 
 
@@ -83,8 +96,9 @@ def _polygon(s: Shape) -> np.ndarray | None:
     else:
         return None
     c, si = math.cos(a), math.sin(a)
-    return np.array([(s.x + s.size * (px * c - py * si), s.y + s.size * (px * si + py * c)) for px, py in pts],
-                    dtype=np.float32)
+    return np.array(
+        [(s.x + s.size * (px * c - py * si), s.y + s.size * (px * si + py * c)) for px, py in pts], dtype=np.float32
+    )
 
 
 def render(bg: np.ndarray, shapes: list[Shape], rng: np.random.Generator, noise: float = 8.0):
@@ -115,8 +129,7 @@ def scene(seed: int, hw: tuple[int, int] = DEFAULT_HW) -> tuple[np.ndarray, np.n
     return render(bg, random_shapes(rng, hw), rng)
 
 
-def write_dataset(root: Path, count: int = 300, hw: tuple[int, int] = DEFAULT_HW, seed: int = 0,
-                  progress=None) -> Path:
+def write_dataset(root: Path, count: int = 300, hw: tuple[int, int] = DEFAULT_HW, seed: int = 0, progress=None) -> Path:
     """Write `count` scenes in the generic layout (images/, masks/, classes.json) under `root`."""
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -128,18 +141,22 @@ def write_dataset(root: Path, count: int = 300, hw: tuple[int, int] = DEFAULT_HW
         write_image(root / "masks" / name, mask)
         if progress:
             progress(i + 1, count)
-    info = {"classes": list(CLASSES), "colours": [list(c) for c in COLOURS], "ignore_index": None,
-            "source": "edgeseg synthetic scenes (generated, not real data)", "seed": seed}
+    info = {
+        "classes": list(CLASSES),
+        "colours": [list(c) for c in COLOURS],
+        "ignore_index": None,
+        "source": "edgeseg synthetic scenes (generated, not real data)",
+        "seed": seed,
+    }
     # No colours in the mask files: colour masks are RGB, ours are index PNGs. Keep colours for overlays only.
     info["colours_are_for_display"] = True
     atomic_write_text(root / "classes.json", json.dumps(info, indent=2) + "\n")
     return root
 
 
-
-
-def write_video(path: Path, frames: int = 120, hw: tuple[int, int] = DEFAULT_HW, fps: float = 30.0,
-                seed: int = 1) -> Path:
+def write_video(
+    path: Path, frames: int = 120, hw: tuple[int, int] = DEFAULT_HW, fps: float = 30.0, seed: int = 1
+) -> Path:
     """A synthetic clip: shapes drifting and spinning over a slowly moving background (mp4v in .mp4)."""
     path = Path(path)
     rng = np.random.default_rng(seed)

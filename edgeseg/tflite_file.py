@@ -133,8 +133,22 @@ def read_spec_json(buf: bytes, name: str = "model") -> bytes | None:
 
 
 # TensorType enum of the TFLite schema
-TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool", 7: "int16",
-                8: "complex64", 9: "int8", 10: "float64", 16: "uint16", 15: "uint32", 12: "uint64"}
+TENSOR_TYPES = {
+    0: "float32",
+    1: "float16",
+    2: "int32",
+    3: "uint8",
+    4: "int64",
+    5: "string",
+    6: "bool",
+    7: "int16",
+    8: "complex64",
+    9: "int8",
+    10: "float64",
+    16: "uint16",
+    15: "uint32",
+    12: "uint64",
+}
 
 
 @dataclass(frozen=True)
@@ -181,8 +195,11 @@ class Graph:
 @functools.lru_cache(maxsize=1)
 def builtin_names() -> dict[int, str]:
     """BuiltinOperator code -> name, from whichever generated schema is installed (LiteRT's or TensorFlow's)."""
-    for mod in ("ai_edge_litert.schema_py_generated", "tflite_runtime.schema_py_generated",
-                "tensorflow.lite.python.schema_py_generated"):
+    for mod in (
+        "ai_edge_litert.schema_py_generated",
+        "tflite_runtime.schema_py_generated",
+        "tensorflow.lite.python.schema_py_generated",
+    ):
         try:
             import importlib
 
@@ -219,9 +236,16 @@ def read_model_graph(buf: bytes, name: str = "model") -> Graph:
             sig = _ints(t, 7) or shape
             b = t.scalar(2, "I")
             const = 0 < b < len(buffers) and _buffer_size(buffers[b]) > 0
-            tensors.append(GraphTensor(i, (t.bytes_(3) or b"").decode("utf-8", "replace"),
-                                       TENSOR_TYPES.get(t.scalar(1, "b"), f"type{t.scalar(1, 'b')}"), shape, sig,
-                                       const))
+            tensors.append(
+                GraphTensor(
+                    i,
+                    (t.bytes_(3) or b"").decode("utf-8", "replace"),
+                    TENSOR_TYPES.get(t.scalar(1, "b"), f"type{t.scalar(1, 'b')}"),
+                    shape,
+                    sig,
+                    const,
+                )
+            )
         ops = []
         for i, op in enumerate(sub.tables(3)):
             code = codes[op.scalar(0, "I")]
@@ -258,8 +282,21 @@ def _ints(table: _Table, i: int) -> tuple[int, ...]:
     return struct.unpack_from(f"<{n}i", table.buf, start)
 
 
-_ITEMSIZE = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "bool": 1, "int16": 2, "int8": 1,
-             "float64": 8, "uint16": 2, "uint32": 4, "uint64": 8, "complex64": 8}
+_ITEMSIZE = {
+    "float32": 4,
+    "float16": 2,
+    "int32": 4,
+    "uint8": 1,
+    "int64": 8,
+    "bool": 1,
+    "int16": 2,
+    "int8": 1,
+    "float64": 8,
+    "uint16": 2,
+    "uint32": 4,
+    "uint64": 8,
+    "complex64": 8,
+}
 _ZERO_POINT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (0, 0), "int32": (0, 0), "int64": (0, 0)}
 MAX_TENSOR_ELEMENTS = 2**31 - 1
 # Quantization scales seen in real models run from about 1e-9 (int32 biases) to 1e2; a fuzzed scale of 3.4e38
@@ -290,8 +327,10 @@ def check_graph(buf: bytes, name: str = "model") -> Graph:
                 raise ModelError(f"{name}: tensor {t.index} points at buffer {b} of {len(buffers)}")
             size = _buffer_size(buffers[b]) if b else 0
             if size and t.dtype in _ITEMSIZE and size != t.elements * _ITEMSIZE[t.dtype]:
-                raise ModelError(f"{name}: tensor {t.index} ({t.dtype} {list(t.shape)}) has {size} bytes of data, "
-                                 f"not {t.elements * _ITEMSIZE[t.dtype]}")
+                raise ModelError(
+                    f"{name}: tensor {t.index} ({t.dtype} {list(t.shape)}) has {size} bytes of data, "
+                    f"not {t.elements * _ITEMSIZE[t.dtype]}"
+                )
             q = table._field(4)
             if q is None:
                 continue
@@ -300,18 +339,24 @@ def check_graph(buf: bytes, name: str = "model") -> Graph:
             zero_points = _longs(quant, 3)
             if any(not MIN_SCALE <= v <= MAX_SCALE for v in scales):  # NaN fails the comparison too
                 bad = next(v for v in scales if not MIN_SCALE <= v <= MAX_SCALE)
-                raise ModelError(f"{name}: tensor {t.index} has a quantization scale of {bad:g}, outside "
-                                 f"{MIN_SCALE:g}..{MAX_SCALE:g}")
+                raise ModelError(
+                    f"{name}: tensor {t.index} has a quantization scale of {bad:g}, outside "
+                    f"{MIN_SCALE:g}..{MAX_SCALE:g}"
+                )
             lo, hi = _ZERO_POINT_RANGE.get(t.dtype, (-(2**63), 2**63 - 1))
             if any(not lo <= z <= hi for z in zero_points):
                 raise ModelError(f"{name}: tensor {t.index} ({t.dtype}) has a zero point outside {lo}..{hi}")
             if scales and zero_points and len(scales) != len(zero_points):
-                raise ModelError(f"{name}: tensor {t.index} has {len(scales)} scales but {len(zero_points)} zero points")
+                raise ModelError(
+                    f"{name}: tensor {t.index} has {len(scales)} scales but {len(zero_points)} zero points"
+                )
             if len(scales) > 1:
                 axis = quant.scalar(6, "i")
                 if not 0 <= axis < len(t.shape) or t.shape[axis] != len(scales):
-                    raise ModelError(f"{name}: tensor {t.index} has {len(scales)} per-channel scales that do not fit "
-                                     f"its shape {list(t.shape)} along axis {axis}")
+                    raise ModelError(
+                        f"{name}: tensor {t.index} has {len(scales)} per-channel scales that do not fit "
+                        f"its shape {list(t.shape)} along axis {axis}"
+                    )
         for op in graph.ops:
             if any(not -1 <= i < n for i in (*op.inputs, *op.outputs)):
                 raise ModelError(f"{name}: operator {op.index} ({op.name}) names a tensor that does not exist")

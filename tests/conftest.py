@@ -38,8 +38,16 @@ def tiny_run(tmp_path_factory, synthetic_data) -> Path:
     from edgeseg.training.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    cfg = TrainConfig(data=str(synthetic_data), out=str(out), input_hw=TINY_INPUT_HW, alpha=0.35, decoder="tiny",
-                      epochs=3, batch_size=6, lr=3e-3)
+    cfg = TrainConfig(
+        data=str(synthetic_data),
+        out=str(out),
+        input_hw=TINY_INPUT_HW,
+        alpha=0.35,
+        decoder="tiny",
+        epochs=3,
+        batch_size=6,
+        lr=3e-3,
+    )
     train(cfg, log=lambda *_: None)
     return out
 
@@ -50,8 +58,14 @@ def tiny_tflite(tiny_run, synthetic_data) -> dict[str, Path]:
 
     out = {}
     for target in ("float", "int8"):
-        res = convert_keras(tiny_run / "model.keras", target=target, calibration=synthetic_data,
-                            num_calibration=24, progress=False, log=lambda *_: None)
+        res = convert_keras(
+            tiny_run / "model.keras",
+            target=target,
+            calibration=synthetic_data,
+            num_calibration=24,
+            progress=False,
+            log=lambda *_: None,
+        )
         out[target] = res.path
         out[f"{target}_result"] = res
     return out

@@ -20,16 +20,42 @@ def test_summarise_percentiles():
 
 
 def test_several_models_thread_sweep_and_every_output(toy_models, tmp_path):
-    models = [toy_models["scores_float"], toy_models["scores_int8"], toy_models["index_int64"],
-              toy_models["prob_float"]]
-    r = runner.invoke(app, ["bench", *map(str, models), "--threads", "1,2", "--runs", "20", "--warmup", "2",
-                            "--rounds", "4", "--frame-size", "80x60", "--json", str(tmp_path / "b.json"),
-                            "--csv", str(tmp_path / "b.csv"), "--markdown", str(tmp_path / "b.md"),
-                            "--plots", str(tmp_path / "plots")])
+    models = [
+        toy_models["scores_float"],
+        toy_models["scores_int8"],
+        toy_models["index_int64"],
+        toy_models["prob_float"],
+    ]
+    r = runner.invoke(
+        app,
+        [
+            "bench",
+            *map(str, models),
+            "--threads",
+            "1,2",
+            "--runs",
+            "20",
+            "--warmup",
+            "2",
+            "--rounds",
+            "4",
+            "--frame-size",
+            "80x60",
+            "--json",
+            str(tmp_path / "b.json"),
+            "--csv",
+            str(tmp_path / "b.csv"),
+            "--markdown",
+            str(tmp_path / "b.md"),
+            "--plots",
+            str(tmp_path / "plots"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     d = json.loads((tmp_path / "b.json").read_text())
     assert [(row["model"].split("/")[-1], row["threads"]) for row in d["results"]] == [
-        (m.name, t) for t in (1, 2) for m in models]
+        (m.name, t) for t in (1, 2) for m in models
+    ]
     for row in d["results"]:
         assert row["invoke"]["runs"] == 20 and row["end_to_end"]["runs"] == 20
         assert row["invoke"]["p50_ms"] <= row["invoke"]["p99_ms"] and row["init_ms"] > 0
@@ -59,9 +85,25 @@ def test_bench_with_data_scores_miou_and_plots_iou(toy_models, tmp_path):
         img[:] = bgr
         cv2.imwrite(str(root / "images" / f"{i}.png"), img)
         Image.fromarray(np.full((20, 30), cls, np.uint8)).save(root / "masks" / f"{i}.png")
-    r = runner.invoke(app, ["bench", str(toy_models["scores_int8"]), "--runs", "5", "--warmup", "1", "--data",
-                            str(root), "--split", "all", "--json", str(tmp_path / "b.json"), "--plots",
-                            str(tmp_path / "p")])
+    r = runner.invoke(
+        app,
+        [
+            "bench",
+            str(toy_models["scores_int8"]),
+            "--runs",
+            "5",
+            "--warmup",
+            "1",
+            "--data",
+            str(root),
+            "--split",
+            "all",
+            "--json",
+            str(tmp_path / "b.json"),
+            "--plots",
+            str(tmp_path / "p"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     row = json.loads((tmp_path / "b.json").read_text())["results"][0]
     assert row["miou"] == 1.0 and row["per_class_iou"] == {"red": 1.0, "green": 1.0, "blue": 1.0}
@@ -71,8 +113,9 @@ def test_bench_with_data_scores_miou_and_plots_iou(toy_models, tmp_path):
 def test_peer_models_bench_side_by_side(tmp_path):
     deeplab = shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant.tflite")
     selfie = shared_path("models", "peers", "selfie_segmentation.tflite")
-    r = runner.invoke(app, ["bench", str(deeplab), str(selfie), "--runs", "3", "--warmup", "1", "--json",
-                            str(tmp_path / "b.json")])
+    r = runner.invoke(
+        app, ["bench", str(deeplab), str(selfie), "--runs", "3", "--warmup", "1", "--json", str(tmp_path / "b.json")]
+    )
     assert r.exit_code == 0, r.output
     rows = json.loads((tmp_path / "b.json").read_text())["results"]
     assert rows[0]["input"]["shape"] == [1, 513, 513, 3] and rows[0]["output"]["kind"] == "index"

@@ -22,22 +22,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver "
-                    "(apt-get install chromium chromium-driver; .ci/run installs them)")
+@pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="needs Debian's chromium and chromium-driver "
+    "(apt-get install chromium chromium-driver; .ci/run installs them)",
+)
 def test_live_page_in_headless_chromium(toy_models, tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the dev extra)")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", "run", str(toy_models["scores_int8"]), "--source",
-                             "synthetic:160x120", "--realtime", "--no-show", "--serve", f"127.0.0.1:{port}",
-                             "--duration", "60"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgeseg",
+            "run",
+            str(toy_models["scores_int8"]),
+            "--source",
+            "synthetic:160x120",
+            "--realtime",
+            "--no-show",
+            "--serve",
+            f"127.0.0.1:{port}",
+            "--duration",
+            "60",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-quic", f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         opts.add_argument(flag)
     driver = None
     try:
@@ -53,13 +83,19 @@ def test_live_page_in_headless_chromium(toy_models, tmp_path):
         driver.get(f"http://127.0.0.1:{port}/")
         assert driver.title == "edgeseg"
         wait = WebDriverWait(driver, 15)
-        wait.until(lambda d: d.execute_script(
-            "const i = document.getElementById('stream'); return i.complete && i.naturalWidth > 0;"))
+        wait.until(
+            lambda d: d.execute_script(
+                "const i = document.getElementById('stream'); return i.complete && i.naturalWidth > 0;"
+            )
+        )
         assert driver.execute_script("return document.getElementById('stream').naturalWidth") == 160
+
         def stat(d, name: str) -> str:  # read in one script: the page rebuilds the table every 500 ms, so an
             # element found first and read later can be gone (StaleElementReferenceException)
-            return d.execute_script(f"const e = document.getElementById('stat-{name}'); "
-                                    "return e ? e.textContent : '';") or ""
+            return (
+                d.execute_script(f"const e = document.getElementById('stat-{name}'); return e ? e.textContent : '';")
+                or ""
+            )
 
         frames = lambda d: int(stat(d, "frames") or 0)  # noqa: E731
         wait.until(lambda d: frames(d) > 0)

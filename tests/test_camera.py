@@ -23,8 +23,18 @@ class Frames(FrameSource):
     """Generated frames. fail_after: the source stops delivering (returns None) after that many frames, and
     reopen() brings it back (counting reopens); stall_s: one read blocks that long; then: raised at the end."""
 
-    def __init__(self, n, hw=(40, 60), then=None, live=False, fail_after=None, stall_at=None, stall_s=0.0,
-                 corrupt_at=(), delay_s=0.0):
+    def __init__(
+        self,
+        n,
+        hw=(40, 60),
+        then=None,
+        live=False,
+        fail_after=None,
+        stall_at=None,
+        stall_s=0.0,
+        corrupt_at=(),
+        delay_s=0.0,
+    ):
         self.n, self.hw, self.then, self.live, self.can_reconnect = n, hw, then, live, live
         self.fail_after, self.stall_at, self.stall_s, self.corrupt_at = fail_after, stall_at, stall_s, corrupt_at
         self.delay_s = delay_s
@@ -50,7 +60,7 @@ class Frames(FrameSource):
         if self.i in self.corrupt_at:
             raise CorruptFrame("bad bytes")
         f = solid((0, 0, 255), self.hw)
-        f[:, self.i % self.hw[1]:] = (0, 255, 0)
+        f[:, self.i % self.hw[1] :] = (0, 255, 0)
         return f
 
     def reopen(self):
@@ -100,7 +110,7 @@ def test_max_frames_recording_and_saved_masks(seg, tmp_path):
 
 def _frame(i, hw=(40, 60)):
     f = solid((0, 0, 255), hw)
-    f[:, i % hw[1]:] = (0, 255, 0)
+    f[:, i % hw[1] :] = (0, 255, 0)
     return f
 
 
@@ -267,8 +277,9 @@ def _padded_i420(bgr: np.ndarray, stride: int) -> np.ndarray:
         out[:, : plane.shape[1]] = plane
         return out
 
-    return np.vstack([pad(y, stride), pad(u, stride // 2).reshape(h // 4, stride),
-                      pad(v, stride // 2).reshape(h // 4, stride)])
+    return np.vstack(
+        [pad(y, stride), pad(u, stride // 2).reshape(h // 4, stride), pad(v, stride // 2).reshape(h // 4, stride)]
+    )
 
 
 @pytest.mark.parametrize("w, h, stride", [(224, 224, 256), (300, 200, 320), (96, 64, 128)])
@@ -338,8 +349,9 @@ def test_mjpeg_stream_stats_and_page(seg):
     result = {}
 
     def loop():
-        result["stats"] = run_loop(seg, Frames(100000, live=False, delay_s=0.01),
-                                   quiet(serve=("127.0.0.1", 0), duration=4.0))
+        result["stats"] = run_loop(
+            seg, Frames(100000, live=False, delay_s=0.01), quiet(serve=("127.0.0.1", 0), duration=4.0)
+        )
 
     server_url = {}
     import camera.serve
@@ -377,10 +389,27 @@ def test_mjpeg_stream_stats_and_page(seg):
 # ------------------------------------------------------------------------------------------------ SIGINT
 def test_sigint_in_a_subprocess_exits_130_with_a_playable_file(toy_models, tmp_path):
     out = tmp_path / "o.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "edgeseg", "run", str(toy_models["scores_int8"]), "--source",
-                             "synthetic:96x64", "--no-show", "--realtime", "--record", str(out), "--stats",
-                             str(tmp_path / "s.json")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgeseg",
+            "run",
+            str(toy_models["scores_int8"]),
+            "--source",
+            "synthetic:96x64",
+            "--no-show",
+            "--realtime",
+            "--record",
+            str(out),
+            "--stats",
+            str(tmp_path / "s.json"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert "Ctrl-C stops" in line, line + proc.stderr.read()

@@ -47,8 +47,20 @@ def test_help_lists_exactly_the_commands_in_order_each_with_one_red_line_errors(
 
 @pytest.mark.slow
 def test_bench_json_figures(tiny_tflite, tmp_path):
-    r = invoke("bench", tiny_tflite["int8"], "--runs", 30, "--warmup", 3, "--threads", 1, "--frame-size", "200x100",
-               "--json", tmp_path / "b.json")
+    r = invoke(
+        "bench",
+        tiny_tflite["int8"],
+        "--runs",
+        30,
+        "--warmup",
+        3,
+        "--threads",
+        1,
+        "--frame-size",
+        "200x100",
+        "--json",
+        tmp_path / "b.json",
+    )
     assert r.exit_code == 0, r.output
     assert "inv p50" in r.output and "e2e p50" in r.output and f"wrote {tmp_path / 'b.json'}" in r.output
     d = json.loads((tmp_path / "b.json").read_text())["results"][0]
@@ -62,8 +74,18 @@ def test_bench_json_figures(tiny_tflite, tmp_path):
 
     cost = model_cost(tiny_tflite["int8"])
     assert d["gmacs"] == round(cost.gmacs, 4) > 0 and d["params"] == cost.params > 0
-    r = invoke("bench", tiny_tflite["int8"], "--runs", 2, "--warmup", 0, "--csv", tmp_path / "b.csv",
-               "--markdown", tmp_path / "b.md")
+    r = invoke(
+        "bench",
+        tiny_tflite["int8"],
+        "--runs",
+        2,
+        "--warmup",
+        0,
+        "--csv",
+        tmp_path / "b.csv",
+        "--markdown",
+        tmp_path / "b.md",
+    )
     assert r.exit_code == 0, r.output
     assert f"{cost.gmacs:6.3f}" in r.output and "GMACs" in r.output
     header, row = (tmp_path / "b.csv").read_text().splitlines()[:2]
@@ -77,8 +99,16 @@ def test_eval_json_matches_the_library(tiny_tflite, synthetic_data, tmp_path):
     from edgeseg.evaluate import evaluate
     from edgeseg.runtime import Segmenter
 
-    r = invoke("eval", tiny_tflite["int8"], "--data", synthetic_data, "--json", tmp_path / "e.json",
-               "--save-masks", tmp_path / "masks")
+    r = invoke(
+        "eval",
+        tiny_tflite["int8"],
+        "--data",
+        synthetic_data,
+        "--json",
+        tmp_path / "e.json",
+        "--save-masks",
+        tmp_path / "masks",
+    )
     assert r.exit_code == 0, r.output
     d = json.loads((tmp_path / "e.json").read_text())
     ds = open_dataset(synthetic_data, "val")
@@ -117,8 +147,19 @@ def test_run_records_a_playable_overlay(tiny_tflite, tmp_path):
     from edgeseg.synthetic import write_video
 
     video = write_video(tmp_path / "in.mp4", frames=20, hw=(60, 80))
-    r = invoke("run", tiny_tflite["int8"], "--source", video, "--no-show", "--record", tmp_path / "out.mp4",
-               "--max-frames", 12, "--stats", tmp_path / "s.json")
+    r = invoke(
+        "run",
+        tiny_tflite["int8"],
+        "--source",
+        video,
+        "--no-show",
+        "--record",
+        tmp_path / "out.mp4",
+        "--max-frames",
+        12,
+        "--stats",
+        tmp_path / "s.json",
+    )
     assert r.exit_code == 0, r.output
     cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
     frames = []
@@ -149,8 +190,11 @@ def test_not_a_tflite(tmp_path):
 
 def test_missing_model_is_one_line_naming_the_shipped_ones(tmp_path):
     for cmd in ("bench", "run", "eval"):
-        r = invoke(cmd, tmp_path / "nope.tflite", "--data", tmp_path) if cmd == "eval" else \
-            invoke(cmd, tmp_path / "nope.tflite")
+        r = (
+            invoke(cmd, tmp_path / "nope.tflite", "--data", tmp_path)
+            if cmd == "eval"
+            else invoke(cmd, tmp_path / "nope.tflite")
+        )
         assert_one_line_error(r, r"nope\.tflite: no such model file .*shipped model: nano, small")
     assert_one_line_error(invoke("bench", "--model", "tiny"), r"tiny: no such model file")
     assert_one_line_error(invoke("eval", "--data", tmp_path), r"no model given")
@@ -180,8 +224,9 @@ def test_wrong_shape_model(toy_models):
 def test_unknown_runtime_and_missing_delegate(toy_models):
     r = invoke("bench", toy_models["scores_float"], "--runtime", "onnx")
     assert r.exit_code == 2 and "Traceback" not in r.output
-    assert_one_line_error(invoke("bench", toy_models["scores_float"], "--delegate", "edgetpu"),
-                          "Edge TPU delegate .* does not load")
+    assert_one_line_error(
+        invoke("bench", toy_models["scores_float"], "--delegate", "edgetpu"), "Edge TPU delegate .* does not load"
+    )
 
 
 def test_edgetpu_peer_without_edge_tpu():
@@ -205,29 +250,36 @@ def _dataset_with(tmp_path, image_bytes=None, mask=None):
 
 def test_corrupt_image_in_dataset(toy_models, tmp_path):
     root = _dataset_with(tmp_path, image_bytes=b"\x89PNG\r\n\x1a\n broken")
-    assert_one_line_error(invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"),
-                          r"a\.png: not a readable image")
+    assert_one_line_error(
+        invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"), r"a\.png: not a readable image"
+    )
 
 
 def test_mask_that_does_not_fit(toy_models, tmp_path):
     root = _dataset_with(tmp_path, mask=np.zeros((20, 40), np.uint8))
-    assert_one_line_error(invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"),
-                          r"a\.png: mask is 40x20 but its image a\.png is 40x24")
+    assert_one_line_error(
+        invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"),
+        r"a\.png: mask is 40x20 but its image a\.png is 40x24",
+    )
 
 
 def test_mask_values_that_do_not_fit(toy_models, tmp_path):
     root = _dataset_with(tmp_path)
     (root / "classes.json").write_text('{"classes": ["a", "b", "c"]}')
     Image.fromarray(np.full((24, 40), 9, np.uint8)).save(root / "masks" / "a.png")
-    assert_one_line_error(invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"),
-                          r"a\.png: mask value 9 is not a class")
+    assert_one_line_error(
+        invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"),
+        r"a\.png: mask value 9 is not a class",
+    )
 
 
 def test_model_and_dataset_classes_differ(toy_models, tmp_path):
     root = _dataset_with(tmp_path)
     (root / "classes.json").write_text('{"classes": ["a", "b"]}')
-    assert_one_line_error(invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"),
-                          "predicts 3 classes but the dataset has 2")
+    assert_one_line_error(
+        invoke("eval", toy_models["scores_float"], "--data", root, "--split", "all"),
+        "predicts 3 classes but the dataset has 2",
+    )
 
 
 def test_absent_camera_and_bad_sources(toy_models, tmp_path):
@@ -263,5 +315,7 @@ def test_convert_bad_inputs(tmp_path, tiny_run):
 def test_eval_refuses_a_keras_model_whose_classes_do_not_fit_the_dataset(tiny_run, tmp_path):
     """The .keras model predicts the synthetic data's 5 classes; a 3-class dataset cannot score it."""
     root = _dataset_with(tmp_path)  # 3 classes
-    assert_one_line_error(invoke("eval", tiny_run / "model.keras", "--data", root, "--split", "all"),
-                          "predicts 5 classes but the dataset has 3")
+    assert_one_line_error(
+        invoke("eval", tiny_run / "model.keras", "--data", root, "--split", "all"),
+        "predicts 5 classes but the dataset has 3",
+    )

@@ -40,8 +40,17 @@ def test_uint8_dynamic_and_strict(tiny_run, synthetic_data, tmp_path):
     from converters.tflite import convert_keras
 
     quiet = dict(progress=False, log=lambda *_: None)
-    u8 = convert_keras(tiny_run / "model.keras", tmp_path / "u8.tflite", target="int8", io_dtype="uint8",
-                       calibration=synthetic_data, num_calibration=8, verify_images=2, strict=True, **quiet)
+    u8 = convert_keras(
+        tiny_run / "model.keras",
+        tmp_path / "u8.tflite",
+        target="int8",
+        io_dtype="uint8",
+        calibration=synthetic_data,
+        num_calibration=8,
+        verify_images=2,
+        strict=True,
+        **quiet,
+    )
     seg = Segmenter(u8.path)
     assert np.dtype(seg.input_detail["dtype"]) == np.uint8 and u8.ops.fully_int8
     dyn = convert_keras(tiny_run / "model.keras", tmp_path / "dyn.tflite", target="dynamic", verify_images=2, **quiet)
@@ -74,7 +83,9 @@ def test_fp16_halves_the_weights_and_keeps_the_argmax(tiny_run, tiny_tflite, tmp
     from edgeseg.tflite_file import read_model_graph
 
     out = tmp_path / "m16.tflite"
-    r = CliRunner().invoke(app, ["convert", str(tiny_run / "model.keras"), "--fp16", "--out", str(out), "--verify", "4"])
+    r = CliRunner().invoke(
+        app, ["convert", str(tiny_run / "model.keras"), "--fp16", "--out", str(out), "--verify", "4"]
+    )
     assert r.exit_code == 0, r.output
     assert f"wrote {out}" in r.output and "fp16" in r.output
     f32 = tiny_tflite["float"]

@@ -61,8 +61,9 @@ def test_generic_split_folders(tmp_path):
 
 def test_generic_rgb_colour_masks_map_through_classes_json(tmp_path):
     colours = [[0, 0, 0], [255, 0, 0], [0, 255, 0]]
-    (tmp_path / "classes.json").write_text(json.dumps({"classes": ["bg", "red", "green"], "colours": colours,
-                                                       "ignore_index": 255}))
+    (tmp_path / "classes.json").write_text(
+        json.dumps({"classes": ["bg", "red", "green"], "colours": colours, "ignore_index": 255})
+    )
     rgb = np.zeros((6, 8, 3), np.uint8)
     rgb[:, 4:] = (0, 255, 0)
     rgb[0, 0] = (255, 0, 0)
@@ -84,8 +85,14 @@ def test_camvid_lists(tmp_path):
     for split, n in (("train", 3), ("val", 2)):
         lines = []
         for i in range(n):
-            write_pair(tmp_path, f"{split}{i}", img(), np.full((6, 8), 11 if i == 0 else 3, np.uint8),
-                       img_dir=split, mask_dir=f"{split}annot")
+            write_pair(
+                tmp_path,
+                f"{split}{i}",
+                img(),
+                np.full((6, 8), 11 if i == 0 else 3, np.uint8),
+                img_dir=split,
+                mask_dir=f"{split}annot",
+            )
             lines.append(f"{split}/{split}{i}.png {split}annot/{split}{i}.png")
         (tmp_path / f"{split}.txt").write_text("\n".join(lines) + "\n")
     assert detect_format(tmp_path) == "camvid"

@@ -21,8 +21,7 @@ sys.modules["tf_keras"] = None
 
 
 def run_blocked(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK + code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", BLOCK + code], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def cli(*args) -> str:
@@ -43,10 +42,15 @@ def check(proc):
 
 
 def test_imports_and_help_without_tensorflow():
-    check(run_blocked(textwrap.dedent("""
+    check(
+        run_blocked(
+            textwrap.dedent("""
         import edgeseg, edgeseg.cli, edgeseg.runtime, edgeseg.datasets, edgeseg.bench, edgeseg.evaluate
         import camera, camera.loop, camera.sources
-        """) + cli("--help")))
+        """)
+            + cli("--help")
+        )
+    )
 
 
 @pytest.mark.slow
@@ -66,12 +70,14 @@ def test_bench_eval_run_without_tensorflow(tiny_tflite, synthetic_data, tmp_path
 def test_keras_model_on_the_device_path_says_what_to_install(tmp_path):
     fake = tmp_path / "m.keras"
     fake.write_bytes(b"x")
-    proc = run_blocked(textwrap.dedent(f"""
+    proc = run_blocked(
+        textwrap.dedent(f"""
         from edgeseg.cli import app
         try:
             app(["bench", {str(fake)!r}])
         except SystemExit as e:
             print("EXIT", e.code)
-        """))
+        """)
+    )
     assert "EXIT 1" in proc.stdout and "pip install 'edgeseg[train]'" in proc.stderr
     assert "Traceback" not in proc.stderr

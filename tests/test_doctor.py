@@ -33,14 +33,18 @@ def test_tflite_runtime_built_for_numpy_1_is_a_fail_with_a_fix(monkeypatch):
 
     monkeypatch.setattr(edgeseg.runtime.importlib, "import_module", fake_import)
     real_version = edgeseg.doctor.installed_version
-    monkeypatch.setattr(edgeseg.doctor, "installed_version", lambda d: "2.14.0" if d == "tflite-runtime" else real_version(d))
+    monkeypatch.setattr(
+        edgeseg.doctor, "installed_version", lambda d: "2.14.0" if d == "tflite-runtime" else real_version(d)
+    )
     check = next(c for c in run_checks() if c.name == "tflite-runtime")
     assert check.status == "FAIL" and "needs numpy<2" in check.detail and "numpy<2" in check.hint
 
 
 EPYC_AVX2 = "model name\t: AMD EPYC\nflags\t\t: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2\n"
 XEON_SPR = "model name\t: Intel Xeon\nflags\t\t: sse2 avx2 avx512f avx512_vnni avx_vnni amx_bf16 amx_int8 amx_tile\n"
-CORTEX_A76 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp\n"
+CORTEX_A76 = (
+    "processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp\n"
+)
 CORTEX_A72 = "processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
 
 
@@ -77,8 +81,10 @@ def test_doctor_recommends_a_shipped_model_by_cpu_class():
     assert recommend_model(CORTEX_A72, 4)[0] == "nano"  # Pi 4: no dotprod
     assert recommend_model(CORTEX_A76, 4)[0] == "small"  # Pi 5
     assert recommend_model(CORTEX_A76, 2)[0] == "nano"  # dotprod but two cores
-    assert recommend_model(EPYC_AVX2, 2) == ("small", "x86 with 2 cores; no int8 dot products, so int8 runs at "
-                                                     "float's speed here")
+    assert recommend_model(EPYC_AVX2, 2) == (
+        "small",
+        "x86 with 2 cores; no int8 dot products, so int8 runs at float's speed here",
+    )
     assert recommend_model(XEON_SPR, 8) == ("small", "x86 with 8 cores")
     assert recommend_model(EPYC_AVX2, 1)[0] == "nano"
     assert recommend_model("", None)[0] == "small"
@@ -96,22 +102,32 @@ def test_a_picamera2_that_fails_to_import_is_explained_not_a_traceback(tmp_path)
 
     fake = tmp_path / "picamera2"
     fake.mkdir()
-    (fake / "__init__.py").write_text('raise ValueError("numpy.dtype size changed, may indicate binary '
-                                      'incompatibility. Expected 96 from C header, got 88 from PyObject")\n')
+    (fake / "__init__.py").write_text(
+        'raise ValueError("numpy.dtype size changed, may indicate binary '
+        'incompatibility. Expected 96 from C header, got 88 from PyObject")\n'
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    doctor = subprocess.run([sys.executable, "-m", "edgeseg", "doctor"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120)
+    doctor = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert "Traceback" not in doctor.stderr + doctor.stdout
     line = next(l for l in doctor.stdout.splitlines() if "Picamera2" in l)
     assert line.startswith("FAIL") and "numpy" in line and "pip install 'numpy<2'" in line
-    run = subprocess.run([sys.executable, "-m", "edgeseg", "run", "--picamera", "--no-show"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "run", "--picamera", "--no-show"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     errors = [l for l in run.stderr.splitlines() if l.startswith("error:")]
     assert run.returncode == 1 and "Traceback" not in run.stderr and len(errors) == 1
     assert "--picamera: Picamera2 does not load with numpy" in errors[0]
     (fake / "__init__.py").write_text("import picamera2_missing_dependency\n")  # any other failure: said too
-    doctor = subprocess.run([sys.executable, "-m", "edgeseg", "doctor"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120)
+    doctor = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert "Traceback" not in doctor.stderr + doctor.stdout and "needs a module that is missing" in doctor.stdout
 
 

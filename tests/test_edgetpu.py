@@ -51,8 +51,7 @@ def test_lint_predicts_the_coral_compilers_partition_exactly():
     cpu_build = shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant.tflite")
     compiled = shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant_edgetpu.tflite")
     truth = [op.name for op in read_graph(read_model_bytes(compiled))[0] if op.name != "edgetpu-custom-op"]
-    assert sorted(truth) == sorted(["RESIZE_BILINEAR"] * 3 + ["CONV_2D"] * 2 + ["CONCATENATION", "QUANTIZE",
-                                                                                 "ARG_MAX"])
+    assert sorted(truth) == sorted(["RESIZE_BILINEAR"] * 3 + ["CONV_2D"] * 2 + ["CONCATENATION", "QUANTIZE", "ARG_MAX"])
     rep = lint(cpu_build).to_dict()
     assert rep["cpu_ops"] == truth  # the same ops, in the same order
     assert rep["partition"] == {"cpu-prefix": 0, "edgetpu": 64, "cpu-suffix": 8}
@@ -80,8 +79,14 @@ def test_partition_follows_data_dependencies_not_op_order():
 
     # 0: CPU-only op on the graph input (prefix); 1, 2: TPU; 3: unmapped after TPU (suffix); 4 depends on 3
     # (suffix); 5 depends only on TPU ops and stays on the TPU although it comes after 3 and 4 in op order
-    ops = _ops(("QUANTIZE", [0], [1]), ("CONV_2D", [1], [2]), ("CONV_2D", [2], [3]), ("ARG_MAX", [3], [4]),
-               ("ADD", [4, 2], [5]), ("CONV_2D", [2], [6]))
+    ops = _ops(
+        ("QUANTIZE", [0], [1]),
+        ("CONV_2D", [1], [2]),
+        ("CONV_2D", [2], [3]),
+        ("ARG_MAX", [3], [4]),
+        ("ADD", [4, 2], [5]),
+        ("CONV_2D", [2], [6]),
+    )
     assert partition(ops, {0, 3}) == ["cpu-prefix", "edgetpu", "edgetpu", "cpu-suffix", "cpu-suffix", "edgetpu"]
     # an unmapped op that no Edge TPU op feeds is a prefix even when it comes late in op order
     ops = _ops(("CONV_2D", [0], [1]), ("GATHER", [0], [2]), ("ADD", [1, 2], [3]))
@@ -99,8 +104,9 @@ def test_lint_float_io_quantize_is_a_cpu_prefix_and_dequantize_a_suffix(tmp_path
 
     inp = keras.Input((16, 16, 3))
     p = tmp_path / "float_io.tflite"
-    p.write_bytes(toy._convert(keras.Model(inp, keras.layers.Conv2D(4, 3, padding="same")(inp)), (16, 16),
-                               tf.float32))  # int8 inside, float input and output
+    p.write_bytes(
+        toy._convert(keras.Model(inp, keras.layers.Conv2D(4, 3, padding="same")(inp)), (16, 16), tf.float32)
+    )  # int8 inside, float input and output
     from edgeseg.tflite_file import read_graph, read_model_bytes
 
     ops = [op.name for op in read_graph(read_model_bytes(p))[0]]
@@ -117,9 +123,11 @@ def test_lint_keeps_large_upscales_on_the_cpu(tmp_path):
     from edgeseg.tflite_file import GraphOp, GraphTensor
 
     def tensors(h_in, h_out):
-        return [GraphTensor(0, "x", "int8", (1, h_in, h_in, 8), (1, h_in, h_in, 8)),
-                GraphTensor(1, "size", "int32", (2,), (2,), True),
-                GraphTensor(2, "y", "int8", (1, h_out, h_out, 8), (1, h_out, h_out, 8))]
+        return [
+            GraphTensor(0, "x", "int8", (1, h_in, h_in, 8), (1, h_in, h_in, 8)),
+            GraphTensor(1, "size", "int32", (2,), (2,), True),
+            GraphTensor(2, "y", "int8", (1, h_out, h_out, 8), (1, h_out, h_out, 8)),
+        ]
 
     op = GraphOp(0, "RESIZE_BILINEAR", 3, (0, 1), (2,))
     assert [f.severity for f in check_op(op, tensors(1, 33))] == ["cpu"]
@@ -132,7 +140,11 @@ def test_parse_partly_mapped_log():
     assert r["ops_on_tpu"] == 2 and r["ops_on_cpu"] == 153 and r["total_ops"] == 155 and r["tpu_subgraphs"] == 1
     assert r["on_chip_used_bytes"] == 80 * 1024 and r["off_chip_used_bytes"] == 0
     assert len(r["operators"]) == 10 and r["operators"][0] == {
-        "operator": "TRANSPOSE", "count": 70, "status": "Operation not supported", "on_tpu": False}
+        "operator": "TRANSPOSE",
+        "count": 70,
+        "status": "Operation not supported",
+        "on_tpu": False,
+    }
     assert sum(o["count"] for o in r["operators"] if o["on_tpu"]) == 2
 
 

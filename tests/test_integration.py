@@ -12,29 +12,64 @@ pytestmark = pytest.mark.slow
 
 
 def edgeseg(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "edgeseg", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseg", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, f"edgeseg {args}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
 
 
 def test_synth_train_convert_eval_run(tmp_path):
     data, run = tmp_path / "data", tmp_path / "run"
-    out = edgeseg("synth", data, "--count", 30, "--size", "80x60", "--video", tmp_path / "v.mp4", "--frames", 10,
-                  cwd=tmp_path)
+    out = edgeseg(
+        "synth", data, "--count", 30, "--size", "80x60", "--video", tmp_path / "v.mp4", "--frames", 10, cwd=tmp_path
+    )
     assert "wrote 30 synthetic scenes" in out
-    out = edgeseg("train", "--data", data, "--out", run, "--size", "64x32", "--alpha", "0.35", "--decoder", "tiny",
-                  "--epochs", 2, "--batch-size", 9, cwd=tmp_path)
+    out = edgeseg(
+        "train",
+        "--data",
+        data,
+        "--out",
+        run,
+        "--size",
+        "64x32",
+        "--alpha",
+        "0.35",
+        "--decoder",
+        "tiny",
+        "--epochs",
+        2,
+        "--batch-size",
+        9,
+        cwd=tmp_path,
+    )
     assert f"wrote {run / 'model.keras'}" in out
-    out = edgeseg("convert", run / "model.keras", "--int8", "--num-calibration", 20, "--strict", "--json",
-                  tmp_path / "c.json", cwd=tmp_path)
+    out = edgeseg(
+        "convert",
+        run / "model.keras",
+        "--int8",
+        "--num-calibration",
+        20,
+        "--strict",
+        "--json",
+        tmp_path / "c.json",
+        cwd=tmp_path,
+    )
     assert "all ops and tensors int8" in out and f"wrote {run / 'model_int8.tflite'}" in out
     assert json.loads((tmp_path / "c.json").read_text())["calibration_images"] == 20
     edgeseg("eval", run / "model_int8.tflite", "--data", data, "--json", tmp_path / "e.json", cwd=tmp_path)
     e = json.loads((tmp_path / "e.json").read_text())
     assert e["images"] == 3 and 0 <= e["miou"] <= 1
-    edgeseg("run", run / "model_int8.tflite", "--source", tmp_path / "v.mp4", "--no-show", "--record",
-            tmp_path / "o.mp4", cwd=tmp_path)
+    edgeseg(
+        "run",
+        run / "model_int8.tflite",
+        "--source",
+        tmp_path / "v.mp4",
+        "--no-show",
+        "--record",
+        tmp_path / "o.mp4",
+        cwd=tmp_path,
+    )
     cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
     cap.release()

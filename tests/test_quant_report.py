@@ -10,8 +10,20 @@ runner = CliRunner()
 
 
 def test_report_for_an_existing_pair(tiny_run, tiny_tflite, synthetic_data, tmp_path):
-    r = runner.invoke(app, ["quant-report", str(tiny_run / "model.keras"), str(tiny_tflite["int8"]), "--data",
-                            str(synthetic_data), "--calibration", str(synthetic_data), "--out", str(tmp_path / "q")])
+    r = runner.invoke(
+        app,
+        [
+            "quant-report",
+            str(tiny_run / "model.keras"),
+            str(tiny_tflite["int8"]),
+            "--data",
+            str(synthetic_data),
+            "--calibration",
+            str(synthetic_data),
+            "--out",
+            str(tmp_path / "q"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     d = json.loads((tmp_path / "q" / "report.json").read_text())
     assert d["images"] == 4 and 0 <= d["pixel_disagreement"] < 0.2
@@ -27,9 +39,24 @@ def test_report_for_an_existing_pair(tiny_run, tiny_tflite, synthetic_data, tmp_
 
 
 def test_convert_writes_the_report(tiny_run, synthetic_data, tmp_path):
-    r = runner.invoke(app, ["convert", str(tiny_run / "model.keras"), "--int8", "--calibration", str(synthetic_data),
-                            "--num-calibration", "12", "--out", str(tmp_path / "m.tflite"), "--report",
-                            str(tmp_path / "rep"), "--verify", "2"])
+    r = runner.invoke(
+        app,
+        [
+            "convert",
+            str(tiny_run / "model.keras"),
+            "--int8",
+            "--calibration",
+            str(synthetic_data),
+            "--num-calibration",
+            "12",
+            "--out",
+            str(tmp_path / "m.tflite"),
+            "--report",
+            str(tmp_path / "rep"),
+            "--verify",
+            "2",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "rep" / "report.md").exists() and "pixels that disagree" in r.output
 
@@ -37,6 +64,5 @@ def test_convert_writes_the_report(tiny_run, synthetic_data, tmp_path):
 def test_report_needs_masks(tiny_run, tiny_tflite, tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()
-    r = runner.invoke(app, ["quant-report", str(tiny_tflite["float"]), str(tiny_tflite["int8"]), "--data",
-                            str(folder)])
+    r = runner.invoke(app, ["quant-report", str(tiny_tflite["float"]), str(tiny_tflite["int8"]), "--data", str(folder)])
     assert r.exit_code == 1 and "dataset" in r.output and "Traceback" not in r.output

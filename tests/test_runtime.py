@@ -106,7 +106,9 @@ def test_peer_selfie_probability():
 
 def test_peer_edgetpu_model_without_the_edge_tpu_says_so():
     p = shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant_edgetpu.tflite")
-    with pytest.raises(RuntimeUnavailable, match="compiled for the Edge TPU, but the Edge TPU delegate .* does not load"):
+    with pytest.raises(
+        RuntimeUnavailable, match="compiled for the Edge TPU, but the Edge TPU delegate .* does not load"
+    ):
         Segmenter(p)  # auto picks the Edge TPU delegate for such a model
     with pytest.raises(RuntimeUnavailable, match="compiled for the Edge TPU: run it with --delegate edgetpu"):
         Segmenter(p, delegate="cpu")

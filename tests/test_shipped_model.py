@@ -16,14 +16,16 @@ pytestmark = pytest.mark.skipif(MODEL is None, reason=f"edgeseg/assets/{DEFAULT_
 
 
 def test_loads_and_runs_without_tensorflow():
-    code = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
-            "import numpy as np\n"
-            "from edgeseg.assets import default_model\n"
-            "from edgeseg.runtime import Segmenter\n"
-            "m = Segmenter(default_model(), num_threads=2)\n"
-            "mask = m.predict(np.zeros((360, 480, 3), np.uint8))\n"
-            "assert mask.shape == (360, 480) and m.runtime.name == 'litert'\n"
-            "print('OK', m.spec.input_hw)")
+    code = (
+        "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+        "import numpy as np\n"
+        "from edgeseg.assets import default_model\n"
+        "from edgeseg.runtime import Segmenter\n"
+        "m = Segmenter(default_model(), num_threads=2)\n"
+        "mask = m.predict(np.zeros((360, 480, 3), np.uint8))\n"
+        "assert mask.shape == (360, 480) and m.runtime.name == 'litert'\n"
+        "print('OK', m.spec.input_hw)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "OK (288, 384)" in proc.stdout, proc.stderr[-2000:]
 
@@ -94,13 +96,17 @@ def test_commands_take_the_shipped_names(tmp_path):
     from edgeseg.cli import app
 
     _shipped("nano")
-    r = CliRunner().invoke(app, ["bench", "nano", "--model", "small", "--runs", "2", "--warmup", "0",
-                                 "--json", str(tmp_path / "b.json")])
+    r = CliRunner().invoke(
+        app, ["bench", "nano", "--model", "small", "--runs", "2", "--warmup", "0", "--json", str(tmp_path / "b.json")]
+    )
     assert r.exit_code == 0, r.output
     import json
 
-    got = [(r["model"].rsplit("/", 1)[-1], r["gmacs"]) for r in json.loads((tmp_path / "b.json").read_text())["results"]]
+    got = [
+        (r["model"].rsplit("/", 1)[-1], r["gmacs"]) for r in json.loads((tmp_path / "b.json").read_text())["results"]
+    ]
     assert [g[0] for g in got] == [SHIPPED["nano"], SHIPPED["small"]] and got[0][1] < 0.4 < got[1][1]
-    r = CliRunner().invoke(app, ["run", "--model", "nano", "--source", "synthetic:160x120", "--no-show",
-                                 "--max-frames", "2"])
+    r = CliRunner().invoke(
+        app, ["run", "--model", "nano", "--source", "synthetic:160x120", "--no-show", "--max-frames", "2"]
+    )
     assert r.exit_code == 0 and SHIPPED["nano"] in r.output and "2 frames" in r.output, r.output

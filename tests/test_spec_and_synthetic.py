@@ -19,14 +19,17 @@ def test_spec_json_round_trip_and_defaults(tmp_path):
     assert back == s and json.loads(p.read_text())["format"] == "edgeseg-spec/1"
 
 
-@pytest.mark.parametrize("bad", [
-    {"input_hw": [0, 5], "classes": ["a"]},
-    {"input_hw": [5, 5], "classes": []},
-    {"input_hw": [5, 5], "classes": ["a", "b"], "colours": [[0, 0, 0]]},
-    {"input_hw": [5, 5], "classes": ["a"], "std": [0, 1, 1]},
-    {"input_hw": [5, 5], "classes": ["a"], "format": "other/2"},
-    {"classes": ["a"]},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"input_hw": [0, 5], "classes": ["a"]},
+        {"input_hw": [5, 5], "classes": []},
+        {"input_hw": [5, 5], "classes": ["a", "b"], "colours": [[0, 0, 0]]},
+        {"input_hw": [5, 5], "classes": ["a"], "std": [0, 1, 1]},
+        {"input_hw": [5, 5], "classes": ["a"], "format": "other/2"},
+        {"classes": ["a"]},
+    ],
+)
 def test_bad_specs_are_model_errors(bad):
     with pytest.raises(ModelError):
         ModelSpec.from_dict(bad)
@@ -76,17 +79,33 @@ def test_synthetic_video_has_its_frames(tmp_path):
 
 
 def test_typed_spec_fields_round_trip_and_old_specs_still_load(tmp_path):
-    spec = ModelSpec(input_hw=(32, 48), classes=("a", "b"), backbone="mobilenet_v2_0.35", decoder="tiny",
-                     train_data="data/x", dataset_format="generic", val_miou=0.5)
+    spec = ModelSpec(
+        input_hw=(32, 48),
+        classes=("a", "b"),
+        backbone="mobilenet_v2_0.35",
+        decoder="tiny",
+        train_data="data/x",
+        dataset_format="generic",
+        val_miou=0.5,
+    )
     back = ModelSpec.from_json(spec.to_json())
     assert back == spec and (back.decoder, back.train_data, back.val_miou) == ("tiny", "data/x", 0.5)
     # a spec as written before the typed fields (the shipped models carry this form)
-    old = {"format": "edgeseg-spec/1", "input_hw": [32, 48], "classes": ["a", "b"],
-           "backbone": "mobilenet_v2_1/dense", "extra": {"train_data": "/d", "dataset_format": "camvid",
-                                                          "val_miou": 0.68, "embedded": True, "note": "kept"}}
+    old = {
+        "format": "edgeseg-spec/1",
+        "input_hw": [32, 48],
+        "classes": ["a", "b"],
+        "backbone": "mobilenet_v2_1/dense",
+        "extra": {"train_data": "/d", "dataset_format": "camvid", "val_miou": 0.68, "embedded": True, "note": "kept"},
+    }
     s = ModelSpec.from_dict(old)
-    assert (s.backbone, s.decoder, s.train_data, s.dataset_format, s.val_miou) == \
-        ("mobilenet_v2_1", "dense", "/d", "camvid", 0.68)
+    assert (s.backbone, s.decoder, s.train_data, s.dataset_format, s.val_miou) == (
+        "mobilenet_v2_1",
+        "dense",
+        "/d",
+        "camvid",
+        0.68,
+    )
     assert s.extra == {"note": "kept"}  # nothing typed left in extra; "embedded" is not the spec's business
     with pytest.raises(ModelError, match="val_miou"):
         ModelSpec.from_dict({**old, "val_miou": 7})

@@ -70,9 +70,12 @@ def test_dense_decoder_stops_at_stride_4_with_dense_blocks_on_projected_skips():
     # Widths alone still work, with fewer stages too.
     two = build_unet(4, (64, 96), alpha=0.35, decoder=(32, 16))
     assert tuple(two.output.shape) == (None, 64, 96, 4) and two.get_layer("logits").size == (8, 8)
-    for bad, msg in (("huge", "unknown decoder"), ((8, 8, 8, 8, 8), "1 to 4 positive widths"),
-                     (Decoder((8,), block="sparse"), "separable or dense"),
-                     (Decoder((8, 8), skip_widths=(4,)), "one per stage")):
+    for bad, msg in (
+        ("huge", "unknown decoder"),
+        ((8, 8, 8, 8, 8), "1 to 4 positive widths"),
+        (Decoder((8,), block="sparse"), "separable or dense"),
+        (Decoder((8, 8), skip_widths=(4,)), "one per stage"),
+    ):
         with pytest.raises(EdgesegError, match=msg):
             build_unet(4, (64, 96), alpha=0.35, decoder=bad)
 
@@ -87,8 +90,9 @@ def test_nano_decoder_and_an_encoder_cut_at_stride_16():
     assert tuple(nano.output.shape) == (None, 96, 128, 11)
     assert "decoder2_up" in names and "decoder3_up" not in names and nano.get_layer("logits").size == (8, 8)
     assert [nano.get_layer(f"decoder{i}_skip").filters for i in (1, 2)] == list(DECODERS["nano"].skip_widths)
-    cut = build_unet(5, (64, 96), alpha=0.35, decoder=Decoder((16, 8), block="dense", top_width=24,
-                                                               encoder_stride=16, blocks=1))
+    cut = build_unet(
+        5, (64, 96), alpha=0.35, decoder=Decoder((16, 8), block="dense", top_width=24, encoder_stride=16, blocks=1)
+    )
     encoder = cut.get_layer("encoder")
     assert [tuple(o.shape[1:3]) for o in encoder.outputs] == [(32, 48), (16, 24), (8, 12), (4, 6)]
     assert "block_16_project" not in [l.name for l in encoder.layers]  # the stride-32 stage is not built
@@ -97,9 +101,11 @@ def test_nano_decoder_and_an_encoder_cut_at_stride_16():
     assert cut.get_layer("logits").size == (4, 4) and tuple(cut.output.shape) == (None, 64, 96, 5)
     full = build_unet(5, (64, 96), alpha=0.35, decoder=Decoder((16, 8), block="dense", top_width=24, blocks=1))
     assert cut.count_params() < full.count_params()
-    for bad, msg in ((Decoder((8,), encoder_stride=8), "choose 16 or 32"),
-                     (Decoder((8, 8, 8, 8), encoder_stride=16), "1 to 3 positive widths"),
-                     (Decoder((8,), blocks=0), "at least one block")):
+    for bad, msg in (
+        (Decoder((8,), encoder_stride=8), "choose 16 or 32"),
+        (Decoder((8, 8, 8, 8), encoder_stride=16), "1 to 3 positive widths"),
+        (Decoder((8,), blocks=0), "at least one block"),
+    ):
         with pytest.raises(EdgesegError, match=msg):
             build_unet(4, (64, 96), alpha=0.35, decoder=bad)
     assert isinstance(nano.get_layer("decoder1a_conv"), keras.layers.Conv2D)
@@ -113,9 +119,17 @@ def test_dense_decoder_converts_to_an_all_int8_edge_tpu_ready_graph(tmp_path, sy
     spec = ModelSpec.load(tiny_run / "spec.json")
     small = Decoder((16, 12, 8), block="dense", skip_widths=(8, 8, 8), top_width=16)
     build_unet(spec.num_classes, (64, 96), alpha=0.35, decoder=small).save(tmp_path / "dense.keras")
-    res = convert_keras(tmp_path / "dense.keras", tmp_path / "dense.tflite", target="int8", spec=spec,
-                        calibration=synthetic_data, num_calibration=8, verify_images=2, progress=False,
-                        log=lambda s: None)
+    res = convert_keras(
+        tmp_path / "dense.keras",
+        tmp_path / "dense.tflite",
+        target="int8",
+        spec=spec,
+        calibration=synthetic_data,
+        num_calibration=8,
+        verify_images=2,
+        progress=False,
+        log=lambda s: None,
+    )
     assert res.ops.fully_int8, res.ops.non_int8_ops
     assert res.ops.ops["RESIZE_BILINEAR"] == 4 and res.ops.ops["CONCATENATION"] == 3
     assert lint(tmp_path / "dense.tflite").ready
@@ -152,8 +166,15 @@ def test_resume_continues_the_same_run(tmp_path, synthetic_data):
             if epoch == 1:
                 raise KeyboardInterrupt
 
-    cfg = TrainConfig(data=str(synthetic_data), out=str(tmp_path / "r"), input_hw=(32, 64), alpha=0.35,
-                      decoder="tiny", epochs=4, batch_size=12)
+    cfg = TrainConfig(
+        data=str(synthetic_data),
+        out=str(tmp_path / "r"),
+        input_hw=(32, 64),
+        alpha=0.35,
+        decoder="tiny",
+        epochs=4,
+        batch_size=12,
+    )
     with pytest.raises(KeyboardInterrupt):
         train(cfg, log=lambda *_: None, callbacks=[StopAfterSecondEpoch()])
     assert (tmp_path / "r" / "backup").exists()
@@ -187,8 +208,9 @@ def test_train_config_round_trips_and_refuses_what_it_does_not_know(tmp_path):
     from edgeseg.training.data import Augment
     from edgeseg.training.train import TrainConfig
 
-    cfg = TrainConfig(data="d", out=str(tmp_path), input_hw=(32, 64), decoder="tiny", augment=Augment.none(),
-                      val_data="v", epochs=7)
+    cfg = TrainConfig(
+        data="d", out=str(tmp_path), input_hw=(32, 64), decoder="tiny", augment=Augment.none(), val_data="v", epochs=7
+    )
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # through JSON, as on disk
     (tmp_path / "config.json").write_text(json.dumps({**cfg.to_dict(), "epochz": 3}))
     with pytest.raises(EdgesegError, match="unknown keys \\['epochz'\\]"):
@@ -215,8 +237,9 @@ def test_resume_through_the_cli_uses_the_saved_settings(tmp_path, synthetic_data
             raise KeyboardInterrupt
 
     out = tmp_path / "r"
-    cfg = TrainConfig(data=str(synthetic_data), out=str(out), input_hw=(32, 64), alpha=0.35, decoder="tiny",
-                      epochs=2, batch_size=12)
+    cfg = TrainConfig(
+        data=str(synthetic_data), out=str(out), input_hw=(32, 64), alpha=0.35, decoder="tiny", epochs=2, batch_size=12
+    )
     with pytest.raises(KeyboardInterrupt):
         train(cfg, log=lambda *_: None, callbacks=[StopAfterFirstEpoch()])
     r = CliRunner().invoke(app, ["train", "--data", str(synthetic_data), "--out", str(out), "--resume"])

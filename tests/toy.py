@@ -16,8 +16,10 @@ HW = (24, 40)
 def _convert(model, hw, int_type=None, rep=None, input_float=True, io=None):
     import tensorflow as tf
 
-    fn = tf.function(lambda x: model(x, training=False),
-                     input_signature=[tf.TensorSpec((1, *hw, model.inputs[0].shape[-1]), tf.float32)])
+    fn = tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec((1, *hw, model.inputs[0].shape[-1]), tf.float32)],
+    )
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
     if int_type is not None:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -73,8 +75,9 @@ def build_all(folder: Path) -> dict[str, Path]:
     def prob_model(slope: float):
         # probability that red dominates: sigmoid(slope * (R - max(G, B)))
         inp = keras.Input((*HW, 3))
-        r = keras.layers.Lambda(lambda t: tf.sigmoid(slope * (t[..., :1] - tf.reduce_max(t[..., 1:], -1,
-                                                                                          keepdims=True))))(inp)
+        r = keras.layers.Lambda(
+            lambda t: tf.sigmoid(slope * (t[..., :1] - tf.reduce_max(t[..., 1:], -1, keepdims=True)))
+        )(inp)
         return keras.Model(inp, r)
 
     # A float input gets [0, 1] by the default spec; a quantised one gets raw pixels 0..255.
@@ -84,8 +87,9 @@ def build_all(folder: Path) -> dict[str, Path]:
     grey = _scores_model(HW, classes=2, channels=1)
     save("grey_input", _convert(grey, HW))
     inp = keras.Input((*HW, 3))
-    save("classifier", _convert(keras.Model(inp, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(inp))),
-                                HW))
+    save(
+        "classifier", _convert(keras.Model(inp, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(inp))), HW)
+    )
     return out
 
 

@@ -37,6 +37,8 @@ def resolve_model(text: str | Path) -> Path:
     p = Path(text)
     if not p.is_file():
         names = ", ".join(SHIPPED)
-        raise ModelError(f"{p}: no such model file ({'a folder, not a file' if p.is_dir() else 'give a path'}, "
-                         f"or a shipped model: {names})")
+        raise ModelError(
+            f"{p}: no such model file ({'a folder, not a file' if p.is_dir() else 'give a path'}, "
+            f"or a shipped model: {names})"
+        )
     return p

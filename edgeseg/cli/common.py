@@ -61,8 +61,10 @@ def handles_errors(fn):
             raise stopped() from None
         except ModuleNotFoundError as e:  # the device-only install has no TensorFlow for train and convert
             if (e.name or "").split(".")[0] in ("tensorflow", "keras", "tensorflow_cpu"):
-                raise fail(f"{fn.__name__.rstrip('_')} needs TensorFlow, which this install does not have: "
-                            "pip install 'edgeseg[train]' (on a workstation)") from None
+                raise fail(
+                    f"{fn.__name__.rstrip('_')} needs TensorFlow, which this install does not have: "
+                    "pip install 'edgeseg[train]' (on a workstation)"
+                ) from None
             raise
 
     return wrapper

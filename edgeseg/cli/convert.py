@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli.common import (IODtypeChoice, JsonOpt, handles_errors, progress, quiet_tensorflow, writable,
-                                write_json)
+from edgeseg.cli.common import IODtypeChoice, JsonOpt, handles_errors, progress, quiet_tensorflow, writable, write_json
 from edgeseg.errors import EdgesegError
 from edgeseg.limits import MAX_IMAGES
 
@@ -19,25 +18,43 @@ def convert(
     model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Trained .keras model.")],
     *,
     int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (calibrated).")] = False,
-    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic range: int8 weights, float activations.")]
-    = False,
-    fp16: Annotated[bool, typer.Option("--fp16", help="float16 weights (half the size; fp16 arithmetic on CPUs "
-                                       "that have it, such as the Pi 5's).")] = False,
-    calibration: Annotated[Path | None, typer.Option(exists=True, help="Dataset or image folder for calibration "
-                                                     "(default: the training data recorded in the spec).")] = None,
+    dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic range: int8 weights, float activations.")] = False,
+    fp16: Annotated[
+        bool,
+        typer.Option(
+            "--fp16", help="float16 weights (half the size; fp16 arithmetic on CPUs that have it, such as the Pi 5's)."
+        ),
+    ] = False,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            help="Dataset or image folder for calibration (default: the training data recorded in the spec).",
+        ),
+    ] = None,
     num_calibration: Annotated[int, typer.Option(min=1, max=MAX_IMAGES, help="Calibration images.")] = 200,
     io: Annotated[IODtypeChoice, typer.Option(help="int8 model's input/output type.")] = IODtypeChoice.int8,
-    spec: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Model spec JSON "
-                                              "(default: spec.json beside the model).")] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Model spec JSON (default: spec.json beside the model)."),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output .tflite (default: beside the model).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail if the int8 model keeps any float op.")] = False,
-    edgetpu_check: Annotated[bool, typer.Option("--edgetpu", help="With --int8: lint for the Edge TPU and run "
-                                                "edgetpu_compiler when installed.")] = False,
-    report: Annotated[Path | None, typer.Option(file_okay=False, help="With --int8: write the quantisation report "
-                                                "(float vs int8 on the val split of the calibration dataset) here.")]
-    = None,
-    verify: Annotated[int, typer.Option(min=0, max=MAX_IMAGES, help="Images to compare float vs converted "
-                                        "argmax on.")] = 8,
+    edgetpu_check: Annotated[
+        bool,
+        typer.Option("--edgetpu", help="With --int8: lint for the Edge TPU and run edgetpu_compiler when installed."),
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False,
+            help="With --int8: write the quantisation report "
+            "(float vs int8 on the val split of the calibration dataset) here.",
+        ),
+    ] = None,
+    verify: Annotated[
+        int, typer.Option(min=0, max=MAX_IMAGES, help="Images to compare float vs converted argmax on.")
+    ] = 8,
     json_out: JsonOpt = None,
 ) -> None:
     """Convert a Keras model to TFLite (float32 by default), embed its spec, verify the result."""
@@ -54,9 +71,17 @@ def convert(
         logged.add(msg)
         typer.echo(msg)
 
-    options = ConvertOptions(target=target, spec=spec, calibration=calibration, num_calibration=num_calibration,
-                             io_dtype=io.value, verify_images=verify, strict=strict, progress=sys.stderr.isatty(),
-                             log=log)
+    options = ConvertOptions(
+        target=target,
+        spec=spec,
+        calibration=calibration,
+        num_calibration=num_calibration,
+        io_dtype=io.value,
+        verify_images=verify,
+        strict=strict,
+        progress=sys.stderr.isatty(),
+        log=log,
+    )
     result = convert_keras(model, out, options)
     r = result
     typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, {r.target}, {r.seconds:.1f} s)")
@@ -66,8 +91,9 @@ def convert(
         typer.echo("all ops and tensors int8" if r.ops.fully_int8 else f"NOT fully int8: {r.ops.non_int8_ops[:5]}")
         typer.echo(f"calibrated on {r.calibration_images} images")
     if r.agreement is not None:
-        typer.echo(f"argmax agreement with the Keras model: {100 * r.agreement:.2f}% of pixels "
-                   f"on {r.verify_images} images")
+        typer.echo(
+            f"argmax agreement with the Keras model: {100 * r.agreement:.2f}% of pixels on {r.verify_images} images"
+        )
     for w in r.warnings:
         if f"warning: {w}" not in logged:  # calibration warnings were said before the work; say each once
             typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
@@ -76,8 +102,11 @@ def convert(
         if r.target != "int8":
             typer.secho("warning: --report needs an int8 model: add --int8", fg=typer.colors.YELLOW, err=True)
         else:
-            out_json["report"] = str(_quant_report(model, r.path, report, calibration=calibration, spec=spec,
-                                                   num_calibration=num_calibration))
+            out_json["report"] = str(
+                _quant_report(
+                    model, r.path, report, calibration=calibration, spec=spec, num_calibration=num_calibration
+                )
+            )
     if edgetpu_check:
         if r.target != "int8":
             typer.secho("warning: --edgetpu needs an int8 model: add --int8", fg=typer.colors.YELLOW, err=True)
@@ -91,8 +120,10 @@ def _quant_report(float_path: Path, int8_path: Path, folder: Path, **options) ->
     from converters.quant_report import report_for_files
 
     path, res = report_for_files(float_path, int8_path, folder, progress=progress("report"), **options)
-    typer.echo(f"float mIoU {100 * res['float_miou']:.2f}, int8 {100 * res['int8_miou']:.2f} "
-               f"({100 * res['delta_miou']:+.2f}); pixels that disagree {100 * res['pixel_disagreement']:.2f}%")
+    typer.echo(
+        f"float mIoU {100 * res['float_miou']:.2f}, int8 {100 * res['int8_miou']:.2f} "
+        f"({100 * res['delta_miou']:+.2f}); pixels that disagree {100 * res['pixel_disagreement']:.2f}%"
+    )
     for sgt in res["suggestions"]:
         typer.echo(f"  - {sgt}")
     typer.echo(f"wrote {path}")
@@ -101,17 +132,32 @@ def _quant_report(float_path: Path, int8_path: Path, folder: Path, **options) ->
 
 @handles_errors
 def quant_report(
-    float_model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The float reference (.keras or "
-                                                "float .tflite).")],
+    float_model: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="The float reference (.keras or float .tflite).")
+    ],
     int8_model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The int8 .tflite.")],
-    data: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Dataset to score on (val split; "
-                                              "default: the training data the spec records).")] = None,
-    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for report.md, report.json and images.")]
-    = Path("quant_report"),
-    calibration: Annotated[Path | None, typer.Option(exists=True, help="The calibration data, for its class "
-                                                     "coverage.")] = None,
-    keras: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="The .keras model, for per-layer "
-                                               "statistics when FLOAT_MODEL is a .tflite.")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Dataset to score on (val split; default: the training data the spec records).",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(file_okay=False, help="Folder for report.md, report.json and images.")] = Path(
+        "quant_report"
+    ),
+    calibration: Annotated[
+        Path | None, typer.Option(exists=True, help="The calibration data, for its class coverage.")
+    ] = None,
+    keras: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="The .keras model, for per-layer statistics when FLOAT_MODEL is a .tflite.",
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, max=MAX_IMAGES, help="Score only the first N images.")] = None,
 ) -> None:
     """Where int8 loses against float: per-class deltas, disagreement maps, worst layers, suggestions."""
@@ -137,8 +183,10 @@ def _edgetpu_report(model: Path, compile_it: bool) -> dict:
         typer.secho(f"  op {f.index:>3} {f.op:<20} {f.severity:<5} {f.reason}", fg=colour)
     part = d["partition"]
     verb = "the compiler put" if rep.compiled else "predicted after compiling:"
-    typer.echo(f"  {verb} {part['edgetpu']} op(s) on the Edge TPU, {part['cpu-prefix']} on the CPU before it and "
-               f"{part['cpu-suffix']} after it" + (f": {', '.join(d['cpu_ops'])}" if d["cpu_ops"] else ""))
+    typer.echo(
+        f"  {verb} {part['edgetpu']} op(s) on the Edge TPU, {part['cpu-prefix']} on the CPU before it and "
+        f"{part['cpu-suffix']} after it" + (f": {', '.join(d['cpu_ops'])}" if d["cpu_ops"] else "")
+    )
     result = {"lint": d}
     if compile_it:
         comp = compile_model(model)
@@ -146,20 +194,25 @@ def _edgetpu_report(model: Path, compile_it: bool) -> dict:
         if "skipped" in comp:
             typer.echo(f"  {comp['skipped']}")
         elif comp.get("compiled"):
-            typer.echo(f"  compiled ({comp.get('compiler_version')}): {comp.get('ops_on_tpu')} ops on the Edge TPU, "
-                       f"{comp.get('ops_on_cpu', 0)} on the CPU; on-chip memory {comp.get('on_chip_used')}, "
-                       f"output {comp.get('output_model')}")
+            typer.echo(
+                f"  compiled ({comp.get('compiler_version')}): {comp.get('ops_on_tpu')} ops on the Edge TPU, "
+                f"{comp.get('ops_on_cpu', 0)} on the CPU; on-chip memory {comp.get('on_chip_used')}, "
+                f"output {comp.get('output_model')}"
+            )
         else:
-            typer.secho(f"  edgetpu_compiler refused the model: {'; '.join(comp['errors']) or 'see its log'}",
-                        fg=typer.colors.RED)
+            typer.secho(
+                f"  edgetpu_compiler refused the model: {'; '.join(comp['errors']) or 'see its log'}",
+                fg=typer.colors.RED,
+            )
     return result
 
 
 @handles_errors
 def edgetpu(
     model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An int8 .tflite.")],
-    compile_it: Annotated[bool, typer.Option("--compile/--lint-only", help="Run edgetpu_compiler when it is "
-                                             "installed.")] = True,
+    compile_it: Annotated[
+        bool, typer.Option("--compile/--lint-only", help="Run edgetpu_compiler when it is installed.")
+    ] = True,
     json_out: JsonOpt = None,
 ) -> None:
     """Edge TPU readiness: lint the ops against the Edge TPU's supported list, then compile if possible."""
@@ -167,4 +220,3 @@ def edgetpu(
     result = _edgetpu_report(model, compile_it)
     if json_out:
         write_json(json_out, result)
-

@@ -7,10 +7,28 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli.common import (MODEL_HELP, DelegateChoice, DelegateOpt, FormatChoice, JsonOpt, RuntimeChoice,
-                                RuntimeOpt, SplitChoice, ThreadsOpt, ViewChoice, default_model, fmt, handles_errors,
-                                one_model, parse_size, progress, quiet_tensorflow, stopped, writable,
-                                write_json)
+from edgeseg.cli.common import (
+    MODEL_HELP,
+    DelegateChoice,
+    DelegateOpt,
+    FormatChoice,
+    JsonOpt,
+    RuntimeChoice,
+    RuntimeOpt,
+    SplitChoice,
+    ThreadsOpt,
+    ViewChoice,
+    default_model,
+    fmt,
+    handles_errors,
+    one_model,
+    parse_size,
+    progress,
+    quiet_tensorflow,
+    stopped,
+    writable,
+    write_json,
+)
 from edgeseg.errors import EdgesegError
 from edgeseg.limits import MAX_CAMERA_INDEX, MAX_FPS, MAX_IMAGES, MAX_RUNS
 
@@ -31,19 +49,28 @@ def _thread_list(text: str | None) -> list[int | None]:
 
 @handles_errors
 def bench(
-    models: Annotated[list[str] | None, typer.Argument(help="One or more .tflite (or .keras) models, or shipped "
-                                                       "models by name (nano, small), side by side (default: "
-                                                       "small).")] = None,
-    model_opt: Annotated[list[str] | None, typer.Option("--model", help="A model to add, by path or shipped "
-                                                        "name (nano, small); repeat for more.")] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="One or more .tflite (or .keras) models, or shipped "
+            "models by name (nano, small), side by side (default: "
+            "small)."
+        ),
+    ] = None,
+    model_opt: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="A model to add, by path or shipped name (nano, small); repeat for more."),
+    ] = None,
     threads: Annotated[str | None, typer.Option(help="Interpreter threads: N, or a sweep like 1,2,4.")] = None,
-    runs: Annotated[int, typer.Option(min=1, max=MAX_RUNS, help="Timed runs per model (each of invoke-only and end-to-end).")]
-    = 100,
+    runs: Annotated[
+        int, typer.Option(min=1, max=MAX_RUNS, help="Timed runs per model (each of invoke-only and end-to-end).")
+    ] = 100,
     warmup: Annotated[int, typer.Option(min=0, max=MAX_RUNS, help="Untimed runs first.")] = 10,
     rounds: Annotated[int, typer.Option(min=1, max=10_000, help="Interleave the models in this many rounds.")] = 5,
     frame_size: Annotated[str, typer.Option(help="Frame WIDTHxHEIGHT for the end-to-end timing.")] = "640x480",
-    data: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Also score mIoU on this "
-                                              "dataset.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(exists=True, file_okay=False, help="Also score mIoU on this dataset.")
+    ] = None,
     split: Annotated[SplitChoice, typer.Option(help="Split of --data.")] = SplitChoice.val,
     format: Annotated[FormatChoice, typer.Option(help="Layout of --data.")] = FormatChoice.auto,
     runtime: RuntimeOpt = RuntimeChoice.auto,
@@ -51,8 +78,10 @@ def bench(
     json_out: JsonOpt = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the table (CSV) here.")] = None,
     md_out: Annotated[Path | None, typer.Option("--markdown", help="Write the table (markdown) here.")] = None,
-    plots_dir: Annotated[Path | None, typer.Option("--plots", file_okay=False, help="Write latency.png (and "
-                                                   "iou.png with --data) into this folder.")] = None,
+    plots_dir: Annotated[
+        Path | None,
+        typer.Option("--plots", file_okay=False, help="Write latency.png (and iou.png with --data) into this folder."),
+    ] = None,
 ) -> None:
     """Time models side by side: size, init, memory, invoke-only and end-to-end p50/p90/p99, FPS, mIoU."""
     from edgeseg.bench import bench_models, plots, to_csv, to_markdown
@@ -72,15 +101,25 @@ def bench(
 
         ds = open_dataset(data, split.value, format.value)
     report = bench_models(
-        models, lambda p, t: load_model(p, threads=t, delegate=delegate.value, runtime=runtime.value),
-        _thread_list(threads), runs, warmup, parse_size(frame_size, "--frame-size"), rounds, ds,
-        progress=progress("bench"), keep_samples=plots_dir is not None,
+        models,
+        lambda p, t: load_model(p, threads=t, delegate=delegate.value, runtime=runtime.value),
+        _thread_list(threads),
+        runs,
+        warmup,
+        parse_size(frame_size, "--frame-size"),
+        rounds,
+        ds,
+        progress=progress("bench"),
+        keep_samples=plots_dir is not None,
     )
     _print_bench(report, runs, warmup, rounds, frame_size, with_miou=ds is not None)
     if json_out:
-        write_json(json_out, report if plots_dir is None else
-                    {**report, "results": [{k: v for k, v in r.items() if k != "samples_ms"}
-                                           for r in report["results"]]})
+        write_json(
+            json_out,
+            report
+            if plots_dir is None
+            else {**report, "results": [{k: v for k, v in r.items() if k != "samples_ms"} for r in report["results"]]},
+        )
     if csv_out:
         atomic_write_text(csv_out, to_csv(report))
         typer.echo(f"wrote {csv_out}")
@@ -97,47 +136,69 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
     from edgeseg.host import int8_dot_text
 
     env = report["environment"]
-    typer.echo(f"{env['cpu']}, {env['cores']} cores, governor {env['governor'] or 'n/a'}, {int8_dot_text(env)}; "
-               f"{runs} runs after {warmup} warm-up, {rounds} interleaved rounds; end-to-end at {frame_size}")
+    typer.echo(
+        f"{env['cpu']}, {env['cores']} cores, governor {env['governor'] or 'n/a'}, {int8_dot_text(env)}; "
+        f"{runs} runs after {warmup} warm-up, {rounds} interleaved rounds; end-to-end at {frame_size}"
+    )
     name_w = max(12, *(len(r["model"]) for r in rows(report)))
-    typer.echo(f"{'model':<{name_w}} {'GMACs':>6} {'params':>7} {'thr':>3} {'MB':>6} {'init':>7} {'inv p50':>8} "
-               f"{'p90':>7} {'p99':>7} {'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}"
-               + ("  mIoU" if with_miou else ""))
+    typer.echo(
+        f"{'model':<{name_w}} {'GMACs':>6} {'params':>7} {'thr':>3} {'MB':>6} {'init':>7} {'inv p50':>8} "
+        f"{'p90':>7} {'p99':>7} {'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}"
+        + ("  mIoU" if with_miou else "")
+    )
     for r in rows(report):
-        typer.echo(f"{r['model']:<{name_w}} {fmt(r['gmacs'], '6.3f'):>6} {fmt(r['params_m'], '6.2f') + 'M':>7} "
-                   f"{str(r['threads']):>3} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
-                   f"{r['invoke_p50']:8.2f} {r['invoke_p90']:7.2f} {r['invoke_p99']:7.2f} {r['invoke_fps']:7.1f} "
-                   f"{r['e2e_p50']:8.2f} {r['e2e_p90']:7.2f} {r['e2e_p99']:7.2f} {r['e2e_fps']:7.1f}"
-                   + (f" {r['miou']:6.2f}" if with_miou and r["miou"] is not None else ""))
-    typer.echo("(ms; GMACs and params per frame, from the graph; runtime "
-               + ", ".join(sorted({r["runtime"] + " " + r["delegate"] for r in rows(report)})) + ")")
+        typer.echo(
+            f"{r['model']:<{name_w}} {fmt(r['gmacs'], '6.3f'):>6} {fmt(r['params_m'], '6.2f') + 'M':>7} "
+            f"{str(r['threads']):>3} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
+            f"{r['invoke_p50']:8.2f} {r['invoke_p90']:7.2f} {r['invoke_p99']:7.2f} {r['invoke_fps']:7.1f} "
+            f"{r['e2e_p50']:8.2f} {r['e2e_p90']:7.2f} {r['e2e_p99']:7.2f} {r['e2e_fps']:7.1f}"
+            + (f" {r['miou']:6.2f}" if with_miou and r["miou"] is not None else "")
+        )
+    typer.echo(
+        "(ms; GMACs and params per frame, from the graph; runtime "
+        + ", ".join(sorted({r["runtime"] + " " + r["delegate"] for r in rows(report)}))
+        + ")"
+    )
 
 
 @handles_errors
 def run(
-    model: Annotated[str | None, typer.Argument(help="A segmentation .tflite, or a shipped model: nano or "
-                                                "small (default: small).")] = None,
+    model: Annotated[
+        str | None, typer.Argument(help="A segmentation .tflite, or a shipped model: nano or small (default: small).")
+    ] = None,
     model_opt: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
-    camera: Annotated[int | None, typer.Option(min=0, max=MAX_CAMERA_INDEX, help="Camera index (V4L2 "
-                                               "/dev/videoN).")] = None,
-    source: Annotated[str | None, typer.Option(help="Video file, image folder or glob, rtsp:// or http:// URL, "
-                                               "or synthetic[:WxH].")] = None,
+    camera: Annotated[
+        int | None, typer.Option(min=0, max=MAX_CAMERA_INDEX, help="Camera index (V4L2 /dev/videoN).")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Video file, image folder or glob, rtsp:// or http:// URL, or synthetic[:WxH].")
+    ] = None,
     picamera: Annotated[bool, typer.Option("--picamera", help="Raspberry Pi camera via Picamera2.")] = False,
     camera_size: Annotated[str | None, typer.Option(help="Ask the camera for WIDTHxHEIGHT.")] = None,
-    camera_fps: Annotated[float | None, typer.Option(min=0.1, max=MAX_FPS, help="Ask the camera for this frame "
-                                                     "rate.")] = None,
+    camera_fps: Annotated[
+        float | None, typer.Option(min=0.1, max=MAX_FPS, help="Ask the camera for this frame rate.")
+    ] = None,
     show: Annotated[bool, typer.Option("--show/--no-show", help="Open a window (q or Esc quits).")] = True,
     record: Annotated[Path | None, typer.Option(help="Write the rendered video here (.mp4).")] = None,
-    save_masks: Annotated[Path | None, typer.Option(file_okay=False, help="Write each frame's class-index PNG "
-                                                    "into this folder.")] = None,
-    serve: Annotated[str | None, typer.Option(help="[HOST:]PORT: serve the live view to a browser "
-                                              "(binds 127.0.0.1 unless a host is given).")] = None,
+    save_masks: Annotated[
+        Path | None, typer.Option(file_okay=False, help="Write each frame's class-index PNG into this folder.")
+    ] = None,
+    serve: Annotated[
+        str | None,
+        typer.Option(help="[HOST:]PORT: serve the live view to a browser (binds 127.0.0.1 unless a host is given)."),
+    ] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, max=10**9, help="Stop after N frames.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after this many seconds.")] = None,
-    realtime: Annotated[bool, typer.Option("--realtime", help="Pace a file at its frame rate, dropping frames "
-                                           "inference cannot keep up with, as a camera would.")] = False,
-    reconnect: Annotated[bool, typer.Option("--reconnect/--no-reconnect", help="Reopen a live source that "
-                                            "stops delivering.")] = True,
+    realtime: Annotated[
+        bool,
+        typer.Option(
+            "--realtime",
+            help="Pace a file at its frame rate, dropping frames inference cannot keep up with, as a camera would.",
+        ),
+    ] = False,
+    reconnect: Annotated[
+        bool, typer.Option("--reconnect/--no-reconnect", help="Reopen a live source that stops delivering.")
+    ] = True,
     view: Annotated[ViewChoice, typer.Option(help="What to draw.")] = ViewChoice.overlay,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Mask opacity over the frame.")] = 0.5,
     legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Class legend.")] = True,
@@ -165,11 +226,28 @@ def run(
         serve_at = parse_serve(serve)
     m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value)
     lores = (m.spec.input_hw[1], m.spec.input_hw[0]) if picamera else None
-    opts = LoopOptions(show=show, record=record, save_masks=save_masks, max_frames=max_frames, duration=duration,
-                       alpha=alpha, view=view.value, legend=legend, realtime=realtime, reconnect=reconnect,
-                       serve=serve_at, log=lambda msg: typer.secho(msg, fg=typer.colors.YELLOW, err=True))
-    with open_source(camera, source, picamera, parse_size(camera_size, "--camera-size")[::-1] if camera_size
-                     else None, camera_fps, lores) as src:
+    opts = LoopOptions(
+        show=show,
+        record=record,
+        save_masks=save_masks,
+        max_frames=max_frames,
+        duration=duration,
+        alpha=alpha,
+        view=view.value,
+        legend=legend,
+        realtime=realtime,
+        reconnect=reconnect,
+        serve=serve_at,
+        log=lambda msg: typer.secho(msg, fg=typer.colors.YELLOW, err=True),
+    )
+    with open_source(
+        camera,
+        source,
+        picamera,
+        parse_size(camera_size, "--camera-size")[::-1] if camera_size else None,
+        camera_fps,
+        lores,
+    ) as src:
         typer.echo(f"{model.name} on {src.name}" + ("" if show else " (no window)") + "; Ctrl-C stops")
         stats = run_loop(m, src, opts)
     d = stats.to_dict()
@@ -185,8 +263,10 @@ def run(
 
 
 def _print_run_stats(d: dict) -> None:
-    typer.echo(f"{d['frames']} frames in {d['seconds']:.1f} s ({fmt(d['fps'])} FPS); dropped {d['dropped']}, "
-               f"corrupt {d['corrupt']}, reconnects {d['reconnects']}" + (" (interrupted)" if d["interrupted"] else ""))
+    typer.echo(
+        f"{d['frames']} frames in {d['seconds']:.1f} s ({fmt(d['fps'])} FPS); dropped {d['dropped']}, "
+        f"corrupt {d['corrupt']}, reconnects {d['reconnects']}" + (" (interrupted)" if d["interrupted"] else "")
+    )
     typer.echo(f"{'stage (ms)':<14}{'p50':>8}{'p90':>8}{'p99':>8}")
     for name, st in list(d["stages"].items()) + [("frame age", d["frame_age"])]:
         if st:
@@ -195,8 +275,9 @@ def _print_run_stats(d: dict) -> None:
 
 @handles_errors
 def eval_(
-    model: Annotated[str | None, typer.Argument(help="A .tflite or .keras model, or a shipped model: "
-                                                "nano or small.")] = None,
+    model: Annotated[
+        str | None, typer.Argument(help="A .tflite or .keras model, or a shipped model: nano or small.")
+    ] = None,
     data: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Dataset folder.")] = None,
     model_opt: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
     split: Annotated[SplitChoice, typer.Option(help="Which split to score.")] = SplitChoice.val,
@@ -205,11 +286,17 @@ def eval_(
     threads: ThreadsOpt = None,
     runtime: RuntimeOpt = RuntimeChoice.auto,
     delegate: DelegateOpt = DelegateChoice.auto,
-    spec: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Spec JSON for a model "
-                                              "that carries none.")] = None,
+    spec: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Spec JSON for a model that carries none.")
+    ] = None,
     json_out: JsonOpt = None,
-    save_masks: Annotated[Path | None, typer.Option(file_okay=False, help="Write each predicted mask here as an "
-                                                    "8-bit PNG of class indices, named after its image.")] = None,
+    save_masks: Annotated[
+        Path | None,
+        typer.Option(
+            file_okay=False,
+            help="Write each predicted mask here as an 8-bit PNG of class indices, named after its image.",
+        ),
+    ] = None,
 ) -> None:
     """Score a model on a dataset: mIoU, per-class IoU and pixel accuracy, at the labels' resolution."""
     from edgeseg.datasets import open_dataset
@@ -237,4 +324,3 @@ def eval_(
         write_json(json_out, res)
     if save_masks is not None:
         typer.echo(f"masks written to {save_masks}/")
-

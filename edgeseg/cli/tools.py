@@ -25,8 +25,10 @@ def doctor(
     width = max(len(c.name) for c in checks)
     for c in checks:
         typer.secho(f"{c.status:<5}", fg=colours[c.status], nl=False)
-        typer.echo(f"{c.name:<{width}}  {c.detail}" + (f"\n      {'':<{width}}  -> {c.hint}" if c.hint and
-                                                        c.status != "OK" else ""))
+        typer.echo(
+            f"{c.name:<{width}}  {c.detail}"
+            + (f"\n      {'':<{width}}  -> {c.hint}" if c.hint and c.status != "OK" else "")
+        )
     if json_out:
         write_json(json_out, {"checks": as_dicts(checks)})
     if any(c.status == "FAIL" for c in checks):
@@ -71,8 +73,12 @@ def demo(
 
 @handles_errors
 def info(
-    model: Annotated[str | None, typer.Argument(help="A .tflite (any segmentation model, ours or not), or a "
-                                                "shipped model: nano or small (default: small).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help="A .tflite (any segmentation model, ours or not), or a shipped model: nano or small (default: small)."
+        ),
+    ] = None,
     json_out: JsonOpt = None,
 ) -> None:
     """What a model is and costs: spec, input/output, op histogram, GMACs and params per frame, int8 share,
@@ -85,4 +91,3 @@ def info(
         typer.echo(line)
     if json_out:
         write_json(json_out, d)
-

@@ -15,23 +15,26 @@ def train(
     data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset folder (any layout).")],
     out: Annotated[Path, typer.Option(help="Run folder: model.keras, spec.json, history.csv.")] = Path("runs/train"),
     format: Annotated[FormatChoice, typer.Option(help="Dataset layout.")] = FormatChoice.auto,
-    val_data: Annotated[Path | None, typer.Option(exists=True, file_okay=False,
-                                                 help="Separate validation dataset (default: the val split).")] = None,
+    val_data: Annotated[
+        Path | None,
+        typer.Option(exists=True, file_okay=False, help="Separate validation dataset (default: the val split)."),
+    ] = None,
     size: Annotated[str, typer.Option(help="Model input WIDTHxHEIGHT (multiples of 32).")] = "224x224",
-    backbone: Annotated[str, typer.Option(help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large.")]
-    = "mobilenet_v2",
+    backbone: Annotated[
+        str, typer.Option(help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large.")
+    ] = "mobilenet_v2",
     alpha: Annotated[float, typer.Option(min=0.1, max=4.0, help="Backbone width multiplier.")] = 1.0,
-    decoder: Annotated[str, typer.Option(help="Decoder: tiny, small, base, large (separable, 4 stages) or dense (the int8 decoder).")] = "base",
-    weights: Annotated[str | None, typer.Option(help="Backbone weights: none, imagenet or a .weights.h5 file.")]
-    = None,
+    decoder: Annotated[
+        str, typer.Option(help="Decoder: tiny, small, base, large (separable, 4 stages) or dense (the int8 decoder).")
+    ] = "base",
+    weights: Annotated[str | None, typer.Option(help="Backbone weights: none, imagenet or a .weights.h5 file.")] = None,
     epochs: Annotated[int, typer.Option(min=1, max=100_000)] = 30,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 8,
-    lr: Annotated[float, typer.Option(min=1e-8, max=10.0, help="Peak learning rate (cosine decay after one warm-up "
-                                      "epoch).")] = 2e-3,
-    class_weights: Annotated[str, typer.Option(help="none, median (median-frequency balancing) or a list.")]
-    = "none",
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, scale/crop, colour jitter.")]
-    = True,
+    lr: Annotated[
+        float, typer.Option(min=1e-8, max=10.0, help="Peak learning rate (cosine decay after one warm-up epoch).")
+    ] = 2e-3,
+    class_weights: Annotated[str, typer.Option(help="none, median (median-frequency balancing) or a list.")] = "none",
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, scale/crop, colour jitter.")] = True,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
 ) -> None:
@@ -47,12 +50,22 @@ def train(
         typer.echo(f"resuming {out} with its saved settings")
     else:
         cfg = TrainConfig(
-            data=str(data), out=str(out), format=format.value, input_hw=parse_size(size, "--size"),
-            backbone=backbone, alpha=alpha, decoder=decoder, weights=weights, epochs=epochs,
-            batch_size=batch_size, lr=lr, class_weights=class_weights, seed=seed,
-            augment=Augment() if augment else Augment.none(), val_data=str(val_data) if val_data else None,
+            data=str(data),
+            out=str(out),
+            format=format.value,
+            input_hw=parse_size(size, "--size"),
+            backbone=backbone,
+            alpha=alpha,
+            decoder=decoder,
+            weights=weights,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            class_weights=class_weights,
+            seed=seed,
+            augment=Augment() if augment else Augment.none(),
+            val_data=str(val_data) if val_data else None,
         )
     result = run_training(cfg, resume=resume, log=typer.echo)
     typer.echo(f"best val mIoU {result['best_val_miou']:.4f}")
     typer.echo(f"wrote {result['model']}, {result['spec']}, {result['history']}")
-

@@ -61,8 +61,16 @@ def median_frequency_weights(masks: list[np.ndarray], num_classes: int, cap: flo
     return np.clip(w, 1.0 / cap, cap)
 
 
-def train_pipeline(images, masks, input_hw, num_classes: int, batch_size: int, augment: Augment,
-                   class_weights: np.ndarray | None = None, seed: int = 0) -> tf.data.Dataset:
+def train_pipeline(
+    images,
+    masks,
+    input_hw,
+    num_classes: int,
+    batch_size: int,
+    augment: Augment,
+    class_weights: np.ndarray | None = None,
+    seed: int = 0,
+) -> tf.data.Dataset:
     h, w = input_hw
     weights = np.zeros(256, np.float32)
     weights[:num_classes] = 1.0 if class_weights is None else np.asarray(class_weights, np.float32)

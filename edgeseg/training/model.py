@@ -23,13 +23,20 @@ from edgeseg.errors import EdgesegError
 # and are not. The stride-32 feature is the backbone's output.
 SKIP_LAYERS = {
     "mobilenet_v2": ("block_1_pad", "block_3_pad", "block_6_pad", "block_13_pad"),
-    "mobilenet_v3_small": ("expanded_conv_depthwise_pad", "expanded_conv_1_depthwise_pad",
-                           "expanded_conv_3_depthwise_pad", "expanded_conv_8_depthwise_pad"),
-    "mobilenet_v3_large": ("expanded_conv_1_depthwise_pad", "expanded_conv_3_depthwise_pad",
-                           "expanded_conv_6_depthwise_pad", "expanded_conv_12_depthwise_pad"),
+    "mobilenet_v3_small": (
+        "expanded_conv_depthwise_pad",
+        "expanded_conv_1_depthwise_pad",
+        "expanded_conv_3_depthwise_pad",
+        "expanded_conv_8_depthwise_pad",
+    ),
+    "mobilenet_v3_large": (
+        "expanded_conv_1_depthwise_pad",
+        "expanded_conv_3_depthwise_pad",
+        "expanded_conv_6_depthwise_pad",
+        "expanded_conv_12_depthwise_pad",
+    ),
 }
 BACKBONES = tuple(SKIP_LAYERS)
-
 
 
 @dataclass(frozen=True)
@@ -128,8 +135,10 @@ def decoder_for(decoder: str | tuple[int, ...] | Decoder) -> Decoder:
         raise EdgesegError(f"decoder encoder_stride {dec.encoder_stride}: choose 16 or 32")
     stages = 4 if dec.encoder_stride == 32 else 3
     if not 1 <= len(dec.widths) <= stages or min(dec.widths) < 1:
-        raise EdgesegError(f"decoder widths {dec.widths}: give 1 to {stages} positive widths (one per stage, "
-                           f"from stride {dec.encoder_stride // 2} down to 2)")
+        raise EdgesegError(
+            f"decoder widths {dec.widths}: give 1 to {stages} positive widths (one per stage, "
+            f"from stride {dec.encoder_stride // 2} down to 2)"
+        )
     if dec.blocks < 1:
         raise EdgesegError(f"decoder blocks {dec.blocks}: at least one block per stage")
     if dec.block not in ("separable", "dense"):

@@ -22,8 +22,10 @@ def load_keras(path: Path):
     try:
         import keras
     except ImportError:
-        raise ModelError(f"{path.name}: a .keras model needs TensorFlow: pip install 'edgeseg[train]', "
-                         "or convert it to .tflite on a workstation") from None
+        raise ModelError(
+            f"{path.name}: a .keras model needs TensorFlow: pip install 'edgeseg[train]', "
+            "or convert it to .tflite on a workstation"
+        ) from None
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # keras raises many kinds for a file that is not a model
@@ -52,12 +54,12 @@ class KerasSegmenter(StagedPredictor):
             self.spec = self.spec.with_input_hw(tuple(shape[1:3]))
         self.input_detail = dict(FLOAT_INPUT, shape=[1, *shape[1:]])
         out = tuple(self.model.outputs[0].shape)
-        self.output_detail = {"name": "logits", "shape": [1, *out[1:]], "dtype": np.float32,
-                              "quantization": (0.0, 0)}
+        self.output_detail = {"name": "logits", "shape": [1, *out[1:]], "dtype": np.float32, "quantization": (0.0, 0)}
         self.kind = OutputKind.SCORES
         if len(out) != 4 or out[3] != self.spec.num_classes:
-            raise ModelError(f"{self.path.name}: output {out} has {out[-1]} classes but its spec names "
-                             f"{self.spec.num_classes}")
+            raise ModelError(
+                f"{self.path.name}: output {out} has {out[-1]} classes but its spec names {self.spec.num_classes}"
+            )
         self.spec_source = "given" if spec is not None else "embedded"
         self.timings: dict[str, float] = {}
         self._input: np.ndarray | None = None
@@ -88,10 +90,18 @@ class KerasSegmenter(StagedPredictor):
 
     def describe(self) -> dict:
         macs, params = keras_cost(self.model)
-        return {"model": str(self.path), "size_bytes": self.path.stat().st_size, "runtime": "keras",
-                "delegate": "cpu", "threads": None, "init_ms": round(self.init_ms, 3),
-                "input": {"shape": self.input_detail["shape"], "dtype": "float32"},
-                "classes": list(self.spec.classes), "gmacs": round(macs / 1e9, 4), "params": params}
+        return {
+            "model": str(self.path),
+            "size_bytes": self.path.stat().st_size,
+            "runtime": "keras",
+            "delegate": "cpu",
+            "threads": None,
+            "init_ms": round(self.init_ms, 3),
+            "input": {"shape": self.input_detail["shape"], "dtype": "float32"},
+            "classes": list(self.spec.classes),
+            "gmacs": round(macs / 1e9, 4),
+            "params": params,
+        }
 
 
 def keras_cost(model) -> tuple[int, int]:

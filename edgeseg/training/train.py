@@ -68,8 +68,9 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         if not isinstance(d, dict) or set(d) - known:
             extra = sorted(set(d) - known) if isinstance(d, dict) else []
-            raise EdgesegError(f"training settings: unknown keys {extra}" if extra else "training settings: not "
-                               "a JSON object")
+            raise EdgesegError(
+                f"training settings: unknown keys {extra}" if extra else "training settings: not a JSON object"
+            )
         d = dict(d)
         if "input_hw" in d:
             d["input_hw"] = tuple(d["input_hw"])
@@ -215,12 +216,19 @@ def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
     if val_ds.num_classes != train_ds.num_classes:
         raise EdgesegError(f"train has {train_ds.num_classes} classes but val has {val_ds.num_classes}")
     spec = ModelSpec(
-        input_hw=tuple(cfg.input_hw), classes=train_ds.classes, colours=train_ds.colours or (),
-        ignore_index=train_ds.ignore_index, backbone=f"{cfg.backbone}_{cfg.alpha:g}", decoder=cfg.decoder,
-        train_data=str(Path(cfg.data).resolve()), dataset_format=train_ds.format,
+        input_hw=tuple(cfg.input_hw),
+        classes=train_ds.classes,
+        colours=train_ds.colours or (),
+        ignore_index=train_ds.ignore_index,
+        backbone=f"{cfg.backbone}_{cfg.alpha:g}",
+        decoder=cfg.decoder,
+        train_data=str(Path(cfg.data).resolve()),
+        dataset_format=train_ds.format,
     )
-    log(f"data: {len(train_ds)} train / {len(val_ds)} val images, {spec.num_classes} classes "
-        f"({train_ds.format} layout at {cfg.data})")
+    log(
+        f"data: {len(train_ds)} train / {len(val_ds)} val images, {spec.num_classes} classes "
+        f"({train_ds.format} layout at {cfg.data})"
+    )
     images, masks = load_all(train_ds, progress_bar("reading train", force=True))
     val = [val_ds.read(i) for i in range(len(val_ds))]
     return TrainData(spec, images, masks, [f for f, _ in val], [m for _, m in val], val_ds.ignore_index)
@@ -231,8 +239,11 @@ def compiled_model(cfg: TrainConfig, num_classes: int, steps: int):
     total = steps * cfg.epochs
     warmup = min(steps * cfg.warmup_epochs, total // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.lr * 0.1 if warmup else cfg.lr, decay_steps=max(1, total - warmup), alpha=0.01,
-        warmup_target=cfg.lr if warmup else None, warmup_steps=warmup,
+        initial_learning_rate=cfg.lr * 0.1 if warmup else cfg.lr,
+        decay_steps=max(1, total - warmup),
+        alpha=0.01,
+        warmup_target=cfg.lr if warmup else None,
+        warmup_steps=warmup,
     )
     model = build_unet(num_classes, cfg.input_hw, cfg.backbone, cfg.alpha, cfg.decoder, cfg.weights)
     model.compile(
@@ -243,8 +254,9 @@ def compiled_model(cfg: TrainConfig, num_classes: int, steps: int):
     return model
 
 
-def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print,
-          callbacks: list | None = None) -> dict:
+def train(
+    cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print, callbacks: list | None = None
+) -> dict:
     """Train per cfg into cfg.out. `callbacks` run after edgeseg's own (used by tests to interrupt a run)."""
     out = Path(cfg.out)
     backup, history = out / "backup", out / "history.csv"
@@ -256,8 +268,9 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     weights = _class_weights(cfg, data.masks, spec.num_classes)
     if weights is not None:
         log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(spec.classes, weights)))
-    pipeline = train_pipeline(data.images, data.masks, cfg.input_hw, spec.num_classes, cfg.batch_size, cfg.augment,
-                              weights, cfg.seed)
+    pipeline = train_pipeline(
+        data.images, data.masks, cfg.input_hw, spec.num_classes, cfg.batch_size, cfg.augment, weights, cfg.seed
+    )
     steps = max(1, len(data.images) // cfg.batch_size)
     model = compiled_model(cfg, spec.num_classes, steps)
     atomic_write_text(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -281,14 +294,21 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     ]
     t0 = time.perf_counter()
     with signals.deferred():
-        model.fit(pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto",
-                  shuffle=False)  # tf.data shuffles
+        model.fit(
+            pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto", shuffle=False
+        )  # tf.data shuffles
     seconds = time.perf_counter() - t0
     if not (out / "model.keras").exists():
         raise EdgesegError("training produced no model (validation mIoU was never a number)")
     best = _best_so_far(history)
     replace(spec, val_miou=best).save(out / "spec.json")
     shutil.rmtree(backup, ignore_errors=True)
-    return {"run": str(out), "model": str(out / "model.keras"), "spec": str(out / "spec.json"),
-            "history": str(history), "best_val_miou": best, "seconds_this_session": round(seconds, 1),
-            **({"best_epoch": best_epoch["epoch"]} if best_epoch else {})}
+    return {
+        "run": str(out),
+        "model": str(out / "model.keras"),
+        "spec": str(out / "spec.json"),
+        "history": str(history),
+        "best_val_miou": best,
+        "seconds_this_session": round(seconds, 1),
+        **({"best_epoch": best_epoch["epoch"]} if best_epoch else {}),
+    }
