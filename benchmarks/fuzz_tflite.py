@@ -184,7 +184,7 @@ def main() -> None:
         t0 = time.time()
         with ThreadPoolExecutor(args.workers) as pool:
             futures = [pool.submit(run_one, i, kind, path, data_dir, args.timeout) for i, kind, path, _ in jobs]
-            for n, (f, (_, _, path, offsets)) in enumerate(zip(futures, jobs), 1):
+            for n, (f, (_, _, path, offsets)) in enumerate(zip(futures, jobs, strict=True), 1):
                 r = f.result()
                 r["offsets"] = offsets
                 results.append(r)

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgeseg.host import environment, int8_dot_text  # noqa: E402
-from edgeseg.stats import summarise  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
 from edgeseg.runtime import pick_runtime  # noqa: E402
+from edgeseg.stats import summarise  # noqa: E402
 
 
 def op_cases(layers):

@@ -48,7 +48,7 @@ def measure(model_path: Path, video: Path, threads: int, frames: int, record_dir
     for label, record in (("loop", None), ("loop_recording", record_dir / "o.mp4")):
         with open_source(source=str(video)) as src:
             opts = LoopOptions(record=record, log=lambda *_: None)
-            # warm the interpreter and the threads first, then time a full pass
+            # one full pass, timed from the first frame; the bench above has already warmed the interpreter
             t0 = time.perf_counter()
             stats = run_loop(seg, src, opts)
             wall = time.perf_counter() - t0

@@ -23,14 +23,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camera.reader import CaptureThread, Captured
+from camera.reader import Captured, CaptureThread
 from camera.render import Renderer
 from camera.sources import FrameSource, Paced
-from edgeseg.stats import summarise
 from edgeseg.errors import SourceError
 from edgeseg.io import atomic_path, write_image
 from edgeseg.models import Predictor
 from edgeseg.signals import Terminated
+from edgeseg.stats import summarise
 
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "render")
 STALL_WARN_S = 3.0

@@ -33,9 +33,6 @@ class Captured:
     prepare_ms: float = 0.0
 
 
-_END = object()
-
-
 class CaptureThread:
     def __init__(
         self,

@@ -115,7 +115,7 @@ class StreamHandler(BaseHTTPRequestHandler):
         try:
             while True:
                 with fs.cond:
-                    fs.cond.wait_for(lambda: fs.seq != seen or fs.closed, timeout=1.0)
+                    fs.cond.wait_for(lambda seen=seen: fs.seq != seen or fs.closed, timeout=1.0)
                     if fs.closed:
                         return
                     if fs.seq == seen or fs.jpeg is None:

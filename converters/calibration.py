@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.datasets import Dataset, detect_format, list_images, open_dataset, read_image
+from edgeseg.datasets import Dataset, detect_format, open_dataset
 from edgeseg.errors import DataError
+from edgeseg.images import list_images, read_image
 from edgeseg.preprocess import FLOAT_INPUT, preprocess
 from edgeseg.spec import ModelSpec
 
@@ -89,4 +90,4 @@ def _coverage(ds: Dataset, pick: list[int], spec: ModelSpec) -> dict[str, int]:
     for i in pick:
         mask = ds.read_mask(ds.samples[i].mask)
         counts += np.bincount(mask.ravel(), minlength=256)[:n]
-    return {name: int(c) for name, c in zip(spec.classes, counts)}
+    return {name: int(c) for name, c in zip(spec.classes, counts, strict=True)}

@@ -117,7 +117,7 @@ class LintReport:
     @property
     def cpu_ops(self) -> list[str]:
         """The op names, one entry per op in op order, that stay on the CPU after compiling."""
-        return [n for n, p in zip(self.op_names, self.placement) if p != "edgetpu"]
+        return [n for n, p in zip(self.op_names, self.placement, strict=True) if p != "edgetpu"]
 
     def to_dict(self) -> dict:
         first_cpu = next((f.index for f in self.findings if f.severity in ("cpu", "error")), None)

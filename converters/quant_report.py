@@ -76,7 +76,7 @@ def disagreement_images(float_model, int8_model, ds, indices: list[int], folder:
         marked = frame.copy()
         marked[edges > 0] = (255, 0, 255)
         panels = [marked, lab, colourise(f, lut), colourise(q, lut)]
-        for p, title in zip(panels, ("frame (magenta: float != int8)", "label", "float", "int8")):
+        for p, title in zip(panels, ("frame (magenta: float != int8)", "label", "float", "int8"), strict=True):
             cv2.putText(p, title, (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
             cv2.putText(p, title, (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         grid = np.vstack([np.hstack(panels[:2]), np.hstack(panels[2:])])
@@ -90,9 +90,8 @@ def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10) -> list
     """Per-layer error of int8 against float (TensorFlow's QuantizationDebugger), worst first."""
     import tensorflow as tf
 
-    from edgeseg.preprocess import FLOAT_INPUT, preprocess
-
     from converters.tflite import keras_converter
+    from edgeseg.preprocess import FLOAT_INPUT, preprocess
 
     conv = keras_converter(keras_seg.model)
     tensors = [preprocess(f, keras_seg.spec, FLOAT_INPUT)[0] for f in frames]
@@ -148,7 +147,7 @@ def coverage(cal_pixels: dict | None, ds, limit: int = 200) -> dict | None:
     total_cal = max(sum(cal_pixels.values()), 1)
     return {
         c: {"calibration_share": cal_pixels.get(c, 0) / total_cal, "dataset_share": int(n) / total_ds}
-        for c, n in zip(ds.classes, counts)
+        for c, n in zip(ds.classes, counts, strict=True)
     }
 
 

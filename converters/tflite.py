@@ -1,18 +1,18 @@
 """convert_keras: a trained .keras model -> a .tflite file, one small function per target.
 
-TARGETS lists them: float32, float16 weights, dynamic-range (int8 weights, float activations) and full-integer int8 (int8
-weights and activations, int8 or uint8 input/output, calibrated on sample images). The exported graph has a
+TARGETS lists them: float32, float16 weights, dynamic-range (int8 weights, float activations) and full-integer
+int8 (int8 weights and activations, int8 or uint8 input/output, calibrated on sample images). The exported graph has a
 static batch of 1: a dynamic batch adds SHAPE/STRIDED_SLICE ops that split the XNNPACK graph and that the
 Edge TPU compiler cannot map. The model spec is embedded as metadata; the file is written atomically.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
 
 from converters.calibration import CalibrationSet, calibration_set
 from converters.metadata import embed_metadata
@@ -30,7 +30,6 @@ class Target:
     suffix: str
     configure: Callable  # (converter, tf, options) -> None
     calibrated: bool = False
-    help: str = ""
 
 
 def _float(conv, tf, opts) -> None:
@@ -59,10 +58,10 @@ def _int8(conv, tf, opts) -> None:
 
 
 TARGETS = {
-    "float": Target("float32", _float, help="float32 weights and activations"),
-    "fp16": Target("float16", _fp16, help="float16 weights, float32 input and output"),
-    "dynamic": Target("dynamic", _dynamic, help="int8 weights, float activations (no calibration)"),
-    "int8": Target("int8", _int8, calibrated=True, help="full-integer: int8 weights and activations"),
+    "float": Target("float32", _float),  # float32 weights and activations
+    "fp16": Target("float16", _fp16),  # float16 weights, float32 input and output
+    "dynamic": Target("dynamic", _dynamic),  # int8 weights, float activations (no calibration)
+    "int8": Target("int8", _int8, calibrated=True),  # full-integer: int8 weights and activations
 }
 
 
@@ -150,9 +149,9 @@ def convert_keras(
     Raises EdgesegError on anything the user can fix."""
     o = replace(options or ConvertOptions(), **overrides)
     o.check()
-    from edgeseg.training.predict import KerasSegmenter  # loads TensorFlow + Keras
-
     import tensorflow as tf
+
+    from edgeseg.training.predict import KerasSegmenter  # loads TensorFlow + Keras
 
     t0 = time.perf_counter()
     keras_seg = KerasSegmenter(model_path, o.spec)
@@ -220,9 +219,9 @@ def _verify(flat: bytes, keras_seg, target: str, cal: CalibrationSet | None, sou
     result = ConversionResult(Path(), target, len(flat), 0.0, ops)
     frames = []
     if cal is not None:
-        frames = [f for _, f in zip(range(n), cal.frames())]
+        frames = list(itertools.islice(cal.frames(), n))
     elif source and Path(source).exists():
-        frames = [f for _, f in zip(range(n), calibration_set(Path(source), keras_seg.spec, n).frames())]
+        frames = list(itertools.islice(calibration_set(Path(source), keras_seg.spec, n).frames(), n))
     if not frames:
         return result
     from edgeseg.preprocess import preprocess

@@ -55,6 +55,6 @@ def op_report(interpreter) -> OpReport:
 
 def argmax_agreement(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
     """Share of pixels where two lists of class maps agree."""
-    same = sum(int((a == b).sum()) for a, b in zip(reference, candidate))
+    same = sum(int((a == b).sum()) for a, b in zip(reference, candidate, strict=True))
     total = sum(a.size for a in reference)
     return same / total if total else float("nan")

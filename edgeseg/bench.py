@@ -20,7 +20,7 @@ from edgeseg.preprocess import preprocess
 from edgeseg.stats import summarise
 
 
-def test_frame(frame_hw: tuple[int, int], seed: int = 0) -> np.ndarray:
+def synthetic_frame(frame_hw: tuple[int, int], seed: int = 0) -> np.ndarray:
     """A synthetic BGR frame: image content matters little for timing, but not all-zero either."""
     from edgeseg.synthetic import scene
 
@@ -72,7 +72,7 @@ def bench_models(
     keep_samples: bool = False,
 ) -> dict:
     """Benchmark every model at every thread count, interleaved. `load(path, threads)` returns a model."""
-    frame = test_frame(frame_hw)
+    frame = synthetic_frame(frame_hw)
     per_round = max(1, runs // rounds)
     results = []
     steps = len(threads) * len(paths) * (2 * warmup + 2 * per_round * rounds + (len(data) if data else 0))
@@ -103,7 +103,7 @@ def bench_models(
             for timer in timers:
                 timer.run_e2e(per_round)
                 tick(per_round)
-        for path, timer in zip(paths, timers):
+        for timer in timers:
             d = timer.model.describe()
             row = {
                 **d,
@@ -236,7 +236,7 @@ def to_markdown(report: dict) -> str:
         "",
         "| model | GMACs | params (M) | runtime | threads | size (MB) | init (ms) | invoke p50 | p90 | p99 | FPS "
         "| end-to-end p50 | p90 | p99 | FPS | mIoU (%) |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | --- |" + " ---: |" * 12,
     ]
     for r in rows(report):
         gm = "n/a" if r["gmacs"] is None else f"{r['gmacs']:.3f}"

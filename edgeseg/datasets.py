@@ -19,15 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from edgeseg.choices import FORMATS, SPLITS
 from edgeseg.errors import DataError
-from edgeseg.limits import MAX_IMAGE_PIXELS, MAX_JSON_BYTES
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+from edgeseg.images import IMAGE_EXTS, check_mask_values, list_images, read_image, read_mask
+from edgeseg.limits import MAX_JSON_BYTES
 
 CAMVID_CLASSES = (
     "Sky",
@@ -149,115 +146,6 @@ class Dataset:
 
     def images(self) -> list[Path]:
         return [s.image for s in self.samples]
-
-
-def read_image(path: Path) -> np.ndarray:
-    """A colour image as BGR uint8 (8-bit greyscale and alpha are turned into BGR)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such image")
-    _check_pixels(path)
-    data = np.fromfile(path, dtype=np.uint8)
-    try:
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    except cv2.error:
-        img = None
-    if img is None:
-        raise DataError(f"{path}: not a readable image (corrupt or unsupported format)")
-    return img
-
-
-def read_mask(path: Path, colours: tuple[tuple[int, int, int], ...] | None = None) -> np.ndarray:
-    """A mask as uint8 class indices. Palette PNGs give their indices; RGB masks map through `colours`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such mask")
-    try:
-        with Image.open(path) as im:
-            _check_size(path, *im.size)  # from the header, before the pixels are decoded
-            im.load()
-            mode = im.mode
-            arr = np.array(im)
-    except Image.DecompressionBombError as e:
-        raise _too_large(path, e) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: not a readable mask ({type(e).__name__})") from None
-    if arr.dtype.kind == "f":  # a float TIFF: its values would be truncated to classes without a word
-        raise DataError(f"{path}: mask is floating point (mode {mode}); save class indices as 8-bit integers")
-    if mode in ("RGB", "RGBA"):
-        if not colours:
-            if _is_grey(arr):
-                return arr[..., 0].astype(np.uint8)
-            raise DataError(f"{path}: RGB colour mask but the dataset has no colours to map (add classes.json)")
-        return _colours_to_index(arr[..., :3], colours, path)
-    if mode in ("LA",):
-        arr = arr[..., 0]
-    if arr.ndim != 2:
-        raise DataError(f"{path}: mask must be single-channel, got mode {mode}")
-    if arr.dtype != np.uint8:
-        if arr.size and (arr.max() > 255 or arr.min() < 0):
-            raise DataError(f"{path}: mask values up to {int(arr.max())} do not fit 8 bits")
-        arr = arr.astype(np.uint8)
-    return arr
-
-
-def _check_pixels(path: Path) -> None:
-    """Refuse an image whose header claims more than MAX_IMAGE_PIXELS, before anything decodes it (a
-    16000x16000 PNG mask, or a header that claims 60000x60000, would take gigabytes). PIL reads the header
-    only; a file PIL cannot identify is left to the decoder that follows."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except Image.DecompressionBombError as e:  # PIL's own limit, which it checks on opening
-        raise _too_large(path, e) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return
-    _check_size(path, w, h)
-
-
-def _check_size(path: Path, w: int, h: int) -> None:
-    if w * h > MAX_IMAGE_PIXELS:
-        raise DataError(f"{path}: image is {w}x{h}; edgeseg reads at most {MAX_IMAGE_PIXELS:,} pixels an image")
-
-
-def _too_large(path: Path, e: Exception) -> DataError:
-    return DataError(f"{path}: image too large to decode ({str(e).split(' could be')[0]})")
-
-
-def _is_grey(arr: np.ndarray) -> bool:
-    return bool((arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all())
-
-
-def _colours_to_index(rgb: np.ndarray, colours, path: Path) -> np.ndarray:
-    key = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    table = np.array([(r << 16) | (g << 8) | b for r, g, b in colours], dtype=np.int32)
-    order = np.argsort(table)
-    pos = np.searchsorted(table[order], key)
-    pos = np.clip(pos, 0, len(table) - 1)
-    found = table[order][pos] == key
-    if not found.all():
-        y, x = np.argwhere(~found)[0]
-        raise DataError(f"{path}: colour {tuple(int(v) for v in rgb[y, x])} at ({x}, {y}) is not a class colour")
-    return order[pos].astype(np.uint8)
-
-
-def check_mask_values(mask: np.ndarray, path: Path, num_classes: int, ignore_index: int | None) -> None:
-    bad = mask >= num_classes
-    if ignore_index is not None:
-        bad &= mask != ignore_index
-    if bad.any():
-        v = int(mask[bad].max())
-        raise DataError(
-            f"{path}: mask value {v} is not a class (0..{num_classes - 1}"
-            + (f", ignore {ignore_index})" if ignore_index is not None else ")")
-        )
-
-
-def list_images(folder: Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: not a folder")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
 
 
 def detect_format(root: Path) -> str:

@@ -124,7 +124,7 @@ def run_demo(
 
     ev = {k: load(f"eval_{k}") for k in ("keras", "float32", "int8")}
     bench = load("bench")
-    be = dict(zip(("float32", "int8"), bench["results"]))
+    be = dict(zip(("float32", "int8"), bench["results"], strict=True))
     loop = load("run_int8")
     conv8 = load("convert_int8")
     summary = {

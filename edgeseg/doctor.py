@@ -55,8 +55,8 @@ def _runtime(name: str, label: str, dist: str, hint: str) -> list[Check]:
 
 
 def _edgetpu() -> Check:
-    from edgeseg.runtime import edgetpu_library, load_delegate, pick_runtime
     from edgeseg.errors import RuntimeUnavailable
+    from edgeseg.runtime import edgetpu_library, load_delegate, pick_runtime
 
     lib = edgetpu_library()
     try:
@@ -75,10 +75,11 @@ def _edgetpu() -> Check:
     )
 
 
-def _opencv() -> list[Check]:
+def opencv_checks(info: str | None = None) -> list[Check]:
+    """OpenCV's version and the parts of its build edgeseg cares about, from cv2.getBuildInformation()'s text."""
     import cv2
 
-    info = cv2.getBuildInformation()
+    info = cv2.getBuildInformation() if info is None else info
 
     def has(key: str) -> str | None:
         for line in info.splitlines():
@@ -138,7 +139,7 @@ def _cameras() -> Check:
 
 
 def _picamera() -> Check:
-    from camera.sources import PICAMERA2_INSTALL, load_picamera2
+    from camera.picamera import PICAMERA2_INSTALL, load_picamera2
 
     cls, problem = load_picamera2()
     if cls is not None:
@@ -304,7 +305,7 @@ def run_checks() -> list[Check]:
     if not any(c.status == "OK" and c.name in ("ai-edge-litert", "tflite-runtime") for c in checks) and not tf:
         checks.append(Check("FAIL", "runtime", "no TFLite runtime can run models", "pip install 'edgeseg[device]'"))
     checks.append(_edgetpu())
-    checks += _opencv()
+    checks += opencv_checks()
     checks.append(_cameras())
     checks.append(_picamera())
     checks.append(_governor())

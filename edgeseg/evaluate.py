@@ -15,9 +15,9 @@ import numpy as np
 from edgeseg.datasets import Dataset
 from edgeseg.errors import EdgesegError
 from edgeseg.io import write_image
-from edgeseg.postprocess import OutputKind, output_classes
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.models import Predictor
+from edgeseg.postprocess import OutputKind, output_classes
 
 
 def check_classes(model: Predictor, ds: Dataset, name: str = "the model") -> None:

@@ -12,14 +12,14 @@ Three conventions cover what users bring:
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
 from edgeseg.errors import ModelError
 
 
-class OutputKind(str, Enum):
+class OutputKind(StrEnum):
     SCORES = "scores"
     INDEX = "index"
     PROBABILITY = "probability"

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from edgeseg.choices import DELEGATES, RUNTIMES
+from edgeseg.cost import graph_cost
 from edgeseg.errors import ModelError, RuntimeUnavailable
 from edgeseg.postprocess import OutputKind, index_mask, output_classes, output_kind
 from edgeseg.preprocess import preprocess, restore_mask
 from edgeseg.spec import ModelSpec
-from edgeseg.cost import graph_cost
 from edgeseg.tflite_file import check_graph, check_tflite, read_model_bytes, read_opcodes, read_spec_json
 
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
@@ -297,8 +297,10 @@ class Segmenter(StagedPredictor):
 
 
 def load_delegate(runtime: Runtime, library: str):
-    """Load a delegate library (the Edge TPU's) with `runtime`: (delegate, None) or (None, reason). A failed load leaves a half-built Delegate whose __del__ raises
-    AttributeError in LiteRT and tflite-runtime; that noise is dropped here, nothing else."""
+    """Load a delegate library (the Edge TPU's) with `runtime`: (delegate, None) or (None, reason).
+
+    A failed load leaves a half-built Delegate whose __del__ raises AttributeError in LiteRT and tflite-runtime;
+    that noise is dropped here, nothing else."""
     previous = sys.unraisablehook
 
     def hook(unraisable):

@@ -106,14 +106,15 @@ def render(bg: np.ndarray, shapes: list[Shape], rng: np.random.Generator, noise:
     h, w = bg.shape[:2]
     img = bg.copy()
     mask = np.zeros((h, w), np.uint8)
-    shift = 4  # sub-pixel drawing
+    shift = 4  # sub-pixel drawing: coordinates carry 4 fractional bits
+    one = 1 << shift
     for s in shapes:
         m = np.zeros((h, w), np.uint8)
         poly = _polygon(s)
         if poly is None:
-            cv2.circle(m, (int(s.x * 16), int(s.y * 16)), int(s.size * 16), 1, -1, cv2.LINE_8, shift)
+            cv2.circle(m, (int(s.x * one), int(s.y * one)), int(s.size * one), 1, -1, cv2.LINE_8, shift)
         else:
-            cv2.fillPoly(m, [np.round(poly * 16).astype(np.int32)], 1, cv2.LINE_8, shift)
+            cv2.fillPoly(m, [np.round(poly * one).astype(np.int32)], 1, cv2.LINE_8, shift)
         ys, xs = np.nonzero(m)
         shade = 1.0 + 0.25 * (xs / w * 2 - 1) * math.cos(math.radians(s.angle))  # a light from the side
         img[ys, xs] = np.array(s.colour, np.float32)[None, :] * shade[:, None]

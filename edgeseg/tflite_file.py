@@ -319,7 +319,7 @@ def check_graph(buf: bytes, name: str = "model") -> Graph:
         buffers = model.tables(4)
         raw = model.tables(2)[0].tables(0)
         n = len(graph.tensors)
-        for t, table in zip(graph.tensors, raw):
+        for t, table in zip(graph.tensors, raw, strict=True):
             if any(d < 0 for d in t.shape) or t.elements > MAX_TENSOR_ELEMENTS:
                 raise ModelError(f"{name}: tensor {t.index} has an impossible shape {list(t.shape)}")
             b = table.scalar(2, "I")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv (if needed) with edgeseg and everything for training, the device runtime and the tests.
-# Sourced by demo.sh and test.sh; safe to run again (it reinstalls only what changed).
+# Run by demo.sh, test.sh and .ci/run; safe to run again (it reinstalls only what changed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"

@@ -123,5 +123,7 @@ def test_peer_models_bench_side_by_side(tmp_path):
 
 
 def test_bad_thread_list():
-    r = runner.invoke(app, ["bench", "pyproject.toml", "--threads", "1,x"])
-    assert r.exit_code != 0 and "Traceback" not in r.output
+    for bad in ("1,x", "0", "2,-1", ","):
+        r = runner.invoke(app, ["bench", "small", "--threads", bad])
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert f"error: --threads: expected N or a list like 1,2,4, got {bad!r}" in r.output, r.output

@@ -286,7 +286,7 @@ def _padded_i420(bgr: np.ndarray, stride: int) -> np.ndarray:
 def test_padded_yuv420_lores_buffers_are_cropped_to_the_stream(w, h, stride, monkeypatch):
     import types
 
-    from camera.sources import yuv420_to_bgr
+    from camera.picamera import yuv420_to_bgr
 
     rng = np.random.default_rng(0)
     bgr = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h))  # smooth: chroma survives

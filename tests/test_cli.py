@@ -22,7 +22,7 @@ def assert_one_line_error(result, pattern, code=1):
 
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
-    lines = [l for l in result.output.strip().splitlines() if l.strip()]
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, result.output
     assert re.search(pattern, lines[0]), lines[0]
 

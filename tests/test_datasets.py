@@ -5,16 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeseg.datasets import (
-    CAMVID_CLASSES,
-    detect_format,
-    list_images,
-    open_dataset,
-    read_image,
-    read_mask,
-    voc_colours,
-)
+from edgeseg.datasets import CAMVID_CLASSES, detect_format, open_dataset, voc_colours
 from edgeseg.errors import DataError
+from edgeseg.images import list_images, read_image, read_mask
 
 
 def write_pair(root, stem, img, mask, img_dir="images", mask_dir="masks"):

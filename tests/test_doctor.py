@@ -8,16 +8,37 @@ from edgeseg.doctor import run_checks
 runner = CliRunner()
 
 
-def test_doctor_reports_runtime_xnnpack_and_opencv(tmp_path):
+def test_doctor_reports_runtime_xnnpack_and_opencv(tmp_path, monkeypatch):
+    import camera.sources
+
+    monkeypatch.setattr(camera.sources, "available_cameras", lambda: [])  # whatever this machine has
     r = runner.invoke(app, ["doctor", "--json", str(tmp_path / "d.json")])
     assert r.exit_code == 0, r.output
     checks = {c["name"]: c for c in json.loads((tmp_path / "d.json").read_text())["checks"]}
     assert checks["ai-edge-litert"]["status"] == "OK" and "runs a model" in checks["ai-edge-litert"]["detail"]
     assert checks["ai-edge-litert XNNPACK"]["status"] == "OK"
-    assert checks["OpenCV FFMPEG"]["status"] == "OK"
+    assert checks["OpenCV FFMPEG"]["status"] in ("OK", "WARN")
     assert checks["Edge TPU"]["status"] in ("INFO", "OK") and "libedgetpu" in checks["Edge TPU"]["detail"]
     assert checks["cameras"]["status"] == "WARN" and "no camera opens" in checks["cameras"]["detail"]
     assert "OK   ai-edge-litert" in r.output
+    monkeypatch.setattr(camera.sources, "available_cameras", lambda: [0, 2])
+    r = runner.invoke(app, ["doctor", "--json", str(tmp_path / "d.json")])
+    checks = {c["name"]: c for c in json.loads((tmp_path / "d.json").read_text())["checks"]}
+    assert checks["cameras"]["status"] == "OK" and checks["cameras"]["detail"] == "indices that open: 0, 2"
+
+
+def test_doctor_reads_opencvs_build_for_ffmpeg_and_v4l2():
+    from edgeseg.doctor import opencv_checks
+
+    with_all = (
+        "  Video I/O:\n    FFMPEG:                      YES\n    GStreamer:                   NO\n"
+        "    v4l/v4l2:                    YES (linux/videodev2.h)\n  GUI:                           NONE\n"
+    )
+    checks = {c.name: c for c in opencv_checks(with_all)}
+    assert checks["OpenCV FFMPEG"].status == "OK" and checks["OpenCV GStreamer"].status == "INFO"
+    without = with_all.replace("FFMPEG:                      YES", "FFMPEG:                      NO")
+    ffmpeg = {c.name: c for c in opencv_checks(without)}["OpenCV FFMPEG"]
+    assert ffmpeg.status == "WARN" and "need FFMPEG" in ffmpeg.hint
 
 
 def test_tflite_runtime_built_for_numpy_1_is_a_fail_with_a_fix(monkeypatch):
@@ -111,7 +132,7 @@ def test_a_picamera2_that_fails_to_import_is_explained_not_a_traceback(tmp_path)
         [sys.executable, "-m", "edgeseg", "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert "Traceback" not in doctor.stderr + doctor.stdout
-    line = next(l for l in doctor.stdout.splitlines() if "Picamera2" in l)
+    line = next(ln for ln in doctor.stdout.splitlines() if "Picamera2" in ln)
     assert line.startswith("FAIL") and "numpy" in line and "pip install 'numpy<2'" in line
     run = subprocess.run(
         [sys.executable, "-m", "edgeseg", "run", "--picamera", "--no-show"],
@@ -121,7 +142,7 @@ def test_a_picamera2_that_fails_to_import_is_explained_not_a_traceback(tmp_path)
         text=True,
         timeout=120,
     )
-    errors = [l for l in run.stderr.splitlines() if l.startswith("error:")]
+    errors = [ln for ln in run.stderr.splitlines() if ln.startswith("error:")]
     assert run.returncode == 1 and "Traceback" not in run.stderr and len(errors) == 1
     assert "--picamera: Picamera2 does not load with numpy" in errors[0]
     (fake / "__init__.py").write_text("import picamera2_missing_dependency\n")  # any other failure: said too

@@ -22,9 +22,9 @@ def edgeseg(*args, cwd):
 def test_synth_train_convert_eval_run(tmp_path):
     data, run = tmp_path / "data", tmp_path / "run"
     out = edgeseg(
-        "synth", data, "--count", 30, "--size", "80x60", "--video", tmp_path / "v.mp4", "--frames", 10, cwd=tmp_path
+        "synth", data, "--count", 60, "--size", "80x60", "--video", tmp_path / "v.mp4", "--frames", 10, cwd=tmp_path
     )
-    assert "wrote 30 synthetic scenes" in out
+    assert "wrote 60 synthetic scenes" in out
     out = edgeseg(
         "train",
         "--data",
@@ -38,9 +38,9 @@ def test_synth_train_convert_eval_run(tmp_path):
         "--decoder",
         "tiny",
         "--epochs",
-        2,
+        8,
         "--batch-size",
-        9,
+        4,
         cwd=tmp_path,
     )
     assert f"wrote {run / 'model.keras'}" in out
@@ -59,7 +59,10 @@ def test_synth_train_convert_eval_run(tmp_path):
     assert json.loads((tmp_path / "c.json").read_text())["calibration_images"] == 20
     edgeseg("eval", run / "model_int8.tflite", "--data", data, "--json", tmp_path / "e.json", cwd=tmp_path)
     e = json.loads((tmp_path / "e.json").read_text())
-    assert e["images"] == 3 and 0 <= e["miou"] <= 1
+    # it learned: 8 epochs of 13 steps reach about 0.3 mIoU on the 6 val scenes (0.33 measured for the Keras
+    # model on the EPYC); predicting background everywhere scores about 0.15 (background IoU near 0.7, 0 elsewhere)
+    assert e["images"] == 6 and e["miou"] >= 0.2, e
+    assert e["per_class_iou"]["background"] >= 0.5, e["per_class_iou"]
     edgeseg(
         "run",
         run / "model_int8.tflite",

@@ -52,15 +52,15 @@ def test_dense_decoder_stops_at_stride_4_with_dense_blocks_on_projected_skips():
     from edgeseg.training.model import DECODERS, Decoder, build_unet
 
     def decoder_layers(m, kind):
-        return [l for l in m.layers if l.name.startswith("decoder") and type(l) is kind]
+        return [ln for ln in m.layers if ln.name.startswith("decoder") and type(ln) is kind]
 
     dense = build_unet(4, (64, 96), alpha=0.35, decoder="dense")
-    names = [l.name for l in dense.layers]
+    names = [ln.name for ln in dense.layers]
     assert tuple(dense.output.shape) == (None, 64, 96, 4)
     assert "decoder3_up" in names and "decoder4_up" not in names  # three stages: stride 4
     assert dense.get_layer("logits").size == (4, 4)  # logits upsampled x4 to the input size
     assert not decoder_layers(dense, keras.layers.DepthwiseConv2D)
-    convs = {l.name: l for l in decoder_layers(dense, keras.layers.Conv2D)}
+    convs = {ln.name: ln for ln in decoder_layers(dense, keras.layers.Conv2D)}
     assert [convs[f"decoder{i}a_conv"].kernel_size for i in (1, 2, 3)] == [(3, 3)] * 3
     assert [convs[f"decoder{i}_skip"].filters for i in (1, 2, 3)] == list(DECODERS["dense"].skip_widths)
     assert convs["decoder_top"].filters == 256
@@ -86,7 +86,7 @@ def test_nano_decoder_and_an_encoder_cut_at_stride_16():
     from edgeseg.training.model import DECODERS, Decoder, build_unet
 
     nano = build_unet(11, (96, 128), alpha=0.35, decoder="nano")
-    names = [l.name for l in nano.layers]
+    names = [ln.name for ln in nano.layers]
     assert tuple(nano.output.shape) == (None, 96, 128, 11)
     assert "decoder2_up" in names and "decoder3_up" not in names and nano.get_layer("logits").size == (8, 8)
     assert [nano.get_layer(f"decoder{i}_skip").filters for i in (1, 2)] == list(DECODERS["nano"].skip_widths)
@@ -95,8 +95,8 @@ def test_nano_decoder_and_an_encoder_cut_at_stride_16():
     )
     encoder = cut.get_layer("encoder")
     assert [tuple(o.shape[1:3]) for o in encoder.outputs] == [(32, 48), (16, 24), (8, 12), (4, 6)]
-    assert "block_16_project" not in [l.name for l in encoder.layers]  # the stride-32 stage is not built
-    names = [l.name for l in cut.layers]
+    assert "block_16_project" not in [ln.name for ln in encoder.layers]  # the stride-32 stage is not built
+    names = [ln.name for ln in cut.layers]
     assert "decoder1b_conv" not in names and "decoder1a_conv" in names  # one block per stage
     assert cut.get_layer("logits").size == (4, 4) and tuple(cut.output.shape) == (None, 64, 96, 5)
     full = build_unet(5, (64, 96), alpha=0.35, decoder=Decoder((16, 8), block="dense", top_width=24, blocks=1))
@@ -138,15 +138,14 @@ def test_dense_decoder_converts_to_an_all_int8_edge_tpu_ready_graph(tmp_path, sy
 def test_layer_names_are_deterministic():
     from edgeseg.training.model import build_unet
 
-    a = [l.name for l in build_unet(3, (64, 64), "mobilenet_v3_small", decoder="tiny").layers]
-    b = [l.name for l in build_unet(3, (64, 64), "mobilenet_v3_small", decoder="tiny").layers]
+    a = [ln.name for ln in build_unet(3, (64, 64), "mobilenet_v3_small", decoder="tiny").layers]
+    b = [ln.name for ln in build_unet(3, (64, 64), "mobilenet_v3_small", decoder="tiny").layers]
     assert a == b and "decoder1_up" in a and "head_logits" in a
 
 
 def test_shared_backbone_weights_load():
-    from tests.conftest import shared_path
-
     from edgeseg.training.model import build_unet
+    from tests.conftest import shared_path
 
     w = shared_path("weights", "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5")
     m = build_unet(3, (96, 128), weights=w)

@@ -84,11 +84,10 @@ def bench(
     ] = None,
 ) -> None:
     """Time models side by side: size, init, memory, invoke-only and end-to-end p50/p90/p99, FPS, mIoU."""
+    from edgeseg.assets import resolve_model
     from edgeseg.bench import bench_models, plots, to_csv, to_markdown
     from edgeseg.io import atomic_write_text
     from edgeseg.models import load_model
-
-    from edgeseg.assets import resolve_model
 
     writable(json_out, csv_out, md_out, folders=(plots_dir,))
     names = [*(models or []), *(model_opt or [])]

@@ -15,9 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from edgeseg.datasets import Dataset
+from edgeseg.preprocess import LETTERBOX_FILL
 
 IGNORE = 255
-PAD_PIXEL = 114.0
+PAD_PIXEL = float(LETTERBOX_FILL)  # the grey inference letterboxes with
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,7 @@ def decode(x, skip_feats: list, dec: Decoder, num_classes: int, dropout: float =
     if dec.top_width:
         x = _conv_bn_relu(x, dec.top_width, 1, "decoder_top")
     skip_feats = list(reversed(skip_feats))[: len(dec.widths)]
-    for level, (skip, width) in enumerate(zip(skip_feats, dec.widths)):
+    for level, (skip, width) in enumerate(zip(skip_feats, dec.widths, strict=False)):
         name = f"decoder{level + 1}"
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_up")(x)
         if dec.skip_widths:

@@ -31,7 +31,6 @@ from edgeseg.spec import ModelSpec
 from edgeseg.training.data import Augment, load_all, median_frequency_weights, train_pipeline
 from edgeseg.training.model import build_unet
 
-
 SCORES_DETAIL = {"dtype": np.float32, "quantization": (0.0, 0)}  # the float logits' output, for index_mask
 CONFIG_FILE = "config.json"  # the settings a run started with, beside model.keras
 
@@ -267,7 +266,7 @@ def train(
     spec = data.spec
     weights = _class_weights(cfg, data.masks, spec.num_classes)
     if weights is not None:
-        log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(spec.classes, weights)))
+        log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(spec.classes, weights, strict=True)))
     pipeline = train_pipeline(
         data.images, data.masks, cfg.input_hw, spec.num_classes, cfg.batch_size, cfg.augment, weights, cfg.seed
     )
