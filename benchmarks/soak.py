@@ -22,6 +22,7 @@ from camera.loop import LoopOptions, run_loop  # noqa: E402
 from camera.sources import SyntheticSource  # noqa: E402
 from edgeseg.host import rss_mb  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
+from edgeseg.limits import parse_wh  # noqa: E402
 from edgeseg.runtime import Segmenter  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "soak.json")
     args = ap.parse_args()
-    w, h = (int(v) for v in args.size.split("x"))
+    h, w = parse_wh(args.size, "--size")
     samples: list = []
     seg = Segmenter(args.model, num_threads=args.threads)
     src = Counting((h, w), frames=args.frames, samples=samples)

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeseg.errors import DataError, SourceError
 from edgeseg.images import IMAGE_EXTS
-from edgeseg.limits import MAX_CAMERA_INDEX, check_frame_hw
+from edgeseg.limits import MAX_CAMERA_INDEX, check_frame_hw, parse_wh
 
 PROBE_INDICES = range(0, 10)
 STREAM_TIMEOUT_MS = 5000
@@ -268,13 +268,7 @@ def open_source(
         return CaptureSource(int(camera), live=True, size_wh=size_wh, fps=fps)
     if source.startswith("synthetic"):
         size = source.partition(":")[2] or "640x480"
-        try:
-            w, h = (int(v) for v in size.split("x"))
-            if w <= 0 or h <= 0:
-                raise ValueError
-        except ValueError:
-            raise SourceError(f"{source}: expected synthetic or synthetic:WIDTHxHEIGHT") from None
-        return SyntheticSource(check_frame_hw((h, w), source))
+        return SyntheticSource(parse_wh(size, source))  # one line naming the source when the size is bad
     if "://" in source and not source.startswith("file://"):
         return CaptureSource(source, live=True)
     path = Path(source.removeprefix("file://"))

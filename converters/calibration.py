@@ -17,6 +17,7 @@ import numpy as np
 from edgeseg.datasets import Dataset, detect_format, open_dataset
 from edgeseg.errors import DataError
 from edgeseg.images import list_images, read_image
+from edgeseg.metrics import class_pixels
 from edgeseg.preprocess import FLOAT_INPUT, preprocess
 from edgeseg.spec import ModelSpec
 
@@ -85,9 +86,5 @@ def calibration_set(
 
 
 def _coverage(ds: Dataset, pick: list[int], spec: ModelSpec) -> dict[str, int]:
-    n = spec.num_classes
-    counts = np.zeros(n, dtype=np.int64)
-    for i in pick:
-        mask = ds.read_mask(ds.samples[i].mask)
-        counts += np.bincount(mask.ravel(), minlength=256)[:n]
+    counts = class_pixels((ds.read_mask(ds.samples[i].mask) for i in pick), spec.num_classes)
     return {name: int(c) for name, c in zip(spec.classes, counts, strict=True)}

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from edgeseg.io import atomic_write_text, write_image
-from edgeseg.metrics import ConfusionMatrix
+from edgeseg.metrics import ConfusionMatrix, class_pixels
 from edgeseg.overlay import colourise, palette_bgr
 
 WORST_IMAGES = 4
@@ -139,10 +139,8 @@ def coverage(cal_pixels: dict | None, ds, limit: int = 200) -> dict | None:
     """Share of each class's pixels in the calibration set against the dataset's."""
     if not cal_pixels:
         return None
-    counts = np.zeros(ds.num_classes, np.int64)
-    for i in range(min(limit, len(ds))):
-        m = ds.read_mask(ds.samples[i].mask)
-        counts += np.bincount(m.ravel(), minlength=256)[: ds.num_classes]
+    masks = (ds.read_mask(ds.samples[i].mask) for i in range(min(limit, len(ds))))
+    counts = class_pixels(masks, ds.num_classes)
     total_ds = max(int(counts.sum()), 1)
     total_cal = max(sum(cal_pixels.values()), 1)
     return {

@@ -29,3 +29,16 @@ def check_frame_hw(hw: tuple[int, int], what: str = "size") -> tuple[int, int]:
     if not (0 < w <= MAX_FRAME_SIDE and 0 < h <= MAX_FRAME_SIDE):
         raise EdgesegError(f"{what}: {w}x{h} is outside 1..{MAX_FRAME_SIDE} pixels a side")
     return hw
+
+
+def parse_wh(text: str, what: str = "size", example: str = "640x480") -> tuple[int, int]:
+    """'WIDTHxHEIGHT' -> (height, width), checked against the limits; EdgesegError names `what` otherwise."""
+    from edgeseg.errors import EdgesegError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        if w <= 0 or h <= 0:
+            raise ValueError
+    except ValueError:
+        raise EdgesegError(f"{what}: expected WIDTHxHEIGHT like {example}, got {text!r}") from None
+    return check_frame_hw((h, w), what)

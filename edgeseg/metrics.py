@@ -12,6 +12,15 @@ import numpy as np
 from edgeseg.errors import DataError
 
 
+def class_pixels(masks, num_classes: int) -> np.ndarray:
+    """Pixels of each class 0..num_classes-1 over an iterable of masks (the ignore index and other values beyond
+    the classes are not counted), as int64."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for m in masks:
+        counts += np.bincount(np.asarray(m).ravel(), minlength=max(256, num_classes))[:num_classes]
+    return counts
+
+
 class ConfusionMatrix:
     def __init__(self, num_classes: int, ignore_index: int | None = None):
         self.num_classes, self.ignore_index = num_classes, ignore_index

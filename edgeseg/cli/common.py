@@ -74,15 +74,9 @@ def parse_size(text: str | None, what: str = "size") -> tuple[int, int] | None:
     """'WIDTHxHEIGHT' -> (height, width)."""
     if text is None:
         return None
-    from edgeseg.limits import check_frame_hw
+    from edgeseg.limits import parse_wh
 
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-        if w <= 0 or h <= 0:
-            raise ValueError
-    except ValueError:
-        raise EdgesegError(f"{what}: expected WIDTHxHEIGHT like 640x480, got {text!r}") from None
-    return check_frame_hw((h, w), what)
+    return parse_wh(text, what)
 
 
 def writable(*files: Path | None, folders: tuple[Path | None, ...] = ()) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from edgeseg.datasets import Dataset
+from edgeseg.metrics import class_pixels
 from edgeseg.preprocess import LETTERBOX_FILL
 
 IGNORE = 255
@@ -47,9 +48,7 @@ def load_all(ds: Dataset, progress: Callable[[int, int], None] | None = None):
 
 
 def class_frequencies(masks: list[np.ndarray], num_classes: int) -> np.ndarray:
-    counts = np.zeros(num_classes, dtype=np.float64)
-    for m in masks:
-        counts += np.bincount(m.ravel(), minlength=256)[:num_classes]
+    counts = class_pixels(masks, num_classes).astype(np.float64)
     return counts / max(counts.sum(), 1.0)
 
 
