@@ -12,6 +12,7 @@ FORMATS = ("auto", "generic", "camvid", "voc")
 SPLITS = ("train", "val", "test", "all")
 IO_DTYPES = ("int8", "uint8")
 VIEWS = ("overlay", "mask", "side-by-side")
+STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 
 
 def choice_enum(name: str, values: tuple[str, ...]) -> type[Enum]:

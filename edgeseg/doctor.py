@@ -302,6 +302,8 @@ def run_checks() -> list[Check]:
             else "not installed (only needed to train and convert: pip install 'edgeseg[train]')",
         )
     )
+    if tf:
+        checks += gpu_checks()
     if not any(c.status == "OK" and c.name in ("ai-edge-litert", "tflite-runtime") for c in checks) and not tf:
         checks.append(Check("FAIL", "runtime", "no TFLite runtime can run models", "pip install 'edgeseg[device]'"))
     checks.append(_edgetpu())
@@ -315,6 +317,32 @@ def run_checks() -> list[Check]:
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     checks.append(Check("INFO", "display", display or "none: use --no-show, --record or --serve PORT"))
     return checks
+
+
+def gpu_checks(found: list[dict] | None = None) -> list[Check]:
+    """The GPUs TensorFlow sees (for training): name, memory, compute capability, and what train does there."""
+    if found is None:
+        try:
+            from edgeseg.training.distribute import gpus
+
+            found = gpus()
+        except Exception as e:  # a broken CUDA install must not stop the other checks
+            return [Check("WARN", "GPUs", f"TensorFlow cannot list them ({type(e).__name__}: {e})")]
+    if not found:
+        return [Check("INFO", "GPUs", "none that TensorFlow sees: train runs on the CPU")]
+    from edgeseg.training.distribute import MIXED_PRECISION_MIN_CC
+
+    out = []
+    for g in found:
+        cc = tuple(g["compute_capability"] or (0, 0))
+        memory = f", {g['memory_mib'] / 1024:.0f} GiB" if g.get("memory_mib") else ""
+        mixed = "mixed precision on by default" if cc >= MIXED_PRECISION_MIN_CC else "float32 (no tensor cores)"
+        out.append(
+            Check("OK", f"GPU {g['index']}", f"{g['name']}{memory}, compute capability {cc[0]}.{cc[1]}: {mixed}")
+        )
+    if len(found) > 1:
+        out.append(Check("INFO", "training strategy", f"auto picks mirrored over the {len(found)} GPUs"))
+    return out
 
 
 def as_dicts(checks: list[Check]) -> list[dict]:

@@ -164,3 +164,17 @@ def test_board_checks_on_a_pi_and_on_32_bit_arm():
     assert pi4_32["libcamera"].status == "INFO" and "python3-picamera2" in pi4_32["libcamera"].hint
     other = {c.name: c for c in board_checks(None, "aarch64", 64, False)}
     assert "no board model" in other["board"].detail and "libcamera" not in other
+
+
+def test_doctor_lists_gpus_and_what_training_does_with_them():
+    from edgeseg.doctor import gpu_checks
+
+    two = [
+        {"index": 0, "name": "NVIDIA H100", "compute_capability": (9, 0), "memory_mib": 81559},
+        {"index": 1, "name": "Tesla P100", "compute_capability": (6, 0), "memory_mib": None},
+    ]
+    checks = gpu_checks(two)
+    assert checks[0].detail == "NVIDIA H100, 80 GiB, compute capability 9.0: mixed precision on by default"
+    assert checks[1].detail == "Tesla P100, compute capability 6.0: float32 (no tensor cores)"
+    assert checks[2].name == "training strategy" and "mirrored over the 2 GPUs" in checks[2].detail
+    assert gpu_checks([])[0].detail.startswith("none that TensorFlow sees")

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.choices import DELEGATES, FORMATS, IO_DTYPES, RUNTIMES, SPLITS, VIEWS, choice_enum
+from edgeseg.choices import DELEGATES, FORMATS, IO_DTYPES, RUNTIMES, SPLITS, STRATEGIES, VIEWS, choice_enum
 from edgeseg.errors import EdgesegError
 from edgeseg.limits import MAX_THREADS
 
@@ -21,6 +21,7 @@ FormatChoice = choice_enum("FormatChoice", FORMATS)
 SplitChoice = choice_enum("SplitChoice", SPLITS)
 IODtypeChoice = choice_enum("IODtypeChoice", IO_DTYPES)
 ViewChoice = choice_enum("ViewChoice", VIEWS)
+StrategyChoice = choice_enum("StrategyChoice", STRATEGIES)
 
 RuntimeOpt = Annotated[RuntimeChoice, typer.Option(help="TFLite runtime.")]
 DelegateOpt = Annotated[DelegateChoice, typer.Option(help="cpu, edgetpu, or auto (by file).")]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli.common import FormatChoice, handles_errors, parse_size, quiet_tensorflow, writable
+from edgeseg.cli.common import FormatChoice, StrategyChoice, handles_errors, parse_size, quiet_tensorflow, writable
 
 
 @handles_errors
@@ -37,16 +37,36 @@ def train(
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, scale/crop, colour jitter.")] = True,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+    strategy: Annotated[
+        StrategyChoice,
+        typer.Option(
+            help="auto (mirrored over several GPUs, else one device), none, mirrored, or multiworker (reads "
+            "TF_CONFIG; every worker runs the same command with the same --out). --batch-size is per replica."
+        ),
+    ] = StrategyChoice.auto,
+    mixed_precision: Annotated[
+        bool | None,
+        typer.Option(
+            "--mixed-precision/--no-mixed-precision",
+            help="mixed_float16 with float32 logits and loss (default: on for GPUs of compute capability >= 7.0).",
+        ),
+    ] = None,
+    jit_compile: Annotated[
+        bool, typer.Option("--jit-compile/--no-jit-compile", help="XLA (measured slower on CPUs here).")
+    ] = False,
 ) -> None:
     """Train a MobileNet U-Net. Keeps the best checkpoint by validation mIoU; --resume continues a run."""
     writable(folders=(out,))
     quiet_tensorflow()
+    from dataclasses import replace
+
     from edgeseg.training.data import Augment
     from edgeseg.training.train import CONFIG_FILE, TrainConfig
     from edgeseg.training.train import train as run_training
 
+    where = {"strategy": strategy.value, "mixed_precision": mixed_precision, "jit_compile": jit_compile}
     if resume and (out / CONFIG_FILE).is_file():
-        cfg = TrainConfig.load(out)
+        cfg = replace(TrainConfig.load(out), **where)  # what it learns is saved; where it runs is this command's
         typer.echo(f"resuming {out} with its saved settings")
     else:
         cfg = TrainConfig(
@@ -65,7 +85,11 @@ def train(
             seed=seed,
             augment=Augment() if augment else Augment.none(),
             val_data=str(val_data) if val_data else None,
+            **where,
         )
     result = run_training(cfg, resume=resume, log=typer.echo)
     typer.echo(f"best val mIoU {result['best_val_miou']:.4f}")
-    typer.echo(f"wrote {result['model']}, {result['spec']}, {result['history']}")
+    if result["role"] in ("single", "chief"):
+        typer.echo(f"wrote {result['model']}, {result['spec']}, {result['history']}")
+    else:
+        typer.echo(f"{result['role']} done: the chief writes {result['model']}")

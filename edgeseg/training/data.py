@@ -114,6 +114,11 @@ def train_pipeline(
         label = tf.where(mask == IGNORE, 0, mask)
         return img, label, pixel_weight
 
+    # In-memory data: under multi-worker training each worker holds all of it, and the DATA policy has each
+    # take its own share of every global batch (there are no files to shard by). The distributed dataset that
+    # Keras makes from this one prefetches each replica's batch to its device.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return (
         tf.data.Dataset.range(n)
         .shuffle(n, seed=seed, reshuffle_each_iteration=True)
@@ -121,4 +126,5 @@ def train_pipeline(
         .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch_size, drop_remainder=n >= batch_size)
         .prefetch(tf.data.AUTOTUNE)
+        .with_options(options)
     )

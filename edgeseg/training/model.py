@@ -206,6 +206,9 @@ def decode(x, skip_feats: list, dec: Decoder, num_classes: int, dropout: float =
             x = _block(x, width, dec.block, f"{name}{'abcdefgh'[b]}")
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
-    x = layers.Conv2D(num_classes, 1, name="head_logits")(x)
+    # float32 logits whatever the global policy: under mixed_float16 the head and the loss stay in float32
+    x = layers.Conv2D(num_classes, 1, name="head_logits", dtype="float32")(x)
     factor = dec.encoder_stride // 2 ** len(dec.widths)
-    return layers.UpSampling2D(factor, interpolation="bilinear", name="logits")(x) if factor > 1 else x
+    if factor == 1:
+        return x
+    return layers.UpSampling2D(factor, interpolation="bilinear", name="logits", dtype="float32")(x)

@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -29,6 +30,7 @@ from edgeseg.preprocess import FLOAT_INPUT, preprocess, restore_mask
 from edgeseg.progress import progress_bar
 from edgeseg.spec import ModelSpec
 from edgeseg.training.data import Augment, load_all, median_frequency_weights, train_pipeline
+from edgeseg.training.distribute import fix_keras_multiworker, make_distribution, wants_mixed_precision
 from edgeseg.training.model import build_unet
 
 SCORES_DETAIL = {"dtype": np.float32, "quantization": (0.0, 0)}  # the float logits' output, for index_mask
@@ -55,6 +57,9 @@ class TrainConfig:
     seed: int = 0
     val_data: str | None = None
     val_every: int = 1
+    strategy: str = "auto"  # auto | none | mirrored | multiworker (edgeseg.training.distribute)
+    mixed_precision: bool | None = None  # None: on for GPUs of compute capability >= 7.0
+    jit_compile: bool = False  # XLA: slower on the CPUs measured here, so off unless asked for
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -140,18 +145,41 @@ class ValidationMIoU(keras.callbacks.Callback):
 class BestModel(keras.callbacks.Callback):
     """Keeps model.keras at the best val_miou so far, written atomically (a temp file, then a rename)."""
 
-    def __init__(self, path: Path, best: float = -math.inf, on_save: Callable[[int, float], None] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        best: float = -math.inf,
+        on_save: Callable[[int, float], None] | None = None,
+        export: Callable | None = None,
+    ):
         super().__init__()
-        self.path, self.best, self.on_save = Path(path), best, on_save
+        self.path, self.best, self.on_save, self.export = Path(path), best, on_save, export
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get("val_miou", float("nan"))
         if not math.isnan(value) and value > self.best:
             self.best = value
             with atomic_path(self.path, suffix=".keras") as tmp:
-                self.model.save(tmp)
+                (self.export(self.model) if self.export else self.model).save(tmp)
             if self.on_save:
                 self.on_save(epoch + 1, value)
+
+
+class SharedBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore for a run whose workers share --out: every worker restores from the chief's backup (the
+    replicas hold the same weights), and only the chief writes or deletes it."""
+
+    def __init__(self, backup_dir: str, is_chief: bool):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
+        self.is_chief = is_chief
+
+    def _save_model(self):
+        if self.is_chief:
+            super()._save_model()
+
+    def on_train_end(self, logs=None):
+        if self.is_chief:
+            super().on_train_end(logs)
 
 
 def _best_so_far(history: Path) -> float:
@@ -194,9 +222,15 @@ class TrainData:
     val_ignore: int | None
 
 
-def check_run_folder(out: Path, resume: bool, log: Callable[[str], None]) -> None:
+def check_run_folder(out: Path, resume: bool | str, log: Callable[[str], None]) -> None:
     """Refuse to overwrite a run, or to resume one that is not there or has finished."""
     backup = out / "backup"
+    if resume == "auto":  # multi-worker: the same command starts a run, or continues it after a restart
+        if (out / "model.keras").exists() and not backup.exists():
+            raise EdgesegError(f"{out}: this run already finished (model.keras is there, no backup to resume)")
+        if backup.exists():
+            log("a backup is there: continuing the run from its last epoch")
+        return
     if out.exists() and any(out.iterdir()) and not resume:
         if backup.exists() or (out / "model.keras").exists():
             raise EdgesegError(f"{out} already holds a run: use --resume to continue it, or another --out")
@@ -234,7 +268,8 @@ def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
 
 
 def compiled_model(cfg: TrainConfig, num_classes: int, steps: int):
-    """The U-Net with AdamW on a cosine schedule (one warm-up epoch) and the logits' cross-entropy."""
+    """The U-Net with AdamW on a cosine schedule (one warm-up epoch) and the logits' cross-entropy. Build it in
+    the strategy's scope."""
     total = steps * cfg.epochs
     warmup = min(steps * cfg.warmup_epochs, total // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -248,32 +283,92 @@ def compiled_model(cfg: TrainConfig, num_classes: int, steps: int):
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=False,  # XLA on CPU: 2x longer first step and 4x slower steps here
+        jit_compile=cfg.jit_compile,  # XLA on CPU: 2x longer first step and 4x slower steps here
     )
     return model
+
+
+def float32_copy(model, cfg: TrainConfig, num_classes: int):
+    """The same network and weights under the float32 policy: what a mixed-precision run exports, so the .keras
+    file (and the .tflite made from it) is the same whatever the strategy and precision of training."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        copy = build_unet(num_classes, cfg.input_hw, cfg.backbone, cfg.alpha, cfg.decoder, weights=None)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def train(
     cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print, callbacks: list | None = None
 ) -> dict:
-    """Train per cfg into cfg.out. `callbacks` run after edgeseg's own (used by tests to interrupt a run)."""
+    """Train per cfg into cfg.out. `callbacks` run after edgeseg's own (used by tests to interrupt a run).
+
+    Under --strategy multiworker every worker runs the same command with the same --out (a shared file
+    system): the chief writes model.keras, spec.json, history.csv and the backup; the other workers write theirs
+    into a temporary folder, and a restarted worker continues from the chief's backup."""
     out = Path(cfg.out)
-    backup, history = out / "backup", out / "history.csv"
-    check_run_folder(out, resume, log)
+    dist = make_distribution(cfg.strategy)
+    log(dist.describe())
+    check_run_folder(out, "auto" if dist.name == "multiworker" else resume, log)
+    resume = resume or (dist.name == "multiworker" and (out / "backup").exists())
+    mixed = wants_mixed_precision(cfg.mixed_precision)
+    if mixed:
+        log("mixed precision: mixed_float16 compute, float32 logits and loss")
     out.mkdir(parents=True, exist_ok=True)
+    work = out if dist.is_chief else Path(tempfile.mkdtemp(prefix=f"edgeseg-worker{dist.task_index}-"))
+    try:
+        return _fit(cfg, dist, mixed, out, work, resume, log, callbacks)
+    except Exception as e:
+        if dist.name != "multiworker" or not _is_cluster_error(e):
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise EdgesegError(
+            f"{dist.role}: the cluster lost a worker ({type(e).__name__}: {first}); start every worker again with "
+            "the same command: the run continues from the last epoch the chief backed up"
+        ) from None
+    finally:
+        if work != out:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _is_cluster_error(e: BaseException) -> bool:
+    """A collective op failed because a peer is gone (UnavailableError and its kin, as TensorFlow reports it)."""
+    import tensorflow as tf
+
+    return isinstance(e, tf.errors.OpError) and not isinstance(e, tf.errors.InvalidArgumentError)
+
+
+def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra_callbacks) -> dict:
+    history = work / "history.csv"
     keras.utils.set_random_seed(cfg.seed)
     data = load_train_data(cfg, log)
     spec = data.spec
     weights = _class_weights(cfg, data.masks, spec.num_classes)
     if weights is not None:
         log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(spec.classes, weights, strict=True)))
+    global_batch = cfg.batch_size * dist.replicas  # --batch-size is per replica
     pipeline = train_pipeline(
-        data.images, data.masks, cfg.input_hw, spec.num_classes, cfg.batch_size, cfg.augment, weights, cfg.seed
+        data.images, data.masks, cfg.input_hw, spec.num_classes, global_batch, cfg.augment, weights, cfg.seed
     )
-    steps = max(1, len(data.images) // cfg.batch_size)
-    model = compiled_model(cfg, spec.num_classes, steps)
-    atomic_write_text(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
-    spec.save(out / "spec.json")
+    steps = max(1, len(data.images) // global_batch)
+    if dist.replicas > 1:
+        log(f"batch {cfg.batch_size} per replica, {global_batch} global; {steps} steps per epoch; lr {cfg.lr:g}")
+    previous_policy = keras.config.dtype_policy()
+    if mixed:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        with dist.strategy.scope():
+            model = compiled_model(cfg, spec.num_classes, steps)
+        if dist.name == "multiworker":
+            fix_keras_multiworker(model)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    if dist.is_chief:
+        atomic_write_text(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        spec.save(out / "spec.json")
     if not resume and history.exists():
         history.unlink()
 
@@ -282,13 +377,14 @@ def train(
     def saved(epoch: int, value: float) -> None:
         best_epoch.update(epoch=epoch, val_miou=value)
 
+    export = (lambda m: float32_copy(m, cfg, spec.num_classes)) if mixed else None
     callbacks = [
         ValidationMIoU(data.val_frames, data.val_masks, spec, data.val_ignore, cfg.val_every, cfg.batch_size),
-        BestModel(out / "model.keras", _best_so_far(history) if resume else -math.inf, saved),
+        BestModel(work / "model.keras", _best_so_far(history) if resume else -math.inf, saved, export),
         keras.callbacks.CSVLogger(str(history), append=True),
-        keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=True),
+        SharedBackup(str(out / "backup"), dist.is_chief),
         keras.callbacks.TerminateOnNaN(),
-        *(callbacks or []),
+        *(extra_callbacks or []),
         StopOnSignal(),  # last: an epoch's backup is saved before a signal ends the run
     ]
     t0 = time.perf_counter()
@@ -297,17 +393,19 @@ def train(
             pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto", shuffle=False
         )  # tf.data shuffles
     seconds = time.perf_counter() - t0
-    if not (out / "model.keras").exists():
+    if not (work / "model.keras").exists():
         raise EdgesegError("training produced no model (validation mIoU was never a number)")
     best = _best_so_far(history)
-    replace(spec, val_miou=best).save(out / "spec.json")
-    shutil.rmtree(backup, ignore_errors=True)
+    if dist.is_chief:
+        replace(spec, val_miou=best).save(out / "spec.json")
     return {
         "run": str(out),
         "model": str(out / "model.keras"),
         "spec": str(out / "spec.json"),
-        "history": str(history),
+        "history": str(out / "history.csv"),
         "best_val_miou": best,
         "seconds_this_session": round(seconds, 1),
+        "role": dist.role,
+        "replicas": dist.replicas,
         **({"best_epoch": best_epoch["epoch"]} if best_epoch else {}),
     }
