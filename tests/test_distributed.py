@@ -42,7 +42,7 @@ def history_epochs(run) -> list[int]:
 
 
 @pytest.mark.slow
-def test_mirrored_over_two_logical_cpus_trains_with_per_replica_batches(synthetic_data, tmp_path):
+def test_mirrored_over_two_logical_cpus_per_replica_batches_and_mixed_precision_export(synthetic_data, tmp_path):
     code = (
         "import tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
         "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2); "
@@ -50,13 +50,25 @@ def test_mirrored_over_two_logical_cpus_trains_with_per_replica_batches(syntheti
     )
     run = tmp_path / "m"
     cmd = [sys.executable, "-c", code, "train", "--data", synthetic_data, "--out", run, "--epochs", "1", *TRAIN]
-    cmd += ["--strategy", "mirrored"]
+    cmd += ["--strategy", "mirrored", "--mixed-precision"]  # mixed_float16 runs on a CPU too, slowly
     proc = subprocess.run(list(map(str, cmd)), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "strategy mirrored, 2 replica(s), role single" in proc.stdout
     # 36 train scenes, 4 per replica: a global batch of 8 and 36 // 8 = 4 steps (not 9 of 4)
     assert "batch 4 per replica, 8 global; 4 steps per epoch" in proc.stdout
     assert history_epochs(run) == [0] and (run / "model.keras").is_file()
+    # mixed precision trains in float16 but exports a float32 network, which converts to a fully int8 .tflite
+    assert "mixed precision: mixed_float16 compute, float32 logits and loss" in proc.stdout
+    import keras
+
+    model = keras.saving.load_model(run / "model.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    r = CliRunner().invoke(app, ["convert", str(run / "model.keras"), "--int8", "--strict", "--num-calibration", "8"])
+    assert r.exit_code == 0 and "all ops and tensors int8" in r.output, r.output
 
 
 def start_workers(synthetic_data, run, ports, epochs, logs) -> list[subprocess.Popen]:
