@@ -30,9 +30,10 @@ from edgeseg.errors import SourceError
 from edgeseg.io import atomic_path, write_image
 from edgeseg.models import Predictor
 from edgeseg.signals import Terminated
-from edgeseg.stats import summarise
+from edgeseg.stats import RateMeter, summarise
 
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "render")
+FPS_WINDOW_S = 2.0  # the HUD's frame rate: frames finished in the last 2 s
 STALL_WARN_S = 3.0
 
 
@@ -130,8 +131,7 @@ class _Output:
         self.latest_lock = threading.Lock()
         self.window_shown = False  # the main thread has shown a frame (so a vanished window was closed)
         self.error: BaseException | None = None
-        self.fps_ema: float | None = None
-        self.last_t: int | None = None
+        self.rate = RateMeter(FPS_WINDOW_S)  # frames finished per second: the HUD's and /stats.json's FPS
         self.thread = threading.Thread(target=self._run, name="edgeseg-render", daemon=True)
         self.thread.start()
 
@@ -159,11 +159,8 @@ class _Output:
         t0 = time.perf_counter_ns()
         mask = self.model.finish(out, cap.prepared[1])
         t1 = time.perf_counter_ns()
-        if self.last_t is not None:
-            dt = max((t1 - self.last_t) / 1e9, 1e-9)
-            self.fps_ema = 1 / dt if self.fps_ema is None else 0.9 * self.fps_ema + 0.1 / dt
-        self.last_t = t1
-        hud = [f"{self.fps_ema or 0:5.1f} FPS", f"inference {invoke_ms:.1f} ms"]
+        fps = self.rate.tick(t1)
+        hud = [f"{fps:.1f} FPS" if fps is not None else "-- FPS", f"inference {invoke_ms:.1f} ms"]
         if self.capture.dropped:
             hud.append(f"dropped {self.capture.dropped}")
         image = self.renderer(cap.frame, mask, hud)
@@ -198,7 +195,7 @@ class _Output:
         s = self.stats
         return {
             "frames": s.frames,
-            "fps": self.fps_ema,
+            "fps": self.rate.rate(),
             "dropped": self.capture.dropped,
             "corrupt": self.capture.corrupt,
             "invoke_p50_ms": s.stages["invoke"].p50(),

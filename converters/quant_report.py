@@ -20,7 +20,7 @@ import numpy as np
 
 from edgeseg.io import atomic_write_text, write_image
 from edgeseg.metrics import ConfusionMatrix, class_pixels
-from edgeseg.overlay import colourise, palette_bgr
+from edgeseg.overlay import colourise, draw_text_box, palette_bgr
 
 WORST_IMAGES = 4
 
@@ -77,8 +77,7 @@ def disagreement_images(float_model, int8_model, ds, indices: list[int], folder:
         marked[edges > 0] = (255, 0, 255)
         panels = [marked, lab, colourise(f, lut), colourise(q, lut)]
         for p, title in zip(panels, ("frame (magenta: float != int8)", "label", "float", "int8"), strict=True):
-            cv2.putText(p, title, (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(p, title, (5, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            draw_text_box(p, [title])
         grid = np.vstack([np.hstack(panels[:2]), np.hstack(panels[2:])])
         path = Path(folder) / f"disagreement_{i:04d}.png"
         write_image(path, grid)

@@ -66,10 +66,23 @@ def draw_legend(img: np.ndarray, spec: ModelSpec, present: np.ndarray | None = N
         )
 
 
-def draw_hud(img: np.ndarray, lines: list[str]) -> None:
-    scale = max(0.4, min(img.shape[:2]) / 800)
-    row = int(24 * scale / 0.5)
+def draw_text_box(img: np.ndarray, lines: list[str], origin: tuple[int, int] = (2, 2), scale: float = 0.5) -> None:
+    """White text lines on a dark backing box (readable on a bright sky too), each line drawn once."""
+    if not lines:
+        return
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, 1
+    sizes = [cv2.getTextSize(t, font, scale, thick) for t in lines]
+    row = max(h + base for (_, h), base in sizes) + 4
+    width = max(w for (w, _), _ in sizes) + 8
+    x0, y0 = origin
+    x1, y1 = min(img.shape[1] - 1, x0 + width), min(img.shape[0] - 1, y0 + row * len(lines) + 4)
+    box = img[y0:y1, x0:x1]
+    box[:] = (box.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken to 40%: the scene still shows through
     for k, text in enumerate(lines):
-        y = 4 + row * (k + 1)
-        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        baseline = y0 + 2 + row * (k + 1) - sizes[k][1] - 2
+        cv2.putText(img, text, (x0 + 4, baseline), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+
+
+def draw_hud(img: np.ndarray, lines: list[str]) -> None:
+    """The live figures in the top-left corner, scaled to the frame."""
+    draw_text_box(img, lines, scale=max(0.4, min(img.shape[:2]) / 800))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 
@@ -20,3 +22,23 @@ def summarise(ms) -> dict:
         "max_ms": float(a.max()),
         "fps": 1000.0 / p50 if p50 > 0 else None,
     }
+
+
+class RateMeter:
+    """Events per second over a sliding window (the live FPS): tick() at each frame; None until two frames."""
+
+    def __init__(self, window_s: float = 2.0):
+        self.window_ns = int(window_s * 1e9)
+        self.times: collections.deque = collections.deque()
+
+    def tick(self, t_ns: int) -> float | None:
+        self.times.append(t_ns)
+        while len(self.times) > 2 and t_ns - self.times[0] > self.window_ns:
+            self.times.popleft()
+        return self.rate()
+
+    def rate(self) -> float | None:
+        t = self.times
+        if len(t) < 2 or t[-1] == t[0]:
+            return None
+        return (len(t) - 1) / ((t[-1] - t[0]) / 1e9)

@@ -442,3 +442,18 @@ def test_closing_the_window_or_pressing_q_stops_the_loop(seg, monkeypatch):
     monkeypatch.setattr(loop.cv2, "waitKey", lambda ms: ord("q") if len(shown) >= 2 else -1)
     stats = run_loop(seg, Frames(200), quiet(show=True))
     assert stats.frames < 200
+
+
+def test_the_hud_is_drawn_once_on_a_dark_box_and_its_fps_is_a_window_rate():
+    from edgeseg.overlay import draw_hud
+    from edgeseg.stats import RateMeter
+
+    img = np.full((240, 320, 3), 255, np.uint8)  # a white sky
+    draw_hud(img, ["12.5 FPS", "inference 57.0 ms"])
+    box = img[2:40, 2:120]
+    assert box.mean() < 160 and (box == 255).all(axis=-1).sum() > 20  # darkened, with white text on it
+    assert (img[120:, 200:] == 255).all()  # nothing drawn outside the box
+    meter = RateMeter(window_s=2.0)
+    assert meter.tick(0) is None  # no rate from one frame: the HUD says "-- FPS", never 0.0
+    rates = [meter.tick(int(k * 1e8)) for k in range(1, 40)]  # 10 frames a second
+    assert rates[-1] == pytest.approx(10.0) and meter.rate() == rates[-1]
