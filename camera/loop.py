@@ -168,9 +168,7 @@ class _Output:
             size = (image.shape[1], image.shape[0])
             if self.writer is None:
                 self.record_size = size
-                self.writer = cv2.VideoWriter(str(self.record_tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
-                if not self.writer.isOpened():
-                    raise SourceError(f"{self.opts.record}: OpenCV cannot write mp4v video here")
+                self.writer = open_video_writer(self.opts.record, self.record_tmp, self.fps, size, self.opts.log)
             # a camera that reconnects at another resolution must not break the recording
             self.writer.write(image if size == self.record_size else cv2.resize(image, self.record_size))
         if self.opts.save_masks is not None:
@@ -252,6 +250,46 @@ def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopSt
         if stats.frames == 0:
             raise SourceError(f"{source.name}: no frame could be read")
     return stats
+
+
+# Codecs to try per container, best first. Browsers play H.264 in .mp4 and VP9/VP8 in .webm; opencv-python's
+# own FFmpeg cannot encode H.264 (a licensing choice: opencv/opencv-python#241, ultralytics #7967), so an .mp4
+# falls back to MPEG-4 Part 2 (mp4v), which VLC and ffmpeg play but browsers do not.
+RECORD_CODECS = {
+    ".mp4": ("avc1", "mp4v"),
+    ".m4v": ("avc1", "mp4v"),
+    ".mov": ("avc1", "mp4v"),
+    ".mkv": ("avc1", "VP90", "mp4v"),
+    ".webm": ("VP90", "VP80"),
+    ".avi": ("MJPG",),
+}
+BROWSER_CODECS = {"avc1", "VP90", "VP80"}
+
+
+def check_record_path(path: Path) -> None:
+    """--record's container must be one this loop can write (by its suffix)."""
+    if Path(path).suffix.lower() not in RECORD_CODECS:
+        raise SourceError(f"{path}: --record writes {', '.join(RECORD_CODECS)} (.webm plays in every browser)")
+
+
+def open_video_writer(path: Path, tmp: Path, fps: float, size: tuple[int, int], log: Callable[[str], None]):
+    """A cv2.VideoWriter on `tmp` for the container `path` names, with the first codec this OpenCV can encode;
+    says so when the result will not play in a browser."""
+    check_record_path(path)
+    for fourcc in RECORD_CODECS[Path(path).suffix.lower()]:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        if writer.isOpened():
+            if fourcc not in BROWSER_CODECS:
+                log(
+                    f"note: this OpenCV cannot encode H.264, so {Path(path).name} is {fourcc} (plays in VLC and "
+                    "ffmpeg, not in browsers); record to a .webm (VP9) for a browser"
+                    if fourcc == "mp4v"
+                    else f"note: {Path(path).name} is {fourcc}"
+                )
+            return writer
+        writer.release()
+    tried = ", ".join(RECORD_CODECS[Path(path).suffix.lower()])
+    raise SourceError(f"{path}: OpenCV cannot write {Path(path).suffix} video here (tried {tried})")
 
 
 def _start_server(opts: LoopOptions, model: Predictor, stack: contextlib.ExitStack):

@@ -457,3 +457,25 @@ def test_the_hud_is_drawn_once_on_a_dark_box_and_its_fps_is_a_window_rate():
     assert meter.tick(0) is None  # no rate from one frame: the HUD says "-- FPS", never 0.0
     rates = [meter.tick(int(k * 1e8)) for k in range(1, 40)]  # 10 frames a second
     assert rates[-1] == pytest.approx(10.0) and meter.rate() == rates[-1]
+
+
+def test_record_webm_plays_anywhere_and_mp4_says_what_it_could_encode(seg, tmp_path):
+    logged = []
+    opts = LoopOptions(record=tmp_path / "o.webm", max_frames=6, log=logged.append)
+    stats = run_loop(seg, Frames(50), opts)
+    cap = cv2.VideoCapture(str(tmp_path / "o.webm"))
+    assert int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") in (b"VP90", b"VP80")
+    cap.release()
+    assert stats.frames == 6 and count_frames(tmp_path / "o.webm") == 6 and not logged  # VP9: nothing to say
+    run_loop(seg, Frames(50), LoopOptions(record=tmp_path / "o.mp4", max_frames=3, log=logged.append))
+    cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode(errors="replace").lower()
+    cap.release()
+    assert count_frames(tmp_path / "o.mp4") == 3
+    if fourcc != "avc1":  # opencv-python's FFmpeg cannot encode H.264: the fallback is named, with the fix
+        assert any("cannot encode H.264" in m and ".webm" in m for m in logged), logged
+    from camera.loop import check_record_path
+    from edgeseg.errors import SourceError
+
+    with pytest.raises(SourceError, match=r"--record writes \.mp4"):
+        check_record_path(tmp_path / "o.gif")

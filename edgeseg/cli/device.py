@@ -213,6 +213,10 @@ def run(
 
     model = one_model(model, model_opt, default=True)
     writable(record, json_out, folders=(save_masks,))
+    if record is not None:
+        from camera.loop import check_record_path
+
+        check_record_path(record)
     from edgeseg.host import has_display
 
     if show and not has_display():
