@@ -37,7 +37,7 @@ def compare(float_model, int8_model, ds, limit: int | None = None, progress=None
     per_image = []
     for i in range(n):
         frame, target = ds.read(i)
-        f, q = float_model.predict(frame), int8_model.predict(frame)
+        f, q = float_model.segment(frame), int8_model.segment(frame)
         cm_f.update(target, f)
         cm_q.update(target, q)
         d = int((f != q).sum())
@@ -69,7 +69,7 @@ def disagreement_images(float_model, int8_model, ds, indices: list[int], folder:
     out = []
     for i in indices:
         frame, target = ds.read(i)
-        f, q = float_model.predict(frame), int8_model.predict(frame)
+        f, q = float_model.segment(frame), int8_model.segment(frame)
         lab = colourise(np.where(target < float_model.spec.num_classes, target, 0).astype(np.uint8), lut)
         diff = (f != q).astype(np.uint8) * 255
         edges = cv2.dilate(diff, np.ones((3, 3), np.uint8))

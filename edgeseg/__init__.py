@@ -7,4 +7,15 @@ The package root stays light: importing it pulls in nothing heavier than the sta
 from edgeseg.errors import EdgesegError
 
 __version__ = "0.1.0"
-__all__ = ["EdgesegError", "__version__"]
+__all__ = ["EdgesegError", "Result", "Segmenter", "__version__", "load_model"]
+
+_LAZY = {"load_model": "edgeseg.models", "Segmenter": "edgeseg.runtime", "Result": "edgeseg.result"}
+
+
+def __getattr__(name: str):
+    """`from edgeseg import Segmenter, load_model, Result` imports numpy and the runtime only when asked for."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")

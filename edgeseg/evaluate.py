@@ -55,7 +55,7 @@ def evaluate(
     for i in range(n):
         frame, target = ds.read(i)
         t0 = time.perf_counter_ns()
-        pred = model.predict(frame)
+        pred = model.segment(frame)
         times.append((time.perf_counter_ns() - t0) / 1e6)
         cm.update(target, pred)
         if save_masks is not None:

@@ -9,9 +9,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from edgeseg.errors import ModelError
 from edgeseg.postprocess import OutputKind
 from edgeseg.preprocess import Geometry
+from edgeseg.result import Result
 from edgeseg.spec import ModelSpec
 
 
@@ -35,7 +35,11 @@ class Predictor(Protocol):
 
     def finish(self, out: np.ndarray, geom: Geometry) -> np.ndarray: ...
 
-    def predict(self, frame: np.ndarray) -> np.ndarray: ...
+    def segment(self, frame: np.ndarray) -> np.ndarray: ...
+
+    def predict(self, frame: np.ndarray, scores: bool = False) -> Result: ...
+
+    def stream(self, source, *, max_frames: int | None = None, reconnect: bool = True, size_wh=None): ...
 
     def set_input(self, tensor: np.ndarray) -> None: ...
 
@@ -45,7 +49,7 @@ class Predictor(Protocol):
 
 
 def load_model(
-    path: Path,
+    path: Path | str,
     *,
     threads: int | None = None,
     delegate: str = "auto",
@@ -53,11 +57,23 @@ def load_model(
     spec: Path | None = None,
     threshold: float = 0.5,
 ) -> Predictor:
-    """Open a .tflite (on `runtime` with `delegate` and `threads`) or a .keras model. `spec`: a spec JSON for a
-    model that carries none; `threshold`: the foreground cut for a one-channel probability output."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
+    """Open a model: a shipped one by name ("nano", "small"), a .tflite (any segmentation model: ours, Coral's,
+    MediaPipe's) or a .keras file (needs TensorFlow).
+
+    Args:
+        path: the model file, or a shipped model's name.
+        threads: interpreter threads (default: the runtime's choice).
+        delegate: "auto" (the Edge TPU for an _edgetpu.tflite), "cpu" or "edgetpu".
+        runtime: "auto", "litert", "tflite-runtime" or "tensorflow".
+        spec: a spec JSON for a model that carries none (class names, colours, normalisation).
+        threshold: the foreground cut for a one-channel probability output.
+
+    Returns:
+        a Predictor: predict(frame) -> Result, stream(source) -> Results, segment(frame) -> mask, describe().
+    """
+    from edgeseg.assets import resolve_model
+
+    path = resolve_model(path)
     given = ModelSpec.load(spec) if spec else None
     if path.suffix == ".keras":
         from edgeseg.training.predict import KerasSegmenter  # says what to install when TensorFlow is absent

@@ -68,3 +68,20 @@ def index_mask(out: np.ndarray, detail: dict, kind: OutputKind, threshold: float
     if idx.size and idx.max(initial=0) > 255:
         return idx.astype(np.uint16)
     return idx.astype(np.uint8)
+
+
+def class_scores(out: np.ndarray, detail: dict, kind: OutputKind) -> np.ndarray | None:
+    """Per-class confidence [h, w, C] in 0..1 (float32) from the raw output: softmax of a scores output
+    (dequantised first), or [1 - p, p] of a probability output. None for an index map, which carries none."""
+    if kind is OutputKind.INDEX:
+        return None
+    scale, zero_point = detail.get("quantization") or (0.0, 0)
+    x = out[0].astype(np.float32)
+    if np.dtype(detail["dtype"]) != np.float32 and scale:
+        x = (x - zero_point) * scale
+    if kind is OutputKind.PROBABILITY:
+        p = np.clip(x.reshape(x.shape[0], x.shape[1]), 0.0, 1.0)
+        return np.stack([1.0 - p, p], axis=-1)
+    x = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)

@@ -111,3 +111,19 @@ def restore_mask(mask: np.ndarray, geom: Geometry) -> np.ndarray:
     if crop.shape[:2] == (fh, fw):
         return np.ascontiguousarray(crop)
     return cv2.resize(crop, (fw, fh), interpolation=cv2.INTER_NEAREST)
+
+
+def restore_scores(scores: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Per-class scores [h, w, C] at the model's output size -> the frame's own size (bilinear)."""
+    ih, iw = geom.input_hw
+    mh, mw = scores.shape[:2]
+    y0, x0, h, w = geom.box
+    if (mh, mw) != (ih, iw):
+        sy, sx = mh / ih, mw / iw
+        y0, x0, h, w = int(y0 * sy), int(x0 * sx), max(1, round(h * sy)), max(1, round(w * sx))
+    crop = np.ascontiguousarray(scores[y0 : y0 + h, x0 : x0 + w], dtype=np.float32)
+    fh, fw = geom.frame_hw
+    if crop.shape[:2] != (fh, fw):
+        channels = [cv2.resize(crop[..., c], (fw, fh), interpolation=cv2.INTER_LINEAR) for c in range(crop.shape[2])]
+        crop = np.stack(channels, axis=-1)
+    return crop

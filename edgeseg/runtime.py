@@ -22,8 +22,8 @@ import numpy as np
 from edgeseg.choices import DELEGATES, RUNTIMES
 from edgeseg.cost import graph_cost
 from edgeseg.errors import ModelError, RuntimeUnavailable
-from edgeseg.postprocess import OutputKind, index_mask, output_classes, output_kind
-from edgeseg.preprocess import preprocess, restore_mask
+from edgeseg.postprocess import OutputKind, class_scores, index_mask, output_classes, output_kind
+from edgeseg.preprocess import preprocess, restore_mask, restore_scores
 from edgeseg.spec import ModelSpec
 from edgeseg.tflite_file import check_graph, check_tflite, read_model_bytes, read_opcodes, read_spec_json
 
@@ -130,16 +130,91 @@ class StagedPredictor:
         """The model names its own classes (an embedded or given spec), rather than edgeseg guessing them."""
         return self.spec_source != "inferred"
 
-    def predict(self, frame: np.ndarray) -> np.ndarray:
+    def segment(self, frame: np.ndarray) -> np.ndarray:
+        """BGR frame -> H x W class mask at the frame's size; `timings` holds the three stages' milliseconds."""
+        return self._run(frame, scores=False)[0]
+
+    def predict(self, frame: np.ndarray, scores: bool = False):
+        """Segment one BGR frame (any size, uint8, as OpenCV reads it).
+
+        Args:
+            frame: H x W x 3 BGR (grey and BGRA are converted).
+            scores: also return per-class confidence (H x W x C, 0..1) where the model's output carries it.
+
+        Returns:
+            an edgeseg.Result: the mask at the frame's size, scores, timings, class names and colours, overlay().
+        """
+        from edgeseg.result import Result
+
+        mask, conf = self._run(frame, scores)
+        return Result(mask=mask, frame=frame, spec=self.spec, timings=dict(self.timings), scores=conf)
+
+    def stream(self, source, *, max_frames: int | None = None, reconnect: bool = True, size_wh=None):
+        """Results for the frames of a source, from the same pipelined capture as `edgeseg run`: a thread reads
+        and prepares the next frame while this one runs. A live source yields its newest frame (stale ones are
+        dropped); a file yields every frame in order.
+
+        Args:
+            source: a camera index (int), a video file, an image folder or glob, an rtsp:// or http:// URL,
+                "picamera" (the Raspberry Pi camera), or "synthetic[:WxH]".
+            max_frames: stop after this many frames (default: when the source ends).
+            reconnect: reopen a live source that stops delivering.
+            size_wh: ask a camera for this (width, height).
+        """
+        from camera.reader import CaptureThread
+        from camera.sources import open_source
+        from edgeseg.result import Result
+
+        kind = (
+            {"camera": source}
+            if isinstance(source, int)
+            else {"picamera": True}
+            if source == "picamera"
+            else {"source": str(source)}
+        )
+        lores = (self.spec.input_hw[1], self.spec.input_hw[0]) if source == "picamera" else None
+        with open_source(size_wh=size_wh, lores_wh=lores, **kind) as src:
+            capture = CaptureThread(src, self.prepare, reconnect, log=lambda *_: None).start()
+            try:
+                n = 0
+                while max_frames is None or n < max_frames:
+                    item = capture.get(timeout=0.25)
+                    if item is None:
+                        if capture.finished:
+                            if capture.error is not None:
+                                raise capture.error
+                            return
+                        continue
+                    t0 = time.perf_counter_ns()
+                    out = self.invoke(item.prepared[0])
+                    t1 = time.perf_counter_ns()
+                    mask = self.finish(out, item.prepared[1])
+                    t2 = time.perf_counter_ns()
+                    timings = {
+                        "capture": item.capture_ms,
+                        "preprocess": item.prepare_ms,
+                        "invoke": (t1 - t0) / 1e6,
+                        "postprocess": (t2 - t1) / 1e6,
+                    }
+                    yield Result(mask=mask, frame=item.frame, spec=self.spec, timings=timings, index=n)
+                    n += 1
+            finally:
+                capture.stop()
+
+    def _run(self, frame: np.ndarray, scores: bool):
         t0 = time.perf_counter_ns()
         tensor, geom = self.prepare(frame)
         t1 = time.perf_counter_ns()
         out = self.invoke(tensor)
         t2 = time.perf_counter_ns()
         mask = self.finish(out, geom)
+        conf = None
+        if scores:
+            raw = class_scores(out, self.output_detail, self.kind)
+            conf = None if raw is None else restore_scores(raw, geom)
         t3 = time.perf_counter_ns()
         self.timings = {"preprocess": (t1 - t0) / 1e6, "invoke": (t2 - t1) / 1e6, "postprocess": (t3 - t2) / 1e6}
-        return mask
+        return mask, conf
 
 
 class Segmenter(StagedPredictor):

@@ -104,7 +104,7 @@ def test_max_frames_recording_and_saved_masks(seg, tmp_path):
     masks = sorted((tmp_path / "m").iterdir())
     assert [p.name for p in masks] == [f"{i:06d}.png" for i in range(7)]
     m = cv2.imread(str(masks[3]), cv2.IMREAD_UNCHANGED)
-    expected = seg.predict(_frame(4))
+    expected = seg.segment(_frame(4))
     assert m.shape == (40, 60) and np.array_equal(m, expected)
 
 

@@ -124,7 +124,7 @@ def test_eval_json_matches_the_library(tiny_tflite, synthetic_data, tmp_path):
     for i, s in enumerate(ds.samples):
         m = cv2.imread(str(tmp_path / "masks" / f"{s.image.stem}.png"), cv2.IMREAD_UNCHANGED)
         assert m.dtype == np.uint8 and m.ndim == 2
-        assert np.array_equal(m, seg.predict(ds.read(i)[0]))
+        assert np.array_equal(m, seg.segment(ds.read(i)[0]))
     assert set(d["per_class_iou"]) == {"background", "disc", "box", "triangle", "bar"}
     assert f"mIoU {100 * ref['miou']:.2f}" in r.output
     from edgeseg.cost import model_cost

@@ -100,6 +100,6 @@ def test_fp16_halves_the_weights_and_keeps_the_argmax(tiny_run, tiny_tflite, tmp
     agree = float(r.output.split("argmax agreement with the Keras model: ")[1].split("%")[0])
     assert agree > 99.0, r.output
     frame = np.random.default_rng(0).integers(0, 256, (72, 96, 3), dtype=np.uint8)
-    assert (seg16.predict(frame) == seg32.predict(frame)).mean() > 0.99
+    assert (seg16.segment(frame) == seg32.segment(frame)).mean() > 0.99
     r = CliRunner().invoke(app, ["convert", str(tiny_run / "model.keras"), "--fp16", "--int8"])
     assert r.exit_code == 1 and "choose one of --int8, --dynamic and --fp16" in r.output

@@ -16,7 +16,7 @@ def test_score_outputs_give_the_dominant_colour_class(toy_models, name):
     seg = Segmenter(toy_models[name], num_threads=1)
     assert seg.kind is OutputKind.SCORES and seg.spec.num_classes == 3
     for colour, cls in ((RED, 0), (GREEN, 1), (BLUE, 2)):
-        mask = seg.predict(solid(colour))
+        mask = seg.segment(solid(colour))
         assert mask.shape == (30, 70) and mask.dtype == np.uint8
         assert (mask == cls).all(), f"{name}: {colour} should be class {cls}"
 
@@ -26,7 +26,7 @@ def test_index_map_output(toy_models):
     assert seg.kind is OutputKind.INDEX
     frame = solid(GREEN, (33, 51))
     frame[:, 30:] = BLUE
-    mask = seg.predict(frame)
+    mask = seg.segment(frame)
     assert mask.shape == (33, 51) and (mask[:, :25] == 1).all() and (mask[:, 35:] == 2).all()
 
 
@@ -36,7 +36,7 @@ def test_probability_output_thresholds_to_two_classes(toy_models, name):
     assert seg.kind is OutputKind.PROBABILITY and seg.spec.classes == ("background", "foreground")
     frame = solid(GREEN, (20, 40))
     frame[5:15, 10:30] = RED
-    mask = seg.predict(frame)
+    mask = seg.segment(frame)
     assert mask[10, 20] == 1 and mask[0, 0] == 0 and mask.sum() == pytest.approx(200, abs=40)
 
 
@@ -44,7 +44,7 @@ def test_mask_matches_a_non_square_frame_and_timings_are_recorded(toy_models):
     seg = Segmenter(toy_models["scores_int8"])
     frame = solid(RED, (101, 37))
     frame[:, 20:] = BLUE
-    mask = seg.predict(frame)
+    mask = seg.segment(frame)
     assert mask.shape == (101, 37) and mask[50, 5] == 0 and mask[50, 30] == 2
     assert set(seg.timings) == {"preprocess", "invoke", "postprocess"} and seg.timings["invoke"] > 0
 
@@ -94,14 +94,14 @@ def test_peer_deeplab_uint8_index_map():
     seg = Segmenter(shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant.tflite"), num_threads=2)
     assert seg.kind is OutputKind.INDEX and seg.input_hw == (513, 513)
     frame = np.full((240, 320, 3), 127, np.uint8)
-    mask = seg.predict(frame)
+    mask = seg.segment(frame)
     assert mask.shape == (240, 320) and mask.max() < 21
 
 
 def test_peer_selfie_probability():
     seg = Segmenter(shared_path("models", "peers", "selfie_segmentation.tflite"))
     assert seg.kind is OutputKind.PROBABILITY and seg.input_hw == (256, 256)
-    assert seg.predict(np.zeros((120, 200, 3), np.uint8)).shape == (120, 200)
+    assert seg.segment(np.zeros((120, 200, 3), np.uint8)).shape == (120, 200)
 
 
 def test_peer_edgetpu_model_without_the_edge_tpu_says_so():

@@ -22,7 +22,7 @@ def test_loads_and_runs_without_tensorflow():
         "from edgeseg.assets import default_model\n"
         "from edgeseg.runtime import Segmenter\n"
         "m = Segmenter(default_model(), num_threads=2)\n"
-        "mask = m.predict(np.zeros((360, 480, 3), np.uint8))\n"
+        "mask = m.segment(np.zeros((360, 480, 3), np.uint8))\n"
         "assert mask.shape == (360, 480) and m.runtime.name == 'litert'\n"
         "print('OK', m.spec.input_hw)"
     )
