@@ -1,7 +1,7 @@
 """Segment one image and save the overlay beside it, with the share of each class and the model's confidence.
 
-    python examples/segment_image.py photo.jpg [--model nano]
-    python examples/segment_image.py            # a synthetic frame, when no image is given
+python examples/segment_image.py photo.jpg [--model nano]
+python examples/segment_image.py            # a synthetic frame, when no image is given
 """
 
 from __future__ import annotations
