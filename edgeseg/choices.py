@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-RUNTIMES = ("auto", "litert", "tflite-runtime", "tensorflow")
+RUNTIMES = ("auto", "litert", "tflite-runtime", "tensorflow", "onnx")  # onnx: ONNX Runtime, for .onnx files
 DELEGATES = ("auto", "cpu", "edgetpu")
 FORMATS = ("auto", "generic", "camvid", "voc")
 SPLITS = ("train", "val", "test", "all")

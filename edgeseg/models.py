@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from edgeseg.errors import ModelError
 from edgeseg.postprocess import OutputKind
 from edgeseg.preprocess import Geometry
 from edgeseg.result import Result
@@ -75,6 +76,14 @@ def load_model(
 
     path = resolve_model(path)
     given = ModelSpec.load(spec) if spec else None
+    if path.suffix == ".onnx" or runtime == "onnx":
+        if path.suffix != ".onnx":
+            raise ModelError(f"{path.name}: --runtime onnx runs .onnx models (edgeseg convert MODEL.keras --onnx)")
+        if delegate == "edgetpu":
+            raise ModelError(f"{path.name}: the Edge TPU runs compiled .tflite models, not ONNX")
+        from edgeseg.onnx_runtime import OnnxSegmenter
+
+        return OnnxSegmenter(path, num_threads=threads, spec=given, threshold=threshold)
     if path.suffix == ".keras":
         from edgeseg.training.predict import KerasSegmenter  # says what to install when TensorFlow is absent
 

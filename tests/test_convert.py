@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -103,3 +105,55 @@ def test_fp16_halves_the_weights_and_keeps_the_argmax(tiny_run, tiny_tflite, tmp
     assert (seg16.segment(frame) == seg32.segment(frame)).mean() > 0.99
     r = CliRunner().invoke(app, ["convert", str(tiny_run / "model.keras"), "--fp16", "--int8"])
     assert r.exit_code == 1 and "choose one of --int8, --dynamic and --fp16" in r.output
+
+
+@pytest.mark.slow
+def test_onnx_export_matches_keras_and_runs_in_run_bench_and_eval(tiny_run, tiny_tflite, synthetic_data, tmp_path):
+    """convert --onnx (tf2onnx) writes the spec into the ONNX metadata; ONNX Runtime then serves eval, bench
+    (side by side with the .tflite files of the same model) and the Python API."""
+    pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+    from typer.testing import CliRunner
+
+    from edgeseg import load_model
+    from edgeseg.cli import app
+
+    out = tmp_path / "tiny.onnx"
+    r = CliRunner().invoke(
+        app,
+        ["convert", str(tiny_run / "model.keras"), "--onnx", "--out", str(out), "--calibration", str(synthetic_data)],
+    )
+    assert r.exit_code == 0, r.output
+    assert "argmax agreement with the Keras model: 100.00% of pixels on 8 images" in r.output
+    seg = load_model(out)
+    assert seg.spec_source == "embedded" and seg.spec == load_model(tiny_tflite["float"]).spec
+    assert seg.describe()["runtime"] == "onnxruntime"
+    runner = CliRunner()
+    e_onnx = runner.invoke(app, ["eval", str(out), "--data", str(synthetic_data), "--json", str(tmp_path / "o.json")])
+    e_tfl = runner.invoke(
+        app, ["eval", str(tiny_tflite["float"]), "--data", str(synthetic_data), "--json", str(tmp_path / "t.json")]
+    )
+    assert e_onnx.exit_code == 0 and e_tfl.exit_code == 0, e_onnx.output + e_tfl.output
+    m_onnx = json.loads((tmp_path / "o.json").read_text())["miou"]
+    assert m_onnx == pytest.approx(json.loads((tmp_path / "t.json").read_text())["miou"], abs=0.005)
+    b = runner.invoke(
+        app,
+        [
+            "bench",
+            str(tiny_tflite["float"]),
+            str(tiny_tflite["int8"]),
+            str(out),
+            "--runs",
+            "5",
+            "--warmup",
+            "1",
+            "--frame-size",
+            "160x120",
+            "--json",
+            str(tmp_path / "b.json"),
+        ],
+    )
+    assert b.exit_code == 0, b.output
+    runtimes = [r["runtime"] for r in json.loads((tmp_path / "b.json").read_text())["results"]]
+    assert runtimes == ["litert", "litert", "onnxruntime"]
+    bad = runner.invoke(app, ["eval", str(tiny_tflite["float"]), "--data", str(synthetic_data), "--runtime", "onnx"])
+    assert bad.exit_code == 1 and "--runtime onnx runs .onnx models" in bad.output

@@ -56,12 +56,19 @@ def convert(
         int, typer.Option(min=0, max=MAX_IMAGES, help="Images to compare float vs converted argmax on.")
     ] = 8,
     json_out: JsonOpt = None,
+    onnx: Annotated[
+        bool,
+        typer.Option("--onnx", help="ONNX (opset 17) for ONNX Runtime, OpenVINO, Hailo or RKNN, instead of TFLite."),
+    ] = False,
 ) -> None:
-    """Convert a Keras model to TFLite (float32 by default), embed its spec, verify the result."""
-    if int8 + dynamic + fp16 > 1:
-        raise EdgesegError("choose one of --int8, --dynamic and --fp16")
+    """Convert a Keras model to TFLite (float32 by default) or ONNX, embed its spec, verify the result."""
+    if int8 + dynamic + fp16 + onnx > 1:
+        raise EdgesegError("choose one of --int8, --dynamic, --fp16 and --onnx")
     writable(out, json_out, folders=(report, model.parent if out is None else None))  # default: beside it
     quiet_tensorflow()
+    if onnx:
+        _convert_onnx(model, out, spec, calibration, verify, json_out)
+        return
     from converters.tflite import ConvertOptions, convert_keras  # TensorFlow stays out of `edgeseg run`
 
     target = "int8" if int8 else "dynamic" if dynamic else "fp16" if fp16 else "float"
@@ -114,6 +121,21 @@ def convert(
             out_json["edgetpu"] = _edgetpu_report(r.path, True)
     if json_out:
         write_json(json_out, out_json)
+
+
+def _convert_onnx(model: Path, out: Path | None, spec, calibration, verify: int, json_out) -> None:
+    from converters.onnx import convert_onnx
+
+    r = convert_onnx(model, out, spec=spec, calibration=calibration, verify_images=verify, log=typer.echo)
+    typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, onnx opset 17, {r.seconds:.1f} s)")
+    if r.agreement is not None:
+        typer.echo(
+            f"argmax agreement with the Keras model: {100 * r.agreement:.2f}% of pixels on {r.verify_images} images"
+        )
+    for w in r.warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    if json_out:
+        write_json(json_out, r.to_dict())
 
 
 def _quant_report(float_path: Path, int8_path: Path, folder: Path, **options) -> Path:
