@@ -12,7 +12,7 @@ from pathlib import Path
 from edgeseg.cost import graph_cost
 from edgeseg.errors import EdgesegError, ModelError
 from edgeseg.spec import ModelSpec
-from edgeseg.tflite_file import GraphTensor, read_model_bytes, read_model_graph, read_spec_json
+from edgeseg.tflite_file import GraphTensor, read_model_bytes, read_model_graph, read_spec_json, read_standard_metadata
 
 
 def _tensor(t: GraphTensor) -> dict:
@@ -44,6 +44,7 @@ def model_info(path: Path) -> dict:
         "model": str(path),
         "size_bytes": len(buf),
         "spec": spec,
+        "standard_metadata": read_standard_metadata(buf, path.name),
         "inputs": [_tensor(graph.tensors[i]) for i in graph.inputs],
         "outputs": [_tensor(graph.tensors[i]) for i in graph.outputs],
         **cost.to_dict(),
@@ -76,7 +77,15 @@ def format_info(d: dict) -> list[str]:
             + (f"; val mIoU {100 * spec['val_miou']:.2f}" if spec.get("val_miou") is not None else "")
         )
     else:
-        lines.append("  spec    none embedded (run, bench and eval read it off the tensors)")
+        std = d.get("standard_metadata") or {}
+        if std:
+            said = [
+                f"mean {std['mean']}, std {std['std']}" if std.get("mean") else "",
+                f"labels {', '.join(std['labels'][:12])}" if std.get("labels") else "",
+            ]
+            lines.append("  spec    none embedded; TFLite Metadata: " + "; ".join(x for x in said if x))
+        else:
+            lines.append("  spec    none embedded (run, bench and eval read it off the tensors)")
     counted = f"{d['gmacs']:.3f} GMACs per frame"
     if d["uncounted"]:
         counted = (

@@ -57,6 +57,7 @@ def load_model(
     runtime: str = "auto",
     spec: Path | None = None,
     threshold: float = 0.5,
+    labels: Path | None = None,
 ) -> Predictor:
     """Open a model: a shipped one by name ("nano", "small"), a .tflite (any segmentation model: ours, Coral's,
     MediaPipe's) or a .keras file (needs TensorFlow).
@@ -68,6 +69,8 @@ def load_model(
         runtime: "auto", "litert", "tflite-runtime" or "tensorflow".
         spec: a spec JSON for a model that carries none (class names, colours, normalisation).
         threshold: the foreground cut for a one-channel probability output.
+        labels: a labels file (one class name per line, as Coral and Picamera2 ship them) for a .tflite whose
+            classes have no names of their own.
 
     Returns:
         a Predictor: predict(frame) -> Result, stream(source) -> Results, segment(frame) -> mask, describe().
@@ -88,6 +91,9 @@ def load_model(
         from edgeseg.training.predict import KerasSegmenter  # says what to install when TensorFlow is absent
 
         return KerasSegmenter(path, given)
-    from edgeseg.runtime import Segmenter
+    from edgeseg.runtime import Segmenter, read_labels
 
-    return Segmenter(path, num_threads=threads, delegate=delegate, runtime=runtime, spec=given, threshold=threshold)
+    names = read_labels(labels) if labels else None
+    return Segmenter(
+        path, num_threads=threads, delegate=delegate, runtime=runtime, spec=given, threshold=threshold, labels=names
+    )

@@ -13,7 +13,7 @@ import importlib.metadata
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,14 @@ from edgeseg.errors import ModelError, RuntimeUnavailable
 from edgeseg.postprocess import OutputKind, class_scores, index_mask, output_classes, output_kind
 from edgeseg.preprocess import preprocess, restore_mask, restore_scores
 from edgeseg.spec import ModelSpec
-from edgeseg.tflite_file import check_graph, check_tflite, read_model_bytes, read_opcodes, read_spec_json
+from edgeseg.tflite_file import (
+    check_graph,
+    check_tflite,
+    read_model_bytes,
+    read_opcodes,
+    read_spec_json,
+    read_standard_metadata,
+)
 
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 _EDGETPU_LIB = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
@@ -96,12 +103,14 @@ def edgetpu_library() -> str:
     return _EDGETPU_LIB.get(platform.system(), "libedgetpu.so.1")
 
 
-def default_spec(input_detail: dict, output_detail: dict, kind: OutputKind) -> ModelSpec:
-    """A spec for a model that carries none, read off its tensors.
+def default_spec(input_detail: dict, output_detail: dict, kind: OutputKind, standard: dict | None = None) -> ModelSpec:
+    """A spec for a model that carries no edgeseg spec: from its standard TFLite Metadata (`standard`: the
+    input's NormalizationOptions and the output's label file) where it has them, else read off its tensors.
 
-    Quantised input: raw pixels go in as they are (q = pixel for uint8, pixel - 128 for int8), the convention
-    of Coral's models. Float input: RGB scaled to [0, 1], MediaPipe's convention.
+    Without metadata: a quantised input takes raw pixels as they are (q = pixel for uint8, pixel - 128 for
+    int8), the convention of Coral's models; a float input takes RGB scaled to [0, 1].
     """
+    standard = standard or {}
     _, h, w, _ = (int(s) for s in input_detail["shape"])
     dtype = np.dtype(input_detail["dtype"])
     scale, zp = input_detail["quantization"]
@@ -110,12 +119,46 @@ def default_spec(input_detail: dict, output_detail: dict, kind: OutputKind) -> M
         mean, std = (offset + zp,) * 3, (1.0 / scale,) * 3
     else:
         mean, std = (0.0,) * 3, (255.0,) * 3
+    if standard.get("mean") and standard.get("std"):
+        mean, std = tuple(standard["mean"]), tuple(standard["std"])
     n = output_classes(output_detail, kind)
     if kind is OutputKind.PROBABILITY:
         classes = ("background", "foreground")
     else:
         classes = tuple(f"class_{i}" for i in range(n or 256))
+    labels = standard.get("labels") or []
+    classes = fit_labels(labels, classes, kind) if labels else classes
     return ModelSpec(input_hw=(h, w), classes=classes, mean=mean, std=std)
+
+
+def fit_labels(labels: list[str], classes: tuple[str, ...], kind: OutputKind) -> tuple[str, ...]:
+    """Class names from a label list for an output with len(classes) classes. A probability output's one label
+    names its foreground; an index map takes as many labels as it has; a scores output needs exactly one
+    label per channel (ModelError otherwise)."""
+    if kind is OutputKind.PROBABILITY and len(labels) == 1:
+        return ("background", labels[0])
+    if kind is OutputKind.INDEX or len(labels) == len(classes):
+        return tuple(labels)
+    raise ModelError(f"{len(labels)} labels for an output with {len(classes)} classes")
+
+
+def read_labels(path: Path) -> list[str]:
+    """A labels file as Coral, Picamera2 and the TFLite tools write it: one name per line, optionally after an
+    index ("0 background" or "0: background"), blank lines skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path}: cannot read the labels ({getattr(e, 'strerror', None) or e})") from None
+    labels = []
+    for line in text.splitlines():
+        line = line.strip()
+        head, sep, rest = line.replace(":", " ", 1).partition(" ")
+        name = rest.strip() if sep and head.isdigit() and rest.strip() else line
+        if name:
+            labels.append(name)
+    if not labels:
+        raise ModelError(f"{path}: no labels in it")
+    return labels
 
 
 class StagedPredictor:
@@ -233,6 +276,7 @@ class Segmenter(StagedPredictor):
         runtime: str = "auto",
         spec: ModelSpec | None = None,
         threshold: float = 0.5,
+        labels: list[str] | None = None,
     ):
         t0 = time.perf_counter_ns()
         self.path = Path(model)
@@ -260,6 +304,8 @@ class Segmenter(StagedPredictor):
         self.output_detail = outputs[0]
         self.kind = output_kind(self.output_detail)
         self.spec = self._resolve_spec(buf, spec)
+        if labels:  # the user's own names win over the spec's and the metadata's
+            self.spec = replace(self.spec, classes=fit_labels(labels, self.spec.classes, self.kind), colours=())
         self.threshold = threshold
         self._in_idx, self._out_idx = self.input_detail["index"], self.output_detail["index"]
         self.timings: dict[str, float] = {}
@@ -304,8 +350,9 @@ class Segmenter(StagedPredictor):
                 spec = ModelSpec.from_json(embedded) if embedded else None
             except ModelError as e:  # the file is untrusted: say which one carries the bad spec
                 raise ModelError(f"{self.path.name}: embedded {e}") from None
-            self.spec_source = "embedded" if spec else "inferred"
-            given = spec or default_spec(self.input_detail, self.output_detail, self.kind)
+            standard = {} if spec else read_standard_metadata(buf, self.path.name)
+            self.spec_source = "embedded" if spec else "metadata" if standard else "inferred"
+            given = spec or default_spec(self.input_detail, self.output_detail, self.kind, standard)
         if given.input_hw != (h, w):
             given = given.with_input_hw((h, w))
         n = output_classes(self.output_detail, self.kind)

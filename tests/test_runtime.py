@@ -128,3 +128,32 @@ def test_both_predictors_keep_the_protocol_and_say_where_their_spec_came_from(to
     given.set_input(x)
     given.invoke_only()
     assert given.interpreter.get_tensor(given.output_detail["index"]).shape == tuple(given.output_detail["shape"])
+
+
+def test_standard_tflite_metadata_gives_normalisation_and_labels():
+    """MediaPipe's selfie segmenter carries TFLite Metadata (NormalizationOptions mean 0, std 255) and a packed
+    labels.txt ("selfie"): edgeseg reads both instead of guessing."""
+    from edgeseg.tflite_file import read_model_bytes, read_standard_metadata
+
+    path = shared_path("models", "peers", "selfie_segmentation.tflite")
+    assert read_standard_metadata(read_model_bytes(path)) == {"mean": [0.0], "std": [255.0], "labels": ["selfie"]}
+    seg = Segmenter(path)
+    assert seg.spec_source == "metadata" and seg.spec.classes == ("background", "selfie")
+    assert seg.spec.mean == (0.0, 0.0, 0.0) and seg.spec.std == (255.0, 255.0, 255.0)
+
+
+def test_a_labels_file_names_a_models_classes(tmp_path, toy_models):
+    from edgeseg.models import load_model
+    from edgeseg.runtime import read_labels
+
+    f = tmp_path / "labels.txt"
+    f.write_text("0 background\n1: person\n\nbicycle\n")
+    assert read_labels(f) == ["background", "person", "bicycle"]  # Coral's "N name", "N: name" or bare names
+    seg = load_model(toy_models["scores_int8"], labels=f)
+    assert seg.spec.classes == ("background", "person", "bicycle") and len(seg.spec.colours) == 3
+    f.write_text("a\nb\n")
+    with pytest.raises(ModelError, match="2 labels for an output with 3 classes"):
+        load_model(toy_models["scores_int8"], labels=f)
+    f.write_text("\n\n")
+    with pytest.raises(ModelError, match="no labels in it"):
+        read_labels(f)

@@ -26,6 +26,14 @@ StrategyChoice = choice_enum("StrategyChoice", STRATEGIES)
 RuntimeOpt = Annotated[RuntimeChoice, typer.Option(help="TFLite runtime.")]
 DelegateOpt = Annotated[DelegateChoice, typer.Option(help="cpu, edgetpu, or auto (by file).")]
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="Interpreter threads.")]
+LabelsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        exists=True,
+        dir_okay=False,
+        help="Class names for a model without its own: one per line (Coral's and Picamera2's labels files).",
+    ),
+]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the results (JSON) here.")]
 
 MODEL_HELP = "The model by path or shipped name (nano, small), instead of the MODEL argument."

@@ -13,6 +13,7 @@ from edgeseg.cli.common import (
     DelegateOpt,
     FormatChoice,
     JsonOpt,
+    LabelsOpt,
     RuntimeChoice,
     RuntimeOpt,
     SplitChoice,
@@ -75,6 +76,7 @@ def bench(
     format: Annotated[FormatChoice, typer.Option(help="Layout of --data.")] = FormatChoice.auto,
     runtime: RuntimeOpt = RuntimeChoice.auto,
     delegate: DelegateOpt = DelegateChoice.auto,
+    labels: LabelsOpt = None,
     json_out: JsonOpt = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the table (CSV) here.")] = None,
     md_out: Annotated[Path | None, typer.Option("--markdown", help="Write the table (markdown) here.")] = None,
@@ -101,7 +103,7 @@ def bench(
         ds = open_dataset(data, split.value, format.value)
     report = bench_models(
         models,
-        lambda p, t: load_model(p, threads=t, delegate=delegate.value, runtime=runtime.value),
+        lambda p, t: load_model(p, threads=t, delegate=delegate.value, runtime=runtime.value, labels=labels),
         _thread_list(threads),
         runs,
         warmup,
@@ -204,6 +206,7 @@ def run(
     threads: ThreadsOpt = None,
     runtime: RuntimeOpt = RuntimeChoice.auto,
     delegate: DelegateOpt = DelegateChoice.auto,
+    labels: LabelsOpt = None,
     json_out: Annotated[Path | None, typer.Option("--stats", help="Write loop statistics (JSON) here.")] = None,
 ) -> None:
     """Segment a camera, a video, images or a stream in real time: show, record, serve to a browser."""
@@ -227,7 +230,7 @@ def run(
         from camera.serve import parse_serve
 
         serve_at = parse_serve(serve)
-    m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value)
+    m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, labels=labels)
     lores = (m.spec.input_hw[1], m.spec.input_hw[0]) if picamera else None
     opts = LoopOptions(
         show=show,
@@ -289,6 +292,7 @@ def eval_(
     threads: ThreadsOpt = None,
     runtime: RuntimeOpt = RuntimeChoice.auto,
     delegate: DelegateOpt = DelegateChoice.auto,
+    labels: LabelsOpt = None,
     spec: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help="Spec JSON for a model that carries none.")
     ] = None,
@@ -313,7 +317,7 @@ def eval_(
     if model.suffix == ".keras":
         quiet_tensorflow()
     ds = open_dataset(data, split.value, format.value)
-    m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, spec=spec)
+    m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, spec=spec, labels=labels)
     res = evaluate(m, ds, limit, progress=progress("eval"), save_masks=save_masks)
     res["model"] = str(model)
     d = m.describe()
