@@ -222,8 +222,9 @@ def test_wrong_shape_model(toy_models):
 
 
 def test_unknown_runtime_and_missing_delegate(toy_models):
-    r = invoke("bench", toy_models["scores_float"], "--runtime", "onnx")
-    assert r.exit_code == 2 and "Traceback" not in r.output
+    r = invoke("bench", toy_models["scores_float"], "--runtime", "tvm")
+    assert r.exit_code == 2 and "Traceback" not in r.output and "Invalid value" in r.output
+    assert_one_line_error(invoke("bench", toy_models["scores_float"], "--runtime", "onnx"), "runs .onnx models")
     assert_one_line_error(
         invoke("bench", toy_models["scores_float"], "--delegate", "edgetpu"), "Edge TPU delegate .* does not load"
     )
