@@ -42,6 +42,7 @@ def history_epochs(run) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_mirrored_over_two_logical_cpus_per_replica_batches_and_mixed_precision_export(synthetic_data, tmp_path):
     code = (
         "import tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
@@ -104,6 +105,7 @@ def wait_all(procs, timeout) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_two_workers_a_killed_worker_restarts_and_the_chiefs_model_converts(synthetic_data, tmp_path):
     """Worker 1 is killed (SIGKILL) once the chief's backup holds an epoch. The chief notices (TensorFlow's
     heartbeats) and stops with one line. Both are started again with the same command, as a cluster manager
