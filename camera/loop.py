@@ -279,13 +279,15 @@ def open_video_writer(path: Path, tmp: Path, fps: float, size: tuple[int, int], 
     for fourcc in RECORD_CODECS[Path(path).suffix.lower()]:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size)
         if writer.isOpened():
-            if fourcc not in BROWSER_CODECS:
+            if fourcc in BROWSER_CODECS:
+                log(f"recording {Path(path).name} as {fourcc} (plays in browsers)")
+            elif fourcc == "mp4v":
                 log(
-                    f"note: this OpenCV cannot encode H.264, so {Path(path).name} is {fourcc} (plays in VLC and "
-                    "ffmpeg, not in browsers); record to a .webm (VP9) for a browser"
-                    if fourcc == "mp4v"
-                    else f"note: {Path(path).name} is {fourcc}"
+                    f"recording {Path(path).name} as mp4v: this OpenCV cannot encode H.264, so it plays in VLC and "
+                    "ffmpeg, not in browsers; record to a .webm (VP9) for a browser"
                 )
+            else:
+                log(f"recording {Path(path).name} as {fourcc}")
             return writer
         writer.release()
     tried = ", ".join(RECORD_CODECS[Path(path).suffix.lower()])

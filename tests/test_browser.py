@@ -113,3 +113,61 @@ def test_live_page_in_headless_chromium(toy_models, tmp_path):
             driver.quit()
         proc.terminate()
         proc.communicate(timeout=20)
+
+
+@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
+def test_a_webm_recording_plays_in_headless_chromium(toy_models, tmp_path):
+    """`run --record out.webm` (VP9): Chromium's <video> element plays it: its time advances and its size is
+    the recording's."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the dev extra)")
+    video = tmp_path / "o.webm"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeseg",
+            "run",
+            str(toy_models["scores_int8"]),
+            "--source",
+            "synthetic:160x120",
+            "--no-show",
+            "--max-frames",
+            "60",
+            "--record",
+            str(video),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (tmp_path / "play.html").write_text('<video id="v" src="o.webm" muted autoplay></video>')
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
+    try:
+        driver.get((tmp_path / "play.html").as_uri())
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(driver, 15).until(
+            lambda d: d.execute_script("return document.getElementById('v').currentTime > 0.5")
+        )
+        size = driver.execute_script("const v = document.getElementById('v'); return [v.videoWidth, v.videoHeight]")
+        assert size == [160, 120]
+        assert driver.execute_script("return document.getElementById('v').error") is None
+    finally:
+        driver.quit()
