@@ -452,7 +452,7 @@ def test_the_hud_is_drawn_once_on_a_dark_box_and_its_fps_is_a_window_rate():
         img = np.full((240, 320, 3), background, np.uint8)
         draw_hud(img, ["12.5 FPS", "inference 57.0 ms"])
         box = img[4:30, 4:60].astype(int)  # inside the box, across the first letters
-        text = (box == 255).all(axis=-1)
+        text = (box >= 200).all(axis=-1)  # the strokes (thin at this size, anti-aliased)
         ground = np.median(box[~text])  # the box itself (anti-aliased edges aside)
         assert text.sum() > 20 and ground <= 0.4 * 255 + 1  # white strokes on a box at most 40% of white
         assert 255 - ground >= 150  # contrast between text and box
