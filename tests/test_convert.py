@@ -104,7 +104,7 @@ def test_fp16_halves_the_weights_and_keeps_the_argmax(tiny_run, tiny_tflite, tmp
     frame = np.random.default_rng(0).integers(0, 256, (72, 96, 3), dtype=np.uint8)
     assert (seg16.segment(frame) == seg32.segment(frame)).mean() > 0.99
     r = CliRunner().invoke(app, ["convert", str(tiny_run / "model.keras"), "--fp16", "--int8"])
-    assert r.exit_code == 1 and "choose one of --int8, --dynamic and --fp16" in r.output
+    assert r.exit_code == 1 and "choose one of --int8, --dynamic, --fp16 and --onnx" in r.output
 
 
 @pytest.mark.slow
