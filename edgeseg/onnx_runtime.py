@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ModelError, missing_extra
-from edgeseg.postprocess import OutputKind, index_mask, output_classes, output_kind
-from edgeseg.preprocess import preprocess, restore_mask
+from edgeseg.postprocess import output_classes, output_kind
 from edgeseg.runtime import StagedPredictor, default_spec, installed_version
 from edgeseg.spec import ModelSpec
 from edgeseg.tflite_file import SPEC_METADATA_NAME
@@ -101,14 +100,8 @@ class OnnxSegmenter(StagedPredictor):
             raise ModelError(f"{self.path.name}: output has {n} classes but its spec names {given.num_classes}")
         return given
 
-    def prepare(self, frame: np.ndarray):
-        return preprocess(frame, self.spec, self.input_detail)
-
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_detail["name"]], {self.input_detail["name"]: tensor})[0]
-
-    def finish(self, out: np.ndarray, geom) -> np.ndarray:
-        return restore_mask(index_mask(out, self.output_detail, self.kind, self.threshold), geom)
 
     def set_input(self, tensor: np.ndarray) -> None:
         self._input = tensor
@@ -117,7 +110,6 @@ class OnnxSegmenter(StagedPredictor):
         self.invoke(self._input)
 
     def describe(self) -> dict:
-        d, o = self.input_detail, self.output_detail
         return {
             "model": str(self.path),
             "size_bytes": self.model_bytes,
@@ -125,20 +117,7 @@ class OnnxSegmenter(StagedPredictor):
             "runtime_version": installed_version("onnxruntime") or "unknown",
             "delegate": "cpu",
             "threads": self.num_threads,
-            "input": {
-                "shape": [int(s) for s in d["shape"]],
-                "dtype": np.dtype(d["dtype"]).name,
-                "quantization": [0.0, 0],
-            },
-            "output": {
-                "shape": [int(s) for s in o["shape"]],
-                "dtype": np.dtype(o["dtype"]).name,
-                "kind": self.kind.value,
-            },
-            "classes": list(self.spec.classes) if self.kind is not OutputKind.INDEX or self.embedded_spec else None,
-            "spec_embedded": self.embedded_spec,
-            "spec_source": self.spec_source,
-            "init_ms": round(self.init_ms, 3),
+            **self.io_description([0.0, 0]),
             "gmacs": None,
             "params": None,
             "macs_uncounted": ["onnx graph (not counted; the .keras or .tflite is)"],

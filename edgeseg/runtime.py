@@ -166,12 +166,42 @@ class StagedPredictor:
     loop calls the stages on different threads; subclasses give the three (see edgeseg.models.Predictor)."""
 
     timings: dict[str, float]
+    threshold: float = 0.5  # the foreground cut for a one-channel probability output
     spec_source: str = "embedded"  # where the spec came from: "embedded", "given" (--spec) or "inferred"
 
     @property
     def embedded_spec(self) -> bool:
         """The model names its own classes (an embedded or given spec), rather than edgeseg guessing them."""
         return self.spec_source != "inferred"
+
+    def prepare(self, frame: np.ndarray):
+        """BGR frame -> (input tensor, geometry). The first of predict's three stages; a pipelined loop runs
+        prepare, invoke and finish on different threads."""
+        return preprocess(frame, self.spec, self.input_detail)
+
+    def finish(self, out: np.ndarray, geom) -> np.ndarray:
+        """Raw output tensor -> H x W class mask at the frame's size."""
+        return restore_mask(index_mask(out, self.output_detail, self.kind, self.threshold), geom)
+
+    def io_description(self, input_quantization: list) -> dict:
+        """The tensors, classes and spec provenance, as every predictor's describe() reports them."""
+        d, o = self.input_detail, self.output_detail
+        return {
+            "input": {
+                "shape": [int(s) for s in d["shape"]],
+                "dtype": np.dtype(d["dtype"]).name,
+                "quantization": input_quantization,
+            },
+            "output": {
+                "shape": [int(s) for s in o["shape"]],
+                "dtype": np.dtype(o["dtype"]).name,
+                "kind": self.kind.value,
+            },
+            "classes": list(self.spec.classes) if self.kind is not OutputKind.INDEX or self.embedded_spec else None,
+            "spec_embedded": self.embedded_spec,
+            "spec_source": self.spec_source,
+            "init_ms": round(self.init_ms, 3),
+        }
 
     def segment(self, frame: np.ndarray) -> np.ndarray:
         """BGR frame -> H x W class mask at the frame's size; `timings` holds the three stages' milliseconds."""
@@ -378,18 +408,8 @@ class Segmenter(StagedPredictor):
         """Run the interpreter on the input set last, reading nothing back: what `bench` times as invoke-only."""
         self.interpreter.invoke()
 
-    def prepare(self, frame: np.ndarray):
-        """BGR frame -> (input tensor, geometry). The first of predict's three stages; a pipelined loop runs
-        prepare, invoke and finish on different threads."""
-        return preprocess(frame, self.spec, self.input_detail)
-
-    def finish(self, out: np.ndarray, geom) -> np.ndarray:
-        """Raw output tensor -> H x W class mask at the frame's size."""
-        return restore_mask(index_mask(out, self.output_detail, self.kind, self.threshold), geom)
-
     def describe(self) -> dict:
         d = self.input_detail
-        o = self.output_detail
         return {
             "model": str(self.path),
             "size_bytes": self.model_bytes,
@@ -397,20 +417,7 @@ class Segmenter(StagedPredictor):
             "runtime_version": self.runtime.version,
             "delegate": self.delegate,
             "threads": self.num_threads,
-            "input": {
-                "shape": [int(s) for s in d["shape"]],
-                "dtype": np.dtype(d["dtype"]).name,
-                "quantization": [float(d["quantization"][0]), int(d["quantization"][1])],
-            },
-            "output": {
-                "shape": [int(s) for s in o["shape"]],
-                "dtype": np.dtype(o["dtype"]).name,
-                "kind": self.kind.value,
-            },
-            "classes": list(self.spec.classes) if self.kind is not OutputKind.INDEX or self.embedded_spec else None,
-            "spec_embedded": self.embedded_spec,
-            "spec_source": self.spec_source,
-            "init_ms": round(self.init_ms, 3),
+            **self.io_description([float(d["quantization"][0]), int(d["quantization"][1])]),
             # cost per frame from the graph: the same on every machine (None where compiled ops hide it)
             "gmacs": None if self.cost.uncounted else round(self.cost.gmacs, 4),
             "params": self.cost.params,

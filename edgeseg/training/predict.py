@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import ModelError
-from edgeseg.postprocess import OutputKind, index_mask
-from edgeseg.preprocess import FLOAT_INPUT, preprocess, restore_mask
+from edgeseg.postprocess import OutputKind
+from edgeseg.preprocess import FLOAT_INPUT
 from edgeseg.runtime import StagedPredictor
 from edgeseg.spec import ModelSpec, spec_path_for
 
@@ -72,12 +72,6 @@ class KerasSegmenter(StagedPredictor):
 
             self._fn = tf.function(lambda x: self.model(x, training=False), jit_compile=False)
         return np.asarray(self._fn(tensor))
-
-    def prepare(self, frame: np.ndarray):
-        return preprocess(frame, self.spec, self.input_detail)
-
-    def finish(self, out: np.ndarray, geom) -> np.ndarray:
-        return restore_mask(index_mask(out, self.output_detail, self.kind), geom)
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         return self.logits(tensor)
