@@ -116,8 +116,9 @@ class ConvertOptions:
     """How convert_keras converts. target: one of TARGETS; spec: a ModelSpec or spec JSON (default: the one
     beside the model); calibration: a dataset or image folder for int8 (default: the spec's train_data);
     io_dtype: the int8 model's input and output type; verify_images: images on which to compare the result's
-    argmax with Keras'; strict: refuse an int8 model that keeps a float op; progress: a calibration bar;
-    log: where progress lines and warnings go."""
+    argmax with Keras'; strict: refuse an int8 model that keeps a float op; mediapipe: also write the standard
+    TFLite Metadata that MediaPipe's ImageSegmenter reads (needs a float or uint8 input); progress: a calibration
+    bar; log: where progress lines and warnings go."""
 
     target: str = "float"
     spec: ModelSpec | Path | None = None
@@ -126,6 +127,7 @@ class ConvertOptions:
     io_dtype: str = "int8"
     verify_images: int = 8
     strict: bool = False
+    mediapipe: bool = False
     progress: bool = True
     log: Callable[[str], None] = print
 
@@ -134,6 +136,8 @@ class ConvertOptions:
             raise EdgesegError(f"unknown target {self.target!r}: choose one of {', '.join(TARGETS)}")
         if self.io_dtype not in IO_DTYPES:
             raise EdgesegError(f"unknown input/output type {self.io_dtype!r}: choose one of {', '.join(IO_DTYPES)}")
+        if self.mediapipe and self.target == "int8" and self.io_dtype != "uint8":
+            raise EdgesegError("MediaPipe's ImageSegmenter takes a uint8 or float32 image: use --io uint8 with --int8")
 
 
 def default_output(model_path: Path, target: str, io_dtype: str = "int8") -> Path:
@@ -169,6 +173,8 @@ def convert_keras(
     except Exception as e:  # the converter raises ConverterError and friends with long MLIR logs
         raise ModelError(f"TFLite conversion failed: {str(e).strip().splitlines()[-1][:300]}") from None
     flat = embed_metadata(bytes(flat), SPEC_METADATA_NAME, spec.to_json().encode())
+    if o.mediapipe:
+        flat = _with_segmenter_metadata(flat, keras_seg)
 
     result = _verify(flat, keras_seg, o.target, cal, o.calibration or cal_source, o.verify_images)
     result.warnings = list(cal.warnings) if cal else []
@@ -182,6 +188,20 @@ def convert_keras(
     if cal:
         result.calibration_images, result.class_pixels = len(cal), cal.class_pixels
     return result
+
+
+def _with_segmenter_metadata(flat: bytes, keras_seg) -> bytes:
+    """flat with MediaPipe's ImageSegmenter metadata; the activation is SOFTMAX unless the Keras model ends in
+    a softmax already (its output is then a probability)."""
+    from converters.mediapipe import add_segmenter_metadata
+    from edgeseg.postprocess import OutputKind
+
+    model = keras_seg.model
+    if len(model.inputs) != 1 or keras_seg.kind is not OutputKind.SCORES:
+        raise ModelError("--mediapipe needs one image input and one [1,H,W,C] score output")
+    last = model.layers[-1]
+    activation = getattr(getattr(last, "activation", None), "__name__", "") or type(last).__name__.lower()
+    return add_segmenter_metadata(flat, keras_seg.spec, "none" if activation == "softmax" else "softmax")
 
 
 def _calibration(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSet:

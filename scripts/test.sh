@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
+bash scripts/setup-mediapipe.sh  # for the MediaPipe ImageSegmenter test; it skips when this cannot install
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -33,7 +33,10 @@ def convert(
         ),
     ] = None,
     num_calibration: Annotated[int, typer.Option(min=1, max=MAX_IMAGES, help="Calibration images.")] = 200,
-    io: Annotated[IODtypeChoice, typer.Option(help="int8 model's input/output type.")] = IODtypeChoice.int8,
+    io: Annotated[
+        IODtypeChoice | None,
+        typer.Option(help="int8 model's input/output type [default: int8; uint8 with --mediapipe]."),
+    ] = None,
     spec: Annotated[
         Path | None,
         typer.Option(exists=True, dir_okay=False, help="Model spec JSON (default: spec.json beside the model)."),
@@ -60,12 +63,23 @@ def convert(
         bool,
         typer.Option("--onnx", help="ONNX (opset 17) for ONNX Runtime, OpenVINO, Hailo or RKNN, instead of TFLite."),
     ] = False,
+    mediapipe: Annotated[
+        bool,
+        typer.Option(
+            "--mediapipe",
+            help="Also write the standard TFLite Metadata (normalisation, labels, activation) that MediaPipe's "
+            "ImageSegmenter reads.",
+        ),
+    ] = False,
 ) -> None:
     """Convert a Keras model to TFLite (float32 by default) or ONNX, embed its spec, verify the result."""
     if int8 + dynamic + fp16 + onnx > 1:
         raise EdgesegError("choose one of --int8, --dynamic, --fp16 and --onnx")
     writable(out, json_out, folders=(report, model.parent if out is None else None))  # default: beside it
     quiet_tensorflow()
+    if onnx and mediapipe:
+        raise EdgesegError("--mediapipe writes TFLite Metadata: it cannot go with --onnx")
+    io_dtype = io.value if io is not None else "uint8" if mediapipe and int8 else "int8"
     if onnx:
         _convert_onnx(model, out, spec, calibration, verify, json_out)
         return
@@ -83,9 +97,10 @@ def convert(
         spec=spec,
         calibration=calibration,
         num_calibration=num_calibration,
-        io_dtype=io.value,
+        io_dtype=io_dtype,
         verify_images=verify,
         strict=strict,
+        mediapipe=mediapipe,
         progress=sys.stderr.isatty(),
         log=log,
     )
