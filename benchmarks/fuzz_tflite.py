@@ -114,6 +114,7 @@ def run_one(i: int, kind: str, path: Path, data_dir: Path, timeout: float) -> di
         stdout, code = p.stdout, p.returncode
     except subprocess.TimeoutExpired as e:
         stdout, code, hung = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), None, True
+    stdout = stdout.replace(f"{path.parent}{os.sep}", "")  # messages name the mutant, not this run's temp folder
     records = {}
     running = None
     for line in stdout.splitlines():

@@ -58,7 +58,7 @@ def convert_onnx(
     data = proto.SerializeToString()
     ops = Counter(node.op_type for node in proto.graph.node)
     result = ConversionResult(Path(), "onnx", len(data), 0.0, OpReport(ops=ops))
-    source = calibration or spec.train_data
+    source = calibration or spec.train_data_from(Path(model_path).parent)
     if verify_images and source and Path(source).exists():
         frames = list(itertools.islice(calibration_set(Path(source), spec, verify_images).frames(), verify_images))
         result.agreement, result.verify_images = _agreement(data, keras_seg, frames), len(frames)

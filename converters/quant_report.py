@@ -263,8 +263,8 @@ def build_report(
     result.update(
         float_model=str(float_model.path), int8_model=str(int8_model.path), dataset=str(ds.root), split=ds.split
     )
-    result["images_written"] = [
-        str(p) for p in disagreement_images(float_model, int8_model, ds, result["worst"], folder)
+    result["images_written"] = [  # beside report.json: named relative to it, so the folder can move
+        p.name for p in disagreement_images(float_model, int8_model, ds, result["worst"], folder)
     ]
     if calibration is not None:
         result["calibration_images"] = len(calibration)
@@ -305,7 +305,7 @@ def report_for_files(
     float_path, int8_path = Path(float_path), Path(int8_path)
     fm = load_model(float_path, spec=spec if float_path.suffix == ".keras" else None)
     qm = load_model(int8_path)
-    train_data = fm.spec.train_data
+    train_data = fm.spec.train_data_from(float_path.parent)
     source = data or calibration or train_data
     if not source:
         raise EdgesegError("the report needs a dataset with masks: give --data (or --calibration)")

@@ -161,7 +161,7 @@ def convert_keras(
     keras_seg = KerasSegmenter(model_path, o.spec)
     spec = keras_seg.spec
     out = Path(out) if out else default_output(Path(model_path), o.target, o.io_dtype)
-    cal_source = o.calibration or spec.train_data
+    cal_source = o.calibration or spec.train_data_from(Path(model_path).parent)
     cal = _calibration(o, spec, cal_source) if TARGETS[o.target].calibrated else None
 
     conv = keras_converter(keras_seg.model)

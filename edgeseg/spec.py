@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -70,7 +71,9 @@ class ModelSpec:
     resize: str = "stretch"  # or "letterbox"
     backbone: str = ""  # the encoder and its width, e.g. mobilenet_v2_1
     decoder: str = ""  # the decoder preset, e.g. dense or nano
-    train_data: str | None = None  # the dataset it was trained on (convert calibrates on it by default)
+    # the dataset it was trained on (convert calibrates on it by default), relative to the folder of the model and
+    # its spec.json so that a run folder can move with its data; train_data_from() resolves it
+    train_data: str | None = None
     dataset_format: str | None = None  # that dataset's layout: generic, camvid or voc
     val_miou: float | None = None  # the best validation mIoU of its training run (0..1)
     extra: dict = field(default_factory=dict, compare=False)  # anything else a tool wants to carry
@@ -101,6 +104,13 @@ class ModelSpec:
 
     def with_input_hw(self, input_hw: tuple[int, int]) -> ModelSpec:
         return replace(self, input_hw=tuple(input_hw))
+
+    def train_data_from(self, model_folder: Path | str) -> Path | None:
+        """train_data as a path usable from here: joined to the model's folder when it is relative (an absolute
+        one, as older specs recorded, is returned as it is)."""
+        if not self.train_data:
+            return None
+        return Path(os.path.normpath(Path(model_folder) / self.train_data))
 
     def to_dict(self) -> dict:
         d = asdict(self)

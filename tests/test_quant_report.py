@@ -34,8 +34,9 @@ def test_report_for_an_existing_pair(tiny_run, tiny_tflite, synthetic_data, tmp_
     assert any("Calibrate on more images" in s for s in d["suggestions"])  # 36 < 100
     md = (tmp_path / "q" / "report.md").read_text()
     assert "## Per-class IoU" in md and "## Layers that lose most" in md
+    assert d["images_written"] and all("/" not in img for img in d["images_written"])  # relative to the report
     for img in d["images_written"]:
-        assert f"]({img.split('/')[-1]})" in md and (tmp_path / "q" / img.split("/")[-1]).stat().st_size > 1000
+        assert f"]({img})" in md and (tmp_path / "q" / img).stat().st_size > 1000
 
 
 def test_convert_writes_the_report(tiny_run, synthetic_data, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -255,7 +256,7 @@ def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
         ignore_index=train_ds.ignore_index,
         backbone=f"{cfg.backbone}_{cfg.alpha:g}",
         decoder=cfg.decoder,
-        train_data=str(Path(cfg.data).resolve()),
+        train_data=os.path.relpath(Path(cfg.data).resolve(), Path(cfg.out).resolve()),  # see ModelSpec.train_data
         dataset_format=train_ds.format,
     )
     log(
