@@ -64,6 +64,7 @@ class LoopOptions:
     show: bool = False
     record: Path | None = None
     save_masks: Path | None = None
+    save_frames: Path | None = None  # each rendered frame (what the window shows) as a PNG
     max_frames: int | None = None
     duration: float | None = None
     alpha: float = 0.5
@@ -174,6 +175,8 @@ class _Output:
         if self.opts.save_masks is not None:
             path = self.opts.save_masks / f"{cap.index:06d}.png"
             write_image(path, mask)
+        if self.opts.save_frames is not None:
+            write_image(self.opts.save_frames / f"{cap.index:06d}.png", image)
         t2 = time.perf_counter_ns()
         s = self.stats
         s.stages["capture"].add(cap.capture_ms)
@@ -223,8 +226,9 @@ def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopSt
     window = "edgeseg" if opts.show else None
     with contextlib.ExitStack() as stack:
         record_tmp = stack.enter_context(atomic_path(opts.record)) if opts.record else None
-        if opts.save_masks is not None:
-            Path(opts.save_masks).mkdir(parents=True, exist_ok=True)
+        for folder in (opts.save_masks, opts.save_frames):
+            if folder is not None:
+                Path(folder).mkdir(parents=True, exist_ok=True)
         server = _start_server(opts, model, stack) if opts.serve else None
         capture = CaptureThread(source, model.prepare, opts.reconnect, log=opts.log).start()
         output = _Output(model, opts, stats, capture, record_tmp, source.fps, server)

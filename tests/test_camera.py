@@ -108,6 +108,18 @@ def test_max_frames_recording_and_saved_masks(seg, tmp_path):
     assert m.shape == (40, 60) and np.array_equal(m, expected)
 
 
+def test_saved_frames_are_the_rendered_view(seg, tmp_path):
+    hw = (120, 200)
+    opts = quiet(max_frames=3, view="side-by-side", legend=False, save_frames=tmp_path / "f")
+    assert run_loop(seg, Frames(50, hw=hw), opts).frames == 3
+    frames = sorted((tmp_path / "f").iterdir())
+    assert [p.name for p in frames] == [f"{i:06d}.png" for i in range(3)]
+    img = cv2.imread(str(frames[1]))
+    assert img.shape == (120, 400, 3)  # the frame and its mask side by side
+    assert np.array_equal(img[-30:, :200], _frame(2, hw)[-30:])  # the left half is the frame (the HUD is at the top)
+    assert not np.array_equal(img[-30:, 200:], img[-30:, :200])  # and the right half is not
+
+
 def _frame(i, hw=(40, 60)):
     f = solid((0, 0, 255), hw)
     f[:, i % hw[1] :] = (0, 255, 0)

@@ -184,6 +184,10 @@ def run(
     save_masks: Annotated[
         Path | None, typer.Option(file_okay=False, help="Write each frame's class-index PNG into this folder.")
     ] = None,
+    save_frames: Annotated[
+        Path | None,
+        typer.Option(file_okay=False, help="Write each rendered frame (the view, legend and HUD) as a PNG here."),
+    ] = None,
     serve: Annotated[
         str | None,
         typer.Option(help="[HOST:]PORT: serve the live view to a browser (binds 127.0.0.1 unless a host is given)."),
@@ -215,7 +219,7 @@ def run(
     from edgeseg.models import load_model
 
     model = one_model(model, model_opt, default=True)
-    writable(record, json_out, folders=(save_masks,))
+    writable(record, json_out, folders=(save_masks, save_frames))
     if record is not None:
         from camera.loop import check_record_path
 
@@ -236,6 +240,7 @@ def run(
         show=show,
         record=record,
         save_masks=save_masks,
+        save_frames=save_frames,
         max_frames=max_frames,
         duration=duration,
         alpha=alpha,
@@ -262,6 +267,8 @@ def run(
         typer.echo(f"wrote {record}")
     if save_masks:
         typer.echo(f"wrote {d['frames']} masks to {save_masks}")
+    if save_frames:
+        typer.echo(f"wrote {d['frames']} rendered frames to {save_frames}")
     if json_out:
         write_json(json_out, d)
     if stats.interrupted:
