@@ -272,9 +272,27 @@ def plots(report: dict, folder: Path) -> list[Path]:
         data = [r["samples_ms"][key] for r in res]
         ax.boxplot(data, whis=(1, 99), showfliers=False)
         ax.set_xticks(range(1, len(res) + 1), labels, fontsize=7, rotation=20, ha="right")
-        ax.set_ylabel("ms (box: p25-p75, whiskers: p1-p99)")
+        scale = latency_scale(data)
+        if scale == "log":  # models 30x apart: on a linear axis the fast ones are a flat line at zero
+            from matplotlib.ticker import LogLocator, ScalarFormatter
+
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(plt.NullFormatter())
+        for i, d in enumerate(data, 1):  # the median written on each box: readable on either scale
+            if len(d):
+                ax.annotate(
+                    f"{np.median(d):.3g}",
+                    (i, np.median(d)),
+                    xytext=(14, 0),
+                    textcoords="offset points",
+                    fontsize=7,
+                    va="center",
+                )
+        ax.set_ylabel(f"ms, {scale} scale (box: p25-p75, whiskers: p1-p99)")
         ax.set_title(title)
-        ax.grid(axis="y", alpha=0.3)
+        ax.grid(axis="y", which="major", alpha=0.3)
     written.append(_save(plt, fig, folder / "latency.png"))
     scored = [r for r in res if r.get("per_class_iou")]
     if scored:
@@ -292,6 +310,15 @@ def plots(report: dict, folder: Path) -> list[Path]:
         ax.grid(axis="y", alpha=0.3)
         written.append(_save(plt, fig, folder / "iou.png"))
     return written
+
+
+def latency_scale(samples: list) -> str:
+    """ "log" when the models' medians are more than 5x apart (a linear axis would flatten the fast ones),
+    "linear" otherwise."""
+    medians = [float(np.median(s)) for s in samples if len(s)]
+    if not medians or min(medians) <= 0:
+        return "linear"
+    return "log" if max(medians) / min(medians) > 5 else "linear"
 
 
 def _save(plt, fig, path: Path) -> Path:

@@ -2,6 +2,7 @@ import csv
 import io
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -127,3 +128,18 @@ def test_bad_thread_list():
         r = runner.invoke(app, ["bench", "small", "--threads", bad])
         assert r.exit_code == 1 and "Traceback" not in r.output, r.output
         assert f"error: --threads: expected N or a list like 1,2,4, got {bad!r}" in r.output, r.output
+
+
+def test_latency_plot_goes_log_when_models_are_30x_apart(tmp_path):
+    pytest.importorskip("matplotlib")
+    from edgeseg.bench import latency_scale, plots
+
+    rng = np.random.default_rng(0)
+    fast, slow = rng.normal(2.0, 0.1, 200), rng.normal(60.0, 3.0, 200)
+    assert latency_scale([fast, slow]) == "log" and latency_scale([fast, 2 * fast]) == "linear"
+    res = [
+        {"model": f"m{i}.tflite", "threads": 1, "samples_ms": {"invoke": s, "end_to_end": s + 1}}
+        for i, s in enumerate((fast, slow))
+    ]
+    (path,) = plots({"results": res}, tmp_path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
