@@ -9,7 +9,7 @@ selection, median-frequency class weights and void ignored. `--model small` (the
 0.38 GMACs. Then it
 converts to int8 calibrated on 200 train images (with the quantisation report and the Edge TPU lint); scores
 float and int8 on val at the labels' 480x360; benches the int8 model at 1 and 2 threads beside the float model
-and Coral's DeepLabV3 in one run; writes results/results.json in --out (the README's model card quotes it).
+and Coral's DeepLabV3 in one run; writes results/results.json in --out (the model cards in docs/models/ quote it).
 An interrupted run continues where it stopped (edgeseg train --resume). --ship copies the int8 model into
 edgeseg/assets/. Each step is the edgeseg command a user would type.
 CamVid is CC BY-NC 4.0 (personal and research use).

@@ -11,8 +11,8 @@ What the ImageSegmenter reads:
 
 The flatbuffers are built here with the `flatbuffers` package (which TensorFlow already needs), field by field
 after tflite-support's metadata_schema.fbs, because the writers that ship with tflite-support and MediaPipe
-cannot be installed beside TensorFlow here (MediaPipe's replaces opencv-python with its own OpenCV build, and
-its writer needs a native module that the 1.2 wheel lacks)."""
+cannot be used beside TensorFlow 2.21: tflite-support 0.4.4 pins protobuf 3.20, and MediaPipe replaces
+opencv-python with its own OpenCV build (and its writer needs a native module that the 1.2 wheel lacks)."""
 
 from __future__ import annotations
 

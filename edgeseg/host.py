@@ -38,7 +38,7 @@ def read_sys(path: str) -> str | None:
 
 # CPU features that give int8 convolutions more multiply-accumulates per instruction than float32 FMA; XNNPACK
 # picks kernels that use them. Without one (x86 with AVX2 only), XNNPACK's int8 kernels run about as fast as its
-# float32 ones: measured on an AVX2 EPYC, int8 / float p50 0.98 for a MobileNetV2 U-Net (README).
+# float32 ones: measured on an AVX2 EPYC, int8 / float p50 0.98 for a MobileNetV2 U-Net (docs/benchmarks.md).
 INT8_DOT_FLAGS = {"x86": ("avx512_vnni", "avx_vnni", "amx_int8"), "arm": ("asimddp", "i8mm", "sve2")}
 
 

@@ -30,7 +30,7 @@ def test_loads_and_runs_without_tensorflow():
     assert proc.returncode == 0 and "OK (288, 384)" in proc.stdout, proc.stderr[-2000:]
 
 
-# name -> (input HxW, GMACs per frame, resizes, mIoU floor on the first 12 val frames); the cards in docs/models.md
+# name -> (input HxW, GMACs per frame, resizes, mIoU floor on the first 12 val frames); the cards in docs/models/
 CARDS = {"small": ((288, 384), 2.077, 4, 0.45), "nano": ((192, 256), 0.379, 3, 0.40)}
 
 
@@ -59,7 +59,7 @@ def test_only_int8_ops_camvid_classes_and_the_cost_of_its_card(name):
     assert seg.spec.classes == CAMVID_CLASSES and seg.spec.ignore_index == 11 and seg.spec.input_hw == hw
     assert path.stat().st_size < 5_000_000
     # Dense decoders: MobileNetV2's own 17 depthwise convolutions and none in the decoder, whose depthwise
-    # blocks int8 runs slower than float on x86 (docs/models.md).
+    # blocks int8 runs slower than float on x86 (docs/models/).
     assert rep.ops["DEPTHWISE_CONV_2D"] == 17, dict(rep.ops)
     assert rep.ops["RESIZE_BILINEAR"] == resizes, dict(rep.ops)
     assert model_cost(path).gmacs == pytest.approx(gmacs, abs=0.001)
@@ -76,7 +76,7 @@ def test_val_miou_on_a_few_frames_stays_above_a_floor(name):
     path = _shipped(name)
     ds = open_dataset(shared_path("data", "camvid"), "val")
     res = evaluate(Segmenter(path, num_threads=2), ds, limit=12)
-    assert res["miou"] > CARDS[name][3], res["per_class_iou"]  # the full val figures are in docs/models.md
+    assert res["miou"] > CARDS[name][3], res["per_class_iou"]  # the full val figures are in docs/models/
 
 
 def test_run_and_bench_default_to_the_shipped_model(tmp_path):

@@ -1,4 +1,4 @@
-"""Models shipped inside the package: the CamVid family (model cards in the README).
+"""Models shipped inside the package: the CamVid family (model cards in docs/models/).
 
 `small` (the default: Pi-5-class CPUs, the Edge TPU, x86) and `nano` (Pi-4-class CPUs without int8 dot
 products). `run`, `bench` and `eval` take these names wherever they take a model path.

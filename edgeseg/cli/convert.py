@@ -35,7 +35,7 @@ def convert(
     num_calibration: Annotated[int, typer.Option(min=1, max=MAX_IMAGES, help="Calibration images.")] = 200,
     io: Annotated[
         IODtypeChoice | None,
-        typer.Option(help="int8 model's input/output type [default: int8; uint8 with --mediapipe]."),
+        typer.Option(help="int8 model's input/output type (default: int8; uint8 with --mediapipe)."),
     ] = None,
     spec: Annotated[
         Path | None,

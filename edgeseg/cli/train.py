@@ -25,7 +25,11 @@ def train(
     ] = "mobilenet_v2",
     alpha: Annotated[float, typer.Option(min=0.1, max=4.0, help="Backbone width multiplier.")] = 1.0,
     decoder: Annotated[
-        str, typer.Option(help="Decoder: tiny, small, base, large (separable, 4 stages) or dense (the int8 decoder).")
+        str,
+        typer.Option(
+            help="Decoder: tiny, small, base, large (separable, 4 stages), dense (the int8 decoder) or nano "
+            "(the Pi 4 model's: dense blocks, stride 4, narrow)."
+        ),
     ] = "base",
     weights: Annotated[str | None, typer.Option(help="Backbone weights: none, imagenet or a .weights.h5 file.")] = None,
     epochs: Annotated[int, typer.Option(min=1, max=100_000)] = 30,

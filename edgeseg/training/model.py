@@ -68,7 +68,7 @@ DECODERS = {
     # The int8 decoder. On CPUs with fast int8 matrix units (x86 VNNI/AMX, Arm dot-product) and on NPUs, an int8
     # dense 3x3 convolution costs about what an int8 depthwise-separable pair does, while int8 depthwise
     # convolutions, resizes and element-wise ops at high resolution are no faster than float (on this project's
-    # Xeon, 1.8x slower). So: dense blocks on projected (narrow) skips, and no stride-2 stage. See README.
+    # Xeon, 1.8x slower). So: dense blocks on projected (narrow) skips, and no stride-2 stage. See docs/benchmarks.md.
     "dense": Decoder((128, 96, 64), block="dense", skip_widths=(48, 32, 24), top_width=256),
     # The shipped nano model's decoder (CamVid, 256x192, 0.38 GMACs with a MobileNetV2-1.0 encoder): the dense
     # design cut to two narrow stages, stopping at stride 8 (logits upsampled x8), so that the ImageNet
