@@ -157,3 +157,43 @@ def test_onnx_export_matches_keras_and_runs_in_run_bench_and_eval(tiny_run, tiny
     assert runtimes == ["litert", "litert", "onnxruntime"]
     bad = runner.invoke(app, ["eval", str(tiny_tflite["float"]), "--data", str(synthetic_data), "--runtime", "onnx"])
     assert bad.exit_code == 1 and "--runtime onnx runs .onnx models" in bad.output
+
+
+@pytest.mark.slow
+def test_int8_onnx_is_quantised_calibrated_and_close_to_float(tiny_run, synthetic_data, tmp_path):
+    """convert --onnx --int8: onnxruntime's static quantisation (QDQ) on the same calibration images; it keeps
+    the spec, runs on ONNX Runtime, and scores close to the float export."""
+    onnx = pytest.importorskip("onnx", reason="needs the onnx extra")
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    runner = CliRunner()
+    keras_path = str(tiny_run / "model.keras")
+    f32, q8 = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    cal = ["--calibration", str(synthetic_data)]
+    r = runner.invoke(app, ["convert", keras_path, "--onnx", "--out", str(f32), *cal, "--verify", "0"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app, ["convert", keras_path, "--onnx", "--int8", "--out", str(q8), *cal, "--num-calibration", "24"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "int8 QDQ calibrated on 24 images" in r.output
+    agree = float(r.output.split("argmax agreement with the Keras model: ")[1].split("%")[0])
+    assert agree > 95.0, r.output
+    graph = onnx.load(q8).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= 10  # every convolution's weights
+    assert q8.stat().st_size < 0.5 * f32.stat().st_size
+    scores = {}
+    for name, path in (("float", f32), ("int8", q8)):
+        e = runner.invoke(
+            app, ["eval", str(path), "--data", str(synthetic_data), "--json", str(tmp_path / f"{name}.json")]
+        )
+        assert e.exit_code == 0, e.output
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())["miou"]
+    assert scores["int8"] == pytest.approx(scores["float"], abs=0.03), scores
+    bad = runner.invoke(app, ["convert", keras_path, "--onnx", "--fp16"])
+    assert bad.exit_code == 1 and "--onnx --int8 for an int8 ONNX" in bad.output

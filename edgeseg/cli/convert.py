@@ -61,7 +61,11 @@ def convert(
     json_out: JsonOpt = None,
     onnx: Annotated[
         bool,
-        typer.Option("--onnx", help="ONNX (opset 17) for ONNX Runtime, OpenVINO, Hailo or RKNN, instead of TFLite."),
+        typer.Option(
+            "--onnx",
+            help="ONNX (opset 17) for ONNX Runtime, OpenVINO, Hailo or RKNN, instead of TFLite; with --int8, "
+            "statically quantised (QDQ).",
+        ),
     ] = False,
     mediapipe: Annotated[
         bool,
@@ -73,15 +77,15 @@ def convert(
     ] = False,
 ) -> None:
     """Convert a Keras model to TFLite (float32 by default) or ONNX, embed its spec, verify the result."""
-    if int8 + dynamic + fp16 + onnx > 1:
-        raise EdgesegError("choose one of --int8, --dynamic, --fp16 and --onnx")
+    if int8 + dynamic + fp16 + onnx > 1 and not (onnx and int8 and not (dynamic or fp16)):
+        raise EdgesegError("choose one of --int8, --dynamic, --fp16 and --onnx (or --onnx --int8 for an int8 ONNX)")
     writable(out, json_out, folders=(report, model.parent if out is None else None))  # default: beside it
     quiet_tensorflow()
     if onnx and mediapipe:
         raise EdgesegError("--mediapipe writes TFLite Metadata: it cannot go with --onnx")
     io_dtype = io.value if io is not None else "uint8" if mediapipe and int8 else "int8"
     if onnx:
-        _convert_onnx(model, out, spec, calibration, verify, json_out)
+        _convert_onnx(model, out, spec, calibration, verify, json_out, int8, num_calibration)
         return
     from converters.tflite import ConvertOptions, convert_keras  # TensorFlow stays out of `edgeseg run`
 
@@ -138,11 +142,23 @@ def convert(
         write_json(json_out, out_json)
 
 
-def _convert_onnx(model: Path, out: Path | None, spec, calibration, verify: int, json_out) -> None:
+def _convert_onnx(
+    model: Path, out: Path | None, spec, calibration, verify: int, json_out, int8: bool, num_calibration: int
+) -> None:
     from converters.onnx import convert_onnx
 
-    r = convert_onnx(model, out, spec=spec, calibration=calibration, verify_images=verify, log=typer.echo)
-    typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, onnx opset 17, {r.seconds:.1f} s)")
+    r = convert_onnx(
+        model,
+        out,
+        spec=spec,
+        calibration=calibration,
+        verify_images=verify,
+        int8=int8,
+        num_calibration=num_calibration,
+        log=typer.echo,
+    )
+    kind = "onnx opset 17" + (f", int8 QDQ calibrated on {r.calibration_images} images" if int8 else "")
+    typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, {kind}, {r.seconds:.1f} s)")
     if r.agreement is not None:
         typer.echo(
             f"argmax agreement with the Keras model: {100 * r.agreement:.2f}% of pixels on {r.verify_images} images"
