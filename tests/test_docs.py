@@ -66,3 +66,29 @@ def test_manual_builds_strictly_with_a_generated_cli_reference(tmp_path):
         assert (site / page / "index.html").exists(), page
     assert (site / "models" / "nano" / "index.html").exists() and (site / "models" / "small" / "index.html").exists()
     shutil.rmtree(site)
+
+
+def runnable_blocks(page) -> list[list[str]]:
+    """The ```bash blocks that follow a `<!-- runnable` marker: their command lines, comments cut off."""
+    blocks = re.findall(r"<!-- runnable[^>]*-->\s*```bash\n(.*?)```", page.read_text(), flags=re.S)
+    return [[line.split("  #")[0].strip() for line in b.splitlines() if line.strip()] for b in blocks]
+
+
+@pytest.mark.slow
+def test_getting_started_runnable_block_runs(tmp_path):
+    (lines,) = runnable_blocks(ROOT / "docs" / "getting-started.md")
+    assert lines and all(line.startswith("edgeseg ") for line in lines)
+    bin_dir = str(ROOT / ".venv" / "bin") if (ROOT / ".venv" / "bin" / "edgeseg").exists() else None
+    env = {
+        "PATH": f"{bin_dir or sys.prefix + '/bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    for line in lines:
+        r = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, f"{line}\n{r.stdout[-1500:]}\n{r.stderr[-1500:]}"
+        assert "Traceback" not in r.stderr, line
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 20
+    assert (tmp_path / "overlay.webm").stat().st_size > 1000 and (tmp_path / "stats.json").exists()
+    md = (tmp_path / "bench.md").read_text()
+    assert "| camvid_nano_int8.tflite | 0.379 |" in md and "| camvid_small_int8.tflite | 2.077 |" in md
