@@ -79,12 +79,15 @@ class ConversionResult:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        ops = self.ops.to_dict()
+        if self.target.startswith("onnx"):  # the int8 check reads TFLite tensors; an ONNX graph only counts its ops
+            ops = {"ops": ops["ops"]}
         return {
             "path": str(self.path),
             "target": self.target,
             "size_bytes": self.size_bytes,
             "seconds": round(self.seconds, 2),
-            "ops": self.ops.to_dict(),
+            "ops": ops,
             "argmax_agreement": self.agreement,
             "verify_images": self.verify_images,
             "calibration_images": self.calibration_images,

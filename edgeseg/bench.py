@@ -280,16 +280,9 @@ def plots(report: dict, folder: Path) -> list[Path]:
             ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(ScalarFormatter())
             ax.yaxis.set_minor_formatter(plt.NullFormatter())
-        for i, d in enumerate(data, 1):  # the median written on each box: readable on either scale
+        for i, d in enumerate(data, 1):  # the median written beside each box: readable on either scale
             if len(d):
-                ax.annotate(
-                    f"{np.median(d):.3g}",
-                    (i, np.median(d)),
-                    xytext=(14, 0),
-                    textcoords="offset points",
-                    fontsize=7,
-                    va="center",
-                )
+                ax.annotate(f"{np.median(d):.3g}", (i + 0.28, np.median(d)), fontsize=7, va="center", ha="left")
         ax.set_ylabel(f"ms, {scale} scale (box: p25-p75, whiskers: p1-p99)")
         ax.set_title(title)
         ax.grid(axis="y", which="major", alpha=0.3)

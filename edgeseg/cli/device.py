@@ -148,8 +148,9 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
         + ("  mIoU" if with_miou else "")
     )
     for r in rows(report):
+        params = "n/a" if r["params_m"] is None else fmt(r["params_m"], "6.2f") + "M"
         typer.echo(
-            f"{r['model']:<{name_w}} {fmt(r['gmacs'], '6.3f'):>6} {fmt(r['params_m'], '6.2f') + 'M':>7} "
+            f"{r['model']:<{name_w}} {fmt(r['gmacs'], '6.3f'):>6} {params:>7} "
             f"{str(r['threads']):>3} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
             f"{r['invoke_p50']:8.2f} {r['invoke_p90']:7.2f} {r['invoke_p99']:7.2f} {r['invoke_fps']:7.1f} "
             f"{r['e2e_p50']:8.2f} {r['e2e_p90']:7.2f} {r['e2e_p99']:7.2f} {r['e2e_fps']:7.1f}"
