@@ -85,6 +85,11 @@ def convert(
         raise EdgesegError("--mediapipe writes TFLite Metadata: it cannot go with --onnx")
     io_dtype = io.value if io is not None else "uint8" if mediapipe and int8 else "int8"
     if onnx:
+        for flag, given in (("--report", report), ("--edgetpu", edgetpu_check), ("--strict", strict)):
+            if given:
+                typer.secho(
+                    f"warning: {flag} checks a TFLite model: ignored with --onnx", fg=typer.colors.YELLOW, err=True
+                )
         _convert_onnx(model, out, spec, calibration, verify, json_out, int8, num_calibration)
         return
     from converters.tflite import ConvertOptions, convert_keras  # TensorFlow stays out of `edgeseg run`
