@@ -25,6 +25,22 @@ _DTYPES = {
 }
 
 
+def _static_shape(arg) -> list[int]:
+    """An ONNX Runtime input or output's shape, a symbolic (dynamic) dimension taken as 1."""
+    return [d if isinstance(d, int) else 1 for d in arg.shape]
+
+
+def _detail(arg) -> dict:
+    """An ONNX Runtime input or output described as a TFLite tensor detail, which the shared stages read."""
+    return {
+        "name": arg.name,
+        "index": 0,
+        "shape": np.array(_static_shape(arg)),
+        "dtype": _DTYPES.get(arg.type, np.float32),
+        "quantization": (0.0, 0),
+    }
+
+
 class OnnxSegmenter(StagedPredictor):
     def __init__(
         self,
@@ -56,24 +72,10 @@ class OnnxSegmenter(StagedPredictor):
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1:
             raise ModelError(f"{self.path.name}: expected one input tensor, found {len(inputs)}")
-        shape = [d if isinstance(d, int) else 1 for d in inputs[0].shape]
+        shape = _static_shape(inputs[0])
         if len(shape) != 4 or shape[3] != 3:
             raise ModelError(f"{self.path.name}: input has shape {inputs[0].shape}, expected [1, H, W, 3] (NHWC)")
-        self.input_detail = {
-            "name": inputs[0].name,
-            "index": 0,
-            "shape": np.array(shape),
-            "dtype": _DTYPES.get(inputs[0].type, np.float32),
-            "quantization": (0.0, 0),
-        }
-        out_shape = [d if isinstance(d, int) else 1 for d in outputs[0].shape]
-        self.output_detail = {
-            "name": outputs[0].name,
-            "index": 0,
-            "shape": np.array(out_shape),
-            "dtype": _DTYPES.get(outputs[0].type, np.float32),
-            "quantization": (0.0, 0),
-        }
+        self.input_detail, self.output_detail = _detail(inputs[0]), _detail(outputs[0])
         self.kind = output_kind(self.output_detail)
         self.spec = self._resolve_spec(spec, shape)
         self.threshold, self.num_threads = threshold, num_threads

@@ -16,6 +16,27 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 
 
+def chromium_options(webdriver, tmp_path: Path, *extra: str):
+    """Headless Chromium options for a test: no sandbox or GPU (containers), nothing fetched in the background,
+    a profile of its own under tmp_path, and the test's `extra` flags."""
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        *extra,
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        opts.add_argument(flag)
+    return opts
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,21 +75,7 @@ def test_live_page_in_headless_chromium(toy_models, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        opts.add_argument(flag)
+    opts = chromium_options(webdriver, tmp_path, "--disable-quic")
     driver = None
     try:
         deadline = time.time() + 20
@@ -143,21 +150,7 @@ def test_a_webm_recording_plays_in_headless_chromium(toy_models, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (tmp_path / "play.html").write_text('<video id="v" src="o.webm" muted autoplay></video>')
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--autoplay-policy=no-user-gesture-required",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        opts.add_argument(flag)
+    opts = chromium_options(webdriver, tmp_path, "--autoplay-policy=no-user-gesture-required")
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
     try:
         driver.get((tmp_path / "play.html").as_uri())
