@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgeseg.bench import bench_model  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
-from edgeseg.runtime import Segmenter  # noqa: E402
+from edgeseg.predictors.tflite import Segmenter  # noqa: E402
 
 
 def bare(it, n: int) -> list[float]:
@@ -40,9 +40,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bench_overhead.json")
     args = ap.parse_args()
-    seg = Segmenter(args.model, num_threads=args.threads)
+    seg = Segmenter(args.model, threads=args.threads)
     it = seg.interpreter
-    it.set_tensor(seg.input_detail["index"], np.zeros(seg.input_detail["shape"], seg.input_detail["dtype"]))
+    it.set_tensor(it.get_input_details()[0]["index"], np.zeros(seg.input.shape, seg.input.dtype))
     bare(it, 20)
     bare_ms, bench_ms = [], []
     for _ in range(args.blocks):

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from edgeseg.host import environment, int8_dot_text  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
-from edgeseg.runtime import pick_runtime  # noqa: E402
+from edgeseg.predictors.tflite import pick_runtime  # noqa: E402
 from edgeseg.stats import summarise  # noqa: E402
 
 
@@ -74,9 +74,7 @@ def decoder_only(keras, num_classes: int, input_hw: tuple[int, int], decoder: st
 
 
 def to_tflite(model, int8: bool) -> bytes:
-    import tensorflow as tf
-
-    from converters.tflite import keras_converter
+    from edgeseg.converters.tflite import int8_settings, keras_converter
 
     conv = keras_converter(model)
     if int8:
@@ -88,10 +86,7 @@ def to_tflite(model, int8: bool) -> bytes:
             for _ in range(8):
                 yield [rng.uniform(0, high, s).astype(np.float32) for s in shapes]
 
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = conv.inference_output_type = tf.int8
+        int8_settings(conv, representative, "int8")
     return conv.convert()
 
 

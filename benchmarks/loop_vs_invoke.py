@@ -24,16 +24,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from camera.loop import LoopOptions, run_loop  # noqa: E402
-from camera.sources import open_source  # noqa: E402
 from edgeseg.bench import bench_model  # noqa: E402
+from edgeseg.camera.loop import LoopOptions, run_loop  # noqa: E402
+from edgeseg.camera.sources import open_source  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
-from edgeseg.runtime import Segmenter  # noqa: E402
+from edgeseg.predictors.tflite import Segmenter  # noqa: E402
 from edgeseg.synthetic import write_video  # noqa: E402
 
 
 def measure(model_path: Path, video: Path, threads: int, frames: int, record_dir: Path) -> dict:
-    seg = Segmenter(model_path, num_threads=threads)
+    seg = Segmenter(model_path, threads=threads)
     b = bench_model(seg, runs=max(200, frames // 2), warmup=20, frame_hw=(480, 640))
     invoke_fps = 1000.0 / b["invoke"]["mean_ms"]
     out = {

@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from camera.loop import LoopOptions, run_loop  # noqa: E402
-from camera.sources import SyntheticSource  # noqa: E402
+from edgeseg.camera.loop import LoopOptions, run_loop  # noqa: E402
+from edgeseg.camera.sources import SyntheticSource  # noqa: E402
 from edgeseg.host import rss_mb  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
 from edgeseg.limits import parse_wh  # noqa: E402
-from edgeseg.runtime import Segmenter  # noqa: E402
+from edgeseg.predictors.tflite import Segmenter  # noqa: E402
 
 
 class Counting(SyntheticSource):
@@ -47,7 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     h, w = parse_wh(args.size, "--size")
     samples: list = []
-    seg = Segmenter(args.model, num_threads=args.threads)
+    seg = Segmenter(args.model, threads=args.threads)
     src = Counting((h, w), frames=args.frames, samples=samples)
     t0 = time.perf_counter()
     stats = run_loop(seg, src, LoopOptions(log=lambda *_: None))

@@ -23,12 +23,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camera.reader import Captured, CaptureThread
-from camera.render import Renderer
-from camera.sources import FrameSource, Paced
+from edgeseg.camera.frames import FrameSource
+from edgeseg.camera.reader import Captured, CaptureThread
+from edgeseg.camera.render import Renderer
+from edgeseg.camera.sources import Paced
 from edgeseg.errors import SourceError
 from edgeseg.io import atomic_path, write_image
-from edgeseg.models import Predictor
+from edgeseg.predictors import Predictor
 from edgeseg.signals import Terminated
 from edgeseg.stats import RateMeter, summarise
 
@@ -45,10 +46,12 @@ class RingStat:
         self.n = 0
 
     def add(self, v: float) -> None:
+        """Record one sample (the oldest is overwritten when the ring is full)."""
         self.buf[self.n % len(self.buf)] = v
         self.n += 1
 
     def values(self) -> np.ndarray:
+        """The samples held, oldest first when the ring has not wrapped."""
         return self.buf[: min(self.n, len(self.buf))]
 
     def p50(self, recent: int = 256) -> float | None:
@@ -61,6 +64,8 @@ class RingStat:
 
 @dataclass
 class LoopOptions:
+    """What the loop does with each result (show, record, save, serve) and when it stops."""
+
     show: bool = False
     record: Path | None = None
     save_masks: Path | None = None
@@ -79,6 +84,8 @@ class LoopOptions:
 
 @dataclass
 class LoopStats:
+    """What a run of the loop did: frames, drops, corrupt frames, reconnects, per-stage timings and frame age."""
+
     frames: int = 0
     dropped: int = 0
     corrupt: int = 0
@@ -92,9 +99,11 @@ class LoopStats:
 
     @property
     def fps(self) -> float | None:
+        """Frames finished per second over the run."""
         return self.frames / self.seconds if self.seconds > 0 else None
 
     def to_dict(self) -> dict:
+        """The statistics as JSON values (run --stats), each stage summarised by percentiles."""
         return {
             "frames": self.frames,
             "dropped": self.dropped,
@@ -278,7 +287,15 @@ def check_record_path(path: Path) -> None:
 
 def open_video_writer(path: Path, tmp: Path, fps: float, size: tuple[int, int], log: Callable[[str], None]):
     """A cv2.VideoWriter on `tmp` for the container `path` names, with the first codec this OpenCV can encode;
-    says so when the result will not play in a browser."""
+    says so when the result will not play in a browser.
+
+    Args:
+        path: the recording's final name (its suffix picks the codecs).
+        tmp: the temp file written until the recording is complete.
+        fps: the frame rate to declare.
+        size: the frames' (width, height).
+        log: where the codec note goes.
+    """
     check_record_path(path)
     for fourcc in RECORD_CODECS[Path(path).suffix.lower()]:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size)
@@ -299,7 +316,7 @@ def open_video_writer(path: Path, tmp: Path, fps: float, size: tuple[int, int], 
 
 
 def _start_server(opts: LoopOptions, model: Predictor, stack: contextlib.ExitStack):
-    from camera.serve import FrameServer
+    from edgeseg.camera.serve import FrameServer
 
     server = FrameServer(*opts.serve, title=Path(model.path).name)
     stack.callback(server.close)

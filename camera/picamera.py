@@ -8,7 +8,7 @@ import contextlib
 import cv2
 import numpy as np
 
-from camera.sources import CorruptFrame, FrameSource, check_frame
+from edgeseg.camera.frames import CorruptFrame, FrameSource, check_frame
 from edgeseg.errors import SourceError
 
 
@@ -85,6 +85,7 @@ class Picamera2Source(FrameSource):
             raise SourceError(f"Picamera2 cannot start the camera ({e})") from None
 
     def read(self) -> np.ndarray | None:
+        """The next lores frame as BGR (None if the camera stops); CorruptFrame for a buffer that does not fit."""
         try:
             if self.lores_wh:
                 return check_frame(yuv420_to_bgr(self.cam.capture_array("lores"), self.lores_wh))
@@ -95,10 +96,12 @@ class Picamera2Source(FrameSource):
             return None
 
     def reopen(self) -> None:
+        """Close the camera and start it again."""
         self.close()
         self._start()
 
     def close(self) -> None:
+        """Stop and close the camera."""
         with contextlib.suppress(Exception):
             self.cam.stop()
             self.cam.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from camera.sources import CorruptFrame, EndOfStream, FrameSource
+from edgeseg.camera.frames import CorruptFrame, EndOfStream, FrameSource
 from edgeseg.errors import SourceError
 
 BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 8.0
@@ -25,6 +25,8 @@ BACKOFF_START_S, BACKOFF_MAX_S = 0.5, 8.0
 
 @dataclass
 class Captured:
+    """One frame as the capture thread delivers it: its number, arrival time, and the prepared input."""
+
     index: int  # frame number from the source, 0-based (dropped frames leave gaps)
     frame: np.ndarray
     t_capture: int  # perf_counter_ns when the frame arrived (read() returned it)
@@ -34,6 +36,16 @@ class Captured:
 
 
 class CaptureThread:
+    """Reads frames (and prepares the model's input tensor) on a thread of its own, ahead of inference.
+
+    Args:
+        source: the frame source.
+        prepare: frame -> (tensor, geometry), run on this thread (None: frames only).
+        reconnect: reopen a live source that stops delivering.
+        queue_size: a file source's frames read ahead.
+        log: where reconnect and corrupt-frame notes go.
+    """
+
     def __init__(
         self,
         source: FrameSource,
@@ -59,6 +71,7 @@ class CaptureThread:
         self.thread = threading.Thread(target=self._run, name="edgeseg-capture", daemon=True)
 
     def start(self) -> CaptureThread:
+        """Start reading; returns self."""
         self.thread.start()
         return self
 
@@ -151,10 +164,12 @@ class CaptureThread:
 
     @property
     def finished(self) -> bool:
+        """The source has ended (or failed) and every frame has been taken."""
         with self.cond:
             return self.ended and self.slot is None and not self.queue
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop and wait for it (up to `timeout` seconds)."""
         self.stop_event.set()
         with self.cond:
             self.cond.notify_all()

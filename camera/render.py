@@ -11,6 +11,17 @@ from edgeseg.spec import ModelSpec
 
 
 class Renderer:
+    """Draws one frame's result: the overlay, the mask alone, or frame and overlay side by side, with the legend and
+    the HUD.
+
+    Args:
+        spec: the model's spec (class names and colours).
+        view: one of edgeseg.choices.VIEWS.
+        alpha: the mask's opacity over the frame.
+        legend: draw the classes present.
+        hud: draw the HUD lines.
+    """
+
     def __init__(
         self, spec: ModelSpec, view: str = "overlay", alpha: float = 0.5, legend: bool = True, hud: bool = True
     ):
@@ -20,6 +31,7 @@ class Renderer:
         self.lut = palette_bgr(spec)
 
     def __call__(self, frame: np.ndarray, mask: np.ndarray, hud_lines: list[str] = ()) -> np.ndarray:
+        """The frame drawn as the view asks, with the legend of the classes present and the HUD lines."""
         if self.view == "overlay":
             out = blend(frame, mask, self.lut, self.alpha)
         elif self.view == "mask":

@@ -67,6 +67,7 @@ class StreamHandler(BaseHTTPRequestHandler):
     timeout = CLIENT_TIMEOUT_S  # socket timeout for reading the request and for every write
 
     def log_message(self, *args):  # keep the terminal for the loop's own output
+        """Say nothing per request: the terminal belongs to the loop."""
         pass
 
     def _send(self, body: bytes, ctype: str) -> None:
@@ -78,6 +79,7 @@ class StreamHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        """Serve the page, /stream.mjpg, /snapshot.jpg or /stats.json."""
         fs = self.server.frames
         path = self.path.split("?")[0]
         try:
@@ -142,6 +144,7 @@ class StreamServer(ThreadingHTTPServer):
         super().__init__(address, StreamHandler)
 
     def process_request(self, request, client_address):
+        """Serve on a new thread while a slot is free; else answer 503 and close."""
         if not self.slots.acquire(blocking=False):
             try:
                 request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -152,6 +155,7 @@ class StreamServer(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def process_request_thread(self, request, client_address):
+        """Serve one connection, then free its slot."""
         try:
             super().process_request_thread(request, client_address)
         finally:
@@ -159,7 +163,15 @@ class StreamServer(ThreadingHTTPServer):
 
 
 class FrameServer:
-    """The browser view's state (newest JPEG, stats, viewers) and its HTTP server thread."""
+    """The browser view's state (newest JPEG, stats, viewers) and its HTTP server thread.
+
+    Args:
+        host: the address to listen on.
+        port: the port (0: any free one).
+        title: the page's title (the model's name).
+        quality: JPEG quality.
+        max_connections: connections served at once; the rest get 503.
+    """
 
     def __init__(
         self,
@@ -187,6 +199,7 @@ class FrameServer:
 
     @property
     def url(self) -> str:
+        """The address to open in a browser."""
         host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}/"
 
@@ -204,6 +217,7 @@ class FrameServer:
                     self.cond.notify_all()
 
     def close(self) -> None:
+        """Stop serving and wake every waiting stream."""
         with self.cond:
             self.closed = True
             self.cond.notify_all()

@@ -1,9 +1,5 @@
-"""Frame sources behind one interface.
-
-read() -> a BGR uint8 frame, None at the end of the stream (or when a live source stops delivering), or
-raises CorruptFrame for a frame that came but cannot be used (skipped and counted by the loop). Live sources
-(cameras, streams, Picamera2) can reopen() after they drop out.
-"""
+"""The frame sources (a camera index, a video file, an image folder or glob, a stream URL, generated frames,
+the Raspberry Pi camera) behind edgeseg.camera.frames.FrameSource, and open_source, which picks one."""
 
 from __future__ import annotations
 
@@ -16,60 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeseg.camera.frames import CorruptFrame, FrameSource, check_frame
 from edgeseg.errors import DataError, SourceError
 from edgeseg.images import IMAGE_EXTS
 from edgeseg.limits import MAX_CAMERA_INDEX, check_frame_hw, parse_wh
 
 PROBE_INDICES = range(0, 10)
 STREAM_TIMEOUT_MS = 5000
-
-
-class CorruptFrame(Exception):
-    """A frame arrived but cannot be used (undecodable image, empty or wrongly shaped buffer)."""
-
-
-class EndOfStream(Exception):
-    """A live source has ended for good (not a drop-out to reconnect from)."""
-
-
-class FrameSource:
-    live: bool = False  # frames come in real time: keep the newest, drop stale ones
-    can_reconnect: bool = False  # a live source that can reopen() after it drops out
-    name: str = "source"
-
-    def read(self) -> np.ndarray | None:
-        raise NotImplementedError
-
-    # Set by a file source whose end came early (a damaged file): a sentence for the user, else None.
-    ended_early: str | None = None
-
-    def reopen(self) -> None:
-        raise SourceError(f"{self.name} cannot be reopened")
-
-    @property
-    def fps(self) -> float | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def check_frame(frame) -> np.ndarray:
-    if not isinstance(frame, np.ndarray) or frame.size == 0 or frame.ndim not in (2, 3) or frame.dtype != np.uint8:
-        raise CorruptFrame("empty or malformed frame")
-    if frame.ndim == 2:
-        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    if frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    if frame.shape[2] != 3:
-        raise CorruptFrame(f"frame with {frame.shape[2]} channels")
-    return frame
 
 
 @contextlib.contextmanager
@@ -87,7 +36,14 @@ def _quiet_opencv():
 
 
 class CaptureSource(FrameSource):
-    """cv2.VideoCapture on a camera index, a video file or a stream URL (FFmpeg, with timeouts)."""
+    """cv2.VideoCapture on a camera index, a video file or a stream URL (FFmpeg, with timeouts).
+
+    Args:
+        target: a camera index, a file or a URL.
+        live: frames come in real time (a camera or a stream), not from a file.
+        size_wh: ask a camera for this (width, height).
+        fps: ask a camera for this frame rate.
+    """
 
     def __init__(self, target: int | str, live: bool, size_wh: tuple[int, int] | None = None, fps: float | None = None):
         self.target, self.live, self.size_wh, self.want_fps = target, live, size_wh, fps
@@ -134,10 +90,12 @@ class CaptureSource(FrameSource):
 
     @property
     def fps(self) -> float | None:
+        """The frame rate the capture declares, where it is plausible."""
         v = self.cap.get(cv2.CAP_PROP_FPS)
         return v if v and 0 < v < 1000 else None
 
     def read(self) -> np.ndarray | None:
+        """The next frame (None at the end or a drop-out; a damaged file's early end is noted in ended_early)."""
         ok, frame = self.cap.read()
         if not ok:
             if not self.live:
@@ -158,10 +116,12 @@ class CaptureSource(FrameSource):
             )
 
     def reopen(self) -> None:
+        """Release the capture and open it again (after a live source dropped out)."""
         self.cap.release()
         self.cap = self._open()
 
     def close(self) -> None:
+        """Release the capture."""
         self.cap.release()
 
 
@@ -179,6 +139,7 @@ class ImageFolderSource(FrameSource):
         self.files, self.i, self.name = files, 0, pattern
 
     def read(self) -> np.ndarray | None:
+        """The next image, None after the last; CorruptFrame for one that does not decode."""
         if self.i >= len(self.files):
             return None
         path = self.files[self.i]
@@ -197,7 +158,14 @@ SYNTHETIC_CYCLE_BYTES = 256 * 2**20  # memory for the pre-rendered frames
 
 class SyntheticSource(FrameSource):
     """Generated frames (edgeseg's synthetic scenes, drifting), for soak runs and for trying `run` with no
-    camera. A cycle of `cycle` frames is rendered once and replayed, so reading costs a copy, not a render."""
+    camera. A cycle of `cycle` frames is rendered once and replayed, so reading costs a copy, not a render.
+
+    Args:
+        size_hw: the frames' (height, width).
+        frames: stop after this many (None: never).
+        seed: the same seed makes the same frames.
+        cycle: frames rendered before they repeat (fewer for large frames).
+    """
 
     def __init__(
         self, size_hw: tuple[int, int] = (480, 640), frames: int | None = None, seed: int = 0, cycle: int = 60
@@ -221,6 +189,7 @@ class SyntheticSource(FrameSource):
         self.name = f"synthetic {w}x{h}"
 
     def read(self) -> np.ndarray | None:
+        """The next generated frame (a copy), None after `frames`."""
         if self.frames is not None and self.t >= self.frames:
             return None
         frame = self.cycle[self.t % len(self.cycle)].copy()
@@ -229,10 +198,12 @@ class SyntheticSource(FrameSource):
 
     @property
     def fps(self) -> float | None:
+        """30 frames per second, as a camera would deliver them."""
         return 30.0
 
 
 def available_cameras(exclude: int | None = None) -> list[int]:
+    """The camera indices 0-9 that open here (skipping `exclude`), probed quietly."""
     found = []
     with _quiet_opencv():
         for i in PROBE_INDICES:
@@ -253,11 +224,20 @@ def open_source(
     fps: float | None = None,
     lores_wh: tuple[int, int] | None = None,
 ) -> FrameSource:
-    """camera index | video file | image folder or glob | URL | "synthetic[:WxH]" | Picamera2."""
+    """A frame source for exactly one of a camera index, a source text or the Pi camera.
+
+    Args:
+        camera: a camera index.
+        source: a video file, an image folder or glob, an rtsp:// or http:// URL, or "synthetic[:WxH]".
+        picamera: the Raspberry Pi camera (Picamera2).
+        size_wh: ask a camera for this (width, height).
+        fps: ask a camera for this frame rate.
+        lores_wh: the Pi camera's low-resolution stream size (the model's input size).
+    """
     if sum(x is not None and x is not False for x in (camera, source, picamera or None)) != 1:
         raise SourceError("give exactly one of --camera N, --source FILE|DIR|GLOB|URL or --picamera")
     if picamera:
-        from camera.picamera import Picamera2Source
+        from edgeseg.camera.picamera import Picamera2Source
 
         return Picamera2Source(size_wh or (640, 480), lores_wh)
     if camera is not None:
@@ -292,6 +272,7 @@ class Paced(FrameSource):
         self.next_t = None
 
     def read(self) -> np.ndarray | None:
+        """The inner source's next frame, no sooner than its frame period after the last."""
         now = time.perf_counter()
         if self.next_t is not None and now < self.next_t:
             time.sleep(self.next_t - now)
@@ -300,11 +281,14 @@ class Paced(FrameSource):
 
     @property
     def fps(self) -> float | None:
+        """The pace, in frames per second."""
         return 1.0 / self.period
 
     @property
     def ended_early(self) -> str | None:
+        """The inner source's note of an early end."""
         return self.inner.ended_early
 
     def close(self) -> None:
+        """Close the inner source."""
         self.inner.close()

@@ -19,9 +19,9 @@ from __future__ import annotations
 import io
 import zipfile
 
-from converters.metadata import embed_metadata
+from edgeseg.converters.metadata import embed_metadata
 from edgeseg.spec import ModelSpec
-from edgeseg.tflite_file import TFLITE_METADATA_NAME
+from edgeseg.tflite_metadata import TFLITE_METADATA_NAME
 
 ACTIVATIONS = {"none": 0, "sigmoid": 1, "softmax": 2}
 LABELS_FILE = "labels.txt"

@@ -9,6 +9,7 @@ from edgeseg.tflite_file import read_metadata
 
 
 def embed_metadata(model: bytes, name: str, data: bytes) -> bytes:
+    """The model with a named Metadata entry (replacing one of that name), checked to read back."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 

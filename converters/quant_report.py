@@ -26,6 +26,16 @@ WORST_IMAGES = 4
 
 
 def compare(float_model, int8_model, ds, limit: int | None = None, progress=None) -> dict:
+    """Float vs int8 on a dataset: mIoU, pixel accuracy and per-class IoU of each, their deltas, the share of pixels
+    where they disagree, and the frames where they disagree most.
+
+    Args:
+        float_model: the float reference (a predictor).
+        int8_model: the int8 predictor.
+        ds: the dataset split, with masks.
+        limit: only the first N images.
+        progress: called with (done, total).
+    """
     from edgeseg.evaluate import check_classes
 
     check_classes(float_model, ds, "the float model")
@@ -64,7 +74,15 @@ def compare(float_model, int8_model, ds, limit: int | None = None, progress=None
 
 
 def disagreement_images(float_model, int8_model, ds, indices: list[int], folder: Path) -> list[Path]:
-    """frame | label | float | int8, with the pixels where float and int8 disagree outlined in magenta."""
+    """frame | label | float | int8, with the pixels where float and int8 disagree outlined in magenta.
+
+    Args:
+        float_model: the float predictor.
+        int8_model: the int8 predictor.
+        ds: the dataset the frames come from.
+        indices: which of its frames.
+        folder: where the PNGs go.
+    """
     lut = palette_bgr(float_model.spec)
     out = []
     for i in indices:
@@ -89,8 +107,9 @@ def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10) -> list
     """Per-layer error of int8 against float (TensorFlow's QuantizationDebugger), worst first."""
     import tensorflow as tf
 
-    from converters.tflite import keras_converter
-    from edgeseg.preprocess import FLOAT_INPUT, preprocess
+    from edgeseg.converters.tflite import int8_settings, keras_converter
+    from edgeseg.preprocess import preprocess
+    from edgeseg.tensors import FLOAT_INPUT
 
     conv = keras_converter(keras_seg.model)
     tensors = [preprocess(f, keras_seg.spec, FLOAT_INPUT)[0] for f in frames]
@@ -99,8 +118,7 @@ def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10) -> list
         for t in tensors:
             yield [t]
 
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = dataset
+    int8_settings(conv, dataset, "float32")  # the debugger compares float with int8 inside a float-I/O model
     debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=dataset)
     debugger.run()
     buf = io.StringIO()
@@ -149,6 +167,7 @@ def coverage(cal_pixels: dict | None, ds, limit: int = 200) -> dict | None:
 
 
 def suggestions(result: dict) -> list[str]:
+    """What to try, from what the report found (classes that lose most, calibration coverage, layers)."""
     out = []
     cal = result.get("calibration_images")
     if cal is not None and cal < 100:
@@ -186,6 +205,7 @@ def suggestions(result: dict) -> list[str]:
 
 
 def write_report(folder: Path, result: dict) -> Path:
+    """Write report.md and report.json into `folder`; the markdown's path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "report.json", json.dumps(result, indent=2, default=float) + "\n")
@@ -257,6 +277,22 @@ def build_report(
     progress=None,
     top_layers: int = 10,
 ) -> tuple[Path, dict]:
+    """The quantisation report for two loaded models, written into `folder`.
+
+    Args:
+        float_model: the float reference.
+        int8_model: the int8 model.
+        ds: the dataset to score on.
+        folder: for report.md, report.json and the images.
+        keras_seg: the Keras model, for per-layer statistics (None: none).
+        calibration: the CalibrationSet, for its class coverage.
+        limit: only the first N images.
+        progress: called with (done, total).
+        top_layers: how many of the worst layers to list.
+
+    Returns:
+        (report.md's path, the report as a dict).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     result = compare(float_model, int8_model, ds, limit, progress)
@@ -296,15 +332,28 @@ def report_for_files(
     """The report for two model files. The dataset is `data`, else `calibration`, else the training data the
     float model's spec records (its val split, or all of it when it has none); it must have masks. The
     calibration set (for its class coverage) is `calibration`, else that training data. A `.keras` float model,
-    or `keras_path`, adds the per-layer statistics."""
-    from converters.calibration import calibration_set
+    or `keras_path`, adds the per-layer statistics.
+
+    Args:
+        float_path: the float reference (.keras or float .tflite).
+        int8_path: the int8 .tflite.
+        folder: where the report goes.
+        data: the dataset to score on.
+        calibration: the calibration data.
+        spec: a spec for the .keras model.
+        num_calibration: calibration images counted for coverage.
+        limit: only the first N images.
+        keras_path: the .keras model, for layer statistics when float_path is a .tflite.
+        progress: called with (done, total).
+    """
+    from edgeseg.converters.calibration import calibration_set
     from edgeseg.datasets import detect_format, open_dataset
     from edgeseg.errors import EdgesegError
-    from edgeseg.models import load_model
+    from edgeseg.models import open_model
 
     float_path, int8_path = Path(float_path), Path(int8_path)
-    fm = load_model(float_path, spec=spec if float_path.suffix == ".keras" else None)
-    qm = load_model(int8_path)
+    fm = open_model(float_path, spec=spec if float_path.suffix == ".keras" else None)
+    qm = open_model(int8_path)
     train_data = fm.spec.train_data_from(float_path.parent)
     source = data or calibration or train_data
     if not source:
@@ -319,5 +368,5 @@ def report_for_files(
         ds = open_dataset(Path(source), "all")
     cal_source = calibration or train_data
     cal = calibration_set(Path(cal_source), fm.spec, num_calibration) if cal_source else None
-    keras_seg = fm if float_path.suffix == ".keras" else (load_model(keras_path) if keras_path else None)
+    keras_seg = fm if float_path.suffix == ".keras" else (open_model(keras_path) if keras_path else None)
     return build_report(fm, qm, ds, folder, keras_seg, cal, limit, progress=progress)

@@ -15,15 +15,23 @@ _INT8_GRAPH_TYPES = {np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int32)}
 
 @dataclass
 class OpReport:
+    """A converted model's ops by name and count, with the ops and tensors that are not int8 where that was
+    checked (TFLite; an ONNX graph keeps float between its QDQ pairs by design, so it is not)."""
+
     ops: Counter = field(default_factory=Counter)
     non_int8_ops: list[str] = field(default_factory=list)  # "OP_NAME #index (float32 in/out)"
     non_int8_tensors: list[str] = field(default_factory=list)
+    checked: bool = True
 
     @property
-    def fully_int8(self) -> bool:
+    def fully_int8(self) -> bool | None:
+        """No op or tensor outside int8 (None where this was not checked)."""
+        if not self.checked:
+            return None
         return not self.non_int8_ops and not self.non_int8_tensors
 
     def to_dict(self) -> dict:
+        """The report as JSON values."""
         return {
             "ops": dict(self.ops),
             "non_int8_ops": self.non_int8_ops,
@@ -35,7 +43,7 @@ class OpReport:
 def op_report(interpreter) -> OpReport:
     """Every op and tensor of a loaded interpreter, with those that are not int8 listed."""
     rep = OpReport()
-    from edgeseg.runtime import ops_details
+    from edgeseg.predictors.tflite import ops_details
 
     for op in ops_details(interpreter):
         name = op["op_name"]

@@ -7,13 +7,19 @@ The package root stays light: importing it pulls in nothing heavier than the sta
 from edgeseg.errors import EdgesegError
 
 __version__ = "0.1.0"
-__all__ = ["EdgesegError", "Result", "Segmenter", "__version__", "load_model"]
+__all__ = ["EdgesegError", "Model", "Predictor", "Result", "Segmenter", "__version__", "load_model"]
 
-_LAZY = {"load_model": "edgeseg.models", "Segmenter": "edgeseg.runtime", "Result": "edgeseg.result"}
+_LAZY = {
+    "load_model": "edgeseg.api",
+    "Model": "edgeseg.api",
+    "Predictor": "edgeseg.predictors.base",
+    "Segmenter": "edgeseg.predictors.tflite",
+    "Result": "edgeseg.result",
+}
 
 
 def __getattr__(name: str):
-    """`from edgeseg import Segmenter, load_model, Result` imports numpy and the runtime only when asked for."""
+    """`from edgeseg import load_model, Result` imports numpy and the runtime only when asked for."""
     if name in _LAZY:
         import importlib
 

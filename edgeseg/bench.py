@@ -32,7 +32,7 @@ class _Timer:
 
     def __init__(self, model, frame: np.ndarray):
         self.model, self.frame = model, frame
-        tensor, _ = preprocess(frame, model.spec, model.input_detail)
+        tensor, _ = preprocess(frame, model.spec, model.input)
         model.set_input(tensor)  # once: invoke-only times the model's work alone
         self.invoke = model.invoke_only
         self.invoke_ms: list[float] = []
@@ -71,7 +71,24 @@ def bench_models(
     progress: Callable[[int, int], None] | None = None,
     keep_samples: bool = False,
 ) -> dict:
-    """Benchmark every model at every thread count, interleaved. `load(path, threads)` returns a model."""
+    """Benchmark every model at every thread count, interleaved in rounds so that the machine's drift hits all alike.
+
+    Args:
+        paths: the model files.
+        load: (path, threads) -> a loaded predictor.
+        threads: the thread counts to sweep (None: the runtime's default).
+        runs: timed runs per model, each of invoke-only and end-to-end.
+        warmup: untimed runs first.
+        frame_hw: the end-to-end frame's (height, width).
+        rounds: how many rounds the runs are spread over.
+        data: a Dataset to score mIoU on as well (None: timing only).
+        progress: called with (done, total).
+        keep_samples: keep every sample (for plots), not only the summaries.
+
+    Returns:
+        {"environment", "peak_rss_mb", "runs", "warmup", "rounds", "frame_hw", "results": one row per model and
+        thread count, with its describe() and the invoke-only and end-to-end summaries}.
+    """
     frame = synthetic_frame(frame_hw)
     per_round = max(1, runs // rounds)
     results = []
@@ -147,7 +164,15 @@ def bench_model(
     frame_hw: tuple[int, int] = (480, 640),
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """One already-loaded model (used by the benchmarks scripts)."""
+    """One already-loaded model (used by the benchmarks scripts): its row of bench_models.
+
+    Args:
+        model: the predictor.
+        runs: timed runs of each kind.
+        warmup: untimed runs first.
+        frame_hw: the end-to-end frame's (height, width).
+        progress: called with (done, total).
+    """
     res = bench_models(
         [model.path],
         lambda p, t: model,
@@ -184,14 +209,15 @@ COLUMNS = (
 
 
 def rows(report: dict) -> list[dict]:
+    """The report's results as table rows: the columns the terminal, CSV and markdown tables show."""
     out = []
     for r in report["results"]:
         inv, e2e = r["invoke"], r["end_to_end"]
         out.append(
             {
                 "model": Path(r["model"]).name,
-                "gmacs": r.get("gmacs"),
-                "params_m": None if r.get("params") is None else round(r["params"] / 1e6, 3),
+                "gmacs": r["gmacs"],
+                "params_m": None if r["params"] is None else round(r["params"] / 1e6, 3),
                 "threads": r["threads"] or "default",
                 "size_mb": round(r["size_bytes"] / 1e6, 2),
                 "init_ms": round(r["init_ms"], 1),
@@ -206,7 +232,7 @@ def rows(report: dict) -> list[dict]:
                 "e2e_p99": round(e2e["p99_ms"], 3),
                 "e2e_fps": round(e2e["fps"], 1),
                 "miou": None if r.get("miou") is None else round(100 * r["miou"], 2),
-                "runtime": f"{r['runtime']} {r.get('runtime_version', '')}".strip(),
+                "runtime": f"{r['runtime']} {r['runtime_version']}",
                 "delegate": r["delegate"],
             }
         )
@@ -214,6 +240,7 @@ def rows(report: dict) -> list[dict]:
 
 
 def to_csv(report: dict) -> str:
+    """The report's table as CSV."""
     import csv
     import io
 
@@ -226,6 +253,7 @@ def to_csv(report: dict) -> str:
 
 
 def to_markdown(report: dict) -> str:
+    """The report's table as markdown, under a line that names the machine and how it was measured."""
     env = report["environment"]
     lines = [
         f"Environment: {env['cpu']} ({env['cores']} cores, governor {env['governor'] or 'n/a'}, "

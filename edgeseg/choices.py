@@ -1,20 +1,75 @@
-"""Every list of choices a user can pick from, in one place: the library checks against these tuples and the
-CLI builds its option types from them, so the two never drift. Standard library only (the CLI imports it for
-`--help`)."""
+"""Every list of choices a user can pick from, in one place: the library checks against these and the CLI builds
+its option types from them, so the two never drift. Standard library only (the CLI imports it for `--help`).
+
+Two of them are tables that code is looked up by: RUNTIME_TABLE names the module that runs each runtime (adding
+a runtime is one module in edgeseg/predictors/ and one entry here), and TARGETS lists the conversion targets
+(edgeseg.converters.targets gives each its function)."""
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import NamedTuple
 
-RUNTIMES = ("auto", "litert", "tflite-runtime", "tensorflow", "onnx")  # onnx: ONNX Runtime, for .onnx files
+from edgeseg.errors import EdgesegError
+
+
+class RuntimeEntry(NamedTuple):
+    """One runtime: the module whose PREDICTOR runs it, the model files it takes, the pip extra that brings it."""
+
+    module: str
+    suffixes: tuple[str, ...]
+    extra: str
+
+
+# In the order "auto" tries them for a suffix: LiteRT first for a .tflite, then tflite-runtime, then TensorFlow.
+RUNTIME_TABLE = {
+    "litert": RuntimeEntry("edgeseg.predictors.tflite", (".tflite",), "device"),
+    "tflite-runtime": RuntimeEntry("edgeseg.predictors.tflite", (".tflite",), "tflite"),
+    "tensorflow": RuntimeEntry("edgeseg.predictors.tflite", (".tflite",), "train"),
+    "onnx": RuntimeEntry("edgeseg.predictors.onnx", (".onnx",), "onnx"),  # ONNX Runtime
+    "keras": RuntimeEntry("edgeseg.predictors.keras", (".keras",), "train"),  # the workstation's own
+}
+RUNTIMES = ("auto", *RUNTIME_TABLE)
+SUFFIXES = tuple(dict.fromkeys(s for e in RUNTIME_TABLE.values() for s in e.suffixes))
+
+
+def runtimes_for(suffix: str) -> tuple[str, ...]:
+    """The runtimes that run a model file with this suffix, in the order "auto" tries them."""
+    return tuple(name for name, e in RUNTIME_TABLE.items() if suffix in e.suffixes)
+
+
 DELEGATES = ("auto", "cpu", "edgetpu")
-FORMATS = ("auto", "generic", "camvid", "voc")
+FORMATS = ("auto", "generic", "camvid", "voc")  # dataset layouts
 SPLITS = ("train", "val", "test", "all")
 IO_DTYPES = ("int8", "uint8")
 VIEWS = ("overlay", "mask", "side-by-side")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 
+# The network: encoders (edgeseg.training.model.SKIP_LAYERS has each one's skip layers) and decoders
+# (edgeseg.training.model.DECODERS has each one's shape).
+BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+DECODERS = ("tiny", "small", "base", "large", "dense", "nano")
+
+# Conversion targets, (format, precision): edgeseg.converters.targets.TARGETS gives each one its function.
+TARGETS = (
+    ("tflite", "float32"),
+    ("tflite", "fp16"),
+    ("tflite", "dynamic"),
+    ("tflite", "int8"),
+    ("onnx", "float32"),
+    ("onnx", "int8"),
+)
+EXPORT_FORMATS = tuple(dict.fromkeys(f for f, _ in TARGETS))
+PRECISIONS = tuple(dict.fromkeys(p for _, p in TARGETS))
+
 
 def choice_enum(name: str, values: tuple[str, ...]) -> type[Enum]:
     """A str Enum whose values are `values` (member names with '-' as '_'), for Typer's choice options."""
     return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)  # type: ignore[return-value]
+
+
+def check_choice(value: str, values: tuple[str, ...], what: str) -> str:
+    """`value` if it is one of `values`; else EdgesegError naming `what` and the choices."""
+    if value not in values:
+        raise EdgesegError(f"unknown {what} {value!r}: choose one of {', '.join(values)}")
+    return value

@@ -108,17 +108,21 @@ class GraphCost:
 
     @property
     def gmacs(self) -> float:
+        """Multiply-accumulates per frame, in billions."""
         return self.macs / 1e9
 
     @property
     def op_count(self) -> int:
+        """How many ops the graph has."""
         return sum(self.ops.values())
 
     @property
     def int8_share(self) -> float | None:
+        """The share of ops with no float tensor (None for an empty graph)."""
         return self.integer_ops / self.op_count if self.op_count else None
 
     def to_dict(self) -> dict:
+        """The cost as JSON values (what `edgeseg info --json` reports)."""
         return {
             "gmacs": round(self.gmacs, 4),
             "macs": self.macs,
@@ -133,6 +137,8 @@ class GraphCost:
 
 
 def graph_cost(graph: Graph) -> GraphCost:
+    """MACs per frame (batch 1), parameters and the op histogram of a .tflite graph; ops whose work hides inside
+    compiled or custom code are listed as uncounted."""
     ops, tensors = graph.ops, graph.tensors
     cost = GraphCost(0, 0)
     by_op: Counter = Counter()

@@ -96,12 +96,16 @@ def voc_colours(n: int = 21) -> tuple[tuple[int, int, int], ...]:
 
 @dataclass(frozen=True)
 class Sample:
+    """One image and its mask (None for an image without one)."""
+
     image: Path
     mask: Path | None = None
 
 
 @dataclass
 class Dataset:
+    """The samples of one split of a dataset, with its classes, colours and ignore index."""
+
     root: Path
     format: str
     split: str
@@ -121,6 +125,7 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
+        """How many classes the dataset names."""
         return len(self.classes)
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,6 +143,7 @@ class Dataset:
         return image, mask
 
     def read_mask(self, path: Path) -> np.ndarray:
+        """A mask file as class indices, checked against the dataset's classes (DataError otherwise)."""
         mask = read_mask(path, colours=self.colours if self.extra.get("colour_masks") else None)
         if self.binary_255:
             mask = np.where(mask == 255, 1, mask).astype(np.uint8)
@@ -145,10 +151,12 @@ class Dataset:
         return mask
 
     def images(self) -> list[Path]:
+        """The image paths, in the dataset's order."""
         return [s.image for s in self.samples]
 
 
 def detect_format(root: Path) -> str:
+    """Which layout a dataset folder has (voc, camvid or generic); DataError when it is none of them."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such dataset folder")

@@ -34,6 +34,19 @@ def _step(args: list[str], echo: Callable[[str], None]) -> None:
 def run_demo(
     out: Path, epochs: int = 12, count: int = 400, overwrite: bool = False, echo: Callable[[str], None] = print
 ) -> dict:
+    """The whole pipeline on synthetic data: write a dataset and a clip, train, convert to float32 and int8, score
+    Keras vs float vs int8, benchmark both .tflite files, run the camera loop on the clip, write the summary.
+
+    Args:
+        out: the demo's folder (data/, run/, results/, summary.md).
+        epochs: training epochs.
+        count: synthetic scenes.
+        overwrite: replace an earlier demo in `out` (else continue from what is there).
+        echo: where progress lines go.
+
+    Returns:
+        the summary's figures, as written to results/summary.json.
+    """
     out = Path(out)
     data, run, res = out / "data", out / "run", out / "results"
     video = out / "synthetic.mp4"

@@ -1,21 +1,27 @@
-"""doctor: what this machine can do for edgeseg, each line OK / WARN / FAIL with a hint."""
+"""doctor: what this machine can do for edgeseg, each line OK / WARN / FAIL with a hint.
+
+The device core's checks live here (Python, the runtimes, the Edge TPU, OpenCV, the CPU, the board); the camera's
+(edgeseg.camera.checks) and training's (edgeseg.training.checks) live with them and are handed to run_checks by
+the command, so that this module imports neither."""
 
 from __future__ import annotations
 
 import os
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgeseg.host import read_sys
-from edgeseg.runtime import installed_version
+from edgeseg.host import installed_version, read_sys
 
 PROBE = Path(__file__).parent / "assets" / "probe.tflite"
 
 
 @dataclass
 class Check:
+    """One line of doctor's report."""
+
     status: str  # OK, WARN, FAIL, INFO
     name: str
     detail: str
@@ -23,7 +29,7 @@ class Check:
 
 
 def _runtime(name: str, label: str, dist: str, hint: str) -> list[Check]:
-    from edgeseg.runtime import import_runtime, ops_details
+    from edgeseg.predictors.tflite import import_runtime, ops_details
 
     if installed_version(dist) is None:
         return [Check("INFO", label, "not installed", hint)]
@@ -56,7 +62,7 @@ def _runtime(name: str, label: str, dist: str, hint: str) -> list[Check]:
 
 def _edgetpu() -> Check:
     from edgeseg.errors import RuntimeUnavailable
-    from edgeseg.runtime import edgetpu_library, load_delegate, pick_runtime
+    from edgeseg.predictors.tflite import edgetpu_library, load_delegate, pick_runtime
 
     lib = edgetpu_library()
     try:
@@ -124,31 +130,6 @@ def opencv_checks(info: str | None = None) -> list[Check]:
     return out
 
 
-def _cameras() -> Check:
-    from camera.sources import available_cameras
-
-    found = available_cameras()
-    if found:
-        return Check("OK", "cameras", f"indices that open: {', '.join(map(str, found))}")
-    return Check(
-        "WARN",
-        "cameras",
-        "no camera opens (checked /dev/video0-9)",
-        "plug one in, or use --source FILE|URL|synthetic; on a Pi's CSI camera use --picamera",
-    )
-
-
-def _picamera() -> Check:
-    from camera.picamera import PICAMERA2_INSTALL, load_picamera2
-
-    cls, problem = load_picamera2()
-    if cls is not None:
-        return Check("OK", "Picamera2", "importable (--picamera)")
-    if "not installed" in problem:
-        return Check("INFO", "Picamera2", "not installed", f"only for the Raspberry Pi camera: {PICAMERA2_INSTALL}")
-    return Check("FAIL", "Picamera2", problem, "edgeseg run --picamera cannot work until it loads")
-
-
 def _governor() -> Check:
     p = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     try:
@@ -166,6 +147,8 @@ def _governor() -> Check:
 
 
 def int8_dot_check(info: str | None = None) -> Check:
+    """Whether this CPU has int8 dot-product instructions (VNNI/AMX on x86, dotprod on ARM), from /proc/cpuinfo or
+    `info`."""
     from edgeseg.host import INT8_DOT_FLAGS, cpu_int8_features
 
     info = read_sys("/proc/cpuinfo") if info is None else info
@@ -200,7 +183,14 @@ def int8_dot_check(info: str | None = None) -> Check:
 
 def board_checks(model: str | None, machine: str, bits: int, has_libcamera: bool) -> list[Check]:
     """What matters on an ARM board: which board, whether the userland is 64-bit (ai-edge-litert has no armv7l
-    wheels), and whether libcamera (what Picamera2 drives) is there. Nothing on other machines."""
+    wheels), and whether libcamera (what Picamera2 drives) is there. Nothing on other machines.
+
+    Args:
+        model: the board's model (/proc/device-tree/model), or None.
+        machine: platform.machine().
+        bits: the userland's pointer size in bits.
+        has_libcamera: libcamera's tools or library were found.
+    """
     is_arm = machine.lower().startswith(("arm", "aarch64"))
     if not is_arm and not (model and "raspberry pi" in model.lower()):
         return []
@@ -277,7 +267,15 @@ def _recommend(info: str | None = None, cores: int | None = None) -> Check:
     return Check("INFO", "model for this CPU", f"{name} ({why})", f"edgeseg run --model {name} --camera 0")
 
 
-def run_checks() -> list[Check]:
+def run_checks(
+    gpus: Callable[[], list[Check]] | None = None, cameras: Callable[[], list[Check]] | None = None
+) -> list[Check]:
+    """Every check, in the order doctor prints them.
+
+    Args:
+        gpus: the training side's checks (GPUs), run after the TensorFlow line when TensorFlow is installed.
+        cameras: the camera side's checks (cameras that open, Picamera2), run after OpenCV's.
+    """
     import numpy as np
 
     checks = [
@@ -302,14 +300,14 @@ def run_checks() -> list[Check]:
             else "not installed (only needed to train and convert: pip install 'edgeseg[train]')",
         )
     )
-    if tf:
-        checks += gpu_checks()
+    if tf and gpus is not None:
+        checks += gpus()
     if not any(c.status == "OK" and c.name in ("ai-edge-litert", "tflite-runtime") for c in checks) and not tf:
         checks.append(Check("FAIL", "runtime", "no TFLite runtime can run models", "pip install 'edgeseg[device]'"))
     checks.append(_edgetpu())
     checks += opencv_checks()
-    checks.append(_cameras())
-    checks.append(_picamera())
+    if cameras is not None:
+        checks += cameras()
     checks.append(_governor())
     checks.append(int8_dot_check())
     checks.append(_recommend())
@@ -319,31 +317,6 @@ def run_checks() -> list[Check]:
     return checks
 
 
-def gpu_checks(found: list[dict] | None = None) -> list[Check]:
-    """The GPUs TensorFlow sees (for training): name, memory, compute capability, and what train does there."""
-    if found is None:
-        try:
-            from edgeseg.training.distribute import gpus
-
-            found = gpus()
-        except Exception as e:  # a broken CUDA install must not stop the other checks
-            return [Check("WARN", "GPUs", f"TensorFlow cannot list them ({type(e).__name__}: {e})")]
-    if not found:
-        return [Check("INFO", "GPUs", "none that TensorFlow sees: train runs on the CPU")]
-    from edgeseg.training.distribute import MIXED_PRECISION_MIN_CC
-
-    out = []
-    for g in found:
-        cc = tuple(g["compute_capability"] or (0, 0))
-        memory = f", {g['memory_mib'] / 1024:.0f} GiB" if g.get("memory_mib") else ""
-        mixed = "mixed precision on by default" if cc >= MIXED_PRECISION_MIN_CC else "float32 (no tensor cores)"
-        out.append(
-            Check("OK", f"GPU {g['index']}", f"{g['name']}{memory}, compute capability {cc[0]}.{cc[1]}: {mixed}")
-        )
-    if len(found) > 1:
-        out.append(Check("INFO", "training strategy", f"auto picks mirrored over the {len(found)} GPUs"))
-    return out
-
-
 def as_dicts(checks: list[Check]) -> list[dict]:
+    """The checks as JSON values (doctor --json)."""
     return [asdict(c) for c in checks]

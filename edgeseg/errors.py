@@ -26,4 +26,5 @@ class SourceError(EdgesegError):
 
 
 def missing_extra(package: str, extra: str) -> EdgesegError:
+    """The error for an optional package that is not installed, naming the extra that brings it."""
     return EdgesegError(f"{package} is not installed: pip install 'edgeseg[{extra}]'")

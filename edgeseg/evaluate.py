@@ -16,8 +16,8 @@ from edgeseg.datasets import Dataset
 from edgeseg.errors import EdgesegError
 from edgeseg.io import write_image
 from edgeseg.metrics import ConfusionMatrix
-from edgeseg.models import Predictor
 from edgeseg.postprocess import OutputKind, output_classes
+from edgeseg.predictors import Predictor
 
 
 def check_classes(model: Predictor, ds: Dataset, name: str = "the model") -> None:
@@ -27,7 +27,7 @@ def check_classes(model: Predictor, ds: Dataset, name: str = "the model") -> Non
     dataset's classes count as misses.)"""
     if model.kind is OutputKind.INDEX and model.spec_source == "inferred":
         return
-    model_classes = output_classes(model.output_detail, model.kind) or model.spec.num_classes
+    model_classes = output_classes(model.output, model.kind) or model.spec.num_classes
     if model_classes != ds.num_classes:
         raise EdgesegError(
             f"{name} predicts {model_classes} classes but the dataset has {ds.num_classes}: they do not match"
@@ -45,7 +45,15 @@ def evaluate(
 
     Returns mIoU, per-class IoU, pixel accuracy and the mean predict time. With `save_masks`, each predicted
     mask is also written there as an 8-bit PNG of class indices named after its image (`<stem>.png`), at the
-    label's resolution: what `edgeseg eval --save-masks` gives, for comparing two runtimes or machines."""
+    label's resolution: what `edgeseg eval --save-masks` gives, for comparing two runtimes or machines.
+
+    Args:
+        model: the predictor.
+        ds: the dataset split.
+        limit: score only the first N images.
+        progress: called with (done, total).
+        save_masks: a folder for the predicted masks.
+    """
     n = len(ds) if limit is None else min(limit, len(ds))
     check_classes(model, ds)
     if save_masks is not None:

@@ -4,10 +4,19 @@ result and doctor turns them into checks. Standard library, plus numpy and OpenC
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import sys
 from pathlib import Path
+
+
+def installed_version(dist: str) -> str | None:
+    """A distribution's installed version (pip's name for it), or None."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def rss_mb() -> float | None:
@@ -30,6 +39,7 @@ def peak_rss_mb() -> float | None:
 
 
 def read_sys(path: str) -> str | None:
+    """A /proc or /sys file's text, stripped; None where it cannot be read."""
     try:
         return Path(path).read_text().strip()
     except OSError:
@@ -55,6 +65,7 @@ def cpu_int8_features(cpuinfo: str) -> dict:
 
 
 def int8_dot_text(env: dict) -> str:
+    """The environment's int8 dot-product features as a phrase for tables."""
     feats = env.get("cpu_int8_dot")
     return "int8 dot product " + ("n/a" if feats is None else ", ".join(feats) or "none")
 

@@ -106,6 +106,14 @@ def _colours_to_index(rgb: np.ndarray, colours, path: Path) -> np.ndarray:
 
 
 def check_mask_values(mask: np.ndarray, path: Path, num_classes: int, ignore_index: int | None) -> None:
+    """DataError, naming the file, when a mask holds a value that is neither a class nor the ignore index.
+
+    Args:
+        mask: the class indices.
+        path: the file it came from (for the message).
+        num_classes: classes are 0..num_classes-1.
+        ignore_index: the one other value allowed (None: none).
+    """
     bad = mask >= num_classes
     if ignore_index is not None:
         bad &= mask != ignore_index
@@ -118,6 +126,7 @@ def check_mask_values(mask: np.ndarray, path: Path, num_classes: int, ignore_ind
 
 
 def list_images(folder: Path) -> list[Path]:
+    """The image files directly in a folder (by suffix, hidden files left out), sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")

@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeseg.cost import graph_cost
+from edgeseg.edgetpu import lint
 from edgeseg.errors import EdgesegError, ModelError
 from edgeseg.spec import ModelSpec
-from edgeseg.tflite_file import GraphTensor, read_model_bytes, read_model_graph, read_spec_json, read_standard_metadata
+from edgeseg.tflite_file import GraphTensor, read_model_bytes, read_model_graph, read_spec_json
+from edgeseg.tflite_metadata import read_standard_metadata
 
 
 def _tensor(t: GraphTensor) -> dict:
@@ -21,8 +23,6 @@ def _tensor(t: GraphTensor) -> dict:
 
 def model_info(path: Path) -> dict:
     """Everything `edgeseg info` prints, as a dict (ModelError for a file that is not a .tflite)."""
-    from converters.edgetpu import lint  # flatbuffer only: converters/edgetpu.py imports no TensorFlow
-
     path = Path(path)
     if path.suffix == ".keras":
         raise EdgesegError(

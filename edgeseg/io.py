@@ -72,6 +72,8 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (a temp file beside it, flushed and synced, then a rename); OutputError naming
+    the path."""
     with atomic_path(path) as tmp:
         try:
             with open(tmp, "wb") as f:
@@ -84,6 +86,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
+    """Write UTF-8 text to `path` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -100,3 +103,22 @@ def write_image(path: Path, image) -> Path:
         if not ok:
             raise OutputError(f"{path}: cannot write the image (disk full, or no encoder for {Path(path).suffix!r})")
     return Path(path)
+
+
+def read_bounded(path: Path, max_bytes: int, what: str) -> str:
+    """A small text file (`what`: "labels", "spec") read as UTF-8, never more than `max_bytes` of it: a file, a
+    FIFO or a device that holds more (or never ends, as /dev/zero) is refused with an EdgesegError naming it."""
+    from edgeseg.errors import EdgesegError
+
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise EdgesegError(f"{path}: cannot read the {what} ({e.strerror or type(e).__name__})") from None
+    if len(data) > max_bytes:
+        raise EdgesegError(f"{path}: more than {max_bytes} bytes: not a {what} file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EdgesegError(f"{path}: not UTF-8 text: not a {what} file") from None

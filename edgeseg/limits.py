@@ -15,6 +15,7 @@ MAX_IMAGES = 1_000_000  # synthetic scenes, calibration and verification images,
 
 
 def check_threads(n: int | None, what: str = "--threads") -> int | None:
+    """`n` if it is None or within 1..MAX_THREADS; EdgesegError naming `what` otherwise."""
     from edgeseg.errors import EdgesegError
 
     if n is not None and not 1 <= n <= MAX_THREADS:
@@ -23,6 +24,7 @@ def check_threads(n: int | None, what: str = "--threads") -> int | None:
 
 
 def check_frame_hw(hw: tuple[int, int], what: str = "size") -> tuple[int, int]:
+    """`hw` (height, width) if both sides are within 1..MAX_FRAME_SIDE; EdgesegError naming `what` otherwise."""
     from edgeseg.errors import EdgesegError
 
     h, w = hw

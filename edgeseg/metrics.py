@@ -22,6 +22,9 @@ def class_pixels(masks, num_classes: int) -> np.ndarray:
 
 
 class ConfusionMatrix:
+    """Counts of (label, prediction) pixel pairs over many images, with an ignore index; IoU, mIoU and pixel accuracy
+    from them."""
+
     def __init__(self, num_classes: int, ignore_index: int | None = None):
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.counts = np.zeros((num_classes, num_classes), dtype=np.int64)
@@ -29,6 +32,7 @@ class ConfusionMatrix:
         self.missed = np.zeros(num_classes, dtype=np.int64)
 
     def update(self, target: np.ndarray, pred: np.ndarray) -> None:
+        """Add one image's label and prediction (same shape); DataError for a label value that is not a class."""
         if target.shape != pred.shape:
             raise DataError(f"label is {target.shape[:2]} but prediction is {pred.shape[:2]}")
         keep = target != self.ignore_index if self.ignore_index is not None else np.ones(target.shape, bool)
@@ -44,10 +48,12 @@ class ConfusionMatrix:
         self.counts += np.bincount(flat, minlength=self.num_classes**2).reshape(self.counts.shape)
 
     def merge(self, other: ConfusionMatrix) -> None:
+        """Add another matrix's counts (from another worker or chunk)."""
         self.counts += other.counts
         self.missed += other.missed
 
     def iou(self) -> np.ndarray:
+        """Per-class intersection over union; NaN for a class that neither the labels nor the predictions show."""
         tp = np.diag(self.counts).astype(np.float64)
         per_true = self.counts.sum(axis=1) + self.missed
         per_pred = self.counts.sum(axis=0)
@@ -56,14 +62,17 @@ class ConfusionMatrix:
             return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
 
     def miou(self) -> float:
+        """The mean of the per-class IoU over the classes that appear (NaN when none does)."""
         iou = self.iou()
         return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
 
     def pixel_accuracy(self) -> float:
+        """The share of labelled pixels predicted right."""
         total = self.counts.sum() + self.missed.sum()
         return float(np.trace(self.counts) / total) if total else float("nan")
 
     def summary(self, class_names: list[str] | tuple[str, ...] | None = None) -> dict:
+        """mIoU, pixel accuracy and per-class IoU by name, as JSON values (None for NaN)."""
         names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
         iou = self.iou()
         return {

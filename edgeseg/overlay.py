@@ -34,12 +34,27 @@ def classes_present(mask: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def blend(frame: np.ndarray, mask: np.ndarray, lut: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The mask in its classes' colours over the frame.
+
+    Args:
+        frame: BGR uint8.
+        mask: class indices at the frame's size.
+        lut: the BGR colour of each class (palette_bgr).
+        alpha: the mask's opacity, 0..1.
+    """
     colour = colourise(mask, lut)
     return cv2.addWeighted(frame, 1.0 - alpha, colour, alpha, 0.0)
 
 
 def draw_legend(img: np.ndarray, spec: ModelSpec, present: np.ndarray | None = None, max_rows: int = 12) -> None:
-    """Class swatches and names in the top-right corner (only the classes present, when given)."""
+    """Class swatches and names in the top-right corner (only the classes present, when given), drawn in place.
+
+    Args:
+        img: the BGR image to draw on.
+        spec: the model's spec (names and colours).
+        present: a boolean per class (classes_present), or None for every class.
+        max_rows: at most this many classes.
+    """
     idx = np.flatnonzero(present) if present is not None else np.arange(spec.num_classes)
     idx = [i for i in idx if i < spec.num_classes][:max_rows]
     if not idx:
@@ -67,7 +82,14 @@ def draw_legend(img: np.ndarray, spec: ModelSpec, present: np.ndarray | None = N
 
 
 def draw_text_box(img: np.ndarray, lines: list[str], origin: tuple[int, int] = (2, 2), scale: float = 0.5) -> None:
-    """White text lines on a dark backing box (readable on a bright sky too), each line drawn once."""
+    """White text lines on a dark backing box (readable on a bright sky too), each line drawn once, in place.
+
+    Args:
+        img: the BGR image to draw on.
+        lines: the text, a line each.
+        origin: the box's top-left corner (x, y).
+        scale: OpenCV's font scale.
+    """
     if not lines:
         return
     font, thick = cv2.FONT_HERSHEY_SIMPLEX, 1

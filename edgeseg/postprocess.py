@@ -17,52 +17,62 @@ from enum import StrEnum
 import numpy as np
 
 from edgeseg.errors import ModelError
+from edgeseg.tensors import TensorInfo
 
 
 class OutputKind(StrEnum):
+    """The three output conventions (see the module's docstring)."""
+
     SCORES = "scores"
     INDEX = "index"
     PROBABILITY = "probability"
 
 
-def output_kind(detail: dict) -> OutputKind:
-    shape = tuple(int(s) for s in detail["shape"])
-    dtype = np.dtype(detail["dtype"])
-    scale = (detail.get("quantization") or (0.0, 0))[0]
-    if len(shape) == 4 and shape[0] == 1:
+def output_kind(t: TensorInfo) -> OutputKind:
+    """Which of the three conventions an output tensor follows (ModelError when none: a classifier, say)."""
+    shape, dtype = t.shape, t.dtype
+    batch1 = len(shape) > 0 and shape[0] in (1, None)
+    if len(shape) == 4 and batch1 and shape[3] is not None:
         if shape[3] > 1:
             return OutputKind.SCORES
-        if dtype.kind in "iu" and not scale:
+        if dtype.kind in "iu" and not t.scale:
             return OutputKind.INDEX
         return OutputKind.PROBABILITY
-    if len(shape) in (2, 3) and dtype.kind in "iu" and (len(shape) == 2 or shape[0] == 1):
+    if len(shape) in (2, 3) and dtype.kind in "iu" and (len(shape) == 2 or batch1):
         return OutputKind.INDEX
+    shown = ["?" if d is None else d for d in shape]
     raise ModelError(
-        f"output {detail.get('name', '?')} has shape {list(shape)} {dtype.name}: expected [1,H,W,C] scores, "
+        f"output {t.name or '?'} has shape {shown} {dtype.name}: expected [1,H,W,C] scores, "
         "[1,H,W] class indices or [1,H,W,1] probability"
     )
 
 
-def output_classes(detail: dict, kind: OutputKind) -> int | None:
+def output_classes(t: TensorInfo, kind: OutputKind) -> int | None:
     """How many classes an output can name (None for an index map: the model's own label set)."""
     if kind is OutputKind.SCORES:
-        return int(detail["shape"][-1])
+        return int(t.shape[-1])
     if kind is OutputKind.PROBABILITY:
         return 2
     return None
 
 
-def index_mask(out: np.ndarray, detail: dict, kind: OutputKind, threshold: float = 0.5) -> np.ndarray:
-    """The model's raw output -> H x W class mask (uint8, or uint16 beyond 256 classes)."""
+def index_mask(out: np.ndarray, t: TensorInfo, kind: OutputKind, threshold: float = 0.5) -> np.ndarray:
+    """The model's raw output -> H x W class mask (uint8, or uint16 beyond 256 classes).
+
+    Args:
+        out: the raw output tensor.
+        t: the output tensor's description (its quantisation, for a probability output).
+        kind: the output's convention.
+        threshold: the foreground cut for a probability output.
+    """
     if kind is OutputKind.SCORES:
         scores = out[0]
         idx = scores.argmax(axis=-1)
         return idx.astype(np.uint8 if scores.shape[-1] <= 256 else np.uint16)
     if kind is OutputKind.PROBABILITY:
         prob = out.reshape(out.shape[1], out.shape[2])
-        scale, zp = detail.get("quantization") or (0.0, 0)
-        if np.dtype(detail["dtype"]) != np.float32 and scale:
-            return (prob.astype(np.int32) > threshold / scale + zp).astype(np.uint8)  # compare without dequantising
+        if t.quantized:  # compare without dequantising
+            return (prob.astype(np.int32) > threshold / t.scale + t.zero_point).astype(np.uint8)
         return (prob > threshold).astype(np.uint8)
     idx = out.reshape(out.shape[-3] if out.ndim == 4 else out.shape[-2], -1) if out.ndim >= 3 else out
     if idx.size and idx.max(initial=0) > 255:
@@ -70,15 +80,14 @@ def index_mask(out: np.ndarray, detail: dict, kind: OutputKind, threshold: float
     return idx.astype(np.uint8)
 
 
-def class_scores(out: np.ndarray, detail: dict, kind: OutputKind) -> np.ndarray | None:
+def class_scores(out: np.ndarray, t: TensorInfo, kind: OutputKind) -> np.ndarray | None:
     """Per-class confidence [h, w, C] in 0..1 (float32) from the raw output: softmax of a scores output
     (dequantised first), or [1 - p, p] of a probability output. None for an index map, which carries none."""
     if kind is OutputKind.INDEX:
         return None
-    scale, zero_point = detail.get("quantization") or (0.0, 0)
     x = out[0].astype(np.float32)
-    if np.dtype(detail["dtype"]) != np.float32 and scale:
-        x = (x - zero_point) * scale
+    if t.quantized:
+        x = (x - t.zero_point) * t.scale
     if kind is OutputKind.PROBABILITY:
         p = np.clip(x.reshape(x.shape[0], x.shape[1]), 0.0, 1.0)
         return np.stack([1.0 - p, p], axis=-1)

@@ -13,10 +13,9 @@ import cv2
 import numpy as np
 
 from edgeseg.spec import ModelSpec
+from edgeseg.tensors import TensorInfo
 
 LETTERBOX_FILL = 114  # grey, as detection tools pad
-# The input detail of a float model that takes real values as they are (Keras models, calibration).
-FLOAT_INPUT = {"dtype": np.float32, "quantization": (0.0, 0)}
 
 
 @dataclass(frozen=True)
@@ -50,32 +49,30 @@ def _interp(fh: int, fw: int, h: int, w: int) -> int:
     return cv2.INTER_AREA if h * 2 <= fh and w * 2 <= fw else cv2.INTER_LINEAR
 
 
-def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+def quantize(x: np.ndarray, t: TensorInfo) -> np.ndarray:
     """Real values -> the tensor's dtype, with its own scale and zero point (float tensors pass through)."""
-    dtype = np.dtype(detail["dtype"])
-    if dtype == np.float32:
+    if t.dtype == np.float32:
         return x.astype(np.float32, copy=False)
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(dtype)
-    if not scale:  # an integer tensor without quantisation parameters takes the values as they are
-        return np.clip(np.round(x), info.min, info.max).astype(dtype)
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+    info = np.iinfo(t.dtype)
+    if not t.scale:  # an integer tensor without quantisation parameters takes the values as they are
+        return np.clip(np.round(x), info.min, info.max).astype(t.dtype)
+    return np.clip(np.round(x / t.scale + t.zero_point), info.min, info.max).astype(t.dtype)
 
 
-def dequantize(q: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    if not scale or np.dtype(detail["dtype"]) == np.float32:
+def dequantize(q: np.ndarray, t: TensorInfo) -> np.ndarray:
+    """A tensor's integers -> the real values they stand for (float and unquantised tensors pass through)."""
+    if not t.quantized:
         return q.astype(np.float32, copy=False)
-    return (q.astype(np.float32) - zero_point) * scale
+    return (q.astype(np.float32) - t.zero_point) * t.scale
 
 
-def to_tensor(image: np.ndarray, spec: ModelSpec, detail: dict) -> np.ndarray:
-    """An image already at the input size (BGR uint8) -> a [1, H, W, 3] tensor for `detail`."""
+def to_tensor(image: np.ndarray, spec: ModelSpec, t: TensorInfo) -> np.ndarray:
+    """An image already at the input size (BGR uint8) -> a [1, H, W, 3] tensor for the input `t`."""
     img = image[..., ::-1] if spec.channel_order == "RGB" else image
-    dtype = np.dtype(detail["dtype"])
+    dtype = t.dtype
     mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
     if dtype != np.float32:
-        scale, zp = detail["quantization"]
+        scale, zp = t.scale, t.zero_point
         if scale:
             # q = pixel * a + b. Our own int8 models take raw pixels with scale 1: q = pixel (uint8) or
             # pixel - 128 (int8), which needs no float maths at all.
@@ -85,17 +82,17 @@ def to_tensor(image: np.ndarray, spec: ModelSpec, detail: dict) -> np.ndarray:
             if np.allclose(a, 1.0) and np.allclose(b, -128.0) and dtype == np.int8:
                 return np.bitwise_xor(img, np.uint8(0x80)).view(np.int8)[None]
     real = (img.astype(np.float32) - mean) / std
-    return quantize(real, detail)[None]
+    return quantize(real, t)[None]
 
 
-def preprocess(frame: np.ndarray, spec: ModelSpec, detail: dict) -> tuple[np.ndarray, Geometry]:
-    """BGR frame of any size -> (input tensor, where the frame landed in it)."""
+def preprocess(frame: np.ndarray, spec: ModelSpec, t: TensorInfo) -> tuple[np.ndarray, Geometry]:
+    """BGR frame of any size -> (input tensor for `t`, where the frame landed in it)."""
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     elif frame.shape[2] == 4:
         frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
     fitted, geom = fit(frame, spec.input_hw, spec.resize)
-    return to_tensor(fitted, spec, detail), geom
+    return to_tensor(fitted, spec, t), geom
 
 
 def restore_mask(mask: np.ndarray, geom: Geometry) -> np.ndarray:

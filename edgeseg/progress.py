@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 
 def progress_bar(desc: str, force: bool = False) -> Callable[[int, int], None] | None:
+    """A (done, total) callback that draws a tqdm bar on a terminal (or always, with `force`); None where there is no
+    terminal or no tqdm."""
     if not (force or sys.stderr.isatty()):
         return None
     try:

@@ -33,10 +33,12 @@ class Result:
 
     @property
     def classes(self) -> tuple[str, ...]:
+        """The class names, index by index."""
         return self.spec.classes
 
     @property
     def colours(self) -> tuple[tuple[int, int, int], ...]:
+        """The classes' RGB colours, index by index."""
         return self.spec.colours
 
     def class_pixels(self) -> dict[str, int]:

@@ -35,6 +35,7 @@ def received() -> int | None:
 
 
 def exit_code() -> int:
+    """The exit status for the signal that stopped the command: 143 for SIGTERM, 130 for Ctrl-C."""
     return EXIT_SIGTERM if _received == signal.SIGTERM else EXIT_SIGINT
 
 

@@ -100,9 +100,11 @@ class ModelSpec:
 
     @property
     def num_classes(self) -> int:
+        """How many classes the model predicts."""
         return len(self.classes)
 
     def with_input_hw(self, input_hw: tuple[int, int]) -> ModelSpec:
+        """The same spec at another input size."""
         return replace(self, input_hw=tuple(input_hw))
 
     def train_data_from(self, model_folder: Path | str) -> Path | None:
@@ -113,6 +115,7 @@ class ModelSpec:
         return Path(os.path.normpath(Path(model_folder) / self.train_data))
 
     def to_dict(self) -> dict:
+        """The spec as JSON values, with its format tag."""
         d = asdict(self)
         d["format"] = SPEC_FORMAT
         d["input_hw"] = list(self.input_hw)
@@ -122,10 +125,14 @@ class ModelSpec:
         return d
 
     def to_json(self) -> str:
+        """The spec as JSON text (what travels inside a model)."""
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:
+        """A spec from untrusted JSON values: every field checked (ModelError naming the field), old formats
+        upgraded.
+        """
         validate_spec_dict(d)
         fmt = d.get("format", SPEC_FORMAT)
         if not str(fmt).startswith("edgeseg-spec/"):
@@ -171,12 +178,14 @@ class ModelSpec:
 
     @classmethod
     def load(cls, path: Path) -> ModelSpec:
+        """A spec from a JSON file (ModelError when it cannot be read or is not a spec)."""
         try:
             return cls.from_json(Path(path).read_text())
         except OSError as e:
             raise ModelError(f"{path}: cannot read spec ({e.strerror})") from None
 
     def save(self, path: Path) -> Path:
+        """Write the spec as JSON, atomically; the path written."""
         from edgeseg.io import atomic_write_text
 
         return atomic_write_text(Path(path), self.to_json() + "\n")
@@ -212,15 +221,36 @@ def _is_number(v) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
+def _bad(field: str, want: str, got) -> ModelError:
+    text = repr(got)
+    return ModelError(f"spec: {field} must be {want}, got {text[:80] + '...' if len(text) > 80 else text}")
+
+
+def _text(limit: int):
+    return lambda v: v is None or (isinstance(v, str) and len(v) <= limit)
+
+
+MIN_STD = 1e-6  # a smaller std is 0 or subnormal in float32: the input would become infinite or all zeros
+
+# Optional fields that are one value: (field, check, what it must be).
+_SCALAR_FIELDS = (
+    ("ignore_index", lambda v: v is None or (_is_int(v) and 0 <= v <= 65535), "null or an integer 0..65535"),
+    ("channel_order", lambda v: v in ("RGB", "BGR"), "RGB or BGR"),
+    ("resize", lambda v: v in ("stretch", "letterbox"), "stretch or letterbox"),
+    ("backbone", _text(MAX_TEXT), f"text of at most {MAX_TEXT} characters"),
+    ("format", _text(MAX_TEXT), f"text of at most {MAX_TEXT} characters"),
+    ("decoder", _text(MAX_TEXT), f"text of at most {MAX_TEXT} characters"),
+    ("dataset_format", _text(MAX_TEXT), f"text of at most {MAX_TEXT} characters"),
+    ("train_data", _text(4096), "null or a path of at most 4096 characters"),
+    ("val_miou", lambda v: v is None or (_is_number(v) and 0 <= v <= 1), "null or a number 0..1"),
+    ("extra", lambda v: isinstance(v, dict), "a JSON object"),
+)
+
+
 def validate_spec_dict(d) -> None:
     """Check a spec's JSON value before use: types, sizes, ranges, finite numbers. ModelError names the field."""
-
-    def bad(field: str, want: str, got) -> ModelError:
-        text = repr(got)
-        return ModelError(f"spec: {field} must be {want}, got {text[:80] + '...' if len(text) > 80 else text}")
-
     if not isinstance(d, dict):
-        raise bad("the spec", "a JSON object", type(d).__name__)
+        raise _bad("the spec", "a JSON object", type(d).__name__)
     if _depth(d) > MAX_DEPTH:
         raise ModelError(f"spec: nested more than {MAX_DEPTH} levels deep")
     for key in ("input_hw", "classes"):
@@ -228,41 +258,30 @@ def validate_spec_dict(d) -> None:
             raise ModelError(f"spec: field {key!r} is missing")
     hw = d["input_hw"]
     if not (isinstance(hw, list | tuple) and len(hw) == 2 and all(_is_int(v) and 0 < v <= MAX_SIDE for v in hw)):
-        raise bad("input_hw", f"two integers 1..{MAX_SIDE}", hw)
-    classes = d["classes"]
-    if not (isinstance(classes, list | tuple) and 0 < len(classes) <= MAX_CLASSES):
-        raise bad("classes", f"a list of 1..{MAX_CLASSES} names", classes)
-    for i, c in enumerate(classes):
+        raise _bad("input_hw", f"two integers 1..{MAX_SIDE}", hw)
+    _check_list(d["classes"], "classes", f"a list of 1..{MAX_CLASSES} names", 1, MAX_CLASSES)
+    for i, c in enumerate(d["classes"]):
         if not (isinstance(c, str) and 0 < len(c) <= MAX_TEXT and c.isprintable()):
-            raise bad(f"classes[{i}]", f"a printable name of 1..{MAX_TEXT} characters", c)
-    colours = d.get("colours", [])
-    if not isinstance(colours, list | tuple):
-        raise bad("colours", "a list of [r, g, b]", colours)
-    for i, c in enumerate(colours):
+            raise _bad(f"classes[{i}]", f"a printable name of 1..{MAX_TEXT} characters", c)
+    _check_list(d.get("colours", []), "colours", "a list of [r, g, b]", 0, MAX_CLASSES)
+    for i, c in enumerate(d.get("colours", [])):
         if not (isinstance(c, list | tuple) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)):
-            raise bad(f"colours[{i}]", "three integers 0..255", c)
-    ignore = d.get("ignore_index")
-    if ignore is not None and not (_is_int(ignore) and 0 <= ignore <= 65535):
-        raise bad("ignore_index", "null or an integer 0..65535", ignore)
+            raise _bad(f"colours[{i}]", "three integers 0..255", c)
     for key, default in (("mean", [0.0]), ("std", [1.0])):
         v = d.get(key, default)
         values = v if isinstance(v, list | tuple) else [v]
         if not (len(values) in (1, 3) and all(_is_number(x) and abs(x) <= 1e6 for x in values)):
-            raise bad(key, "1 or 3 finite numbers", v)
-        if key == "std" and any(x == 0 for x in values):
-            raise bad("std", "non-zero", v)
-    for key, choices in (("channel_order", ("RGB", "BGR")), ("resize", ("stretch", "letterbox"))):
-        if key in d and d[key] not in choices:
-            raise bad(key, " or ".join(choices), d[key])
-    for key in ("backbone", "format", "decoder", "dataset_format"):
-        if d.get(key) is not None and not (isinstance(d[key], str) and len(d[key]) <= MAX_TEXT):
-            raise bad(key, f"text of at most {MAX_TEXT} characters", d[key])
-    if d.get("train_data") is not None and not (isinstance(d["train_data"], str) and len(d["train_data"]) <= 4096):
-        raise bad("train_data", "null or a path of at most 4096 characters", d["train_data"])
-    if d.get("val_miou") is not None and not (_is_number(d["val_miou"]) and 0 <= d["val_miou"] <= 1):
-        raise bad("val_miou", "null or a number 0..1", d["val_miou"])
-    if "extra" in d and not isinstance(d["extra"], dict):
-        raise bad("extra", "a JSON object", d["extra"])
+            raise _bad(key, "1 or 3 finite numbers", v)
+        if key == "std" and any(abs(x) < MIN_STD for x in values):
+            raise _bad("std", f"at least {MIN_STD:g} in size (smaller is 0 in float32)", v)
+    for key, check, want in _SCALAR_FIELDS:
+        if key in d and not check(d[key]):
+            raise _bad(key, want, d[key])
+
+
+def _check_list(v, field: str, want: str, least: int, most: int) -> None:
+    if not (isinstance(v, list | tuple) and least <= len(v) <= most):
+        raise _bad(field, want, v)
 
 
 LEGACY_EXTRA = ("train_data", "dataset_format", "val_miou")

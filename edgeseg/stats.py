@@ -8,6 +8,7 @@ import numpy as np
 
 
 def summarise(ms) -> dict:
+    """Latency samples (ms) -> runs, p50, p90, p99, mean, min, max and FPS at the median ({} when there are none)."""
     a = np.asarray(ms, dtype=np.float64)
     if a.size == 0:
         return {}
@@ -32,12 +33,14 @@ class RateMeter:
         self.times: collections.deque = collections.deque()
 
     def tick(self, t_ns: int) -> float | None:
+        """Count a frame finished at `t_ns` (perf_counter_ns); the rate over the window so far."""
         self.times.append(t_ns)
         while len(self.times) > 2 and t_ns - self.times[0] > self.window_ns:
             self.times.popleft()
         return self.rate()
 
     def rate(self) -> float | None:
+        """Frames per second over the window, or None until there are two frames."""
         t = self.times
         if len(t) < 2 or t[-1] == t[0]:
             return None

@@ -28,6 +28,8 @@ DEFAULT_HW = (120, 160)  # height, width: non-square on purpose
 
 @dataclass
 class Shape:
+    """One synthetic object: class, centre, size, angle, colour, and its drift and spin per frame."""
+
     cls: int
     x: float  # centre, pixels
     y: float
@@ -40,6 +42,7 @@ class Shape:
 
 
 def background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
+    """A smooth background of colour gradients and blotches (float BGR, `hw`), the scenes' road and sky."""
     h, w = hw
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     c0, c1 = rng.uniform(40, 200, 3), rng.uniform(40, 200, 3)
@@ -63,6 +66,7 @@ def _jitter(rng: np.random.Generator, cls: int) -> tuple[int, int, int]:
 
 
 def random_shapes(rng: np.random.Generator, hw: tuple[int, int], n: int | None = None) -> list[Shape]:
+    """`n` (default: 2 to 5) random objects of the synthetic classes placed inside `hw`."""
     h, w = hw
     n = int(rng.integers(2, 6)) if n is None else n
     out = []
@@ -102,7 +106,14 @@ def _polygon(s: Shape) -> np.ndarray | None:
 
 
 def render(bg: np.ndarray, shapes: list[Shape], rng: np.random.Generator, noise: float = 8.0):
-    """Draw shapes over a background (later shapes occlude earlier ones); add noise. -> (BGR, mask)."""
+    """Draw shapes over a background (later shapes occlude earlier ones); add noise. -> (BGR, mask).
+
+    Args:
+        bg: the background (float BGR).
+        shapes: the objects, drawn in order.
+        rng: the random generator for the noise.
+        noise: the noise's standard deviation (pixel values).
+    """
     h, w = bg.shape[:2]
     img = bg.copy()
     mask = np.zeros((h, w), np.uint8)
@@ -131,7 +142,15 @@ def scene(seed: int, hw: tuple[int, int] = DEFAULT_HW) -> tuple[np.ndarray, np.n
 
 
 def write_dataset(root: Path, count: int = 300, hw: tuple[int, int] = DEFAULT_HW, seed: int = 0, progress=None) -> Path:
-    """Write `count` scenes in the generic layout (images/, masks/, classes.json) under `root`."""
+    """Write `count` scenes in the generic layout (images/, masks/, classes.json) under `root`.
+
+    Args:
+        root: the dataset folder (created).
+        count: how many scenes.
+        hw: each scene's (height, width).
+        seed: scenes are a function of the seed and their number: the same seed writes the same dataset.
+        progress: called with (done, total) after each scene.
+    """
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
@@ -158,7 +177,15 @@ def write_dataset(root: Path, count: int = 300, hw: tuple[int, int] = DEFAULT_HW
 def write_video(
     path: Path, frames: int = 120, hw: tuple[int, int] = DEFAULT_HW, fps: float = 30.0, seed: int = 1
 ) -> Path:
-    """A synthetic clip: shapes drifting and spinning over a slowly moving background (mp4v in .mp4)."""
+    """A synthetic clip: shapes drifting and spinning over a slowly moving background (mp4v in .mp4).
+
+    Args:
+        path: the video file to write.
+        frames: how many frames.
+        hw: the frames' (height, width).
+        fps: the frame rate the container declares.
+        seed: the same seed writes the same clip.
+    """
     path = Path(path)
     rng = np.random.default_rng(seed)
     h, w = hw

@@ -20,7 +20,9 @@ SPEC_METADATA_NAME = "edgeseg_spec"
 _IDENTIFIER = b"TFL3"
 
 
-class _Table:
+class FlatTable:
+    """One flatbuffer table: its fields by index, read with struct (the generated readers need flatbuffers)."""
+
     __slots__ = ("buf", "pos", "vt", "vt_len")
 
     def __init__(self, buf: bytes, pos: int):
@@ -28,7 +30,8 @@ class _Table:
         self.vt = pos - struct.unpack_from("<i", buf, pos)[0]
         self.vt_len = struct.unpack_from("<H", buf, self.vt)[0]
 
-    def _field(self, i: int) -> int | None:
+    def field(self, i: int) -> int | None:
+        """The absolute offset of field `i`, or None when the table does not have it."""
         off = 4 + 2 * i
         if off >= self.vt_len:
             return None
@@ -36,49 +39,56 @@ class _Table:
         return self.pos + rel if rel else None
 
     def scalar(self, i: int, fmt: str, default=0):
-        p = self._field(i)
+        """Field `i` as a struct scalar of format `fmt` (`default` when absent)."""
+        p = self.field(i)
         return default if p is None else struct.unpack_from("<" + fmt, self.buf, p)[0]
 
-    def _vector(self, i: int) -> tuple[int, int] | None:
-        p = self._field(i)
+    def vector(self, i: int) -> tuple[int, int] | None:
+        """(offset of the first element, length) of the vector at field `i`, or None."""
+        p = self.field(i)
         if p is None:
             return None
         start = p + struct.unpack_from("<I", self.buf, p)[0]
         return start + 4, struct.unpack_from("<I", self.buf, start)[0]
 
     def bytes_(self, i: int) -> bytes | None:
-        v = self._vector(i)
+        """The byte vector (or string) at field `i`, or None."""
+        v = self.vector(i)
         return None if v is None else bytes(self.buf[v[0] : v[0] + v[1]])
 
-    def tables(self, i: int) -> list[_Table]:
-        v = self._vector(i)
+    def tables(self, i: int) -> list[FlatTable]:
+        """The vector of tables at field `i` (empty when absent)."""
+        v = self.vector(i)
         if v is None:
             return []
         start, n = v
         out = []
         for k in range(n):
             p = start + 4 * k
-            out.append(_Table(self.buf, p + struct.unpack_from("<I", self.buf, p)[0]))
+            out.append(FlatTable(self.buf, p + struct.unpack_from("<I", self.buf, p)[0]))
         return out
 
 
 @dataclass(frozen=True)
 class OpCode:
+    """One entry of the model's operator codes: builtin code, custom name, version."""
+
     builtin: int
     custom: str | None
     version: int
 
 
-def _model(buf: bytes, name: str) -> _Table:
+def _model(buf: bytes, name: str) -> FlatTable:
     if len(buf) < 8 or buf[4:8] != _IDENTIFIER:
         raise ModelError(f"{name}: not a TFLite model (no TFL3 flatbuffer identifier)")
     try:
-        return _Table(buf, struct.unpack_from("<I", buf, 0)[0])
+        return FlatTable(buf, struct.unpack_from("<I", buf, 0)[0])
     except struct.error:
         raise ModelError(f"{name}: not a TFLite model (truncated flatbuffer)") from None
 
 
 def read_model_bytes(path: Path) -> bytes:
+    """A model file's bytes; ModelError when it cannot be read."""
     path = Path(path)
     try:
         return path.read_bytes()
@@ -129,6 +139,7 @@ def read_opcodes(buf: bytes, name: str = "model") -> list[OpCode]:
 
 
 def read_spec_json(buf: bytes, name: str = "model") -> bytes | None:
+    """The edgeseg spec embedded in a .tflite (JSON bytes), or None when it carries none."""
     return read_metadata(buf, name).get(SPEC_METADATA_NAME)
 
 
@@ -153,6 +164,8 @@ TENSOR_TYPES = {
 
 @dataclass(frozen=True)
 class GraphOp:
+    """One operator of the main subgraph, in execution order: name, version, input and output tensor indices."""
+
     index: int
     name: str  # builtin name (CONV_2D) or the custom op's name
     version: int
@@ -162,6 +175,8 @@ class GraphOp:
 
 @dataclass(frozen=True)
 class GraphTensor:
+    """One tensor of the main subgraph: name, type, shape (and its signature), quantisation, constant or not."""
+
     index: int
     name: str
     dtype: str
@@ -171,6 +186,7 @@ class GraphTensor:
 
     @property
     def elements(self) -> int:
+        """How many values the tensor holds (its shape's product)."""
         return elements(self.shape)
 
 
@@ -261,21 +277,21 @@ def buffer_data_ranges(buf: bytes, min_bytes: int = 0) -> list[tuple[int, int]]:
     `min_bytes`, in file order. For tools that must leave the weights alone (benchmarks/fuzz_tflite.py)."""
     out = []
     for b in _model(buf, "model").tables(4):
-        v = b._vector(0)
+        v = b.vector(0)
         if v is not None and v[1] > min_bytes:
             out.append((v[0], v[0] + v[1]))
     return sorted(out)
 
 
-def _buffer_size(b: _Table) -> int:
-    v = b._vector(0)
+def _buffer_size(b: FlatTable) -> int:
+    v = b.vector(0)
     if v is not None and v[1]:
         return v[1]
     return b.scalar(2, "Q") if b.scalar(1, "Q") > 1 else 0
 
 
-def _ints(table: _Table, i: int) -> tuple[int, ...]:
-    v = table._vector(i)
+def _ints(table: FlatTable, i: int) -> tuple[int, ...]:
+    v = table.vector(i)
     if v is None:
         return ()
     start, n = v
@@ -331,11 +347,11 @@ def check_graph(buf: bytes, name: str = "model") -> Graph:
                     f"{name}: tensor {t.index} ({t.dtype} {list(t.shape)}) has {size} bytes of data, "
                     f"not {t.elements * _ITEMSIZE[t.dtype]}"
                 )
-            q = table._field(4)
+            q = table.field(4)
             if q is None:
                 continue
-            quant = _Table(buf, q + struct.unpack_from("<I", buf, q)[0])
-            scales = _floats(quant, 2)
+            quant = FlatTable(buf, q + struct.unpack_from("<I", buf, q)[0])
+            scales = floats(quant, 2)
             zero_points = _longs(quant, 3)
             if any(not MIN_SCALE <= v <= MAX_SCALE for v in scales):  # NaN fails the comparison too
                 bad = next(v for v in scales if not MIN_SCALE <= v <= MAX_SCALE)
@@ -367,65 +383,12 @@ def check_graph(buf: bytes, name: str = "model") -> Graph:
         raise ModelError(f"{name}: corrupt TFLite flatbuffer (tensors unreadable)") from None
 
 
-def _floats(table: _Table, i: int) -> tuple[float, ...]:
-    v = table._vector(i)
+def floats(table: FlatTable, i: int) -> tuple[float, ...]:
+    """A vector of float32 at field `i` (empty when absent)."""
+    v = table.vector(i)
     return () if v is None else struct.unpack_from(f"<{v[1]}f", table.buf, v[0])
 
 
-def _longs(table: _Table, i: int) -> tuple[int, ...]:
-    v = table._vector(i)
+def _longs(table: FlatTable, i: int) -> tuple[int, ...]:
+    v = table.vector(i)
     return () if v is None else struct.unpack_from(f"<{v[1]}q", table.buf, v[0])
-
-
-# TFLite Metadata (metadata_schema.fbs): ModelMetadata{3 subgraph_metadata}, SubGraphMetadata{2 input_tensor_metadata,
-# 3 output_tensor_metadata}, TensorMetadata{0 name, 4 process_units, 6 associated_files},
-# ProcessUnit{0 options_type, 1 options}, NormalizationOptions (options type 1){0 mean, 1 std},
-# AssociatedFile{0 name, 2 type}: type 2 is TENSOR_AXIS_LABELS (one label per line, packed in a zip appended to
-# the .tflite), 4 is TENSOR_VALUE_LABELS.
-TFLITE_METADATA_NAME = "TFLITE_METADATA"
-_NORMALIZATION_OPTIONS = 1
-_LABEL_FILE_TYPES = (2, 4)
-
-
-def read_standard_metadata(buf: bytes, name: str = "model") -> dict:
-    """What standard TFLite Metadata says about a model, as far as segmentation needs it:
-    {"mean": [...], "std": [...]} from the input's NormalizationOptions, and "labels" (a list of names) from
-    the output's label file. Empty when the model carries none; ModelError when it is malformed."""
-    raw = read_metadata(buf, name).get(TFLITE_METADATA_NAME)
-    if not raw:
-        return {}
-    try:
-        meta = _Table(raw, struct.unpack_from("<I", raw, 0)[0])
-        subgraphs = meta.tables(3)
-        if not subgraphs:
-            return {}
-        out: dict = {}
-        inputs, outputs = subgraphs[0].tables(2), subgraphs[0].tables(3)
-        for unit in inputs[0].tables(4) if inputs else []:
-            if unit.scalar(0, "B") == _NORMALIZATION_OPTIONS:
-                p = unit._field(1)
-                opts = _Table(raw, p + struct.unpack_from("<I", raw, p)[0])
-                out["mean"], out["std"] = list(_floats(opts, 0)), list(_floats(opts, 1))
-        for f in outputs[0].tables(6) if outputs else []:
-            if f.scalar(2, "b") in _LABEL_FILE_TYPES:
-                labels = _packed_file(buf, (f.bytes_(0) or b"").decode("utf-8", "replace"))
-                if labels is not None:
-                    out["labels"] = [line.strip() for line in labels.splitlines() if line.strip()]
-                    break
-        return out
-    except (struct.error, IndexError):
-        raise ModelError(f"{name}: corrupt TFLite Metadata") from None
-
-
-def _packed_file(buf: bytes, filename: str) -> str | None:
-    """A file packed into the .tflite (the metadata writer appends a zip archive) by name, as text."""
-    import io
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(io.BytesIO(buf)) as z:
-            if filename in z.namelist() and z.getinfo(filename).file_size <= 1 << 20:
-                return z.read(filename).decode("utf-8", "replace")
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return None
-    return None

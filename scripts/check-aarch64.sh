@@ -59,6 +59,11 @@ if [ ! -f "$DIR/site/.done" ]; then
         || skip "cannot install the aarch64 wheels (see $LOG)"
     touch "$DIR/site/.done"
 fi
+# edgeseg itself as its wheel installs it (pure Python: camera/ and converters/ become edgeseg.camera and
+# edgeseg.converters), built afresh each run so the check runs this tree's code
+rm -rf "$DIR/app"
+"$X86" -m pip install --quiet --no-deps --target "$DIR/app" "$REPO" >>"$LOG" 2>&1 \
+    || { tail -5 "$LOG" >&2; echo "aarch64 check FAILED: edgeseg's wheel does not build (see $LOG)" >&2; exit 1; }
 unshare -m true 2>/dev/null || skip "unshare -m is not allowed here (it bind-mounts the Pi's /proc/cpuinfo)"
 
 set -e
@@ -74,7 +79,7 @@ arm() {
     shift
     case $board in pi4) cpu=cortex-a72 ;; pi5) cpu=cortex-a76 ;; esac
     unshare -m sh -c 'mount --bind "$0" /proc/cpuinfo && exec "$@"' "$REPO/tests/fixtures/cpuinfo/$board.txt" \
-        env PYTHONPATH="$REPO:$DIR/site" PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 \
+        env PYTHONPATH="$DIR/app:$DIR/site" PYTHONSAFEPATH=1 PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 \
         qemu-aarch64-static -cpu "$cpu" -L "$DIR/root" "$DIR/root/usr/bin/python3.11" "$@"
 }
 echo "aarch64 under qemu-user ($(qemu-aarch64-static --version | head -1)); emulated time is not speed"

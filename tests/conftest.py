@@ -54,13 +54,13 @@ def tiny_run(tmp_path_factory, synthetic_data) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tflite(tiny_run, synthetic_data) -> dict[str, Path]:
-    from converters.tflite import convert_keras
+    from edgeseg.converters.pipeline import convert
 
     out = {}
-    for target in ("float", "int8"):
-        res = convert_keras(
+    for target, precision in (("float", "float32"), ("int8", "int8")):
+        res = convert(
             tiny_run / "model.keras",
-            target=target,
+            precision=precision,
             calibration=synthetic_data,
             num_calibration=24,
             progress=False,

@@ -10,11 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.loop import LoopOptions, run_loop
-from camera.reader import CaptureThread
-from camera.sources import CorruptFrame, EndOfStream, FrameSource, ImageFolderSource, SyntheticSource, open_source
+from edgeseg.camera.frames import CorruptFrame, EndOfStream, FrameSource
+from edgeseg.camera.loop import LoopOptions, run_loop
+from edgeseg.camera.reader import CaptureThread
+from edgeseg.camera.sources import ImageFolderSource, SyntheticSource, open_source
 from edgeseg.errors import SourceError
-from edgeseg.runtime import Segmenter
+from edgeseg.predictors.tflite import Segmenter
 from tests.conftest import ROOT
 from tests.toy import solid
 
@@ -82,7 +83,7 @@ def count_frames(path):
 
 @pytest.fixture
 def seg(toy_models):
-    return Segmenter(toy_models["scores_int8"], num_threads=1)
+    return Segmenter(toy_models["scores_int8"], threads=1)
 
 
 def quiet(**kw):
@@ -187,9 +188,9 @@ def test_no_reconnect_ends_the_run(seg):
 
 
 def test_stalled_source_is_reported_and_waited_for(seg, monkeypatch):
-    import camera.loop
+    import edgeseg.camera.loop as loop
 
-    monkeypatch.setattr(camera.loop, "STALL_WARN_S", 0.3)
+    monkeypatch.setattr(loop, "STALL_WARN_S", 0.3)
     logs = []
     stats = run_loop(seg, Frames(6, live=True, stall_at=3, stall_s=1.0), LoopOptions(log=logs.append))
     assert any("no frame from fake" in m for m in logs) and stats.frames + stats.dropped == 6
@@ -208,7 +209,7 @@ def test_corrupt_frames_are_skipped_and_counted(seg, tmp_path):
 
 
 def test_views_and_palette(seg):
-    from camera.render import Renderer
+    from edgeseg.camera.render import Renderer
 
     frame, mask = _frame(30), np.zeros((40, 60), np.uint8)
     mask[:, 30:] = 1
@@ -298,7 +299,7 @@ def _padded_i420(bgr: np.ndarray, stride: int) -> np.ndarray:
 def test_padded_yuv420_lores_buffers_are_cropped_to_the_stream(w, h, stride, monkeypatch):
     import types
 
-    from camera.picamera import yuv420_to_bgr
+    from edgeseg.camera.picamera import yuv420_to_bgr
 
     rng = np.random.default_rng(0)
     bgr = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h))  # smooth: chroma survives
@@ -331,7 +332,7 @@ def test_padded_yuv420_lores_buffers_are_cropped_to_the_stream(w, h, stride, mon
     monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=PaddingCam))
     frame = open_source(picamera=True, size_wh=(640, 480), lores_wh=(w, h)).read()
     assert frame.shape == (h, w, 3) and np.abs(frame.astype(int) - expected.astype(int)).max() <= 1
-    from camera.sources import CorruptFrame
+    from edgeseg.camera.frames import CorruptFrame
 
     with pytest.raises(CorruptFrame):
         yuv420_to_bgr(np.zeros((10, 10), np.uint8), (w, h))
@@ -353,7 +354,7 @@ def _mjpeg_frames(url, n, timeout=10):
 
 
 def test_mjpeg_stream_stats_and_page(seg):
-    from camera.serve import parse_serve
+    from edgeseg.camera.serve import parse_serve
 
     assert parse_serve("8080") == ("127.0.0.1", 8080) and parse_serve("0.0.0.0:81") == ("0.0.0.0", 81)
     with pytest.raises(SourceError):
@@ -366,16 +367,16 @@ def test_mjpeg_stream_stats_and_page(seg):
         )
 
     server_url = {}
-    import camera.serve
+    import edgeseg.camera.serve
 
-    real = camera.serve.FrameServer
+    real = edgeseg.camera.serve.FrameServer
 
     class Spy(real):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
             server_url["url"] = f"http://127.0.0.1:{self.port}"
 
-    camera.serve.FrameServer = Spy
+    edgeseg.camera.serve.FrameServer = Spy
     try:
         t = threading.Thread(target=loop)
         t.start()
@@ -394,7 +395,7 @@ def test_mjpeg_stream_stats_and_page(seg):
         assert s2["frames"] > s1["frames"] > 0 and s2["invoke_p50_ms"] > 0
         t.join(10)
     finally:
-        camera.serve.FrameServer = real
+        edgeseg.camera.serve.FrameServer = real
     assert result["stats"].frames > 0
 
 
@@ -440,7 +441,7 @@ def test_sigint_in_a_subprocess_exits_130_with_a_playable_file(toy_models, tmp_p
 
 def test_closing_the_window_or_pressing_q_stops_the_loop(seg, monkeypatch):
     """A headless stand-in for HighGUI: the window 'closes' (WND_PROP_VISIBLE 0) once 3 frames were shown."""
-    import camera.loop as loop
+    import edgeseg.camera.loop as loop
 
     shown = []
     monkeypatch.setattr(loop.cv2, "imshow", lambda name, img: shown.append(name))
@@ -491,7 +492,7 @@ def test_record_webm_plays_anywhere_and_mp4_says_what_it_could_encode(seg, tmp_p
     assert count_frames(tmp_path / "o.mp4") == 3
     if fourcc != "avc1":  # opencv-python's FFmpeg cannot encode H.264: the fallback is named, with the fix
         assert any("cannot encode H.264" in m and ".webm" in m for m in logged), logged
-    from camera.loop import check_record_path
+    from edgeseg.camera.loop import check_record_path
     from edgeseg.errors import SourceError
 
     with pytest.raises(SourceError, match=r"--record writes \.mp4"):

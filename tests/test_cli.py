@@ -97,7 +97,7 @@ def test_bench_json_figures(tiny_tflite, tmp_path):
 def test_eval_json_matches_the_library(tiny_tflite, synthetic_data, tmp_path):
     from edgeseg.datasets import open_dataset
     from edgeseg.evaluate import evaluate
-    from edgeseg.runtime import Segmenter
+    from edgeseg.predictors.tflite import Segmenter
 
     r = invoke(
         "eval",
@@ -304,7 +304,7 @@ def test_convert_bad_inputs(tmp_path, tiny_run):
     fake = tmp_path / "m.keras"
     fake.write_bytes(b"junk")
     assert_one_line_error(invoke("convert", fake, "--spec", tiny_run / "spec.json"), "not a loadable Keras model")
-    assert_one_line_error(invoke("convert", tiny_run / "model.keras", "--int8", "--dynamic"), "choose one of")
+    assert_one_line_error(invoke("convert", tiny_run / "model.keras", "--int8", "--dynamic"), "choose one precision")
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     (lonely / "model.keras").write_bytes((tiny_run / "model.keras").read_bytes())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edgeseg.errors import EdgesegError, ModelError
-from edgeseg.runtime import Segmenter
+from edgeseg.predictors.tflite import Segmenter
 from edgeseg.spec import ModelSpec
 from edgeseg.tflite_file import read_spec_json
 
@@ -13,14 +13,14 @@ pytestmark = pytest.mark.slow
 
 def test_int8_model_is_fully_int8_with_int8_io(tiny_tflite):
     seg = Segmenter(tiny_tflite["int8"])
-    assert np.dtype(seg.input_detail["dtype"]) == np.int8 and np.dtype(seg.output_detail["dtype"]) == np.int8
+    assert seg.input.dtype == np.int8 and seg.output.dtype == np.int8
     res = tiny_tflite["int8_result"]
     assert res.ops.fully_int8, res.ops.non_int8_ops
     assert res.ops.ops["CONV_2D"] > 10 and "RESIZE_BILINEAR" in res.ops.ops
     for banned in ("TILE", "TRANSPOSE_CONV", "SHAPE", "STRIDED_SLICE", "QUANTIZE", "DEQUANTIZE"):
         assert banned not in res.ops.ops
-    assert tuple(int(v) for v in seg.input_detail["shape"]) == (1, 64, 96, 3)  # static batch of one
-    assert seg.input_detail["quantization"][0] == pytest.approx(1.0, rel=0.02)  # raw pixels in
+    assert seg.input.shape == (1, 64, 96, 3)  # static batch of one
+    assert seg.input.scale == pytest.approx(1.0, rel=0.02)  # raw pixels in
 
 
 def test_spec_is_embedded_and_read_without_flags(tiny_tflite, tiny_run):
@@ -39,13 +39,13 @@ def test_int8_agrees_with_the_float_model(tiny_tflite):
 
 
 def test_uint8_dynamic_and_strict(tiny_run, synthetic_data, tmp_path):
-    from converters.tflite import convert_keras
+    from edgeseg.converters.pipeline import convert
 
     quiet = dict(progress=False, log=lambda *_: None)
-    u8 = convert_keras(
+    u8 = convert(
         tiny_run / "model.keras",
         tmp_path / "u8.tflite",
-        target="int8",
+        precision="int8",
         io_dtype="uint8",
         calibration=synthetic_data,
         num_calibration=8,
@@ -54,26 +54,28 @@ def test_uint8_dynamic_and_strict(tiny_run, synthetic_data, tmp_path):
         **quiet,
     )
     seg = Segmenter(u8.path)
-    assert np.dtype(seg.input_detail["dtype"]) == np.uint8 and u8.ops.fully_int8
-    dyn = convert_keras(tiny_run / "model.keras", tmp_path / "dyn.tflite", target="dynamic", verify_images=2, **quiet)
+    assert seg.input.dtype == np.uint8 and u8.ops.fully_int8
+    dyn = convert(tiny_run / "model.keras", tmp_path / "dyn.tflite", precision="dynamic", verify_images=2, **quiet)
     assert not dyn.ops.fully_int8 and dyn.size_bytes < 0.5 * tiny_run.joinpath("model_float32.tflite").stat().st_size
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dyn.tflite", "u8.tflite"]  # no temp files left
 
 
 def test_conversion_errors(tiny_run, tmp_path):
-    from converters.tflite import convert_keras
+    from edgeseg.converters.pipeline import convert
 
     quiet = dict(progress=False, log=lambda *_: None)
     trained = ModelSpec.load(tiny_run / "spec.json")
     no_data = ModelSpec(input_hw=trained.input_hw, classes=trained.classes)  # records no training data
     with pytest.raises(EdgesegError, match="int8 needs calibration images"):
-        convert_keras(tiny_run / "model.keras", tmp_path / "x.tflite", target="int8", spec=no_data, **quiet)
+        convert(tiny_run / "model.keras", tmp_path / "x.tflite", precision="int8", spec=no_data, **quiet)
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ModelError, match="not a loadable Keras model"):
-        convert_keras(bad, **quiet)
-    with pytest.raises(EdgesegError, match="unknown target"):
-        convert_keras(tiny_run / "model.keras", target="bf16", **quiet)
+        convert(bad, **quiet)
+    with pytest.raises(EdgesegError, match="unknown precision 'bf16'"):
+        convert(tiny_run / "model.keras", precision="bf16", **quiet)
+    with pytest.raises(EdgesegError, match="onnx has no fp16 target: choose one of float32, int8"):
+        convert(tiny_run / "model.keras", format="onnx", precision="fp16", **quiet)
     assert not (tmp_path / "x.tflite").exists()
 
 
@@ -97,14 +99,14 @@ def test_fp16_halves_the_weights_and_keeps_the_argmax(tiny_run, tiny_tflite, tmp
     assert consts and {t.dtype for t in consts} == {"float16"}  # every float weight stored as float16
     assert any(op.name == "DEQUANTIZE" for op in graph.ops)  # widened at load where fp16 arithmetic is absent
     seg16, seg32 = Segmenter(out), Segmenter(f32)
-    assert np.dtype(seg16.input_detail["dtype"]) == np.float32  # float in and out, like the float32 model
+    assert seg16.input.dtype == np.float32  # float in and out, like the float32 model
     assert model_cost(out).macs == model_cost(f32).macs and model_cost(out).params == model_cost(f32).params
     agree = float(r.output.split("argmax agreement with the Keras model: ")[1].split("%")[0])
     assert agree > 99.0, r.output
     frame = np.random.default_rng(0).integers(0, 256, (72, 96, 3), dtype=np.uint8)
     assert (seg16.segment(frame) == seg32.segment(frame)).mean() > 0.99
     r = CliRunner().invoke(app, ["convert", str(tiny_run / "model.keras"), "--fp16", "--int8"])
-    assert r.exit_code == 1 and "choose one of --int8, --dynamic, --fp16 and --onnx" in r.output
+    assert r.exit_code == 1 and "choose one precision: --int8 and --fp16 were both given" in r.output
 
 
 @pytest.mark.slow
@@ -123,9 +125,9 @@ def test_onnx_export_matches_keras_and_runs_in_run_bench_and_eval(tiny_run, tiny
         ["convert", str(tiny_run / "model.keras"), "--onnx", "--out", str(out), "--calibration", str(synthetic_data)],
     )
     assert r.exit_code == 0, r.output
-    assert "argmax agreement with the Keras model: 100.00% of pixels on 8 images" in r.output
+    assert "argmax agreement with the Keras model: 100.00% of pixels on 8 held-out images of" in r.output
     seg = load_model(out)
-    assert seg.spec_source == "embedded" and seg.spec == load_model(tiny_tflite["float"]).spec
+    assert seg.describe()["spec_source"] == "embedded" and seg.spec == load_model(tiny_tflite["float"]).spec
     assert seg.describe()["runtime"] == "onnxruntime"
     runner = CliRunner()
     e_onnx = runner.invoke(app, ["eval", str(out), "--data", str(synthetic_data), "--json", str(tmp_path / "o.json")])
@@ -178,7 +180,7 @@ def test_int8_onnx_is_quantised_calibrated_and_close_to_float(tiny_run, syntheti
         app, ["convert", keras_path, "--onnx", "--int8", "--out", str(q8), *cal, "--num-calibration", "24"]
     )
     assert r.exit_code == 0, r.output
-    assert "int8 QDQ calibrated on 24 images" in r.output
+    assert "onnx int8" in r.output and "calibrated on 24 images" in r.output
     agree = float(r.output.split("argmax agreement with the Keras model: ")[1].split("%")[0])
     assert agree > 95.0, r.output
     graph = onnx.load(q8).graph
@@ -196,4 +198,4 @@ def test_int8_onnx_is_quantised_calibrated_and_close_to_float(tiny_run, syntheti
         scores[name] = json.loads((tmp_path / f"{name}.json").read_text())["miou"]
     assert scores["int8"] == pytest.approx(scores["float"], abs=0.03), scores
     bad = runner.invoke(app, ["convert", keras_path, "--onnx", "--fp16"])
-    assert bad.exit_code == 1 and "--onnx --int8 for an int8 ONNX" in bad.output
+    assert bad.exit_code == 1 and "onnx has no fp16 target: choose one of float32, int8" in bad.output

@@ -87,7 +87,7 @@ def test_fully_connected_counts_rows_times_units_times_features():
 
 @pytest.mark.slow
 def test_keras_model_is_counted_like_its_tflite(tiny_run, tiny_tflite):
-    from edgeseg.training.predict import KerasSegmenter, keras_cost
+    from edgeseg.predictors.keras import KerasSegmenter, keras_cost
 
     keras_seg = KerasSegmenter(tiny_run / "model.keras")
     macs, params = keras_cost(keras_seg.model)

@@ -45,8 +45,10 @@ def test_imports_and_help_without_tensorflow():
     check(
         run_blocked(
             textwrap.dedent("""
-        import edgeseg, edgeseg.cli, edgeseg.runtime, edgeseg.datasets, edgeseg.bench, edgeseg.evaluate
-        import camera, camera.loop, camera.sources
+        import edgeseg, edgeseg.cli, edgeseg.api, edgeseg.models, edgeseg.info, edgeseg.doctor, edgeseg.edgetpu
+        import edgeseg.predictors.tflite, edgeseg.predictors.onnx, edgeseg.predictors.keras
+        import edgeseg.datasets, edgeseg.bench, edgeseg.evaluate
+        import edgeseg.camera, edgeseg.camera.loop, edgeseg.camera.sources, edgeseg.camera.stream
         """)
             + cli("--help")
         )

@@ -9,9 +9,9 @@ runner = CliRunner()
 
 
 def test_doctor_reports_runtime_xnnpack_and_opencv(tmp_path, monkeypatch):
-    import camera.sources
+    import edgeseg.camera.sources as sources
 
-    monkeypatch.setattr(camera.sources, "available_cameras", lambda: [])  # whatever this machine has
+    monkeypatch.setattr(sources, "available_cameras", lambda: [])  # whatever this machine has
     r = runner.invoke(app, ["doctor", "--json", str(tmp_path / "d.json")])
     assert r.exit_code == 0, r.output
     checks = {c["name"]: c for c in json.loads((tmp_path / "d.json").read_text())["checks"]}
@@ -21,7 +21,7 @@ def test_doctor_reports_runtime_xnnpack_and_opencv(tmp_path, monkeypatch):
     assert checks["Edge TPU"]["status"] in ("INFO", "OK") and "libedgetpu" in checks["Edge TPU"]["detail"]
     assert checks["cameras"]["status"] == "WARN" and "no camera opens" in checks["cameras"]["detail"]
     assert "OK   ai-edge-litert" in r.output
-    monkeypatch.setattr(camera.sources, "available_cameras", lambda: [0, 2])
+    monkeypatch.setattr(sources, "available_cameras", lambda: [0, 2])
     r = runner.invoke(app, ["doctor", "--json", str(tmp_path / "d.json")])
     checks = {c["name"]: c for c in json.loads((tmp_path / "d.json").read_text())["checks"]}
     assert checks["cameras"]["status"] == "OK" and checks["cameras"]["detail"] == "indices that open: 0, 2"
@@ -43,16 +43,16 @@ def test_doctor_reads_opencvs_build_for_ffmpeg_and_v4l2():
 
 def test_tflite_runtime_built_for_numpy_1_is_a_fail_with_a_fix(monkeypatch):
     import edgeseg.doctor
-    import edgeseg.runtime
+    import edgeseg.predictors.tflite as tflite
 
-    real = edgeseg.runtime.importlib.import_module
+    real = tflite.importlib.import_module
 
     def fake_import(name, *a, **k):
         if name == "tflite_runtime.interpreter":
             raise AttributeError("_ARRAY_API not found")  # what numpy 2 does to a module built for numpy 1
         return real(name, *a, **k)
 
-    monkeypatch.setattr(edgeseg.runtime.importlib, "import_module", fake_import)
+    monkeypatch.setattr(tflite.importlib, "import_module", fake_import)
     real_version = edgeseg.doctor.installed_version
     monkeypatch.setattr(
         edgeseg.doctor, "installed_version", lambda d: "2.14.0" if d == "tflite-runtime" else real_version(d)
@@ -167,7 +167,7 @@ def test_board_checks_on_a_pi_and_on_32_bit_arm():
 
 
 def test_doctor_lists_gpus_and_what_training_does_with_them():
-    from edgeseg.doctor import gpu_checks
+    from edgeseg.training.checks import gpu_checks
 
     two = [
         {"index": 0, "name": "NVIDIA H100", "compute_capability": (9, 0), "memory_mib": 81559},

@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from converters.edgetpu import INSTALL_HINT, lint, parse_compiler_log
 from edgeseg.cli import app
+from edgeseg.converters.edgetpu import INSTALL_HINT, parse_compiler_log
+from edgeseg.edgetpu import lint
 from tests.conftest import shared_path
 
 FIX = Path(__file__).parent / "fixtures" / "edgetpu"
@@ -14,7 +15,6 @@ runner = CliRunner()
 
 def _tconv_model(tmp_path, activation: bool) -> Path:
     import keras
-    import tensorflow as tf
 
     from tests import toy
 
@@ -24,7 +24,7 @@ def _tconv_model(tmp_path, activation: bool) -> Path:
     if activation:
         x = L.ReLU()(x)
     p = tmp_path / f"tconv_{activation}.tflite"
-    p.write_bytes(toy._convert(keras.Model(inp, L.Conv2D(3, 1)(x)), (16, 16), tf.int8))
+    p.write_bytes(toy._convert(keras.Model(inp, L.Conv2D(3, 1)(x)), (16, 16), "int8"))
     return p
 
 
@@ -75,7 +75,7 @@ def _ops(*spec):
 
 
 def test_partition_follows_data_dependencies_not_op_order():
-    from converters.edgetpu import partition
+    from edgeseg.edgetpu import partition
 
     # 0: CPU-only op on the graph input (prefix); 1, 2: TPU; 3: unmapped after TPU (suffix); 4 depends on 3
     # (suffix); 5 depends only on TPU ops and stays on the TPU although it comes after 3 and 4 in op order
@@ -98,14 +98,13 @@ def test_partition_follows_data_dependencies_not_op_order():
 @pytest.mark.slow
 def test_lint_float_io_quantize_is_a_cpu_prefix_and_dequantize_a_suffix(tmp_path):
     import keras
-    import tensorflow as tf
 
     from tests import toy
 
     inp = keras.Input((16, 16, 3))
     p = tmp_path / "float_io.tflite"
     p.write_bytes(
-        toy._convert(keras.Model(inp, keras.layers.Conv2D(4, 3, padding="same")(inp)), (16, 16), tf.float32)
+        toy._convert(keras.Model(inp, keras.layers.Conv2D(4, 3, padding="same")(inp)), (16, 16), "float32")
     )  # int8 inside, float input and output
     from edgeseg.tflite_file import read_graph, read_model_bytes
 
@@ -119,7 +118,7 @@ def test_lint_float_io_quantize_is_a_cpu_prefix_and_dequantize_a_suffix(tmp_path
 
 def test_lint_keeps_large_upscales_on_the_cpu(tmp_path):
     """A resize that enlarges more than 8x is predicted on the CPU (inferred from the Coral pair); 2x maps."""
-    from converters.edgetpu import check_op
+    from edgeseg.edgetpu import check_op
     from edgeseg.tflite_file import GraphOp, GraphTensor
 
     def tensors(h_in, h_out):

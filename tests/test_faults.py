@@ -85,7 +85,7 @@ def test_numeric_options_are_range_checked_before_native_code(toy_models):
         invoke("run", m, "--camera", 0, "--camera-size", "9000x9000", "--no-show"),
         r"--camera-size: 9000x9000 is outside",
     )
-    from camera.sources import SyntheticSource
+    from edgeseg.camera.sources import SyntheticSource
 
     src = SyntheticSource((2048, 4096))  # large but allowed: the pre-rendered cycle shrinks to fit its budget
     assert len(src.cycle) * 2048 * 4096 * 3 <= 256 * 2**20
@@ -115,7 +115,8 @@ SPEC_MUTATIONS = {
     ),
     "no classes": (lambda d: json.dumps({**d, "classes": []}).encode(), r"classes must be a list of 1\.\.1024"),
     "size as text": (lambda d: json.dumps({**d, "input_hw": ["288", "384"]}).encode(), r"input_hw must be"),
-    "zero std": (lambda d: json.dumps({**d, "std": [0, 1, 1]}).encode(), r"std must be non-zero"),
+    "zero std": (lambda d: json.dumps({**d, "std": [0, 1, 1]}).encode(), r"std must be at least 1e-06 in size"),
+    "underflowing std": (lambda d: json.dumps({**d, "std": [1e-300] * 3}).encode(), r"std must be at least 1e-06"),
     "huge ignore": (lambda d: json.dumps({**d, "ignore_index": 10**12}).encode(), r"ignore_index must be"),
 }
 
@@ -425,7 +426,7 @@ def test_train_and_convert_without_tensorflow_say_what_to_install(tmp_path):
 
 # ------------------------------------------------------------------------------------ 8. --serve hygiene
 def test_serve_drops_idle_clients_and_caps_connections(monkeypatch):
-    import camera.serve as serve
+    import edgeseg.camera.serve as serve
 
     monkeypatch.setattr(serve.StreamHandler, "timeout", 0.5)
     fs = serve.FrameServer("127.0.0.1", 0, max_connections=2)

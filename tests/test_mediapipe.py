@@ -37,9 +37,10 @@ def uint8_model(tiny_run, synthetic_data) -> Path:
 
 def test_mediapipe_metadata_is_standard_and_int8_gets_uint8_io(tiny_run, uint8_model, synthetic_data):
     from edgeseg.cli import app
-    from edgeseg.runtime import Segmenter
+    from edgeseg.predictors.tflite import Segmenter
     from edgeseg.spec import ModelSpec
-    from edgeseg.tflite_file import read_metadata, read_standard_metadata
+    from edgeseg.tflite_file import read_metadata
+    from edgeseg.tflite_metadata import read_standard_metadata
 
     spec = ModelSpec.load(tiny_run / "spec.json")
     out = uint8_model
@@ -50,7 +51,7 @@ def test_mediapipe_metadata_is_standard_and_int8_gets_uint8_io(tiny_run, uint8_m
     raw = read_metadata(buf)["TFLITE_METADATA"]
     assert raw[4:8] == b"M001" and b"SEGMENTER_METADATA" in raw and b"V001" in raw
     seg = Segmenter(out)
-    assert np.dtype(seg.input_detail["dtype"]) == np.uint8 and seg.spec_source == "embedded"
+    assert seg.input.dtype == np.uint8 and seg.spec_source == "embedded"
     frame = cv2.imread(str(sorted((synthetic_data / "images").iterdir())[0]))
     assert seg.segment(frame).shape == frame.shape[:2]
 
@@ -58,7 +59,7 @@ def test_mediapipe_metadata_is_standard_and_int8_gets_uint8_io(tiny_run, uint8_m
     bad = runner.invoke(app, ["convert", str(tiny_run / "model.keras"), "--int8", "--io", "int8", "--mediapipe"])
     assert bad.exit_code == 1 and "use --io uint8 with --int8" in bad.output and "Traceback" not in bad.output
     bad = runner.invoke(app, ["convert", str(tiny_run / "model.keras"), "--onnx", "--mediapipe"])
-    assert bad.exit_code == 1 and "cannot go with --onnx" in bad.output
+    assert bad.exit_code == 1 and "cannot go with --to onnx" in bad.output
 
 
 def _mediapipe_segment(model: Path, images: list[Path], out: Path) -> dict:
@@ -77,7 +78,7 @@ def test_mediapipe_image_segmenter_matches_edgeseg(tiny_run, uint8_model, synthe
     model with mean = std = 127.5, so a wrong reading shows) and its activation (softmax confidences)."""
     if not MEDIAPIPE_PYTHON.exists():
         pytest.skip(f"needs {MEDIAPIPE_PYTHON}: run scripts/setup-mediapipe.sh (it installs Google's mediapipe)")
-    from edgeseg.runtime import Segmenter
+    from edgeseg.predictors.tflite import Segmenter
     from edgeseg.spec import ModelSpec
 
     spec = ModelSpec.load(tiny_run / "spec.json")

@@ -3,10 +3,11 @@ import pytest
 
 from edgeseg.errors import ModelError
 from edgeseg.postprocess import OutputKind, index_mask, output_kind
+from edgeseg.tensors import TensorInfo
 
 
 def detail(shape, dtype, q=(0.0, 0)):
-    return {"name": "out", "shape": np.array(shape), "dtype": dtype, "quantization": q}
+    return TensorInfo("out", tuple(shape), dtype, *q)
 
 
 def test_int8_scores_argmax_on_signed_integers():

@@ -3,20 +3,21 @@ import pytest
 
 from edgeseg.preprocess import Geometry, dequantize, fit, preprocess, quantize, restore_mask, to_tensor
 from edgeseg.spec import ModelSpec
+from edgeseg.tensors import TensorInfo
 
-INT8_RAW = {"dtype": np.int8, "quantization": (1.0, -128), "shape": [1, 32, 64, 3]}
-UINT8_RAW = {"dtype": np.uint8, "quantization": (1.0, 0), "shape": [1, 32, 64, 3]}
-FLOAT = {"dtype": np.float32, "quantization": (0.0, 0), "shape": [1, 32, 64, 3]}
+INT8_RAW = TensorInfo("image", (1, 32, 64, 3), np.int8, 1.0, -128)
+UINT8_RAW = TensorInfo("image", (1, 32, 64, 3), np.uint8, 1.0, 0)
+FLOAT = TensorInfo("image", (1, 32, 64, 3), np.float32)
 
 
 def spec(**kw):
     return ModelSpec(input_hw=(32, 64), classes=("a", "b"), **kw)
 
 
-def reference_quantize(x, detail):  # the formula, written out once more on purpose
-    s, z = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / s + z), info.min, info.max).astype(detail["dtype"])
+def reference_quantize(x, t):  # the formula, written out once more on purpose
+    s, z = t.scale, t.zero_point
+    info = np.iinfo(t.dtype)
+    return np.clip(np.round(x / s + z), info.min, info.max).astype(t.dtype)
 
 
 def test_stretch_non_square_frame_lands_in_numpy_order(frame_nonsquare):
@@ -52,12 +53,12 @@ def test_fast_integer_path_equals_the_quantisation_formula(detail):
     img = np.random.default_rng(0).integers(0, 256, (32, 64, 3), dtype=np.uint8)
     fast = to_tensor(img, spec(), detail)
     slow = reference_quantize(img[..., ::-1].astype(np.float32), detail)[None]
-    assert fast.dtype == np.dtype(detail["dtype"]) and np.array_equal(fast, slow)
+    assert fast.dtype == detail.dtype and np.array_equal(fast, slow)
 
 
 def test_general_quantisation_with_normalisation():
     # DeepLab-style input: real in [-1, 1], uint8 with scale 1/128 and zero point 128
-    detail = {"dtype": np.uint8, "quantization": (1 / 128, 128)}
+    detail = TensorInfo("image", (1, 32, 64, 3), np.uint8, 1 / 128, 128)
     s = spec(mean=127.5, std=127.5)
     img = np.array([[[0, 128, 255]]], np.uint8)
     out = to_tensor(img, s, detail)
@@ -78,7 +79,7 @@ def test_float_input_normalised_and_rgb_ordered():
 
 
 def test_quantize_dequantize_round_trip_and_clipping():
-    d = {"dtype": np.int8, "quantization": (0.5, 3)}
+    d = TensorInfo("x", (4,), np.int8, 0.5, 3)
     q = quantize(np.array([-100.0, 0.0, 1.0, 100.0]), d)
     assert q.tolist() == [-128, 3, 5, 127]
     assert dequantize(q, d).tolist() == [-65.5, 0.0, 1.0, 62.0]

@@ -3,7 +3,7 @@ import pytest
 
 from edgeseg.errors import ModelError, RuntimeUnavailable
 from edgeseg.postprocess import OutputKind
-from edgeseg.runtime import Segmenter, pick_runtime
+from edgeseg.predictors.tflite import Segmenter, pick_runtime
 from edgeseg.spec import ModelSpec
 from tests.conftest import shared_path
 from tests.toy import solid
@@ -13,7 +13,7 @@ RED, GREEN, BLUE = (0, 0, 255), (0, 255, 0), (255, 0, 0)  # BGR
 
 @pytest.mark.parametrize("name", ["scores_float", "scores_int8", "scores_uint8"])
 def test_score_outputs_give_the_dominant_colour_class(toy_models, name):
-    seg = Segmenter(toy_models[name], num_threads=1)
+    seg = Segmenter(toy_models[name], threads=1)
     assert seg.kind is OutputKind.SCORES and seg.spec.num_classes == 3
     for colour, cls in ((RED, 0), (GREEN, 1), (BLUE, 2)):
         mask = seg.segment(solid(colour))
@@ -51,7 +51,7 @@ def test_mask_matches_a_non_square_frame_and_timings_are_recorded(toy_models):
 
 def test_default_spec_for_quantised_input_feeds_raw_pixels(toy_models):
     seg = Segmenter(toy_models["scores_uint8"])
-    s, zp = seg.input_detail["quantization"]
+    s, zp = seg.input.scale, seg.input.zero_point
     assert not seg.embedded_spec
     # q = (pixel - mean) / std / s + zp must equal the pixel itself
     assert seg.spec.mean[0] == pytest.approx(zp) and seg.spec.std[0] == pytest.approx(1 / s)
@@ -75,8 +75,14 @@ def test_models_that_are_not_image_segmenters_are_rejected(toy_models, tmp_path)
 
 
 def test_unknown_runtime_and_delegate(toy_models):
-    with pytest.raises(RuntimeUnavailable, match="unknown runtime 'onnx'"):
+    with pytest.raises(RuntimeUnavailable, match="unknown TFLite runtime 'onnx': choose one of litert, tflite-runtime"):
         Segmenter(toy_models["scores_float"], runtime="onnx")
+    from edgeseg.predictors import open_predictor
+
+    with pytest.raises(RuntimeUnavailable, match="unknown runtime 'tvm'"):
+        open_predictor(toy_models["scores_float"], runtime="tvm")
+    with pytest.raises(ModelError, match="--runtime onnx runs .onnx models, not .tflite"):
+        open_predictor(toy_models["scores_float"], runtime="onnx")
     with pytest.raises(RuntimeUnavailable, match="unknown delegate 'gpu'"):
         Segmenter(toy_models["scores_float"], delegate="gpu")
     with pytest.raises(RuntimeUnavailable, match="Edge TPU delegate"):
@@ -91,7 +97,7 @@ def test_runtime_choice_order():
 
 
 def test_peer_deeplab_uint8_index_map():
-    seg = Segmenter(shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant.tflite"), num_threads=2)
+    seg = Segmenter(shared_path("models", "peers", "deeplabv3_mnv2_pascal_quant.tflite"), threads=2)
     assert seg.kind is OutputKind.INDEX and seg.input_hw == (513, 513)
     frame = np.full((240, 320, 3), 127, np.uint8)
     mask = seg.segment(frame)
@@ -114,8 +120,9 @@ def test_peer_edgetpu_model_without_the_edge_tpu_says_so():
         Segmenter(p, delegate="cpu")
 
 
-def test_both_predictors_keep_the_protocol_and_say_where_their_spec_came_from(toy_models, tmp_path):
-    from edgeseg.models import Predictor, load_model
+def test_open_model_gives_a_predictor_that_says_where_its_spec_came_from(toy_models, tmp_path):
+    from edgeseg.models import open_model as load_model
+    from edgeseg.predictors import Predictor
 
     seg = load_model(toy_models["scores_int8"])
     assert isinstance(seg, Predictor) and seg.spec_source in ("embedded", "inferred")
@@ -127,13 +134,14 @@ def test_both_predictors_keep_the_protocol_and_say_where_their_spec_came_from(to
     x, _ = given.prepare(np.zeros((8, 8, 3), np.uint8))
     given.set_input(x)
     given.invoke_only()
-    assert given.interpreter.get_tensor(given.output_detail["index"]).shape == tuple(given.output_detail["shape"])
+    assert given.interpreter.get_tensor(given._out_idx).shape == given.output.shape
 
 
 def test_standard_tflite_metadata_gives_normalisation_and_labels():
     """MediaPipe's selfie segmenter carries TFLite Metadata (NormalizationOptions mean 0, std 255) and a packed
     labels.txt ("selfie"): edgeseg reads both instead of guessing."""
-    from edgeseg.tflite_file import read_model_bytes, read_standard_metadata
+    from edgeseg.tflite_file import read_model_bytes
+    from edgeseg.tflite_metadata import read_standard_metadata
 
     path = shared_path("models", "peers", "selfie_segmentation.tflite")
     assert read_standard_metadata(read_model_bytes(path)) == {"mean": [0.0], "std": [255.0], "labels": ["selfie"]}
@@ -143,8 +151,8 @@ def test_standard_tflite_metadata_gives_normalisation_and_labels():
 
 
 def test_a_labels_file_names_a_models_classes(tmp_path, toy_models):
-    from edgeseg.models import load_model
-    from edgeseg.runtime import read_labels
+    from edgeseg.models import open_model as load_model
+    from edgeseg.predictors.spec_source import read_labels
 
     f = tmp_path / "labels.txt"
     f.write_text("0 background\n1: person\n\nbicycle\n")

@@ -20,8 +20,8 @@ def test_loads_and_runs_without_tensorflow():
         "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
         "import numpy as np\n"
         "from edgeseg.assets import default_model\n"
-        "from edgeseg.runtime import Segmenter\n"
-        "m = Segmenter(default_model(), num_threads=2)\n"
+        "from edgeseg.predictors.tflite import Segmenter\n"
+        "m = Segmenter(default_model(), threads=2)\n"
         "mask = m.segment(np.zeros((360, 480, 3), np.uint8))\n"
         "assert mask.shape == (360, 480) and m.runtime.name == 'litert'\n"
         "print('OK', m.spec.input_hw)"
@@ -47,9 +47,9 @@ def test_the_family_is_what_the_cards_list():
 
 @pytest.mark.parametrize("name", sorted(CARDS))
 def test_only_int8_ops_camvid_classes_and_the_cost_of_its_card(name):
-    from converters.verify import op_report
+    from edgeseg.converters.verify import op_report
     from edgeseg.cost import model_cost
-    from edgeseg.runtime import Segmenter
+    from edgeseg.predictors.tflite import Segmenter
 
     path = _shipped(name)
     hw, gmacs, resizes, _ = CARDS[name]
@@ -71,11 +71,11 @@ def test_only_int8_ops_camvid_classes_and_the_cost_of_its_card(name):
 def test_val_miou_on_a_few_frames_stays_above_a_floor(name):
     from edgeseg.datasets import open_dataset
     from edgeseg.evaluate import evaluate
-    from edgeseg.runtime import Segmenter
+    from edgeseg.predictors.tflite import Segmenter
 
     path = _shipped(name)
     ds = open_dataset(shared_path("data", "camvid"), "val")
-    res = evaluate(Segmenter(path, num_threads=2), ds, limit=12)
+    res = evaluate(Segmenter(path, threads=2), ds, limit=12)
     assert res["miou"] > CARDS[name][3], res["per_class_iou"]  # the full val figures are in docs/models/
 
 

@@ -33,7 +33,8 @@ def test_run_folder_holds_model_spec_and_history(tiny_run, synthetic_data):
 def test_model_shapes_and_edge_tpu_friendly_layers():
     import keras
 
-    from edgeseg.training.model import BACKBONES, build_unet
+    from edgeseg.choices import BACKBONES
+    from edgeseg.training.model import build_unet
 
     for backbone in BACKBONES:
         m = build_unet(4, (64, 96), backbone, alpha=0.75 if backbone != "mobilenet_v2" else 0.35, decoder="tiny")
@@ -116,17 +117,17 @@ def test_nano_decoder_and_an_encoder_cut_at_stride_16():
 
 
 def test_dense_decoder_converts_to_an_all_int8_edge_tpu_ready_graph(tmp_path, synthetic_data, tiny_run):
-    from converters.edgetpu import lint
-    from converters.tflite import convert_keras
+    from edgeseg.converters.pipeline import convert
+    from edgeseg.edgetpu import lint
     from edgeseg.training.model import Decoder, build_unet
 
     spec = ModelSpec.load(tiny_run / "spec.json")
     small = Decoder((16, 12, 8), block="dense", skip_widths=(8, 8, 8), top_width=16)
     build_unet(spec.num_classes, (64, 96), alpha=0.35, decoder=small).save(tmp_path / "dense.keras")
-    res = convert_keras(
+    res = convert(
         tmp_path / "dense.keras",
         tmp_path / "dense.tflite",
-        target="int8",
+        precision="int8",
         spec=spec,
         calibration=synthetic_data,
         num_calibration=8,

@@ -13,26 +13,18 @@ import numpy as np
 HW = (24, 40)
 
 
-def _convert(model, hw, int_type=None, rep=None, input_float=True, io=None):
-    import tensorflow as tf
+def _convert(model, hw, int_type=None, io=None):
+    from edgeseg.converters.tflite import int8_settings, keras_converter
 
-    fn = tf.function(
-        lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec((1, *hw, model.inputs[0].shape[-1]), tf.float32)],
-    )
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    conv = keras_converter(model)
     if int_type is not None:
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
 
         def gen():
             rng = np.random.default_rng(0)
             for _ in range(16):
                 yield [rng.uniform(0, 255, (1, *hw, model.inputs[0].shape[-1])).astype(np.float32)]
 
-        conv.representative_dataset = gen
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = int_type
-        conv.inference_output_type = io or int_type
+        int8_settings(conv, gen, int_type, io or int_type)
     return conv.convert()
 
 
@@ -65,8 +57,8 @@ def build_all(folder: Path) -> dict[str, Path]:
 
     scores = _scores_model(HW)
     save("scores_float", _convert(scores, HW))
-    save("scores_int8", _convert(scores, HW, tf.int8))
-    save("scores_uint8", _convert(scores, HW, tf.uint8))
+    save("scores_int8", _convert(scores, HW, "int8"))
+    save("scores_uint8", _convert(scores, HW, "uint8"))
 
     inp = keras.Input((*HW, 3))
     idx = keras.layers.Lambda(lambda t: tf.argmax(t, axis=-1))(scores(inp))
@@ -82,7 +74,7 @@ def build_all(folder: Path) -> dict[str, Path]:
 
     # A float input gets [0, 1] by the default spec; a quantised one gets raw pixels 0..255.
     save("prob_float", _convert(prob_model(50.0), HW))
-    save("prob_int8", _convert(prob_model(0.05), HW, tf.int8))
+    save("prob_int8", _convert(prob_model(0.05), HW, "int8"))
 
     grey = _scores_model(HW, classes=2, channels=1)
     save("grey_input", _convert(grey, HW))

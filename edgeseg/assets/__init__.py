@@ -23,6 +23,7 @@ def shipped_model(name: str) -> Path | None:
 
 
 def default_model() -> Path | None:
+    """The default shipped model's file (small), or None when this install does not have it."""
     return shipped_model(DEFAULT_NAME)
 
 

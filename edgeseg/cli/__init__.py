@@ -37,6 +37,7 @@ app.command()(tools.demo)
 
 
 def main() -> None:
+    """The `edgeseg` command's entry point."""
     app()
 
 

@@ -11,7 +11,19 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.choices import DELEGATES, FORMATS, IO_DTYPES, RUNTIMES, SPLITS, STRATEGIES, VIEWS, choice_enum
+from edgeseg.choices import (
+    BACKBONES,
+    DECODERS,
+    DELEGATES,
+    EXPORT_FORMATS,
+    FORMATS,
+    IO_DTYPES,
+    RUNTIMES,
+    SPLITS,
+    STRATEGIES,
+    VIEWS,
+    choice_enum,
+)
 from edgeseg.errors import EdgesegError
 from edgeseg.limits import MAX_THREADS
 
@@ -22,8 +34,11 @@ SplitChoice = choice_enum("SplitChoice", SPLITS)
 IODtypeChoice = choice_enum("IODtypeChoice", IO_DTYPES)
 ViewChoice = choice_enum("ViewChoice", VIEWS)
 StrategyChoice = choice_enum("StrategyChoice", STRATEGIES)
+ExportFormatChoice = choice_enum("ExportFormatChoice", EXPORT_FORMATS)
+BackboneChoice = choice_enum("BackboneChoice", BACKBONES)
+DecoderChoice = choice_enum("DecoderChoice", DECODERS)
 
-RuntimeOpt = Annotated[RuntimeChoice, typer.Option(help="TFLite runtime.")]
+RuntimeOpt = Annotated[RuntimeChoice, typer.Option(help="Runtime (auto: the one the model file calls for).")]
 DelegateOpt = Annotated[DelegateChoice, typer.Option(help="cpu, edgetpu, or auto (by file).")]
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="Interpreter threads.")]
 LabelsOpt = Annotated[
@@ -40,6 +55,7 @@ MODEL_HELP = "The model by path or shipped name (nano, small), instead of the MO
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
+    """Say `message` as one red line on stderr; the Exit to raise with `code`."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
 
@@ -101,6 +117,7 @@ def writable(*files: Path | None, folders: tuple[Path | None, ...] = ()) -> None
 
 
 def write_json(path: Path, data: dict) -> None:
+    """Write `data` as JSON to `path` atomically and say where."""
     from edgeseg.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
@@ -116,17 +133,20 @@ def _json_default(o):
 
 
 def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ log lines off the terminal (set before TensorFlow is imported)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 def progress(desc: str):
+    """A progress bar callback (done, total) on a terminal, else None."""
     from edgeseg.progress import progress_bar
 
     return progress_bar(desc)
 
 
 def fmt(v, spec: str = ".1f") -> str:
+    """A number for a table, or n/a for None."""
     return "n/a" if v is None else format(v, spec)
 
 
@@ -145,6 +165,7 @@ def one_model(argument: str | None, option: str | None, default: bool) -> Path:
 
 
 def default_model() -> Path:
+    """The shipped default model, or an EdgesegError that says how to give one."""
     from edgeseg.assets import default_model
 
     path = default_model()

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from edgeseg.cli.common import IODtypeChoice, JsonOpt, handles_errors, progress, quiet_tensorflow, writable, write_json
+from edgeseg.cli.common import (
+    ExportFormatChoice,
+    IODtypeChoice,
+    JsonOpt,
+    handles_errors,
+    progress,
+    quiet_tensorflow,
+    writable,
+    write_json,
+)
 from edgeseg.errors import EdgesegError
 from edgeseg.limits import MAX_IMAGES
 
@@ -17,6 +27,13 @@ from edgeseg.limits import MAX_IMAGES
 def convert(
     model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Trained .keras model.")],
     *,
+    to: Annotated[
+        ExportFormatChoice | None,
+        typer.Option(
+            "--to",
+            help="tflite (LiteRT, the Edge TPU, MediaPipe) or onnx (ONNX Runtime, OpenVINO, Hailo, RKNN; opset 17).",
+        ),
+    ] = None,
     int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (calibrated).")] = False,
     dynamic: Annotated[bool, typer.Option("--dynamic", help="Dynamic range: int8 weights, float activations.")] = False,
     fp16: Annotated[
@@ -25,6 +42,7 @@ def convert(
             "--fp16", help="float16 weights (half the size; fp16 arithmetic on CPUs that have it, such as the Pi 5's)."
         ),
     ] = False,
+    onnx: Annotated[bool, typer.Option("--onnx", help="The same as --to onnx.")] = False,
     calibration: Annotated[
         Path | None,
         typer.Option(
@@ -41,7 +59,7 @@ def convert(
         Path | None,
         typer.Option(exists=True, dir_okay=False, help="Model spec JSON (default: spec.json beside the model)."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output .tflite (default: beside the model).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output file (default: beside the model, named by target).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail if the int8 model keeps any float op.")] = False,
     edgetpu_check: Annotated[
         bool,
@@ -56,17 +74,9 @@ def convert(
         ),
     ] = None,
     verify: Annotated[
-        int, typer.Option(min=0, max=MAX_IMAGES, help="Images to compare float vs converted argmax on.")
+        int, typer.Option(min=0, max=MAX_IMAGES, help="Held-out images to compare float vs converted argmax on.")
     ] = 8,
     json_out: JsonOpt = None,
-    onnx: Annotated[
-        bool,
-        typer.Option(
-            "--onnx",
-            help="ONNX (opset 17) for ONNX Runtime, OpenVINO, Hailo or RKNN, instead of TFLite; with --int8, "
-            "statically quantised (QDQ).",
-        ),
-    ] = False,
     mediapipe: Annotated[
         bool,
         typer.Option(
@@ -77,115 +87,93 @@ def convert(
     ] = False,
 ) -> None:
     """Convert a Keras model to TFLite (float32 by default) or ONNX, embed its spec, verify the result."""
-    if int8 + dynamic + fp16 + onnx > 1 and not (onnx and int8 and not (dynamic or fp16)):
-        raise EdgesegError("choose one of --int8, --dynamic, --fp16 and --onnx (or --onnx --int8 for an int8 ONNX)")
-    writable(out, json_out, folders=(report, model.parent if out is None else None))  # default: beside it
-    quiet_tensorflow()
-    if onnx and mediapipe:
-        raise EdgesegError("--mediapipe writes TFLite Metadata: it cannot go with --onnx")
-    io_dtype = io.value if io is not None else "uint8" if mediapipe and int8 else "int8"
-    if onnx:
-        for flag, given in (("--report", report), ("--edgetpu", edgetpu_check), ("--strict", strict)):
-            if given:
-                typer.secho(
-                    f"warning: {flag} checks a TFLite model: ignored with --onnx", fg=typer.colors.YELLOW, err=True
-                )
-        _convert_onnx(model, out, spec, calibration, verify, json_out, int8, num_calibration)
-        return
-    from converters.tflite import ConvertOptions, convert_keras  # TensorFlow stays out of `edgeseg run`
-
-    target = "int8" if int8 else "dynamic" if dynamic else "fp16" if fp16 else "float"
-    logged: set[str] = set()
-
-    def log(msg: str) -> None:
-        logged.add(msg)
-        typer.echo(msg)
+    from edgeseg.converters.pipeline import ConvertOptions  # numpy and OpenCV, no TensorFlow yet
 
     options = ConvertOptions(
-        target=target,
+        format=export_format(to, onnx),
+        precision=precision(int8=int8, fp16=fp16, dynamic=dynamic),
         spec=spec,
         calibration=calibration,
         num_calibration=num_calibration,
-        io_dtype=io_dtype,
+        io_dtype=io.value if io is not None else None,
         verify_images=verify,
         strict=strict,
         mediapipe=mediapipe,
+        report=report,
+        edgetpu=edgetpu_check,
         progress=sys.stderr.isatty(),
-        log=log,
     )
-    result = convert_keras(model, out, options)
-    r = result
+    options.check()  # a wrong combination is one line before TensorFlow loads
+    writable(out, json_out, folders=(report, model.parent if out is None else None))  # default: beside it
+    quiet_tensorflow()
+    from edgeseg.converters.pipeline import convert as run_conversion
+
+    said: set[str] = set()
+
+    def log(msg: str) -> None:
+        said.add(msg)
+        typer.secho(msg, fg=typer.colors.YELLOW, err=True) if msg.startswith("warning:") else typer.echo(msg)
+
+    r = run_conversion(model, out, replace(options, log=log))
     typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, {r.target}, {r.seconds:.1f} s)")
-    ops = ", ".join(f"{k} {v}" for k, v in sorted(r.ops.ops.items()))
-    typer.echo(f"ops: {ops}")
-    if r.target == "int8":
+    typer.echo("ops: " + ", ".join(f"{k} {v}" for k, v in sorted(r.ops.ops.items())))
+    if r.ops.fully_int8 is not None and options.precision == "int8":
         typer.echo("all ops and tensors int8" if r.ops.fully_int8 else f"NOT fully int8: {r.ops.non_int8_ops[:5]}")
+    if r.calibration_images:
         typer.echo(f"calibrated on {r.calibration_images} images")
     if r.agreement is not None:
-        typer.echo(
-            f"argmax agreement with the Keras model: {100 * r.agreement:.2f}% of pixels on {r.verify_images} images"
-        )
+        typer.echo(f"argmax agreement with the Keras model: {100 * r.agreement:.2f}% of pixels on {r.verified_on}")
     for w in r.warnings:
-        if f"warning: {w}" not in logged:  # calibration warnings were said before the work; say each once
+        if f"warning: {w}" not in said:  # what was said before the work is not said again
             typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
-    out_json = r.to_dict()
-    if report is not None:
-        if r.target != "int8":
-            typer.secho("warning: --report needs an int8 model: add --int8", fg=typer.colors.YELLOW, err=True)
-        else:
-            out_json["report"] = str(
-                _quant_report(
-                    model, r.path, report, calibration=calibration, spec=spec, num_calibration=num_calibration
-                )
-            )
-    if edgetpu_check:
-        if r.target != "int8":
-            typer.secho("warning: --edgetpu needs an int8 model: add --int8", fg=typer.colors.YELLOW, err=True)
-        else:
-            out_json["edgetpu"] = _edgetpu_report(r.path, True)
-    if json_out:
-        write_json(json_out, out_json)
-
-
-def _convert_onnx(
-    model: Path, out: Path | None, spec, calibration, verify: int, json_out, int8: bool, num_calibration: int
-) -> None:
-    from converters.onnx import convert_onnx
-
-    r = convert_onnx(
-        model,
-        out,
-        spec=spec,
-        calibration=calibration,
-        verify_images=verify,
-        int8=int8,
-        num_calibration=num_calibration,
-        log=typer.echo,
-    )
-    kind = "onnx opset 17" + (f", int8 QDQ calibrated on {r.calibration_images} images" if int8 else "")
-    typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, {kind}, {r.seconds:.1f} s)")
-    if r.agreement is not None:
-        typer.echo(
-            f"argmax agreement with the Keras model: {100 * r.agreement:.2f}% of pixels on {r.verify_images} images"
-        )
-    for w in r.warnings:
-        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    if r.report:
+        _print_report(r.report)
+    if r.edgetpu:
+        _print_edgetpu(r.edgetpu)
     if json_out:
         write_json(json_out, r.to_dict())
 
 
-def _quant_report(float_path: Path, int8_path: Path, folder: Path, **options) -> Path:
-    from converters.quant_report import report_for_files
+def export_format(to, onnx: bool) -> str:
+    """--to, with --onnx as its alias (EdgesegError when the two disagree)."""
+    if onnx and to is not None and to.value != "onnx":
+        raise EdgesegError(f"--onnx and --to {to.value} disagree: give one")
+    return "onnx" if onnx else (to.value if to is not None else "tflite")
+
+
+def precision(**flags: bool) -> str:
+    """The precision named by the one flag given (float32 when none; EdgesegError for more than one)."""
+    given = [name for name, on in flags.items() if on]
+    if len(given) > 1:
+        raise EdgesegError(f"choose one precision: --{' and --'.join(given)} were both given")
+    return given[0] if given else "float32"
+
+
+def _print_report(rep: dict) -> None:
+    typer.echo(
+        f"float mIoU {100 * rep['float_miou']:.2f}, int8 {100 * rep['int8_miou']:.2f} "
+        f"({100 * rep['delta_miou']:+.2f}); pixels that disagree {100 * rep['pixel_disagreement']:.2f}%"
+    )
+    for sgt in rep["suggestions"]:
+        typer.echo(f"  - {sgt}")
+    typer.echo(f"wrote {rep['path']}")
+
+
+def _print_edgetpu(result: dict) -> None:
+    from edgeseg.converters.edgetpu import format_compiler
+    from edgeseg.edgetpu import format_lint
+
+    for line in format_lint(result["lint"]):
+        typer.echo(line)
+    for line in format_compiler(result["compiler"]) if "compiler" in result else []:
+        typer.echo(line)
+
+
+def _quant_report(float_path: Path, int8_path: Path, folder: Path, **options) -> None:
+    from edgeseg.converters.quant_report import report_for_files
 
     path, res = report_for_files(float_path, int8_path, folder, progress=progress("report"), **options)
-    typer.echo(
-        f"float mIoU {100 * res['float_miou']:.2f}, int8 {100 * res['int8_miou']:.2f} "
-        f"({100 * res['delta_miou']:+.2f}); pixels that disagree {100 * res['pixel_disagreement']:.2f}%"
-    )
-    for sgt in res["suggestions"]:
-        typer.echo(f"  - {sgt}")
-    typer.echo(f"wrote {path}")
-    return path
+    _print_report({"path": str(path), **res})
 
 
 @handles_errors
@@ -225,46 +213,6 @@ def quant_report(
     _quant_report(float_model, int8_model, out, data=data, calibration=calibration, limit=limit, keras_path=keras)
 
 
-def _edgetpu_report(model: Path, compile_it: bool) -> dict:
-    from converters.edgetpu import SOURCE, compile_model, lint
-
-    rep = lint(model)
-    d = rep.to_dict()
-    typer.echo(f"Edge TPU lint of {model.name} ({d['ops']} ops) against {SOURCE}:")
-    if rep.compiled:
-        typer.echo("  already compiled for the Edge TPU (it holds an edgetpu-custom-op): not linted or compiled again")
-        compile_it = False
-    elif not rep.findings:
-        typer.secho("  every op is on the Edge TPU's supported list, int8, with static shapes", fg=typer.colors.GREEN)
-    for f in rep.findings:
-        colour = {"error": typer.colors.RED, "cpu": typer.colors.YELLOW}.get(f.severity)
-        typer.secho(f"  op {f.index:>3} {f.op:<20} {f.severity:<5} {f.reason}", fg=colour)
-    part = d["partition"]
-    verb = "the compiler put" if rep.compiled else "predicted after compiling:"
-    typer.echo(
-        f"  {verb} {part['edgetpu']} op(s) on the Edge TPU, {part['cpu-prefix']} on the CPU before it and "
-        f"{part['cpu-suffix']} after it" + (f": {', '.join(d['cpu_ops'])}" if d["cpu_ops"] else "")
-    )
-    result = {"lint": d}
-    if compile_it:
-        comp = compile_model(model)
-        result["compiler"] = comp
-        if "skipped" in comp:
-            typer.echo(f"  {comp['skipped']}")
-        elif comp.get("compiled"):
-            typer.echo(
-                f"  compiled ({comp.get('compiler_version')}): {comp.get('ops_on_tpu')} ops on the Edge TPU, "
-                f"{comp.get('ops_on_cpu', 0)} on the CPU; on-chip memory {comp.get('on_chip_used')}, "
-                f"output {comp.get('output_model')}"
-            )
-        else:
-            typer.secho(
-                f"  edgetpu_compiler refused the model: {'; '.join(comp['errors']) or 'see its log'}",
-                fg=typer.colors.RED,
-            )
-    return result
-
-
 @handles_errors
 def edgetpu(
     model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An int8 .tflite.")],
@@ -274,7 +222,10 @@ def edgetpu(
     json_out: JsonOpt = None,
 ) -> None:
     """Edge TPU readiness: lint the ops against the Edge TPU's supported list, then compile if possible."""
+    from edgeseg.converters.pipeline import edgetpu_step
+
     writable(json_out)
-    result = _edgetpu_report(model, compile_it)
+    result = edgetpu_step(model, compile_it)
+    _print_edgetpu(result)
     if json_out:
         write_json(json_out, result)

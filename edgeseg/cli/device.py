@@ -89,7 +89,7 @@ def bench(
     from edgeseg.assets import resolve_model
     from edgeseg.bench import bench_models, plots, to_csv, to_markdown
     from edgeseg.io import atomic_write_text
-    from edgeseg.models import load_model
+    from edgeseg.models import open_model
 
     writable(json_out, csv_out, md_out, folders=(plots_dir,))
     names = [*(models or []), *(model_opt or [])]
@@ -103,7 +103,7 @@ def bench(
         ds = open_dataset(data, split.value, format.value)
     report = bench_models(
         models,
-        lambda p, t: load_model(p, threads=t, delegate=delegate.value, runtime=runtime.value, labels=labels),
+        lambda p, t: open_model(p, threads=t, delegate=delegate.value, runtime=runtime.value, labels=labels),
         _thread_list(threads),
         runs,
         warmup,
@@ -215,14 +215,14 @@ def run(
     json_out: Annotated[Path | None, typer.Option("--stats", help="Write loop statistics (JSON) here.")] = None,
 ) -> None:
     """Segment a camera, a video, images or a stream in real time: show, record, serve to a browser."""
-    from camera.loop import LoopOptions, run_loop
-    from camera.sources import open_source
-    from edgeseg.models import load_model
+    from edgeseg.camera.loop import LoopOptions, run_loop
+    from edgeseg.camera.sources import open_source
+    from edgeseg.models import open_model
 
     model = one_model(model, model_opt, default=True)
     writable(record, json_out, folders=(save_masks, save_frames))
     if record is not None:
-        from camera.loop import check_record_path
+        from edgeseg.camera.loop import check_record_path
 
         check_record_path(record)
     from edgeseg.host import has_display
@@ -232,10 +232,10 @@ def run(
         show = False
     serve_at = None
     if serve:
-        from camera.serve import parse_serve
+        from edgeseg.camera.serve import parse_serve
 
         serve_at = parse_serve(serve)
-    m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, labels=labels)
+    m = open_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, labels=labels)
     lores = (m.spec.input_hw[1], m.spec.input_hw[0]) if picamera else None
     opts = LoopOptions(
         show=show,
@@ -316,7 +316,7 @@ def eval_(
     """Score a model on a dataset: mIoU, per-class IoU and pixel accuracy, at the labels' resolution."""
     from edgeseg.datasets import open_dataset
     from edgeseg.evaluate import evaluate
-    from edgeseg.models import load_model
+    from edgeseg.models import open_model
 
     if data is None:
         raise EdgesegError("eval needs --data DATASET (a folder with images and masks)")
@@ -325,11 +325,11 @@ def eval_(
     if model.suffix == ".keras":
         quiet_tensorflow()
     ds = open_dataset(data, split.value, format.value)
-    m = load_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, spec=spec, labels=labels)
+    m = open_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, spec=spec, labels=labels)
     res = evaluate(m, ds, limit, progress=progress("eval"), save_masks=save_masks)
     res["model"] = str(model)
     d = m.describe()
-    res["gmacs"], res["params"] = d.get("gmacs"), d.get("params")
+    res["gmacs"], res["params"] = d["gmacs"], d["params"]
     typer.echo(f"{model.name} on {ds.root} ({ds.split}, {res['images']} images)")
     width = max(len(c) for c in ds.classes)
     for name, v in res["per_class_iou"].items():

@@ -16,11 +16,12 @@ def doctor(
     json_out: JsonOpt = None,
 ) -> None:
     """Check this machine: runtimes, XNNPACK, Edge TPU, cameras, OpenCV build, Picamera2."""
+    from edgeseg.camera.checks import camera_checks
     from edgeseg.doctor import as_dicts, run_checks
+    from edgeseg.training.checks import gpu_checks
 
     writable(json_out)
-
-    checks = run_checks()
+    checks = run_checks(gpus=gpu_checks, cameras=camera_checks)
     colours = {"OK": typer.colors.GREEN, "WARN": typer.colors.YELLOW, "FAIL": typer.colors.RED, "INFO": None}
     width = max(len(c.name) for c in checks)
     for c in checks:

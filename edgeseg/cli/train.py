@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from edgeseg.cli.common import FormatChoice, StrategyChoice, handles_errors, parse_size, quiet_tensorflow, writable
+from edgeseg.cli.common import (
+    BackboneChoice,
+    DecoderChoice,
+    FormatChoice,
+    StrategyChoice,
+    handles_errors,
+    parse_size,
+    quiet_tensorflow,
+    writable,
+)
 
 
 @handles_errors
@@ -20,17 +29,17 @@ def train(
         typer.Option(exists=True, file_okay=False, help="Separate validation dataset (default: the val split)."),
     ] = None,
     size: Annotated[str, typer.Option(help="Model input WIDTHxHEIGHT (multiples of 32).")] = "224x224",
-    backbone: Annotated[
-        str, typer.Option(help="mobilenet_v2, mobilenet_v3_small or mobilenet_v3_large.")
-    ] = "mobilenet_v2",
+    backbone: Annotated[BackboneChoice, typer.Option(help="The encoder (ImageNet-shaped MobileNet).")] = (
+        BackboneChoice.mobilenet_v2
+    ),
     alpha: Annotated[float, typer.Option(min=0.1, max=4.0, help="Backbone width multiplier.")] = 1.0,
     decoder: Annotated[
-        str,
+        DecoderChoice,
         typer.Option(
-            help="Decoder: tiny, small, base, large (separable, 4 stages), dense (the int8 decoder) or nano "
-            "(the Pi 4 model's: dense blocks, stride 4, narrow)."
+            help="tiny, small, base, large (separable, 4 stages), dense (the int8 decoder) or nano "
+            "(the Pi 4 model's: dense blocks, stride 8, narrow)."
         ),
-    ] = "base",
+    ] = DecoderChoice.base,
     weights: Annotated[str | None, typer.Option(help="Backbone weights: none, imagenet or a .weights.h5 file.")] = None,
     epochs: Annotated[int, typer.Option(min=1, max=100_000)] = 30,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 8,
@@ -64,9 +73,7 @@ def train(
     quiet_tensorflow()
     from dataclasses import replace
 
-    from edgeseg.training.data import Augment
-    from edgeseg.training.train import CONFIG_FILE, TrainConfig
-    from edgeseg.training.train import train as run_training
+    from edgeseg.training.config import CONFIG_FILE, Augment, TrainConfig  # no TensorFlow: checked first
 
     where = {"strategy": strategy.value, "mixed_precision": mixed_precision, "jit_compile": jit_compile}
     if resume and (out / CONFIG_FILE).is_file():
@@ -78,9 +85,9 @@ def train(
             out=str(out),
             format=format.value,
             input_hw=parse_size(size, "--size"),
-            backbone=backbone,
+            backbone=backbone.value,
             alpha=alpha,
-            decoder=decoder,
+            decoder=decoder.value,
             weights=weights,
             epochs=epochs,
             batch_size=batch_size,
@@ -91,6 +98,8 @@ def train(
             val_data=str(val_data) if val_data else None,
             **where,
         )
+    from edgeseg.training.train import train as run_training
+
     result = run_training(cfg, resume=resume, log=typer.echo)
     typer.echo(f"best val mIoU {result['best_val_miou']:.4f}")
     if result["role"] in ("single", "chief"):

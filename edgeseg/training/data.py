@@ -9,7 +9,6 @@ becomes 255 inside the pipeline, and padding from the random crop is 255 too: th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -17,20 +16,10 @@ import tensorflow as tf
 from edgeseg.datasets import Dataset
 from edgeseg.metrics import class_pixels
 from edgeseg.preprocess import LETTERBOX_FILL
+from edgeseg.training.config import Augment
 
 IGNORE = 255
 PAD_PIXEL = float(LETTERBOX_FILL)  # the grey inference letterboxes with
-
-
-@dataclass(frozen=True)
-class Augment:
-    scale: tuple[float, float] = (0.75, 1.5)
-    flip: bool = True
-    jitter: float = 0.2  # brightness/contrast/saturation strength; hue gets a tenth of it
-
-    @classmethod
-    def none(cls) -> Augment:
-        return cls(scale=(1.0, 1.0), flip=False, jitter=0.0)
 
 
 def load_all(ds: Dataset, progress: Callable[[int, int], None] | None = None):
@@ -48,6 +37,7 @@ def load_all(ds: Dataset, progress: Callable[[int, int], None] | None = None):
 
 
 def class_frequencies(masks: list[np.ndarray], num_classes: int) -> np.ndarray:
+    """Each class's share of the labelled pixels of `masks`."""
     counts = class_pixels(masks, num_classes).astype(np.float64)
     return counts / max(counts.sum(), 1.0)
 
@@ -71,6 +61,19 @@ def train_pipeline(
     class_weights: np.ndarray | None = None,
     seed: int = 0,
 ) -> tf.data.Dataset:
+    """The training input as tf.data: shuffled, augmented in TensorFlow ops, with per-pixel weights, batched and
+    prefetched; repeats forever (Keras counts the steps).
+
+    Args:
+        images: RGB uint8 images (load_all's).
+        masks: their masks, the ignore label as 255.
+        input_hw: the model's (height, width): the random crop's size.
+        num_classes: for the per-class weights.
+        batch_size: the global batch.
+        augment: scale range, flips and colour jitter.
+        class_weights: a weight per class (None: all 1).
+        seed: the shuffle's and the augmentation's seed.
+    """
     h, w = input_hw
     weights = np.zeros(256, np.float32)
     weights[:num_classes] = 1.0 if class_weights is None else np.asarray(class_weights, np.float32)

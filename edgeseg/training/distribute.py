@@ -24,6 +24,8 @@ MIXED_PRECISION_MIN_CC = (7, 0)  # tensor cores: Volta and later
 
 @dataclass
 class Distribution:
+    """The tf.distribute strategy a run uses, with this process's role in it (single, chief or a worker)."""
+
     strategy: object  # a tf.distribute.Strategy
     name: str  # none, mirrored or multiworker
     replicas: int
@@ -32,6 +34,7 @@ class Distribution:
     task_index: int = 0
 
     def describe(self) -> str:
+        """One line for the log: the strategy, its replicas and this process's role."""
         return f"strategy {self.name}, {self.replicas} replica(s), role {self.role}"
 
 
@@ -75,6 +78,8 @@ def role_of(task_type: str, index: int, cluster: dict) -> tuple[str, bool]:
 
 
 def make_distribution(name: str = "auto") -> Distribution:
+    """The strategy for --strategy `name` (auto: mirrored over several GPUs, else the default); multiworker reads and
+    checks TF_CONFIG."""
     import tensorflow as tf
 
     if name == "multiworker":

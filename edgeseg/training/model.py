@@ -15,13 +15,15 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from edgeseg.choices import BACKBONES
 from edgeseg.errors import EdgesegError
+from edgeseg.predictors.keras import all_layers
 
 # For each backbone, the layers whose *input* is the skip feature at strides 2, 4, 8 and 16: the padding
 # layer in front of each stride-2 depthwise convolution, which sees the block's expanded activation. These
 # names are fixed by keras.applications; activation layers in MobileNetV3 are numbered by a global counter
 # and are not. The stride-32 feature is the backbone's output.
-SKIP_LAYERS = {
+SKIP_LAYERS = {  # the names are edgeseg.choices.BACKBONES
     "mobilenet_v2": ("block_1_pad", "block_3_pad", "block_6_pad", "block_13_pad"),
     "mobilenet_v3_small": (
         "expanded_conv_depthwise_pad",
@@ -36,7 +38,6 @@ SKIP_LAYERS = {
         "expanded_conv_12_depthwise_pad",
     ),
 }
-BACKBONES = tuple(SKIP_LAYERS)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Decoder:
     blocks: int = 2
 
 
-DECODERS = {
+DECODERS = {  # the names are edgeseg.choices.DECODERS
     "tiny": Decoder((64, 32, 24, 16)),
     "small": Decoder((96, 64, 32, 24)),
     "base": Decoder((128, 96, 64, 32)),
@@ -99,14 +100,6 @@ def _backbone(name: str, input_hw: tuple[int, int], alpha: float, weights: str |
     return model
 
 
-def all_layers(model: keras.Model):
-    """Every layer, nested models' layers included (and the nested models themselves)."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from all_layers(layer)
-
-
 def _conv_bn_relu(x, filters: int, kernel: int, name: str):
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name)(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
@@ -123,6 +116,7 @@ def _block(x, filters: int, kind: str, name: str):
 
 
 def decoder_for(decoder: str | tuple[int, ...] | Decoder) -> Decoder:
+    """A Decoder from a name of DECODERS, a tuple of widths, or a Decoder; EdgesegError for one that cannot be built."""
     if isinstance(decoder, Decoder):
         dec = decoder
     elif isinstance(decoder, str):
@@ -160,7 +154,15 @@ def build_unet(
 ) -> keras.Model:
     """A U-Net on a MobileNet encoder. Input: [B, H, W, 3] RGB 0..255. Output: [B, H, W, classes] logits.
 
-    H and W must be multiples of 32. `weights`: None, "imagenet" (Keras' download) or a weights file path.
+    Args:
+        num_classes: the output's classes (at least 2).
+        input_hw: (height, width), both multiples of 32.
+        backbone: one of edgeseg.choices.BACKBONES.
+        alpha: the backbone's width multiplier.
+        decoder: a name of DECODERS, a tuple of widths, or a Decoder.
+        weights: the backbone's weights: None, "imagenet" (Keras' download) or a weights file path.
+        dropout: before the logits.
+        bn_momentum: every BatchNormalization's momentum (keras.applications' 0.999 is too slow for short runs).
     """
     h, w = input_hw
     if h % 32 or w % 32:
@@ -192,7 +194,15 @@ def build_unet(
 
 def decode(x, skip_feats: list, dec: Decoder, num_classes: int, dropout: float = 0.1):
     """The decoder on the encoder's output `x` and its skip features (finest first): logits at the input size.
-    A function of its own so that benchmarks can time the decoder alone (benchmarks/int8_costs.py)."""
+    A function of its own so that benchmarks can time the decoder alone (benchmarks/int8_costs.py).
+
+    Args:
+        x: the encoder's output.
+        skip_feats: the skip features, finest first.
+        dec: the decoder's shape.
+        num_classes: the logits' channels.
+        dropout: before the logits.
+    """
     if dec.top_width:
         x = _conv_bn_relu(x, dec.top_width, 1, "decoder_top")
     skip_feats = list(reversed(skip_feats))[: len(dec.widths)]

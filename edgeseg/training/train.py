@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -24,163 +24,16 @@ import numpy as np
 from edgeseg import signals
 from edgeseg.datasets import open_dataset
 from edgeseg.errors import EdgesegError
-from edgeseg.io import atomic_path, atomic_write_text
-from edgeseg.metrics import ConfusionMatrix
-from edgeseg.postprocess import OutputKind, index_mask
-from edgeseg.preprocess import FLOAT_INPUT, preprocess, restore_mask
+from edgeseg.io import atomic_write_text
 from edgeseg.progress import progress_bar
 from edgeseg.spec import ModelSpec
-from edgeseg.training.data import Augment, load_all, median_frequency_weights, train_pipeline
+from edgeseg.training.callbacks import BestModel, SharedBackup, StopOnSignal, ValidationMIoU
+from edgeseg.training.config import CONFIG_FILE, TrainConfig, parse_class_weights
+from edgeseg.training.data import load_all, median_frequency_weights, train_pipeline
 from edgeseg.training.distribute import fix_keras_multiworker, make_distribution, wants_mixed_precision
 from edgeseg.training.model import build_unet
 
-SCORES_DETAIL = {"dtype": np.float32, "quantization": (0.0, 0)}  # the float logits' output, for index_mask
-CONFIG_FILE = "config.json"  # the settings a run started with, beside model.keras
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    out: str
-    format: str = "auto"
-    input_hw: tuple[int, int] = (224, 224)
-    backbone: str = "mobilenet_v2"
-    alpha: float = 1.0
-    decoder: str = "base"
-    weights: str | None = None
-    epochs: int = 30
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: int = 1
-    class_weights: str = "none"  # none | median | comma-separated list
-    augment: Augment = field(default_factory=Augment)
-    seed: int = 0
-    val_data: str | None = None
-    val_every: int = 1
-    strategy: str = "auto"  # auto | none | mirrored | multiworker (edgeseg.training.distribute)
-    mixed_precision: bool | None = None  # None: on for GPUs of compute capability >= 7.0
-    jit_compile: bool = False  # XLA: slower on the CPUs measured here, so off unless asked for
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["input_hw"] = list(self.input_hw)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        """The inverse of to_dict (JSON lists back to tuples); unknown or missing keys are an EdgesegError."""
-        known = {f.name for f in fields(cls)}
-        if not isinstance(d, dict) or set(d) - known:
-            extra = sorted(set(d) - known) if isinstance(d, dict) else []
-            raise EdgesegError(
-                f"training settings: unknown keys {extra}" if extra else "training settings: not a JSON object"
-            )
-        d = dict(d)
-        if "input_hw" in d:
-            d["input_hw"] = tuple(d["input_hw"])
-        if isinstance(d.get("augment"), dict):
-            d["augment"] = Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()})
-        try:
-            return cls(**d)
-        except TypeError as e:
-            raise EdgesegError(f"training settings: {e}") from None
-
-    @classmethod
-    def load(cls, run_dir: Path) -> TrainConfig:
-        """The settings a run in `run_dir` was started with (its config.json), for --resume."""
-        path = Path(run_dir) / CONFIG_FILE
-        if not path.is_file():
-            raise EdgesegError(f"{run_dir}: nothing to resume (no {CONFIG_FILE})")
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise EdgesegError(f"{path}: unreadable ({e})") from None
-        try:
-            return cls.from_dict(d)
-        except EdgesegError as e:
-            raise EdgesegError(f"{path}: {e}") from None
-
-
-class StopOnSignal(keras.callbacks.Callback):
-    """Ctrl-C or SIGTERM ends training between batches or after the epoch's callbacks, never inside
-    BackupAndRestore's checkpoint write: a signal there used to leave a checkpoint that --resume cannot load."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        signals.raise_pending()
-
-    def on_epoch_end(self, epoch, logs=None):
-        signals.raise_pending()
-
-
-class ValidationMIoU(keras.callbacks.Callback):
-    """Adds val_miou and val_pixel_accuracy to the epoch logs (before the checkpoint and CSV callbacks)."""
-
-    def __init__(self, frames, masks, spec: ModelSpec, ignore_index, every: int = 1, batch_size: int = 8):
-        super().__init__()
-        self.frames, self.masks, self.spec = frames, masks, spec
-        self.ignore_index, self.every, self.batch_size = ignore_index, every, batch_size
-        self.last: dict = {}
-
-    def evaluate(self) -> dict:
-        cm = ConfusionMatrix(self.spec.num_classes, self.ignore_index)
-        for start in range(0, len(self.frames), self.batch_size):
-            chunk = self.frames[start : start + self.batch_size]
-            prepared = [preprocess(f, self.spec, FLOAT_INPUT) for f in chunk]
-            x = np.concatenate([t for t, _ in prepared])
-            logits = np.asarray(self.model(x, training=False))
-            for k, (_, geom) in enumerate(prepared):
-                pred = restore_mask(index_mask(logits[k : k + 1], SCORES_DETAIL, OutputKind.SCORES), geom)
-                cm.update(self.masks[start + k], pred)
-        return {"val_miou": cm.miou(), "val_pixel_accuracy": cm.pixel_accuracy()}
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        if (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs"):
-            self.last = self.evaluate()
-        logs.update(self.last or {"val_miou": float("nan"), "val_pixel_accuracy": float("nan")})
-        print(f" - val_miou: {logs['val_miou']:.4f} - val_pixel_accuracy: {logs['val_pixel_accuracy']:.4f}")
-
-
-class BestModel(keras.callbacks.Callback):
-    """Keeps model.keras at the best val_miou so far, written atomically (a temp file, then a rename)."""
-
-    def __init__(
-        self,
-        path: Path,
-        best: float = -math.inf,
-        on_save: Callable[[int, float], None] | None = None,
-        export: Callable | None = None,
-    ):
-        super().__init__()
-        self.path, self.best, self.on_save, self.export = Path(path), best, on_save, export
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get("val_miou", float("nan"))
-        if not math.isnan(value) and value > self.best:
-            self.best = value
-            with atomic_path(self.path, suffix=".keras") as tmp:
-                (self.export(self.model) if self.export else self.model).save(tmp)
-            if self.on_save:
-                self.on_save(epoch + 1, value)
-
-
-class SharedBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore for a run whose workers share --out: every worker restores from the chief's backup (the
-    replicas hold the same weights), and only the chief writes or deletes it."""
-
-    def __init__(self, backup_dir: str, is_chief: bool):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
-        self.is_chief = is_chief
-
-    def _save_model(self):
-        if self.is_chief:
-            super()._save_model()
-
-    def on_train_end(self, logs=None):
-        if self.is_chief:
-            super().on_train_end(logs)
+__all__ = ["CONFIG_FILE", "TrainConfig", "train"]
 
 
 def _best_so_far(history: Path) -> float:
@@ -198,17 +51,14 @@ def _best_so_far(history: Path) -> float:
 
 
 def _class_weights(cfg: TrainConfig, masks, n: int) -> np.ndarray | None:
-    if cfg.class_weights in ("none", "", None):
+    weights = parse_class_weights(cfg.class_weights)
+    if weights == "none":
         return None
-    if cfg.class_weights == "median":
+    if weights == "median":
         return median_frequency_weights(masks, n)
-    try:
-        w = np.array([float(v) for v in cfg.class_weights.split(",")])
-    except ValueError:
-        raise EdgesegError(f"class weights: expected none, median or {n} numbers, got {cfg.class_weights!r}") from None
-    if len(w) != n:
-        raise EdgesegError(f"class weights: {len(w)} values for {n} classes")
-    return w
+    if len(weights) != n:
+        raise EdgesegError(f"class weights: {len(weights)} values for {n} classes")
+    return np.array(weights)
 
 
 @dataclass
@@ -245,6 +95,7 @@ def check_run_folder(out: Path, resume: bool | str, log: Callable[[str], None]) 
 
 
 def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
+    """The run's data, read once: train and val splits, their classes checked to agree, and the spec they imply."""
     train_ds = open_dataset(Path(cfg.data), "train", cfg.format)
     val_ds = open_dataset(Path(cfg.val_data or cfg.data), "val", cfg.format)
     if val_ds.num_classes != train_ds.num_classes:
@@ -305,11 +156,18 @@ def float32_copy(model, cfg: TrainConfig, num_classes: int):
 def train(
     cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print, callbacks: list | None = None
 ) -> dict:
-    """Train per cfg into cfg.out. `callbacks` run after edgeseg's own (used by tests to interrupt a run).
+    """Train per cfg into cfg.out: model.keras (best val mIoU), spec.json, history.csv, config.json.
 
     Under --strategy multiworker every worker runs the same command with the same --out (a shared file
     system): the chief writes model.keras, spec.json, history.csv and the backup; the other workers write theirs
-    into a temporary folder, and a restarted worker continues from the chief's backup."""
+    into a temporary folder, and a restarted worker continues from the chief's backup.
+
+    Args:
+        cfg: the run's settings.
+        resume: continue the run in cfg.out from its backup.
+        log: where progress lines go.
+        callbacks: Keras callbacks to run after edgeseg's own (the tests interrupt runs with them).
+    """
     out = Path(cfg.out)
     dist = make_distribution(cfg.strategy)
     log(dist.describe())

@@ -1,0 +1,230 @@
+"""convert: a trained .keras model -> one target of edgeseg.converters.targets, as one pipeline.
+
+load the Keras model and its spec -> calibrate (int8) -> build the target's bytes (spec embedded) -> load them
+in the target's own runtime through the same predictor `run` uses -> list the ops (and, for TFLite int8, what
+is not int8) -> compare the argmax with Keras' on images the calibration did not see -> write atomically ->
+the quantisation report and the Edge TPU lint and compile, where asked for and where they apply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from edgeseg.choices import IO_DTYPES, check_choice
+from edgeseg.converters.calibration import CalibrationSet, calibration_set, verification_frames
+from edgeseg.converters.job import Job
+from edgeseg.converters.targets import Target, target_for
+from edgeseg.converters.verify import OpReport, argmax_agreement
+from edgeseg.errors import EdgesegError, ModelError
+from edgeseg.io import atomic_write_bytes
+from edgeseg.predictors import predictor_class
+from edgeseg.spec import ModelSpec
+
+# An int8 model moves some boundary pixels; agreement below these is a broken conversion, and said so.
+AGREEMENT_FLOOR = {"float32": 0.99, "fp16": 0.99, "dynamic": 0.97, "int8": 0.95}
+
+
+@dataclass
+class ConvertOptions:
+    """How convert() converts.
+
+    Attributes:
+        format: "tflite" or "onnx".
+        precision: "float32", "fp16", "dynamic" or "int8" (what the format offers: edgeseg.choices.TARGETS).
+        spec: a ModelSpec or spec JSON (default: spec.json beside the model).
+        calibration: a dataset or image folder for int8 (default: the training data the spec records).
+        num_calibration: calibration images.
+        io_dtype: an int8 TFLite model's input and output type (default: int8; uint8 with mediapipe).
+        verify_images: images on which to compare the result's argmax with Keras' (0: none).
+        strict: refuse an int8 TFLite model that keeps a float op.
+        mediapipe: also write the standard TFLite Metadata that MediaPipe's ImageSegmenter reads.
+        report: write the quantisation report (float vs int8 on the val split) into this folder (TFLite int8).
+        edgetpu: lint the result for the Edge TPU, and compile it where edgetpu_compiler is installed
+            (TFLite int8).
+        progress: show bars while calibrating and reporting.
+        log: where progress lines and warnings go.
+    """
+
+    format: str = "tflite"
+    precision: str = "float32"
+    spec: ModelSpec | Path | None = None
+    calibration: Path | None = None
+    num_calibration: int = 200
+    io_dtype: str | None = None
+    verify_images: int = 8
+    strict: bool = False
+    mediapipe: bool = False
+    report: Path | None = None
+    edgetpu: bool = False
+    progress: bool = True
+    log: Callable[[str], None] = print
+
+    def check(self) -> Target:
+        """The target, once every option has been checked against it (before any work)."""
+        target = target_for(self.format, self.precision)
+        if self.io_dtype is not None:
+            check_choice(self.io_dtype, IO_DTYPES, "input/output type")
+        if self.mediapipe and target.format != "tflite":
+            raise EdgesegError("--mediapipe writes TFLite Metadata: it cannot go with --to onnx")
+        if self.mediapipe and target.precision == "int8" and self.io_dtype == "int8":
+            raise EdgesegError("MediaPipe's ImageSegmenter takes a uint8 or float32 image: use --io uint8 with --int8")
+        return target
+
+    @property
+    def io(self) -> str:
+        """The int8 input/output type in effect."""
+        return self.io_dtype or ("uint8" if self.mediapipe else "int8")
+
+    def steps_that_do_not_apply(self, target: Target) -> list[str]:
+        """The TFLite-int8 checks asked for on another target, each said as a warning (they are skipped)."""
+        if (target.format, target.precision) == ("tflite", "int8"):
+            return []
+        asked = (("--report", self.report is not None), ("--edgetpu", self.edgetpu), ("--strict", self.strict))
+        return [f"{flag} checks an int8 TFLite model: ignored for {target.name}" for flag, on in asked if on]
+
+
+@dataclass
+class ConversionResult:
+    """What a conversion wrote and measured."""
+
+    path: Path
+    target: str
+    size_bytes: int
+    seconds: float
+    ops: OpReport
+    agreement: float | None = None  # argmax agreement with the Keras model on verification images
+    verify_images: int = 0
+    verified_on: str = ""
+    calibration_images: int = 0
+    class_pixels: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+    report: dict | None = None  # the quantisation report's path and summary
+    edgetpu: dict | None = None  # the Edge TPU lint (and compiler) result
+
+    def to_dict(self) -> dict:
+        """The result as JSON values (`convert --json`)."""
+        return {
+            "path": str(self.path),
+            "target": self.target,
+            "size_bytes": self.size_bytes,
+            "seconds": round(self.seconds, 2),
+            "ops": self.ops.to_dict(),
+            "argmax_agreement": self.agreement,
+            "verify_images": self.verify_images,
+            "verified_on": self.verified_on,
+            "calibration_images": self.calibration_images,
+            "calibration_class_pixels": self.class_pixels,
+            "warnings": self.warnings,
+            "report": self.report,
+            "edgetpu": self.edgetpu,
+        }
+
+
+def convert(
+    model_path: Path, out: Path | None = None, options: ConvertOptions | None = None, **overrides
+) -> ConversionResult:
+    """Convert a .keras model to one target (`options`, or ConvertOptions fields given as keywords), verify it,
+    write it atomically to `out` (default: beside the model, named by target), then run the report and lint
+    steps asked for. Raises EdgesegError on anything the user can fix; nothing is written then."""
+    o = replace(options or ConvertOptions(), **overrides)
+    target = o.check()
+    warnings = o.steps_that_do_not_apply(target)
+    for w in warnings:
+        o.log(f"warning: {w}")
+    from edgeseg.predictors.keras import KerasSegmenter  # loads TensorFlow + Keras
+
+    t0 = time.perf_counter()
+    model_path = Path(model_path)
+    keras = KerasSegmenter(model_path, spec=ModelSpec.load(o.spec) if isinstance(o.spec, str | Path) else o.spec)
+    spec = keras.spec
+    out = Path(out) if out else target.default_output(model_path, o.io)
+    trained_on = spec.train_data_from(model_path.parent)
+    cal = _calibration(o, spec, o.calibration or trained_on) if target.calibrated else None
+    data = target.build(Job(keras, spec, cal, o.io, o.mediapipe, o.progress, o.log))
+
+    result = _verify(data, target, keras, [trained_on, o.calibration], cal, o.verify_images)
+    result.warnings = [*warnings, *(cal.warnings if cal else [])]
+    _check_int8(result, target, o.strict)
+    atomic_write_bytes(out, data)
+    result.path, result.size_bytes, result.seconds = out, len(data), time.perf_counter() - t0
+    if cal:
+        result.calibration_images, result.class_pixels = len(cal), cal.class_pixels
+    if (target.format, target.precision) == ("tflite", "int8"):
+        if o.report is not None:
+            result.report = _report_step(model_path, out, o)
+        if o.edgetpu:
+            result.edgetpu = edgetpu_step(out, compile_it=True)
+    return result
+
+
+def _calibration(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSet:
+    if not source or not Path(source).exists():
+        raise EdgesegError("int8 needs calibration images: give a dataset or an image folder with --calibration")
+    cal = calibration_set(Path(source), spec, o.num_calibration)
+    for w in cal.warnings:
+        o.log(f"warning: {w}")
+    return cal
+
+
+def _verify(data: bytes, target: Target, keras, sources: list, cal: CalibrationSet | None, n: int):
+    """Load the converted bytes through the predictor that runs such a file; list its ops; compare its argmax
+    with Keras' on images the calibration did not see."""
+    converted = predictor_class(Path(f"converted{target.suffix}"))(data, threads=2, name=f"converted{target.suffix}")
+    result = ConversionResult(Path(), target.name, len(data), 0.0, target.ops(data, converted))
+    frames, where = verification_frames(sources, keras.spec, n, exclude=cal)
+    result.verified_on = where
+    if frames:
+        ref = [keras.segment(f) for f in frames]
+        got = [converted.segment(f) for f in frames]
+        result.agreement, result.verify_images = argmax_agreement(ref, got), len(frames)
+    floor = AGREEMENT_FLOOR[target.precision]
+    if result.agreement is not None and result.agreement < floor:
+        result.warnings.append(
+            f"the converted model agrees with Keras on only {100 * result.agreement:.2f}% of pixels "
+            f"(expected at least {100 * floor:.0f}% for {target.precision})"
+        )
+    return result
+
+
+def _check_int8(result: ConversionResult, target: Target, strict: bool) -> None:
+    if (target.format, target.precision) != ("tflite", "int8") or result.ops.fully_int8:
+        return
+    ops = result.ops
+    msg = f"not fully int8: {', '.join(ops.non_int8_ops[:8]) or ', '.join(ops.non_int8_tensors[:8])}"
+    if strict:
+        raise ModelError(msg + " (--strict)")
+    result.warnings.append(msg)
+
+
+def _report_step(model_path: Path, int8_path: Path, o: ConvertOptions) -> dict:
+    """The quantisation report for the pair just written: its path and summary."""
+    from edgeseg.converters.quant_report import report_for_files
+    from edgeseg.progress import progress_bar
+
+    path, res = report_for_files(
+        model_path,
+        int8_path,
+        o.report,
+        calibration=o.calibration,
+        spec=o.spec,
+        num_calibration=o.num_calibration,
+        progress=progress_bar("report") if o.progress else None,
+    )
+    keep = ("float_miou", "int8_miou", "delta_miou", "pixel_disagreement", "suggestions")
+    return {"path": str(path), **{k: res[k] for k in keep}}
+
+
+def edgetpu_step(model: Path, compile_it: bool) -> dict:
+    """Lint an int8 .tflite for the Edge TPU, and compile it when asked and edgetpu_compiler is installed (an
+    already compiled model is not compiled again): {"lint": ..., "compiler": ...}."""
+    from edgeseg.converters.edgetpu import compile_model
+    from edgeseg.edgetpu import lint
+
+    rep = lint(model)
+    result = {"lint": rep.to_dict()}
+    if compile_it and not rep.compiled:
+        result["compiler"] = compile_model(model)
+    return result

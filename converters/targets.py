@@ -1,0 +1,72 @@
+"""The one table of conversion targets. Each (format, precision) of edgeseg.choices.TARGETS gets a Target: the
+function that builds it from a Job (one signature for all), whether it calibrates, the file it is written to by
+default, and how its ops are listed. A new target is a function in its format's module and a row here (and its
+pair in choices.TARGETS, which the CLI's options are built from)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseg.choices import EXPORT_FORMATS, PRECISIONS
+from edgeseg.converters import onnx, tflite
+from edgeseg.converters.job import Job
+from edgeseg.converters.verify import OpReport
+from edgeseg.errors import EdgesegError
+
+
+@dataclass(frozen=True)
+class Target:
+    """One conversion target.
+
+    Attributes:
+        format: "tflite" or "onnx" (edgeseg.choices.EXPORT_FORMATS).
+        precision: "float32", "fp16", "dynamic" or "int8" (edgeseg.choices.PRECISIONS).
+        build: Job -> the converted model's bytes, the spec embedded.
+        ops: (bytes, the loaded predictor) -> its OpReport.
+        suffix: the file suffix (".tflite", ".onnx").
+        tag: what the default file name adds to the model's stem ("_float32"); an int8 TFLite model is named
+            by its input and output type instead ("_int8", "_uint8").
+        calibrated: needs calibration images.
+    """
+
+    format: str
+    precision: str
+    build: Callable[[Job], bytes]
+    ops: Callable[..., OpReport]
+    suffix: str
+    tag: str
+    calibrated: bool = False
+
+    @property
+    def name(self) -> str:
+        """How results and messages call it: "tflite int8", "onnx float32"."""
+        return f"{self.format} {self.precision}"
+
+    def default_output(self, model_path: Path, io_dtype: str = "int8") -> Path:
+        """Where the converted model goes when no --out is given: beside the model, named by target."""
+        tag = f"_{io_dtype}" if self.format == "tflite" and self.precision == "int8" else self.tag
+        return Path(model_path).with_name(f"{Path(model_path).stem}{tag}{self.suffix}")
+
+
+TABLE = {
+    ("tflite", "float32"): Target("tflite", "float32", tflite.build_float32, tflite.ops, ".tflite", "_float32"),
+    ("tflite", "fp16"): Target("tflite", "fp16", tflite.build_fp16, tflite.ops, ".tflite", "_float16"),
+    ("tflite", "dynamic"): Target("tflite", "dynamic", tflite.build_dynamic, tflite.ops, ".tflite", "_dynamic"),
+    ("tflite", "int8"): Target("tflite", "int8", tflite.build_int8, tflite.ops, ".tflite", "_int8", calibrated=True),
+    ("onnx", "float32"): Target("onnx", "float32", onnx.build_float32, onnx.ops, ".onnx", ""),
+    ("onnx", "int8"): Target("onnx", "int8", onnx.build_int8, onnx.ops, ".onnx", "_int8", calibrated=True),
+}
+
+
+def target_for(format: str, precision: str) -> Target:
+    """The Target for a format and precision; EdgesegError naming what that format offers otherwise."""
+    if format not in EXPORT_FORMATS:
+        raise EdgesegError(f"unknown format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    if precision not in PRECISIONS:
+        raise EdgesegError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if (format, precision) not in TABLE:
+        offered = ", ".join(p for f, p in TABLE if f == format)
+        raise EdgesegError(f"{format} has no {precision} target: choose one of {offered}")
+    return TABLE[(format, precision)]

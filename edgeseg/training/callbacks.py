@@ -1,0 +1,125 @@
+"""The Keras callbacks edgeseg trains with: validation mIoU by edgeseg's own metrics, the best model kept
+atomically, a backup shared by a cluster's workers, and signals that stop training only at safe points."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from edgeseg import signals
+from edgeseg.io import atomic_path
+from edgeseg.metrics import ConfusionMatrix
+from edgeseg.postprocess import OutputKind, index_mask
+from edgeseg.preprocess import preprocess, restore_mask
+from edgeseg.spec import ModelSpec
+from edgeseg.tensors import FLOAT_INPUT, float_tensor
+
+LOGITS = float_tensor("logits", (1, None, None, None))  # the float logits' output, for index_mask
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Ctrl-C or SIGTERM ends training between batches or after the epoch's callbacks, never inside
+    BackupAndRestore's checkpoint write: a signal there used to leave a checkpoint that --resume cannot load."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        """Stop here if Ctrl-C or SIGTERM came during the batch."""
+        signals.raise_pending()
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Stop here if a signal came during the epoch's callbacks (after the backup is written)."""
+        signals.raise_pending()
+
+
+class ValidationMIoU(keras.callbacks.Callback):
+    """Adds val_miou and val_pixel_accuracy to the epoch logs (before the checkpoint and CSV callbacks).
+
+    Args:
+        frames: the validation frames (BGR).
+        masks: their masks.
+        spec: the model's spec (its preprocessing).
+        ignore_index: the label value that is not scored.
+        every: score every this many epochs (and the last).
+        batch_size: frames per forward pass.
+    """
+
+    def __init__(self, frames, masks, spec: ModelSpec, ignore_index, every: int = 1, batch_size: int = 8):
+        super().__init__()
+        self.frames, self.masks, self.spec = frames, masks, spec
+        self.ignore_index, self.every, self.batch_size = ignore_index, every, batch_size
+        self.last: dict = {}
+
+    def evaluate(self) -> dict:
+        """mIoU and pixel accuracy of the model as it is now, on the validation frames, scored as `edgeseg eval`
+        scores."""
+        cm = ConfusionMatrix(self.spec.num_classes, self.ignore_index)
+        for start in range(0, len(self.frames), self.batch_size):
+            chunk = self.frames[start : start + self.batch_size]
+            prepared = [preprocess(f, self.spec, FLOAT_INPUT) for f in chunk]
+            x = np.concatenate([t for t, _ in prepared])
+            logits = np.asarray(self.model(x, training=False))
+            for k, (_, geom) in enumerate(prepared):
+                pred = restore_mask(index_mask(logits[k : k + 1], LOGITS, OutputKind.SCORES), geom)
+                cm.update(self.masks[start + k], pred)
+        return {"val_miou": cm.miou(), "val_pixel_accuracy": cm.pixel_accuracy()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Score the epoch (or repeat the last score between scored epochs) into the logs."""
+        if logs is None:
+            return
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs"):
+            self.last = self.evaluate()
+        logs.update(self.last or {"val_miou": float("nan"), "val_pixel_accuracy": float("nan")})
+        print(f" - val_miou: {logs['val_miou']:.4f} - val_pixel_accuracy: {logs['val_pixel_accuracy']:.4f}")
+
+
+class BestModel(keras.callbacks.Callback):
+    """Keeps model.keras at the best val_miou so far, written atomically (a temp file, then a rename).
+
+    Args:
+        path: model.keras.
+        best: the best so far (a resumed run's).
+        on_save: called with (epoch, val_miou) after each save.
+        export: model -> the model to save (a float32 copy of a mixed-precision one).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        best: float = -math.inf,
+        on_save: Callable[[int, float], None] | None = None,
+        export: Callable | None = None,
+    ):
+        super().__init__()
+        self.path, self.best, self.on_save, self.export = Path(path), best, on_save, export
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Save the model when this epoch's val_miou beats the best so far."""
+        value = (logs or {}).get("val_miou", float("nan"))
+        if not math.isnan(value) and value > self.best:
+            self.best = value
+            with atomic_path(self.path, suffix=".keras") as tmp:
+                (self.export(self.model) if self.export else self.model).save(tmp)
+            if self.on_save:
+                self.on_save(epoch + 1, value)
+
+
+class SharedBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore for a run whose workers share --out: every worker restores from the chief's backup (the
+    replicas hold the same weights), and only the chief writes or deletes it."""
+
+    def __init__(self, backup_dir: str, is_chief: bool):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
+        self.is_chief = is_chief
+
+    def _save_model(self):
+        if self.is_chief:
+            super()._save_model()
+
+    def on_train_end(self, logs=None):
+        """Only the chief deletes the finished run's backup."""
+        if self.is_chief:
+            super().on_train_end(logs)

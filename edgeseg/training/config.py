@@ -1,0 +1,142 @@
+"""TrainConfig: the settings of a training run, checked against edgeseg.choices before any data is read, and the
+augmentation settings. No TensorFlow here: the CLI builds and checks a config before training imports it."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from edgeseg.choices import BACKBONES, DECODERS, FORMATS, STRATEGIES, check_choice
+from edgeseg.errors import EdgesegError
+
+CONFIG_FILE = "config.json"  # the settings a run started with, beside model.keras
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation: a random scale range (then a crop to the input size), horizontal flips, and colour
+    jitter (brightness, contrast, saturation; hue a tenth of it)."""
+
+    scale: tuple[float, float] = (0.75, 1.5)
+    flip: bool = True
+    jitter: float = 0.2
+
+    @classmethod
+    def none(cls) -> Augment:
+        """No augmentation at all."""
+        return cls(scale=(1.0, 1.0), flip=False, jitter=0.0)
+
+
+def parse_class_weights(text: str | None) -> str | tuple[float, ...]:
+    """--class-weights: "none", "median" (median-frequency balancing) or comma-separated weights, each finite and
+    >= 0 with at least one > 0 (a NaN, infinite or all-zero weight trains a model of NaNs)."""
+    if text in (None, "", "none"):
+        return "none"
+    if text == "median":
+        return "median"
+    try:
+        w = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        raise EdgesegError(f"class weights: expected none, median or numbers like 1,2.5,1, got {text!r}") from None
+    if not all(math.isfinite(v) and v >= 0 for v in w) or not any(v > 0 for v in w):
+        raise EdgesegError(f"class weights {text!r}: each must be a finite number >= 0, and one at least > 0")
+    return w
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _positive(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run is started with; saved as config.json in the run folder for --resume. Checked
+    when made (check()), so a wrong choice is one line before any data is read."""
+
+    data: str
+    out: str
+    format: str = "auto"
+    input_hw: tuple[int, int] = (224, 224)
+    backbone: str = "mobilenet_v2"
+    alpha: float = 1.0
+    decoder: str = "base"
+    weights: str | None = None
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 1
+    class_weights: str = "none"  # none | median | comma-separated list
+    augment: Augment = field(default_factory=Augment)
+    seed: int = 0
+    val_data: str | None = None
+    val_every: int = 1
+    strategy: str = "auto"  # auto | none | mirrored | multiworker (edgeseg.training.distribute)
+    mixed_precision: bool | None = None  # None: on for GPUs of compute capability >= 7.0
+    jit_compile: bool = False  # XLA: slower on the CPUs measured here, so off unless asked for
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Every field within its choices and ranges (EdgesegError naming the field otherwise)."""
+        check_choice(self.format, FORMATS, "dataset format")
+        check_choice(self.backbone, BACKBONES, "backbone")
+        check_choice(self.decoder, DECODERS, "decoder")
+        check_choice(self.strategy, STRATEGIES, "strategy")
+        h, w = self.input_hw
+        if h % 32 or w % 32 or h < 32 or w < 32:
+            raise EdgesegError(f"input size {w}x{h} (WxH): both sides must be multiples of 32")
+        for name in ("epochs", "batch_size", "val_every"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise EdgesegError(f"{name}: {getattr(self, name)!r} is not a whole number >= 1")
+        if not _positive(self.lr) or not (_positive(self.alpha) and self.alpha <= 4):
+            raise EdgesegError(f"lr {self.lr!r} and alpha {self.alpha!r} must be finite, positive (alpha <= 4)")
+        if not (_positive(self.weight_decay) or self.weight_decay == 0):
+            raise EdgesegError(f"weight_decay {self.weight_decay!r}: a finite number >= 0")
+        parse_class_weights(self.class_weights)
+
+    def to_dict(self) -> dict:
+        """The settings as JSON values (config.json)."""
+        d = asdict(self)
+        d["input_hw"] = list(self.input_hw)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """The inverse of to_dict (JSON lists back to tuples); unknown or missing keys are an EdgesegError."""
+        known = {f.name for f in fields(cls)}
+        if not isinstance(d, dict) or set(d) - known:
+            extra = sorted(set(d) - known) if isinstance(d, dict) else []
+            raise EdgesegError(
+                f"training settings: unknown keys {extra}" if extra else "training settings: not a JSON object"
+            )
+        d = dict(d)
+        try:
+            if "input_hw" in d:
+                d["input_hw"] = tuple(int(v) for v in d["input_hw"])
+            if isinstance(d.get("augment"), dict):
+                d["augment"] = Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()})
+            return cls(**d)
+        except (TypeError, ValueError) as e:
+            raise EdgesegError(f"training settings: {e}") from None
+
+    @classmethod
+    def load(cls, run_dir: Path) -> TrainConfig:
+        """The settings a run in `run_dir` was started with (its config.json), for --resume."""
+        path = Path(run_dir) / CONFIG_FILE
+        if not path.is_file():
+            raise EdgesegError(f"{run_dir}: nothing to resume (no {CONFIG_FILE})")
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise EdgesegError(f"{path}: unreadable ({e})") from None
+        try:
+            return cls.from_dict(d)
+        except EdgesegError as e:
+            raise EdgesegError(f"{path}: {e}") from None
