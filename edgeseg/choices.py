@@ -44,6 +44,7 @@ SPLITS = ("train", "val", "test", "all")
 IO_DTYPES = ("int8", "uint8")
 VIEWS = ("overlay", "mask", "side-by-side")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
+KEEP = ("auto", "best", "last")  # which epoch a training run keeps (edgeseg.training.protocol)
 
 # The network: encoders (edgeseg.training.model.SKIP_LAYERS has each one's skip layers) and decoders
 # (edgeseg.training.model.DECODERS has each one's shape).

@@ -61,8 +61,12 @@ if [ ! -f "$DIR/site/.done" ]; then
 fi
 # edgeseg itself as its wheel installs it (pure Python: camera/ and converters/ become edgeseg.camera and
 # edgeseg.converters), built afresh each run so the check runs this tree's code
-rm -rf "$DIR/app"
-"$X86" -m pip install --quiet --no-deps --target "$DIR/app" "$REPO" >>"$LOG" 2>&1 \
+# (from a copy of the sources, so that no stale build/ folder of an earlier build can add files that are gone)
+rm -rf "$DIR/app" "$DIR/src"
+mkdir -p "$DIR/src"
+cp -r pyproject.toml README.md edgeseg camera converters "$DIR/src/"
+find "$DIR/src" -name __pycache__ -prune -exec rm -rf {} +
+"$X86" -m pip install --quiet --no-deps --target "$DIR/app" "$DIR/src" >>"$LOG" 2>&1 \
     || { tail -5 "$LOG" >&2; echo "aarch64 check FAILED: edgeseg's wheel does not build (see $LOG)" >&2; exit 1; }
 unshare -m true 2>/dev/null || skip "unshare -m is not allowed here (it bind-mounts the Pi's /proc/cpuinfo)"
 

@@ -12,6 +12,9 @@ from edgeseg.errors import ModelError
 
 HERE = Path(__file__).parent
 SHIPPED = {"nano": "camvid_nano_int8.tflite", "small": "camvid_small_int8.tflite"}
+# The float Keras models the int8 ones were converted from (spec beside each, <stem>.spec.json): what
+# `edgeseg train --init nano|small` fine-tunes from.
+SHIPPED_KERAS = {"nano": "camvid_nano.keras", "small": "camvid_small.keras"}
 DEFAULT_NAME = "small"
 DEFAULT_MODEL = SHIPPED[DEFAULT_NAME]
 
@@ -19,6 +22,12 @@ DEFAULT_MODEL = SHIPPED[DEFAULT_NAME]
 def shipped_model(name: str) -> Path | None:
     """The file of a shipped model by name, or None when this install does not have it."""
     p = HERE / SHIPPED[name]
+    return p if p.is_file() else None
+
+
+def shipped_keras(name: str) -> Path | None:
+    """The float Keras model a shipped model was converted from, or None when this install does not have it."""
+    p = HERE / SHIPPED_KERAS[name]
     return p if p.is_file() else None
 
 

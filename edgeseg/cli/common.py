@@ -18,6 +18,7 @@ from edgeseg.choices import (
     EXPORT_FORMATS,
     FORMATS,
     IO_DTYPES,
+    KEEP,
     RUNTIMES,
     SPLITS,
     STRATEGIES,
@@ -37,6 +38,7 @@ StrategyChoice = choice_enum("StrategyChoice", STRATEGIES)
 ExportFormatChoice = choice_enum("ExportFormatChoice", EXPORT_FORMATS)
 BackboneChoice = choice_enum("BackboneChoice", BACKBONES)
 DecoderChoice = choice_enum("DecoderChoice", DECODERS)
+KeepChoice = choice_enum("KeepChoice", KEEP)
 
 RuntimeOpt = Annotated[RuntimeChoice, typer.Option(help="Runtime (auto: the one the model file calls for).")]
 DelegateOpt = Annotated[DelegateChoice, typer.Option(help="cpu, edgetpu, or auto (by file).")]

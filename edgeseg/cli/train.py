@@ -11,6 +11,7 @@ from edgeseg.cli.common import (
     BackboneChoice,
     DecoderChoice,
     FormatChoice,
+    KeepChoice,
     StrategyChoice,
     handles_errors,
     parse_size,
@@ -28,18 +29,52 @@ def train(
         Path | None,
         typer.Option(exists=True, file_okay=False, help="Separate validation dataset (default: the val split)."),
     ] = None,
-    size: Annotated[str, typer.Option(help="Model input WIDTHxHEIGHT (multiples of 32).")] = "224x224",
-    backbone: Annotated[BackboneChoice, typer.Option(help="The encoder (ImageNet-shaped MobileNet).")] = (
-        BackboneChoice.mobilenet_v2
-    ),
-    alpha: Annotated[float, typer.Option(min=0.1, max=4.0, help="Backbone width multiplier.")] = 1.0,
+    train_splits: Annotated[
+        str,
+        typer.Option(help="Splits to train on, comma-separated: train, or train,val as CamVid's published protocol."),
+    ] = "train",
+    hold_out: Annotated[
+        str | None,
+        typer.Option(
+            help="File-name prefixes (sequences) to hold out of training and validate on, comma-separated "
+            "(CamVid: 0006R0): a check on scenes the model never saw."
+        ),
+    ] = None,
+    keep: Annotated[
+        KeepChoice,
+        typer.Option(
+            help="Which epoch to keep: best (by validation mIoU; only when no validation frame is trained on), "
+            "last (a fixed schedule), or auto (best when it can be, else last)."
+        ),
+    ] = KeepChoice.auto,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from a trained model: nano or small (the shipped CamVid models' Keras weights) or a "
+            ".keras file with its spec. Its network and input size are the defaults; a head of another class "
+            "count is built afresh."
+        ),
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option(help="Model input WIDTHxHEIGHT, multiples of 32 (default: --init's, else 224x224).")
+    ] = None,
+    backbone: Annotated[
+        BackboneChoice | None,
+        typer.Option(help="The encoder, an ImageNet-shaped MobileNet (default: --init's, else mobilenet_v2)."),
+    ] = None,
+    alpha: Annotated[
+        float | None, typer.Option(min=0.1, max=4.0, help="Backbone width multiplier (default: --init's, else 1.0).")
+    ] = None,
     decoder: Annotated[
-        DecoderChoice,
+        DecoderChoice | None,
         typer.Option(
             help="tiny, small, base, large (separable, 4 stages), dense (the int8 decoder) or nano "
-            "(the Pi 4 model's: dense blocks, stride 8, narrow)."
+            "(the Pi 4 model's: dense blocks, stride 8, narrow). Default: --init's, else base."
         ),
-    ] = DecoderChoice.base,
+    ] = None,
+    scale_range: Annotated[
+        str, typer.Option(help="Augmentation: random scale LOW,HIGH before the crop to the input size.")
+    ] = "0.75,1.5",
     weights: Annotated[str | None, typer.Option(help="Backbone weights: none, imagenet or a .weights.h5 file.")] = None,
     epochs: Annotated[int, typer.Option(min=1, max=100_000)] = 30,
     batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 8,
@@ -73,36 +108,65 @@ def train(
     quiet_tensorflow()
     from dataclasses import replace
 
-    from edgeseg.training.config import CONFIG_FILE, Augment, TrainConfig  # no TensorFlow: checked first
+    from edgeseg.training.config import CONFIG_FILE, Augment, TrainConfig, resolve_init  # no TensorFlow yet
 
     where = {"strategy": strategy.value, "mixed_precision": mixed_precision, "jit_compile": jit_compile}
     if resume and (out / CONFIG_FILE).is_file():
         cfg = replace(TrainConfig.load(out), **where)  # what it learns is saved; where it runs is this command's
         typer.echo(f"resuming {out} with its saved settings")
     else:
+        arch = resolve_init(init)[1] if init else {}
         cfg = TrainConfig(
             data=str(data),
             out=str(out),
             format=format.value,
-            input_hw=parse_size(size, "--size"),
-            backbone=backbone.value,
-            alpha=alpha,
-            decoder=decoder.value,
+            input_hw=parse_size(size, "--size") if size else arch.get("input_hw", (224, 224)),
+            backbone=backbone.value if backbone else arch.get("backbone", "mobilenet_v2"),
+            alpha=alpha if alpha is not None else arch.get("alpha", 1.0),
+            decoder=decoder.value if decoder else arch.get("decoder", "base"),
+            init=init,
             weights=weights,
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
             class_weights=class_weights,
             seed=seed,
-            augment=Augment() if augment else Augment.none(),
+            augment=Augment(scale=_range(scale_range, "--scale-range")) if augment else Augment.none(),
             val_data=str(val_data) if val_data else None,
+            train_splits=_names(train_splits),
+            hold_out=_names(hold_out),
+            keep=keep.value,
             **where,
         )
     from edgeseg.training.train import train as run_training
 
     result = run_training(cfg, resume=resume, log=typer.echo)
-    typer.echo(f"best val mIoU {result['best_val_miou']:.4f}")
+    kept = result["kept_val_miou"]
+    typer.echo(
+        f"kept the {result['kept']} epoch"
+        + (f" (epoch {result['best_epoch']})" if "best_epoch" in result else "")
+        + ("" if kept is None else f": val mIoU {kept:.4f}")
+        + f"; best val mIoU {result['best_val_miou']:.4f}"
+    )
     if result["role"] in ("single", "chief"):
         typer.echo(f"wrote {result['model']}, {result['spec']}, {result['history']}")
     else:
         typer.echo(f"{result['role']} done: the chief writes {result['model']}")
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    """A comma-separated option as a tuple of its non-empty names."""
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
+def _range(text: str, what: str) -> tuple[float, float]:
+    """'LOW,HIGH' -> (low, high), 0 < low <= high <= 4."""
+    from edgeseg.errors import EdgesegError
+
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise EdgesegError(f"{what}: expected LOW,HIGH like 0.5,2.0, got {text!r}") from None
+    if not 0 < low <= high <= 4:
+        raise EdgesegError(f"{what}: {low:g},{high:g} must satisfy 0 < LOW <= HIGH <= 4")
+    return low, high

@@ -77,13 +77,15 @@ class ValidationMIoU(keras.callbacks.Callback):
 
 
 class BestModel(keras.callbacks.Callback):
-    """Keeps model.keras at the best val_miou so far, written atomically (a temp file, then a rename).
+    """Keeps model.keras at the best val_miou so far (keep="best") or at the last epoch (keep="last": a fixed
+    schedule), written atomically (a temp file, then a rename).
 
     Args:
         path: model.keras.
         best: the best so far (a resumed run's).
         on_save: called with (epoch, val_miou) after each save.
         export: model -> the model to save (a float32 copy of a mixed-precision one).
+        keep: "best" or "last".
     """
 
     def __init__(
@@ -92,15 +94,18 @@ class BestModel(keras.callbacks.Callback):
         best: float = -math.inf,
         on_save: Callable[[int, float], None] | None = None,
         export: Callable | None = None,
+        keep: str = "best",
     ):
         super().__init__()
         self.path, self.best, self.on_save, self.export = Path(path), best, on_save, export
+        self.keep = keep
 
     def on_epoch_end(self, epoch, logs=None):
-        """Save the model when this epoch's val_miou beats the best so far."""
+        """Save the model when this epoch's val_miou beats the best so far (every epoch with keep="last")."""
         value = (logs or {}).get("val_miou", float("nan"))
-        if not math.isnan(value) and value > self.best:
-            self.best = value
+        better = not math.isnan(value) and value > self.best
+        if self.keep == "last" or better:
+            self.best = max(self.best, value) if better else self.best
             with atomic_path(self.path, suffix=".keras") as tmp:
                 (self.export(self.model) if self.export else self.model).save(tmp)
             if self.on_save:

@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from edgeseg.choices import BACKBONES, DECODERS, FORMATS, STRATEGIES, check_choice
+from edgeseg.choices import BACKBONES, DECODERS, FORMATS, KEEP, SPLITS, STRATEGIES, check_choice
 from edgeseg.errors import EdgesegError
 
 CONFIG_FILE = "config.json"  # the settings a run started with, beside model.keras
@@ -76,6 +76,10 @@ class TrainConfig:
     seed: int = 0
     val_data: str | None = None
     val_every: int = 1
+    train_splits: tuple[str, ...] = ("train",)  # merged for training (the published CamVid protocol: train,val)
+    hold_out: tuple[str, ...] = ()  # file-name prefixes (sequences) held out of training to validate on
+    keep: str = "auto"  # auto | best | last (edgeseg.training.protocol)
+    init: str | None = None  # a .keras model to start from (its weights where names and shapes match)
     strategy: str = "auto"  # auto | none | mirrored | multiworker (edgeseg.training.distribute)
     mixed_precision: bool | None = None  # None: on for GPUs of compute capability >= 7.0
     jit_compile: bool = False  # XLA: slower on the CPUs measured here, so off unless asked for
@@ -89,6 +93,13 @@ class TrainConfig:
         check_choice(self.backbone, BACKBONES, "backbone")
         check_choice(self.decoder, DECODERS, "decoder")
         check_choice(self.strategy, STRATEGIES, "strategy")
+        check_choice(self.keep, KEEP, "keep")
+        if not self.train_splits:
+            raise EdgesegError("train_splits: name at least one split")
+        for split in self.train_splits:
+            check_choice(split, SPLITS, "split")
+        if not all(isinstance(p, str) and p.strip() for p in self.hold_out):
+            raise EdgesegError(f"hold_out: {self.hold_out!r} must be non-empty file-name prefixes")
         h, w = self.input_hw
         if h % 32 or w % 32 or h < 32 or w < 32:
             raise EdgesegError(f"input size {w}x{h} (WxH): both sides must be multiples of 32")
@@ -120,6 +131,9 @@ class TrainConfig:
         try:
             if "input_hw" in d:
                 d["input_hw"] = tuple(int(v) for v in d["input_hw"])
+            for key in ("train_splits", "hold_out"):
+                if isinstance(d.get(key), list):
+                    d[key] = tuple(d[key])
             if isinstance(d.get("augment"), dict):
                 d["augment"] = Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()})
             return cls(**d)
@@ -140,3 +154,31 @@ class TrainConfig:
             return cls.from_dict(d)
         except EdgesegError as e:
             raise EdgesegError(f"{path}: {e}") from None
+
+
+def resolve_init(init: str) -> tuple[Path, dict]:
+    """--init's model file (a shipped name, nano or small, or a .keras path) and the architecture its spec
+    records: {"backbone", "alpha", "decoder", "input_hw"} (those it records; EdgesegError when there is no model
+    or no spec)."""
+    from edgeseg.assets import SHIPPED_KERAS, shipped_keras
+    from edgeseg.spec import ModelSpec, spec_path_for
+
+    if init in SHIPPED_KERAS and not Path(init).exists():
+        path = shipped_keras(init)
+        if path is None:
+            raise EdgesegError(f"--init {init}: the shipped Keras model ({SHIPPED_KERAS[init]}) is not in this install")
+    else:
+        path = Path(init)
+        if path.suffix != ".keras" or not path.is_file():
+            raise EdgesegError(f"--init {init}: give a shipped model (nano, small) or a .keras file")
+    spec_file = spec_path_for(path)
+    if not spec_file.is_file():
+        raise EdgesegError(f"--init {init}: no spec beside {path.name} ({spec_file.name})")
+    spec = ModelSpec.load(spec_file)
+    arch: dict = {"input_hw": tuple(spec.input_hw)}
+    name, _, alpha = spec.backbone.rpartition("_")
+    if name in BACKBONES:
+        arch.update(backbone=name, alpha=float(alpha))
+    if spec.decoder in DECODERS:
+        arch["decoder"] = spec.decoder
+    return path, arch

@@ -222,3 +222,21 @@ def decode(x, skip_feats: list, dec: Decoder, num_classes: int, dropout: float =
     if factor == 1:
         return x
     return layers.UpSampling2D(factor, interpolation="bilinear", name="logits", dtype="float32")(x)
+
+
+def transfer_weights(source: keras.Model, target: keras.Model) -> tuple[int, list[str]]:
+    """Copy `source`'s weights into `target` layer by layer, by name, where every weight's shape matches (the
+    encoder, the decoder; not a head of another class count). Returns (layers copied, names of the layers with
+    weights that were left as built)."""
+    by_name = {layer.name: layer for layer in all_layers(source) if layer.weights}
+    copied, rebuilt = 0, []
+    for layer in all_layers(target):
+        if not layer.weights or isinstance(layer, keras.Model):
+            continue
+        src = by_name.get(layer.name)
+        if src is None or [tuple(w.shape) for w in src.weights] != [tuple(w.shape) for w in layer.weights]:
+            rebuilt.append(layer.name)
+            continue
+        layer.set_weights(src.get_weights())
+        copied += 1
+    return copied, rebuilt

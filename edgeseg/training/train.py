@@ -22,7 +22,6 @@ import keras
 import numpy as np
 
 from edgeseg import signals
-from edgeseg.datasets import open_dataset
 from edgeseg.errors import EdgesegError
 from edgeseg.io import atomic_write_text
 from edgeseg.progress import progress_bar
@@ -31,9 +30,23 @@ from edgeseg.training.callbacks import BestModel, SharedBackup, StopOnSignal, Va
 from edgeseg.training.config import CONFIG_FILE, TrainConfig, parse_class_weights
 from edgeseg.training.data import load_all, median_frequency_weights, train_pipeline
 from edgeseg.training.distribute import fix_keras_multiworker, make_distribution, wants_mixed_precision
-from edgeseg.training.model import build_unet
+from edgeseg.training.model import build_unet, transfer_weights
+from edgeseg.training.protocol import make_protocol
 
 __all__ = ["CONFIG_FILE", "TrainConfig", "train"]
+
+
+def _last_val(history: Path) -> float | None:
+    """The last epoch's val_miou in history.csv (None when it has none)."""
+    last = None
+    if history.is_file():
+        with history.open() as f:
+            for row in csv.DictReader(f):
+                try:
+                    last = float(row.get("val_miou", "nan"))
+                except ValueError:
+                    continue
+    return None if last is None or math.isnan(last) else last
 
 
 def _best_so_far(history: Path) -> float:
@@ -71,6 +84,7 @@ class TrainData:
     val_frames: list
     val_masks: list
     val_ignore: int | None
+    keep: str = "best"  # which epoch model.keras holds: "best" by val mIoU, or "last"
 
 
 def check_run_folder(out: Path, resume: bool | str, log: Callable[[str], None]) -> None:
@@ -96,10 +110,15 @@ def check_run_folder(out: Path, resume: bool | str, log: Callable[[str], None]) 
 
 def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
     """The run's data, read once: train and val splits, their classes checked to agree, and the spec they imply."""
-    train_ds = open_dataset(Path(cfg.data), "train", cfg.format)
-    val_ds = open_dataset(Path(cfg.val_data or cfg.data), "val", cfg.format)
-    if val_ds.num_classes != train_ds.num_classes:
-        raise EdgesegError(f"train has {train_ds.num_classes} classes but val has {val_ds.num_classes}")
+    protocol = make_protocol(
+        Path(cfg.data),
+        cfg.format,
+        tuple(cfg.train_splits),
+        tuple(cfg.hold_out),
+        Path(cfg.val_data) if cfg.val_data else None,
+        cfg.keep,
+    )
+    train_ds, val_ds = protocol.train, protocol.val
     spec = ModelSpec(
         input_hw=tuple(cfg.input_hw),
         classes=train_ds.classes,
@@ -109,19 +128,17 @@ def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
         decoder=cfg.decoder,
         train_data=os.path.relpath(Path(cfg.data).resolve(), Path(cfg.out).resolve()),  # see ModelSpec.train_data
         dataset_format=train_ds.format,
+        extra={"protocol": protocol.to_dict()},
     )
-    log(
-        f"data: {len(train_ds)} train / {len(val_ds)} val images, {spec.num_classes} classes "
-        f"({train_ds.format} layout at {cfg.data})"
-    )
+    log(f"data: {spec.num_classes} classes ({train_ds.format} layout at {cfg.data}); {protocol.note}")
     images, masks = load_all(train_ds, progress_bar("reading train", force=True))
     val = [val_ds.read(i) for i in range(len(val_ds))]
-    return TrainData(spec, images, masks, [f for f, _ in val], [m for _, m in val], val_ds.ignore_index)
+    return TrainData(spec, images, masks, [f for f, _ in val], [m for _, m in val], val_ds.ignore_index, protocol.keep)
 
 
-def compiled_model(cfg: TrainConfig, num_classes: int, steps: int):
-    """The U-Net with AdamW on a cosine schedule (one warm-up epoch) and the logits' cross-entropy. Build it in
-    the strategy's scope."""
+def compiled_model(cfg: TrainConfig, num_classes: int, steps: int, log: Callable[[str], None] = print):
+    """The U-Net (started from cfg.init's weights where they fit) with AdamW on a cosine schedule (one warm-up
+    epoch) and the logits' cross-entropy. Build it in the strategy's scope."""
     total = steps * cfg.epochs
     warmup = min(steps * cfg.warmup_epochs, total // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -132,6 +149,15 @@ def compiled_model(cfg: TrainConfig, num_classes: int, steps: int):
         warmup_steps=warmup,
     )
     model = build_unet(num_classes, cfg.input_hw, cfg.backbone, cfg.alpha, cfg.decoder, cfg.weights)
+    if cfg.init:
+        from edgeseg.predictors.keras import load_keras
+        from edgeseg.training.config import resolve_init
+
+        path, _ = resolve_init(cfg.init)
+        copied, rebuilt = transfer_weights(load_keras(path), model)
+        if not copied:
+            raise EdgesegError(f"--init {cfg.init}: no layer of {path.name} fits this network")
+        log(f"init: {copied} layers from {path.name}" + (f"; built afresh: {', '.join(rebuilt)}" if rebuilt else ""))
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -220,7 +246,7 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
         keras.config.set_dtype_policy("mixed_float16")
     try:
         with dist.strategy.scope():
-            model = compiled_model(cfg, spec.num_classes, steps)
+            model = compiled_model(cfg, spec.num_classes, steps, log)
         if dist.name == "multiworker":
             fix_keras_multiworker(model)
     finally:
@@ -239,7 +265,7 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
     export = (lambda m: float32_copy(m, cfg, spec.num_classes)) if mixed else None
     callbacks = [
         ValidationMIoU(data.val_frames, data.val_masks, spec, data.val_ignore, cfg.val_every, cfg.batch_size),
-        BestModel(work / "model.keras", _best_so_far(history) if resume else -math.inf, saved, export),
+        BestModel(work / "model.keras", _best_so_far(history) if resume else -math.inf, saved, export, data.keep),
         keras.callbacks.CSVLogger(str(history), append=True),
         SharedBackup(str(out / "backup"), dist.is_chief),
         keras.callbacks.TerminateOnNaN(),
@@ -255,14 +281,17 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
     if not (work / "model.keras").exists():
         raise EdgesegError("training produced no model (validation mIoU was never a number)")
     best = _best_so_far(history)
+    kept = best if data.keep == "best" else _last_val(history)
     if dist.is_chief:
-        replace(spec, val_miou=best).save(out / "spec.json")
+        replace(spec, val_miou=kept).save(out / "spec.json")
     return {
         "run": str(out),
         "model": str(out / "model.keras"),
         "spec": str(out / "spec.json"),
         "history": str(out / "history.csv"),
         "best_val_miou": best,
+        "kept": data.keep,
+        "kept_val_miou": kept,
         "seconds_this_session": round(seconds, 1),
         "role": dist.role,
         "replicas": dist.replicas,
