@@ -1,0 +1,130 @@
+"""The CamVid recipe's ablations, measured on a cross-sequence proxy: each change trained the same way and scored on
+whole sequences the model never saw.
+
+    python benchmarks/camvid_ablation.py --model nano --variant baseline [--epochs 30] [--hold-out 0006R0]
+    python benchmarks/camvid_ablation.py --table      # the markdown table of every run so far
+
+The protocol: train on CamVid train+val with the held-out sequence's frames removed (0006R0 by default: 101
+frames of a sequence the test split does not share either), validate on that sequence, keep the last epoch (a
+fixed schedule: no epoch is picked on the proxy), and report its mIoU. The val split is trained on here, so it
+measures nothing. Each variant is the edgeseg train command a user would type, plus its extra options; results
+go to benchmarks/results/camvid_ablation/<model>_<variant>.json (the history, the cost of training, the proxy's
+last and best mIoU) and the table to benchmarks/results/camvid_ablation/ablation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from edgeseg.io import atomic_write_text  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "camvid_ablation"
+PRESETS = {"small": ("384x288", "dense"), "nano": ("256x192", "nano")}
+DEEPLAB = "runs/weights/mobilenet_v2_deeplab.weights.h5"  # benchmarks/deeplab_encoder.py writes it
+# variant -> (what it changes, extra train options; "{imagenet}" and "{deeplab}" are the weight files)
+VARIANTS = {
+    "baseline": ("the shipped recipe: ImageNet encoder, scale 0.75-1.5, median-frequency weights", []),
+    "deeplab": ("encoder from Coral's DeepLabV3 (COCO + VOC segmentation)", ["--weights", "{deeplab}"]),
+    "scale": ("wider scale range 0.5-2.0", ["--scale-range", "0.5,2.0"]),
+    "deeplab_scale": ("DeepLab encoder and scale 0.5-2.0", ["--weights", "{deeplab}", "--scale-range", "0.5,2.0"]),
+    "no_weights": ("plain cross-entropy (no class weights)", ["--class-weights", "none"]),
+}
+
+
+def run(args: list, log: Path) -> None:
+    args = [str(a) for a in args]
+    print(f"$ edgeseg {shlex.join(args)}", flush=True)
+    with log.open("a") as f:
+        proc = subprocess.run([sys.executable, "-m", "edgeseg", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        sys.exit(f"step failed (exit {proc.returncode}): see {log}")
+
+
+def history(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def table() -> str:
+    rows = []
+    for p in sorted(RESULTS.glob("*.json")):
+        r = json.loads(p.read_text())
+        rows.append(
+            f"| {r['model']} | {r['variant']} | {r['what']} | {r['epochs']} | {r['train_minutes']:.0f} | "
+            f"{100 * r['proxy_last']:.2f} | {100 * r['proxy_best']:.2f} (epoch {r['proxy_best_epoch']}) |"
+        )
+    head = (
+        "| model | variant | change | epochs | train min | proxy mIoU, last epoch | proxy best |\n"
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |\n"
+    )
+    return head + "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=sorted(PRESETS), default="nano")
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="baseline")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--hold-out", default="0006R0")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--table", action="store_true", help="only write the table of the runs so far")
+    args = ap.parse_args()
+    if args.table:
+        atomic_write_text(RESULTS / "ablation.md", table())
+        print(table())
+        return
+    size, decoder = PRESETS[args.model]
+    data = Path(os.path.relpath((args.shared / "data" / "camvid").resolve(), ROOT))
+    imagenet = Path(os.path.relpath((args.shared / "weights").resolve(), ROOT)) / (
+        "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5"
+    )
+    what, extra = VARIANTS[args.variant]
+    extra = [e.format(imagenet=imagenet, deeplab=DEEPLAB) for e in extra]
+    if DEEPLAB in extra and not (ROOT / DEEPLAB).is_file():
+        subprocess.run([sys.executable, "benchmarks/deeplab_encoder.py", "--shared", str(args.shared)], cwd=ROOT)
+    out = Path("runs") / "ablation" / f"{args.model}_{args.variant}"
+    (ROOT / out).mkdir(parents=True, exist_ok=True)
+    log = ROOT / out / "log.txt"
+    weights = [] if "--weights" in extra else ["--weights", imagenet]
+    common = ["--data", data, "--out", out, "--size", size, "--decoder", decoder, "--epochs", args.epochs]
+    common += ["--batch-size", 8, "--lr", "1e-3", "--class-weights", "median"]
+    protocol = ["--train-splits", "train,val", "--hold-out", args.hold_out, "--keep", "last"]
+    t0 = time.time()
+    resume = ["--resume"] if (ROOT / out / "backup").exists() else []
+    if not (ROOT / out / "model.keras").exists() or resume:
+        run(["train", *common, *weights, *protocol, *extra, *resume], log)
+    hist = history(ROOT / out / "history.csv")
+    best = max(hist, key=lambda r: r.get("val_miou", -1))
+    result = {
+        "model": args.model,
+        "variant": args.variant,
+        "what": what,
+        "command": "edgeseg train " + shlex.join(str(a) for a in [*common, *weights, *protocol, *extra]),
+        "epochs": len(hist),
+        "train_minutes": (time.time() - t0) / 60,
+        "proxy": f"CamVid {args.hold_out} (held out of train+val)",
+        "proxy_last": hist[-1]["val_miou"],
+        "proxy_best": best["val_miou"],
+        "proxy_best_epoch": int(best["epoch"]) + 1,
+        "history": hist,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(RESULTS / f"{args.model}_{args.variant}.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(RESULTS / "ablation.md", table())
+    print(
+        f"{args.model} {args.variant}: proxy mIoU last {100 * result['proxy_last']:.2f}, best {100 * best['val_miou']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
