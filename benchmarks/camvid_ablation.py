@@ -121,9 +121,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / f"{args.model}_{args.variant}.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(RESULTS / "ablation.md", table())
-    print(
-        f"{args.model} {args.variant}: proxy mIoU last {100 * result['proxy_last']:.2f}, best {100 * best['val_miou']:.2f}"
-    )
+    last, top = 100 * result["proxy_last"], 100 * best["val_miou"]
+    print(f"{args.model} {args.variant}: proxy mIoU last {last:.2f}, best {top:.2f}")
 
 
 if __name__ == "__main__":

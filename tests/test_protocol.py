@@ -1,0 +1,69 @@
+"""The training protocol (which frames train, which validate, which epoch is kept) and fine-tuning with --init."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeseg.errors import EdgesegError
+
+
+def _stems(ds) -> set[str]:
+    return {s.image.stem for s in ds.samples}
+
+
+def test_a_held_out_sequence_leaves_training_and_validates(synthetic_data):
+    from edgeseg.training.protocol import make_protocol
+
+    p = make_protocol(synthetic_data, "auto", ("train", "val"), ("scene_0001",), None, "auto")
+    held = {f"scene_{i:05d}" for i in range(10, 20)}  # scene_00010 .. scene_00019 start with scene_0001
+    assert _stems(p.val) == held and not (_stems(p.train) & held)
+    assert len(p.train) == 30 and p.disjoint and p.keep == "best"  # 40 scenes, train+val, 10 held out
+    assert "held out of training" in p.note and p.to_dict()["val_frames"] == 10
+    with pytest.raises(EdgesegError, match="no frame's file name starts with it"):
+        make_protocol(synthetic_data, "auto", ("train",), ("0006R0",), None, "auto")
+
+
+def test_validating_on_trained_frames_keeps_the_last_epoch_and_refuses_best(synthetic_data):
+    from edgeseg.training.protocol import make_protocol
+
+    p = make_protocol(synthetic_data, "auto", ("train", "val"), (), None, "auto")
+    assert not p.disjoint and p.keep == "last" and "its val mIoU is not a test" in p.note
+    with pytest.raises(EdgesegError, match="would pick an epoch on frames the model trains on"):
+        make_protocol(synthetic_data, "auto", ("train", "val"), (), None, "best")
+    fixed = make_protocol(synthetic_data, "auto", ("train",), (), None, "last")
+    assert fixed.disjoint and fixed.keep == "last" and "a fixed schedule" in fixed.note
+
+
+@pytest.mark.slow
+def test_init_fine_tunes_onto_a_two_class_dataset_it_never_saw(tiny_run, synthetic_data, tmp_path):
+    """--init copies every layer that fits (the encoder, the decoder) and builds a head for the new class count;
+    the network and input size come from the model it starts from; keep last keeps the last epoch."""
+    import cv2
+    import keras
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    two = tmp_path / "two"
+    (two / "images").mkdir(parents=True)
+    (two / "masks").mkdir()
+    for p in sorted((synthetic_data / "images").iterdir())[:20]:
+        (two / "images" / p.name).write_bytes(p.read_bytes())
+        m = cv2.imread(str(synthetic_data / "masks" / p.name), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(two / "masks" / p.name), (m > 0).astype(np.uint8))
+    (two / "classes.json").write_text(json.dumps({"classes": ["background", "thing"]}))
+    out = tmp_path / "ft"
+    args = ["train", "--data", str(two), "--out", str(out), "--init", str(tiny_run / "model.keras")]
+    r = CliRunner().invoke(app, [*args, "--epochs", "1", "--lr", "1e-8", "--keep", "last"])
+    assert r.exit_code == 0, r.output
+    assert "built afresh: head_logits" in r.output and "kept the last epoch" in r.output
+    start = keras.saving.load_model(tiny_run / "model.keras", compile=False)
+    tuned = keras.saving.load_model(out / "model.keras", compile=False)
+    assert tuple(tuned.inputs[0].shape[1:3]) == (64, 96) and tuned.outputs[0].shape[-1] == 2
+    a, b = (m.get_layer("encoder").get_layer("Conv1").get_weights()[0] for m in (start, tuned))
+    np.testing.assert_allclose(a, b, atol=1e-5)  # the encoder came across (a learning rate of 1e-8 barely moves it)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["decoder"] == "tiny" and cfg["alpha"] == 0.35 and cfg["keep"] == "last"
+    bad = CliRunner().invoke(app, ["train", "--data", str(two), "--out", str(tmp_path / "x"), "--init", "large"])
+    assert bad.exit_code == 1 and "give a shipped model (nano, small) or a .keras file" in bad.output
