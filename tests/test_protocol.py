@@ -67,3 +67,19 @@ def test_init_fine_tunes_onto_a_two_class_dataset_it_never_saw(tiny_run, synthet
     assert cfg["decoder"] == "tiny" and cfg["alpha"] == 0.35 and cfg["keep"] == "last"
     bad = CliRunner().invoke(app, ["train", "--data", str(two), "--out", str(tmp_path / "x"), "--init", "large"])
     assert bad.exit_code == 1 and "give a shipped model (nano, small) or a .keras file" in bad.output
+
+
+def test_ohem_keeps_the_hard_labelled_pixels_or_at_least_the_hardest_share():
+    import keras.ops as ops
+
+    from edgeseg.training.objective import OHEM_THRESHOLD, ohem
+
+    # 32 labelled pixels and 4 ignored ones (weight 0) whose loss is the largest of all
+    ce = np.array([0.1] * 28 + [1.0, 2.0, 3.0, 4.0] + [9.0] * 4, np.float32)
+    w = np.array([1.0] * 32 + [0.0] * 4, np.float32)
+    got = float(ops.convert_to_numpy(ohem(ops.convert_to_tensor(ce), ops.convert_to_tensor(w))))
+    assert got == pytest.approx(np.mean([1.0, 2.0, 3.0, 4.0]))  # the 4 above the threshold, not the ignored 9s
+    easy = np.full(32, 0.1, np.float32)
+    easy[:3] = [0.2, 0.3, 0.25]  # none is hard: the hardest 1/16 of 32 (2 pixels) are kept
+    got = float(ops.convert_to_numpy(ohem(ops.convert_to_tensor(easy), ops.convert_to_tensor(np.ones(32, np.float32)))))
+    assert got == pytest.approx((0.3 + 0.25) / 2) and 0.3 < OHEM_THRESHOLD

@@ -19,6 +19,7 @@ from edgeseg.choices import (
     FORMATS,
     IO_DTYPES,
     KEEP,
+    LOSSES,
     RUNTIMES,
     SPLITS,
     STRATEGIES,
@@ -39,6 +40,7 @@ ExportFormatChoice = choice_enum("ExportFormatChoice", EXPORT_FORMATS)
 BackboneChoice = choice_enum("BackboneChoice", BACKBONES)
 DecoderChoice = choice_enum("DecoderChoice", DECODERS)
 KeepChoice = choice_enum("KeepChoice", KEEP)
+LossChoice = choice_enum("LossChoice", LOSSES)
 
 RuntimeOpt = Annotated[RuntimeChoice, typer.Option(help="Runtime (auto: the one the model file calls for).")]
 DelegateOpt = Annotated[DelegateChoice, typer.Option(help="cpu, edgetpu, or auto (by file).")]

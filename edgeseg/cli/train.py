@@ -12,6 +12,7 @@ from edgeseg.cli.common import (
     DecoderChoice,
     FormatChoice,
     KeepChoice,
+    LossChoice,
     StrategyChoice,
     handles_errors,
     parse_size,
@@ -42,6 +43,7 @@ def train(
     ] = None,
     keep: Annotated[
         KeepChoice,
+        LossChoice,
         typer.Option(
             help="Which epoch to keep: best (by validation mIoU; only when no validation frame is trained on), "
             "last (a fixed schedule), or auto (best when it can be, else last)."
@@ -72,6 +74,22 @@ def train(
             "(the Pi 4 model's: dense blocks, stride 8, narrow). Default: --init's, else base."
         ),
     ] = None,
+    loss: Annotated[
+        LossChoice, typer.Option(help="ce (weighted cross-entropy) or ohem (the same over the hard pixels only).")
+    ] = LossChoice.ce,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            help="Distil from a trained model of the same classes: small or nano (the shipped CamVid models) or "
+            "a .keras file with its spec; it runs at its own input size on the same augmented batch."
+        ),
+    ] = None,
+    kd_weight: Annotated[
+        float, typer.Option(min=0.0, max=0.99, help="With --teacher: the distillation term's share of the loss.")
+    ] = 0.5,
+    kd_temperature: Annotated[
+        float, typer.Option(min=0.1, max=20.0, help="With --teacher: softens both distributions.")
+    ] = 2.0,
     scale_range: Annotated[
         str, typer.Option(help="Augmentation: random scale LOW,HIGH before the crop to the input size.")
     ] = "0.75,1.5",
@@ -125,6 +143,10 @@ def train(
             alpha=alpha if alpha is not None else arch.get("alpha", 1.0),
             decoder=decoder.value if decoder else arch.get("decoder", "base"),
             init=init,
+            loss=loss.value,
+            teacher=teacher,
+            kd_weight=kd_weight,
+            kd_temperature=kd_temperature,
             weights=weights,
             epochs=epochs,
             batch_size=batch_size,

@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from edgeseg.choices import BACKBONES, DECODERS, FORMATS, KEEP, SPLITS, STRATEGIES, check_choice
+from edgeseg.choices import BACKBONES, DECODERS, FORMATS, KEEP, LOSSES, SPLITS, STRATEGIES, check_choice
 from edgeseg.errors import EdgesegError
 
 CONFIG_FILE = "config.json"  # the settings a run started with, beside model.keras
@@ -80,6 +80,10 @@ class TrainConfig:
     hold_out: tuple[str, ...] = ()  # file-name prefixes (sequences) held out of training to validate on
     keep: str = "auto"  # auto | best | last (edgeseg.training.protocol)
     init: str | None = None  # a .keras model to start from (its weights where names and shapes match)
+    loss: str = "ce"  # ce | ohem (edgeseg.training.objective)
+    teacher: str | None = None  # a trained .keras model (or nano, small) to distil from
+    kd_weight: float = 0.5  # the distillation term's share of the loss
+    kd_temperature: float = 2.0
     strategy: str = "auto"  # auto | none | mirrored | multiworker (edgeseg.training.distribute)
     mixed_precision: bool | None = None  # None: on for GPUs of compute capability >= 7.0
     jit_compile: bool = False  # XLA: slower on the CPUs measured here, so off unless asked for
@@ -94,6 +98,9 @@ class TrainConfig:
         check_choice(self.decoder, DECODERS, "decoder")
         check_choice(self.strategy, STRATEGIES, "strategy")
         check_choice(self.keep, KEEP, "keep")
+        check_choice(self.loss, LOSSES, "loss")
+        if not (_positive(self.kd_temperature) and isinstance(self.kd_weight, int | float) and 0 <= self.kd_weight < 1):
+            raise EdgesegError(f"kd_weight {self.kd_weight!r} must be in 0..1 (below 1), kd_temperature positive")
         if not self.train_splits:
             raise EdgesegError("train_splits: name at least one split")
         for split in self.train_splits:

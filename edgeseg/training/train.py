@@ -158,12 +158,37 @@ def compiled_model(cfg: TrainConfig, num_classes: int, steps: int, log: Callable
         if not copied:
             raise EdgesegError(f"--init {cfg.init}: no layer of {path.name} fits this network")
         log(f"init: {copied} layers from {path.name}" + (f"; built afresh: {', '.join(rebuilt)}" if rebuilt else ""))
-    model.compile(
-        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=cfg.jit_compile,  # XLA on CPU: 2x longer first step and 4x slower steps here
-    )
-    return model
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+    if cfg.loss == "ce" and not cfg.teacher:
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=cfg.jit_compile,  # XLA on CPU: 2x longer first step and 4x slower steps here
+        )
+        return model
+    from edgeseg.training.objective import Objective
+
+    teacher = load_teacher(cfg.teacher, num_classes, log) if cfg.teacher else None
+    wrapped = Objective(model, cfg.loss, teacher, cfg.kd_weight, cfg.kd_temperature)
+    wrapped(np.zeros((1, *cfg.input_hw, 3), np.float32))  # built, as BackupAndRestore needs it before fit()
+    wrapped.compile(optimizer=optimizer, jit_compile=cfg.jit_compile)
+    return wrapped
+
+
+def load_teacher(name: str, num_classes: int, log: Callable[[str], None]):
+    """--teacher's model (a shipped name or a .keras file with its spec), checked to predict the same classes."""
+    from edgeseg.predictors.keras import load_keras
+    from edgeseg.training.config import resolve_init
+
+    path, arch = resolve_init(name)
+    teacher = load_keras(path)
+    if teacher.outputs[0].shape[-1] != num_classes:
+        raise EdgesegError(
+            f"--teacher {name}: it predicts {teacher.outputs[0].shape[-1]} classes, this dataset has {num_classes}"
+        )
+    h, w = arch["input_hw"]
+    log(f"distilling from {path.name} ({w}x{h}, {teacher.count_params():,} parameters)")
+    return teacher
 
 
 def float32_copy(model, cfg: TrainConfig, num_classes: int):
@@ -262,7 +287,10 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
     def saved(epoch: int, value: float) -> None:
         best_epoch.update(epoch=epoch, val_miou=value)
 
-    export = (lambda m: float32_copy(m, cfg, spec.num_classes)) if mixed else None
+    def export(m):  # what model.keras holds: the network alone (not an Objective around it), in float32
+        net = getattr(m, "student", m)
+        return float32_copy(net, cfg, spec.num_classes) if mixed else net
+
     callbacks = [
         ValidationMIoU(data.val_frames, data.val_masks, spec, data.val_ignore, cfg.val_every, cfg.batch_size),
         BestModel(work / "model.keras", _best_so_far(history) if resume else -math.inf, saved, export, data.keep),
