@@ -320,7 +320,7 @@ def _start_server(opts: LoopOptions, model: Predictor, stack: contextlib.ExitSta
 
     server = FrameServer(*opts.serve, title=Path(model.path).name)
     stack.callback(server.close)
-    opts.log(f"serving the live view at {server.url}")
+    opts.log(server.describe())
     return server
 
 

@@ -4,12 +4,15 @@ GET /            the page (the stream and the stats, refreshed every half second
 GET /stream.mjpg multipart/x-mixed-replace JPEG stream
 GET /snapshot.jpg the newest frame
 GET /stats.json  the loop's current statistics
-Binds 127.0.0.1 unless a host is given. Frames are encoded only while someone is watching.
+Binds 127.0.0.1 unless a host is given (an IPv6 host in brackets: [::1]:8080); a wildcard host (0.0.0.0, ::)
+is said to expose the view to the network. Frames are encoded only while someone is watching, and a new viewer
+(a stream that starts, a snapshot) gets the newest frame, encoded then, never an old one.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,15 +59,38 @@ def parse_serve(text: str) -> tuple[str, int]:
 
 
 # Idle or slow clients: a socket that sends or takes nothing for this long is closed (an idle connection used to
-# hold its thread forever: sixty of them held 72 threads). At most this many connections at once; more get 503.
+# hold its thread forever: sixty of them held 72 threads). A request must arrive whole within REQUEST_DEADLINE_S
+# (sixteen sockets that trickled a byte every few seconds used to hold every slot). At most MAX_CONNECTIONS
+# streams at once and MAX_PENDING connections in all; more get 503.
 CLIENT_TIMEOUT_S = 10.0
+REQUEST_DEADLINE_S = 5.0
 MAX_CONNECTIONS = 16
+MAX_PENDING = 64
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 class StreamHandler(BaseHTTPRequestHandler):
     """One request; `self.server.frames` is the FrameServer that holds the newest frame and the stats."""
 
     timeout = CLIENT_TIMEOUT_S  # socket timeout for reading the request and for every write
+
+    def setup(self):
+        """Start the request's deadline: a client that has not sent a whole request by then is cut off."""
+        super().setup()
+        self._deadline = threading.Timer(REQUEST_DEADLINE_S, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _cut(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def finish(self):
+        """Stop the deadline with the connection."""
+        self._deadline.cancel()
+        super().finish()
 
     def log_message(self, *args):  # keep the terminal for the loop's own output
         """Say nothing per request: the terminal belongs to the loop."""
@@ -80,6 +106,7 @@ class StreamHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         """Serve the page, /stream.mjpg, /snapshot.jpg or /stats.json."""
+        self._deadline.cancel()  # the request is in; a stream may now run as long as it is read
         fs = self.server.frames
         path = self.path.split("?")[0]
         try:
@@ -91,10 +118,8 @@ class StreamHandler(BaseHTTPRequestHandler):
                 self._send(body, "application/json")
             elif path == "/snapshot.jpg":
                 with fs.cond:
-                    fs.viewers += 1
-                    fs.cond.wait_for(lambda: fs.jpeg is not None or fs.closed, timeout=5)
-                    fs.viewers -= 1
-                    jpeg = fs.jpeg
+                    fs.cond.wait_for(lambda: fs.latest is not None or fs.closed, timeout=5)
+                jpeg = fs.newest_jpeg()
                 if jpeg is None:
                     self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
                 else:
@@ -107,40 +132,56 @@ class StreamHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _stream(self, fs: FrameServer) -> None:
+        if not fs.streams.acquire(blocking=False):
+            self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "too many viewers")
+            return
+        try:
+            self._stream_frames(fs)
+        finally:
+            fs.streams.release()
+
+    def _stream_frames(self, fs: FrameServer) -> None:
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        seen = -1
         with fs.cond:
             fs.viewers += 1
+        first = fs.newest_jpeg()  # the newest frame, encoded now: not the one encoded when someone last watched
+        seen = fs.jpeg_seq
         try:
+            if first is not None:
+                self._part(first)
             while True:
                 with fs.cond:
-                    fs.cond.wait_for(lambda seen=seen: fs.seq != seen or fs.closed, timeout=1.0)
+                    fs.cond.wait_for(lambda seen=seen: fs.jpeg_seq != seen or fs.closed, timeout=1.0)
                     if fs.closed:
                         return
-                    if fs.seq == seen or fs.jpeg is None:
+                    if fs.jpeg_seq == seen or fs.jpeg is None:
                         continue
-                    jpeg, seen = fs.jpeg, fs.seq
-                self.wfile.write(
-                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode()
-                    + jpeg
-                    + b"\r\n"
-                )
+                    jpeg, seen = fs.jpeg, fs.jpeg_seq
+                self._part(jpeg)
         finally:
             with fs.cond:
                 fs.viewers -= 1
 
+    def _part(self, jpeg: bytes) -> None:
+        self.wfile.write(
+            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n"
+        )
+
 
 class StreamServer(ThreadingHTTPServer):
-    """A thread per connection, at most MAX_CONNECTIONS of them; the rest are answered 503 and closed."""
+    """A thread per connection, at most MAX_PENDING of them; the rest are answered 503 and closed. An IPv6
+    address gets an IPv6 socket."""
 
     daemon_threads = True
 
-    def __init__(self, address, frames: FrameServer, max_connections: int = MAX_CONNECTIONS):
+    def __init__(self, address, frames: FrameServer, max_connections: int = MAX_PENDING):
         self.frames = frames
         self.slots = threading.BoundedSemaphore(max_connections)
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, StreamHandler)
 
     def process_request(self, request, client_address):
@@ -170,7 +211,8 @@ class FrameServer:
         port: the port (0: any free one).
         title: the page's title (the model's name).
         quality: JPEG quality.
-        max_connections: connections served at once; the rest get 503.
+        max_connections: streams served at once; more get 503.
+        max_pending: connections handled at once, streams and short requests together; more get 503.
     """
 
     def __init__(
@@ -180,17 +222,21 @@ class FrameServer:
         title: str = "",
         quality: int = 80,
         max_connections: int = MAX_CONNECTIONS,
+        max_pending: int = MAX_PENDING,
     ):
         self.cond = threading.Condition()
         self.jpeg: bytes | None = None
+        self.jpeg_seq = -1  # which published frame self.jpeg is
+        self.latest: np.ndarray | None = None  # the newest published frame, encoded or not
         self.seq = 0
+        self.streams = threading.BoundedSemaphore(max_connections)
         self.stats: dict = {}
         self.viewers = 0
         self.closed = False
         self.quality = quality
         self.page = PAGE.replace("MODEL", title.replace("<", "&lt;")).encode()
         try:
-            self.httpd = StreamServer((host, port), self, max_connections)
+            self.httpd = StreamServer((host, port), self, max_pending)
         except OSError as e:
             raise SourceError(f"--serve {host}:{port}: cannot listen ({e.strerror})") from None
         self.host, self.port = host, self.httpd.server_address[1]
@@ -198,23 +244,51 @@ class FrameServer:
         self.thread.start()
 
     @property
+    def exposed(self) -> bool:
+        """Listening on every interface: anyone who can reach this machine can watch."""
+        return self.host in WILDCARD_HOSTS
+
+    @property
     def url(self) -> str:
-        """The address to open in a browser."""
-        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}/"
+        """The address to open in a browser (for a wildcard host, this machine's name)."""
+        host = socket.gethostname() if self.exposed else self.host
+        host = "localhost" if host == "127.0.0.1" else host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
+
+    def describe(self) -> str:
+        """Where the view is served, and a word when that is the whole network."""
+        if not self.exposed:
+            return f"serving the live view at {self.url}"
+        return (
+            f"serving the live view at {self.url} on every interface ({self.host or '0.0.0.0'}): anyone who can "
+            "reach this machine can watch; --serve 127.0.0.1:PORT keeps it to this machine"
+        )
 
     def publish(self, image: np.ndarray, stats: dict | None = None) -> None:
-        """Offer a new frame (encoded only while someone watches) and the current stats."""
+        """Offer a new frame (encoded only while someone watches a stream) and the current stats."""
         with self.cond:
             if stats is not None:
                 self.stats = stats
-            watching = self.viewers > 0 or self.jpeg is None
+            self.latest, self.seq = image, self.seq + 1
+            watching = self.viewers > 0
+            self.cond.notify_all()
         if watching:
-            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-            if ok:
-                with self.cond:
-                    self.jpeg, self.seq = buf.tobytes(), self.seq + 1
-                    self.cond.notify_all()
+            self.newest_jpeg()
+
+    def newest_jpeg(self) -> bytes | None:
+        """The newest published frame as JPEG, encoded now if it has not been (None before the first frame)."""
+        with self.cond:
+            image, seq = self.latest, self.seq
+            if image is None or self.jpeg_seq == seq:
+                return self.jpeg
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            return self.jpeg
+        with self.cond:
+            if seq > self.jpeg_seq:
+                self.jpeg, self.jpeg_seq = buf.tobytes(), seq
+                self.cond.notify_all()
+            return self.jpeg
 
     def close(self) -> None:
         """Stop serving and wake every waiting stream."""

@@ -246,7 +246,7 @@ def open_source(
         if size_wh is not None:
             check_frame_hw(size_wh[::-1], "--camera-size")
         return CaptureSource(int(camera), live=True, size_wh=size_wh, fps=fps)
-    if source.startswith("synthetic"):
+    if (source == "synthetic" or source.startswith("synthetic:")) and not Path(source).exists():
         size = source.partition(":")[2] or "640x480"
         return SyntheticSource(parse_wh(size, source))  # one line naming the source when the size is bad
     if "://" in source and not source.startswith("file://"):

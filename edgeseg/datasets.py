@@ -129,12 +129,19 @@ class Dataset:
         return len(self.classes)
 
     def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image (BGR uint8) and mask (uint8 class indices, ignore index kept) of sample i, checked."""
+        """Image (BGR uint8) and mask (uint8 class indices, ignore index kept) of sample i, checked.
+
+        The two share one pixel grid. A mask has no EXIF orientation, so the image is read as stored; only when
+        the mask fits the image turned upright by its EXIF orientation (it was drawn on the turned view) is the
+        image turned. Never one of the two alone."""
         s = self.samples[i]
-        image = read_image(s.image)
         if s.mask is None:
             raise DataError(f"{s.image}: no mask for this image")
+        image = read_image(s.image, orient=False)
         mask = self.read_mask(s.mask)
+        if mask.shape[:2] != image.shape[:2]:
+            upright = read_image(s.image, orient=True)
+            image = upright if upright.shape[:2] == mask.shape[:2] else image
         if mask.shape[:2] != image.shape[:2]:
             raise DataError(
                 f"{s.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {s.image.name} is "

@@ -45,7 +45,9 @@ def evaluate(
 
     Returns mIoU, per-class IoU, pixel accuracy and the mean predict time. With `save_masks`, each predicted
     mask is also written there as an 8-bit PNG of class indices named after its image (`<stem>.png`), at the
-    label's resolution: what `edgeseg eval --save-masks` gives, for comparing two runtimes or machines.
+    label's resolution: what `edgeseg eval --save-masks` gives, for comparing two runtimes or machines. Images
+    that share a stem (a.jpg and a.png, or one name in two folders) are named by their path in the dataset
+    instead, so that no mask overwrites another.
 
     Args:
         model: the predictor.
@@ -56,6 +58,7 @@ def evaluate(
     """
     n = len(ds) if limit is None else min(limit, len(ds))
     check_classes(model, ds)
+    names = mask_names(ds, n) if save_masks is not None else []
     if save_masks is not None:
         save_masks.mkdir(parents=True, exist_ok=True)
     cm = ConfusionMatrix(ds.num_classes, ds.ignore_index)
@@ -67,7 +70,7 @@ def evaluate(
         times.append((time.perf_counter_ns() - t0) / 1e6)
         cm.update(target, pred)
         if save_masks is not None:
-            write_image(save_masks / f"{ds.samples[i].image.stem}.png", pred.astype(np.uint8))
+            write_image(save_masks / names[i], pred.astype(np.uint8))
         if progress:
             progress(i + 1, n)
     out = cm.summary(ds.classes)
@@ -79,4 +82,22 @@ def evaluate(
         ignore_index=ds.ignore_index,
         mean_predict_ms=float(np.mean(times)) if times else None,
     )
+    return out
+
+
+def mask_names(ds: Dataset, n: int) -> list[str]:
+    """A file name for the predicted mask of each of the first n images: `<stem>.png`, or, for stems that two
+    images share, the image's path within the dataset with its folders and suffix joined by '__'."""
+    stems = [s.image.stem for s in ds.samples[:n]]
+    shared = {stem for stem in stems if stems.count(stem) > 1}
+    out = []
+    for s in ds.samples[:n]:
+        if s.image.stem not in shared:
+            out.append(f"{s.image.stem}.png")
+            continue
+        try:
+            rel = s.image.resolve().relative_to(Path(ds.root).resolve())
+        except ValueError:
+            rel = Path(s.image.name)
+        out.append("__".join(rel.parts).replace(".", "_") + ".png")
     return out

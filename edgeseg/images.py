@@ -15,15 +15,17 @@ from edgeseg.limits import MAX_IMAGE_PIXELS
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def read_image(path: Path) -> np.ndarray:
-    """A colour image as BGR uint8 (8-bit greyscale and alpha are turned into BGR)."""
+def read_image(path: Path, orient: bool = True) -> np.ndarray:
+    """A colour image as BGR uint8 (8-bit greyscale and alpha are turned into BGR), turned upright by its EXIF
+    orientation, or as its pixels are stored with orient=False (to line up with a mask, which has no EXIF)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such image")
     _check_pixels(path)
     data = np.fromfile(path, dtype=np.uint8)
     try:
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        flags = cv2.IMREAD_COLOR if orient else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+        img = cv2.imdecode(data, flags) if data.size else None
     except cv2.error:
         img = None
     if img is None:

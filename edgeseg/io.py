@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,15 @@ def check_writable(path: Path, *, folder: bool = False) -> Path:
     """Fail now, before any long work, if `path` (a file, or a folder with folder=True) cannot be written:
     a folder where a file goes or the reverse, a file where a parent folder should be, a read-only disk or a
     folder without write permission. Probes with an empty temp file, which it removes."""
-    path = Path(path)
+    try:
+        return _check_writable(Path(path), folder)
+    except OSError as e:  # a name over 255 bytes, a path through a file, a loop of links
+        raise OutputError(f"{path}: cannot write ({e.strerror or type(e).__name__})") from None
+
+
+def _check_writable(path: Path, folder: bool) -> Path:
+    if special_file(path):
+        return path  # a device or a pipe (/dev/null, /dev/stdout) is written to as it is
     if path.exists():
         if folder and not path.is_dir():
             raise OutputError(f"{path}: exists and is not a folder")
@@ -41,11 +50,29 @@ def check_writable(path: Path, *, folder: bool = False) -> Path:
     return path
 
 
+def special_file(path: Path) -> bool:
+    """`path` exists and is a device, a pipe or a socket (not a regular file or a folder)."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 @contextlib.contextmanager
-def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: Path, suffix: str | None = None, visible: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds. Failing to
-    create the folder, the temp file or the rename is an OutputError naming `path`."""
+    create the folder, the temp file or the rename is an OutputError naming `path`. A device or a pipe
+    (/dev/null, /dev/stdout) is yielded as it is and written in place: renaming onto it would replace it.
+    `visible`: the temp file is `<stem>.partial<suffix>` (what a SIGKILL leaves is in plain sight, and the
+    next write replaces it), not a hidden random name."""
     path = Path(path)
+    if special_file(path):
+        yield path
+        return
+    if visible:
+        yield from _visible_partial(path, suffix)
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
@@ -54,6 +81,24 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
+    try:
+        yield tmp_path
+        try:
+            os.replace(tmp_path, path)
+        except OSError as e:
+            raise _cannot_write(path, e) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+
+
+def _visible_partial(path: Path, suffix: str | None) -> Iterator[Path]:
+    tmp_path = path.with_name(f"{path.stem}.partial{suffix or path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_path.unlink(missing_ok=True)
+    except OSError as e:
+        raise _cannot_write(path, e) from None
     try:
         yield tmp_path
         try:
@@ -106,12 +151,15 @@ def write_image(path: Path, image) -> Path:
 
 
 def read_bounded(path: Path, max_bytes: int, what: str) -> str:
-    """A small text file (`what`: "labels", "spec") read as UTF-8, never more than `max_bytes` of it: a file, a
-    FIFO or a device that holds more (or never ends, as /dev/zero) is refused with an EdgesegError naming it."""
+    """A small text file (`what`: "labels", "spec") read as UTF-8, never more than `max_bytes` of it. Only a
+    regular file: a device or a pipe can hold more than any limit, or never end (/dev/zero, a FIFO no one
+    writes), so it is refused, as is a larger file; EdgesegError naming it."""
     from edgeseg.errors import EdgesegError
 
     path = Path(path)
     try:
+        if not path.is_file():
+            raise EdgesegError(f"{path}: not a regular file (a device, a pipe or a folder): give the {what} as a file")
         with path.open("rb") as f:
             data = f.read(max_bytes + 1)
     except OSError as e:

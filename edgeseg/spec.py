@@ -178,11 +178,19 @@ class ModelSpec:
 
     @classmethod
     def load(cls, path: Path) -> ModelSpec:
-        """A spec from a JSON file (ModelError when it cannot be read or is not a spec)."""
+        """A spec from a JSON file (ModelError when it cannot be read, is not a regular file of at most
+        MAX_SPEC_BYTES, or is not a spec)."""
+        from edgeseg.errors import EdgesegError
+        from edgeseg.io import read_bounded
+
         try:
-            return cls.from_json(Path(path).read_text())
-        except OSError as e:
-            raise ModelError(f"{path}: cannot read spec ({e.strerror})") from None
+            text = read_bounded(Path(path), MAX_SPEC_BYTES, "spec")
+        except EdgesegError as e:
+            raise ModelError(str(e)) from None
+        try:
+            return cls.from_json(text)
+        except ModelError as e:
+            raise ModelError(f"{Path(path).name}: {e}") from None
 
     def save(self, path: Path) -> Path:
         """Write the spec as JSON, atomically; the path written."""

@@ -87,13 +87,27 @@ def _model(buf: bytes, name: str) -> FlatTable:
         raise ModelError(f"{name}: not a TFLite model (truncated flatbuffer)") from None
 
 
+MAX_MODEL_BYTES = 2**31 - 1  # a flatbuffer addresses at most 2 GiB: a larger file is not one
+
+
 def read_model_bytes(path: Path) -> bytes:
-    """A model file's bytes; ModelError when it cannot be read."""
+    """A model file's bytes; ModelError when it cannot be read, is not a regular file, is larger than a
+    flatbuffer can be, or does not start like a TFLite model (checked on its first 8 bytes, before the rest is
+    read: an 8 GB file is refused at once)."""
     path = Path(path)
     try:
-        return path.read_bytes()
+        if not path.is_file():
+            raise ModelError(f"{path}: not a model file" + (" (a folder)" if path.is_dir() else ""))
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if path.suffix.lower() == ".tflite" and (len(head) < 8 or head[4:8] != _IDENTIFIER):
+                raise ModelError(f"{path.name}: not a TFLite model (no TFL3 flatbuffer identifier)")
+            if size > MAX_MODEL_BYTES:
+                raise ModelError(f"{path.name}: {size / 2**30:.1f} GiB, more than a flatbuffer can hold (2 GiB)")
+            return head + f.read()
     except OSError as e:
-        raise ModelError(f"{path}: cannot read ({e.strerror})") from None
+        raise ModelError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
 
 
 def check_tflite(buf: bytes, name: str = "model") -> None:

@@ -429,7 +429,7 @@ def test_serve_drops_idle_clients_and_caps_connections(monkeypatch):
     import edgeseg.camera.serve as serve
 
     monkeypatch.setattr(serve.StreamHandler, "timeout", 0.5)
-    fs = serve.FrameServer("127.0.0.1", 0, max_connections=2)
+    fs = serve.FrameServer("127.0.0.1", 0, max_pending=2)
     try:
         idle = [socket.create_connection(("127.0.0.1", fs.port), timeout=5) for _ in range(2)]
         time.sleep(0.2)

@@ -23,6 +23,7 @@ from edgeseg.cli.common import (
 
 @handles_errors
 def train(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset folder (any layout).")],
     out: Annotated[Path, typer.Option(help="Run folder: model.keras, spec.json, history.csv.")] = Path("runs/train"),
     format: Annotated[FormatChoice, typer.Option(help="Dataset layout.")] = FormatChoice.auto,
@@ -131,6 +132,7 @@ def train(
     where = {"strategy": strategy.value, "mixed_precision": mixed_precision, "jit_compile": jit_compile}
     if resume and (out / CONFIG_FILE).is_file():
         cfg = replace(TrainConfig.load(out), **where)  # what it learns is saved; where it runs is this command's
+        _refuse_changes(ctx, cfg)
         typer.echo(f"resuming {out} with its saved settings")
     else:
         arch = resolve_init(init)[1] if init else {}
@@ -192,3 +194,26 @@ def _range(text: str, what: str) -> tuple[float, float]:
     if not 0 < low <= high <= 4:
         raise EdgesegError(f"{what}: {low:g},{high:g} must satisfy 0 < LOW <= HIGH <= 4")
     return low, high
+
+
+# What --resume may be given afresh: where the run is and how it runs, not what it learns.
+RESUME_MAY_SET = {"ctx", "data", "out", "resume", "strategy", "mixed_precision", "jit_compile"}
+
+
+def _refuse_changes(ctx: typer.Context, cfg) -> None:
+    """--resume continues a run as it was started: an option given on the command line that would change what
+    it learns (its epochs, size, data splits...) is refused, naming the options, rather than silently ignored."""
+    from edgeseg.errors import EdgesegError
+
+    def given_here(name: str) -> bool:  # by name: Typer may carry its own copy of click's ParameterSource
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name == "COMMANDLINE"
+
+    given = [name for name in ctx.params if name not in RESUME_MAY_SET and given_here(name)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise EdgesegError(
+            f"--resume continues {cfg.out} as it was started ({cfg.epochs} epochs at "
+            f"{cfg.input_hw[1]}x{cfg.input_hw[0]}); {flags} would change it: start a new run, with "
+            f"--init {Path(cfg.out) / 'model.keras'} to keep what it learnt"
+        )

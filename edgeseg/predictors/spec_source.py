@@ -3,6 +3,7 @@ file where the user gives one, else what its tensors say (Coral's and MediaPipe'
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def default_spec(inp: TensorInfo, out: TensorInfo, kind: OutputKind, standard: d
     else:
         mean, std = (0.0,) * 3, (255.0,) * 3
     if standard.get("mean") and standard.get("std"):
-        mean, std = tuple(standard["mean"]), tuple(standard["std"])
+        mean, std = finite_normalisation(standard["mean"], standard["std"], "TFLite Metadata NormalizationOptions")
     n = output_classes(out, kind)
     if kind is OutputKind.PROBABILITY:
         classes = ("background", "foreground")
@@ -74,3 +75,20 @@ def read_labels(path: Path) -> list[str]:
     if not labels:
         raise ModelError(f"{path}: no labels in it")
     return labels
+
+
+def finite_normalisation(mean, std, where: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std read from a model file, checked: finite, std at least MIN_STD in size (a NaN, an infinity or
+    a zero std turns every input into NaN or zero, and the model answers one class everywhere)."""
+    from edgeseg.spec import MIN_STD
+
+    values = [float(v) for v in (*mean, *std)]
+    if len(mean) not in (1, 3) or len(std) not in (1, 3):
+        raise ModelError(f"{where}: mean {list(mean)} and std {list(std)} must have 1 or 3 values")
+    if not all(math.isfinite(v) for v in values) or any(abs(float(s)) < MIN_STD for s in std):
+        raise ModelError(f"{where}: mean {list(mean)} / std {list(std)} must be finite, std at least {MIN_STD:g}")
+
+    def three(v) -> tuple[float, ...]:
+        return tuple(float(x) for x in v) * (3 if len(v) == 1 else 1)
+
+    return three(mean), three(std)

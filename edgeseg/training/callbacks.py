@@ -3,7 +3,9 @@ atomically, a backup shared by a cluster's workers, and signals that stop traini
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +13,8 @@ import keras
 import numpy as np
 
 from edgeseg import signals
-from edgeseg.io import atomic_path
+from edgeseg.errors import OutputError
+from edgeseg.io import atomic_path, atomic_write_text
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.postprocess import OutputKind, index_mask
 from edgeseg.preprocess import preprocess, restore_mask
@@ -107,7 +110,10 @@ class BestModel(keras.callbacks.Callback):
         if self.keep == "last" or better:
             self.best = max(self.best, value) if better else self.best
             with atomic_path(self.path, suffix=".keras") as tmp:
-                (self.export(self.model) if self.export else self.model).save(tmp)
+                try:
+                    (self.export(self.model) if self.export else self.model).save(tmp)
+                except OSError as e:  # a full disk: the last good model.keras stays
+                    raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
             if self.on_save:
                 self.on_save(epoch + 1, value)
 
@@ -121,8 +127,25 @@ class SharedBackup(keras.callbacks.BackupAndRestore):
         self.is_chief = is_chief
 
     def _save_model(self):
-        if self.is_chief:
-            super()._save_model()
+        """Keras' own _save_model (a private method, overridden here and only here) writes latest.weights.h5
+        in place: a SIGKILL during the write left a checkpoint that --resume could not load. Here the weights
+        and then the epoch are each written to a temporary file and renamed over the old one, so the backup is
+        always one whole epoch (at worst the weights are one epoch ahead of the count, and that epoch runs
+        again). Only the chief writes."""
+        if not self.is_chief:
+            return
+        backup = Path(self.backup_dir)
+        try:
+            backup.mkdir(parents=True, exist_ok=True)
+            partial = backup / "partial.weights.h5"
+            self.model.save_weights(str(partial), overwrite=True)
+            with open(partial, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(partial, self._weights_path)
+        except OSError as e:
+            raise OutputError(f"{backup}: cannot write the backup ({e.strerror or e})") from None
+        meta = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        atomic_write_text(Path(self._training_metadata_path), json.dumps(meta))
 
     def on_train_end(self, logs=None):
         """Only the chief deletes the finished run's backup."""

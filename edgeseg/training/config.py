@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from edgeseg.choices import BACKBONES, DECODERS, FORMATS, KEEP, LOSSES, SPLITS, STRATEGIES, check_choice
 from edgeseg.errors import EdgesegError
+from edgeseg.io import read_bounded
+from edgeseg.limits import MAX_JSON_BYTES
 
 CONFIG_FILE = "config.json"  # the settings a run started with, beside model.keras
+PATH_FIELDS = ("data", "val_data", "weights", "init", "teacher")  # written relative to the run folder
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,15 @@ class Augment:
     def none(cls) -> Augment:
         """No augmentation at all."""
         return cls(scale=(1.0, 1.0), flip=False, jitter=0.0)
+
+    def check(self) -> None:
+        """EdgesegError unless the scale is two numbers 0 < low <= high <= 4, flip a bool and jitter in 0..1."""
+        s = self.scale
+        ok = isinstance(s, tuple | list) and len(s) == 2 and all(_positive(v) for v in s) and s[0] <= s[1] <= 4
+        if not ok or not isinstance(self.flip, bool) or not (_positive(self.jitter) or self.jitter == 0):
+            raise EdgesegError(f"augment {self!r}: scale LOW,HIGH with 0 < LOW <= HIGH <= 4, flip true or false")
+        if self.jitter > 1:
+            raise EdgesegError(f"augment jitter {self.jitter!r}: at most 1")
 
 
 def parse_class_weights(text: str | None) -> str | tuple[float, ...]:
@@ -118,11 +131,23 @@ class TrainConfig:
         if not (_positive(self.weight_decay) or self.weight_decay == 0):
             raise EdgesegError(f"weight_decay {self.weight_decay!r}: a finite number >= 0")
         parse_class_weights(self.class_weights)
+        if not isinstance(self.augment, Augment):
+            raise EdgesegError(f"augment: {self.augment!r} is not augmentation settings")
+        self.augment.check()
+        for name in ("data", "out"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise EdgesegError(f"{name}: {getattr(self, name)!r} must be a path")
 
-    def to_dict(self) -> dict:
-        """The settings as JSON values (config.json)."""
+    def to_dict(self, relative_to: Path | None = None) -> dict:
+        """The settings as JSON values (config.json). With `relative_to` (the run folder), the paths that exist
+        are written relative to it, so that --resume finds them from any working folder."""
         d = asdict(self)
         d["input_hw"] = list(self.input_hw)
+        if relative_to is not None:
+            for key in PATH_FIELDS:
+                if d.get(key) and Path(d[key]).exists():
+                    d[key] = os.path.relpath(Path(d[key]).resolve(), Path(relative_to).resolve())
+            d["out"] = "."
         return d
 
     @classmethod
@@ -144,8 +169,8 @@ class TrainConfig:
             if isinstance(d.get("augment"), dict):
                 d["augment"] = Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()})
             return cls(**d)
-        except (TypeError, ValueError) as e:
-            raise EdgesegError(f"training settings: {e}") from None
+        except (TypeError, ValueError, OverflowError) as e:
+            raise EdgesegError(f"training settings: {type(e).__name__}: {str(e)[:160]}") from None
 
     @classmethod
     def load(cls, run_dir: Path) -> TrainConfig:
@@ -154,9 +179,15 @@ class TrainConfig:
         if not path.is_file():
             raise EdgesegError(f"{run_dir}: nothing to resume (no {CONFIG_FILE})")
         try:
-            d = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise EdgesegError(f"{path}: unreadable ({e})") from None
+            d = json.loads(read_bounded(path, MAX_JSON_BYTES, "training settings"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise EdgesegError(f"{path}: unreadable ({type(e).__name__}: {str(e)[:120]})") from None
+        if isinstance(d, dict):  # paths were written relative to the run folder (to_dict)
+            d = dict(d, out=str(run_dir))
+            for key in PATH_FIELDS:
+                if isinstance(d.get(key), str) and not Path(d[key]).is_absolute():
+                    joined = Path(run_dir) / d[key]
+                    d[key] = os.path.normpath(joined) if joined.exists() else d[key]
         try:
             return cls.from_dict(d)
         except EdgesegError as e:

@@ -38,6 +38,9 @@ class Distribution:
         return f"strategy {self.name}, {self.replicas} replica(s), role {self.role}"
 
 
+MAX_TF_CONFIG = 64 * 1024  # characters: a cluster of a thousand workers fits
+
+
 def read_tf_config(text: str | None) -> tuple[str, int, dict]:
     """(task type, task index, cluster) from TF_CONFIG's text; one clear EdgesegError when it does not fit."""
     if not text:
@@ -45,10 +48,14 @@ def read_tf_config(text: str | None) -> tuple[str, int, dict]:
             "--strategy multiworker needs TF_CONFIG, e.g. "
             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
         )
+    if len(text) > MAX_TF_CONFIG:
+        raise EdgesegError(f"TF_CONFIG is {len(text):,} characters: more than a cluster description needs")
     try:
         cfg = json.loads(text)
     except json.JSONDecodeError as e:
         raise EdgesegError(f"TF_CONFIG is not valid JSON ({e})") from None
+    except RecursionError:
+        raise EdgesegError("TF_CONFIG is nested too deeply to be a cluster description") from None
     cluster = cfg.get("cluster") if isinstance(cfg, dict) else None
     task = cfg.get("task") if isinstance(cfg, dict) else None
     if not isinstance(cluster, dict) or not cluster.get("worker") and not cluster.get("chief"):

@@ -7,6 +7,7 @@ ConfusionMatrix on frames prepared by edgeseg.preprocess: the numbers `edgeseg e
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -22,7 +23,7 @@ import keras
 import numpy as np
 
 from edgeseg import signals
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, OutputError
 from edgeseg.io import atomic_write_text
 from edgeseg.progress import progress_bar
 from edgeseg.spec import ModelSpec
@@ -222,6 +223,37 @@ def train(
     out = Path(cfg.out)
     dist = make_distribution(cfg.strategy)
     log(dist.describe())
+    with run_lock(out) if dist.is_chief else contextlib.nullcontext():
+        return _train_locked(cfg, dist, out, resume, log, callbacks)
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold the run folder's lock (train.lock, flock) while training: a second `edgeseg train` into the same
+    --out is refused at once instead of mixing its files with the first's. POSIX only; elsewhere no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / "train.lock", "a+")  # noqa: SIM115 - held open for the run's length
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write ({e.strerror or e})") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EdgesegError(
+                f"{out}: another edgeseg train is writing into this folder; give another --out"
+            ) from None
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def _train_locked(cfg, dist, out: Path, resume: bool, log, callbacks) -> dict:
     check_run_folder(out, "auto" if dist.name == "multiworker" else resume, log)
     resume = resume or (dist.name == "multiworker" and (out / "backup").exists())
     mixed = wants_mixed_precision(cfg.mixed_precision)
@@ -277,7 +309,7 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
     finally:
         keras.config.set_dtype_policy(previous_policy)
     if dist.is_chief:
-        atomic_write_text(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
+        atomic_write_text(out / CONFIG_FILE, json.dumps(cfg.to_dict(relative_to=out), indent=2) + "\n")
         spec.save(out / "spec.json")
     if not resume and history.exists():
         history.unlink()
@@ -302,9 +334,14 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
     ]
     t0 = time.perf_counter()
     with signals.deferred():
-        model.fit(
-            pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto", shuffle=False
-        )  # tf.data shuffles
+        try:
+            model.fit(
+                pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto", shuffle=False
+            )  # tf.data shuffles
+        except OSError as e:  # a full disk under Keras' own writers (history.csv)
+            raise OutputError(
+                f"{out}: cannot write ({e.strerror or e}); --resume continues from the last whole epoch"
+            ) from None
     seconds = time.perf_counter() - t0
     if not (work / "model.keras").exists():
         raise EdgesegError("training produced no model (validation mIoU was never a number)")
