@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeseg import signals
 from edgeseg.camera.frames import FrameSource
 from edgeseg.camera.reader import Captured, CaptureThread
+from edgeseg.camera.record import DISK_CHECK_EVERY, check_disk, check_recording, open_video_writer
 from edgeseg.camera.render import Renderer
 from edgeseg.camera.sources import Paced
 from edgeseg.errors import SourceError
@@ -181,6 +184,8 @@ class _Output:
                 self.writer = open_video_writer(self.opts.record, self.record_tmp, self.fps, size, self.opts.log)
             # a camera that reconnects at another resolution must not break the recording
             self.writer.write(image if size == self.record_size else cv2.resize(image, self.record_size))
+            if self.stats.frames % DISK_CHECK_EVERY == 0:
+                check_disk(self.record_tmp, self.opts.record)
         if self.opts.save_masks is not None:
             path = self.opts.save_masks / f"{cap.index:06d}.png"
             write_image(path, mask)
@@ -225,6 +230,8 @@ class _Output:
             self.thread.join(timeout)
         if self.writer is not None:
             self.writer.release()
+            self.writer = None
+            check_recording(self.record_tmp, self.opts.record)
 
 
 def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopStats:
@@ -233,8 +240,11 @@ def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopSt
         source = Paced(source)
     stats = LoopStats()
     window = "edgeseg" if opts.show else None
-    with contextlib.ExitStack() as stack:
-        record_tmp = stack.enter_context(atomic_path(opts.record)) if opts.record else None
+    stack = contextlib.ExitStack()
+    capture = output = None
+    t_start = time.perf_counter()
+    try:
+        record_tmp = stack.enter_context(atomic_path(opts.record, visible=True)) if opts.record else None
         for folder in (opts.save_masks, opts.save_frames):
             if folder is not None:
                 Path(folder).mkdir(parents=True, exist_ok=True)
@@ -247,72 +257,40 @@ def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopSt
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (edgeseg.signals raises Terminated for it)
             stats.interrupted = True
             stats.stopped_by = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
-        finally:
-            capture.stop()
-            output.close()
-            stats.seconds = time.perf_counter() - t_start
-            stats.dropped, stats.corrupt, stats.reconnects = capture.dropped, capture.corrupt, capture.reconnects
-            if window:
-                with contextlib.suppress(cv2.error):
-                    cv2.destroyAllWindows()
-        if source.ended_early and not stats.interrupted:
-            stats.ended_early = source.ended_early
-            opts.log(f"warning: {source.ended_early}")
-        if output.error is not None:
-            raise output.error
-        if stats.frames == 0:
-            raise SourceError(f"{source.name}: no frame could be read")
+    finally:
+        # A second Ctrl-C while the recording is closed and renamed is noted, not obeyed: it used to lose it.
+        with signals.finishing(say=opts.log):
+            _finish(stack, capture, output, stats, window, t_start)
+    if source.ended_early and not stats.interrupted:
+        stats.ended_early = source.ended_early
+        opts.log(f"warning: {source.ended_early}")
+    if output.error is not None:
+        raise output.error
+    if stats.frames == 0:
+        raise SourceError(f"{source.name}: no frame could be read")
     return stats
 
 
-# Codecs to try per container, best first. Browsers play H.264 in .mp4 and VP9/VP8 in .webm; opencv-python's
-# own FFmpeg cannot encode H.264 (a licensing choice: opencv/opencv-python#241, ultralytics #7967), so an .mp4
-# falls back to MPEG-4 Part 2 (mp4v), which VLC and ffmpeg play but browsers do not.
-RECORD_CODECS = {
-    ".mp4": ("avc1", "mp4v"),
-    ".m4v": ("avc1", "mp4v"),
-    ".mov": ("avc1", "mp4v"),
-    ".mkv": ("avc1", "VP90", "mp4v"),
-    ".webm": ("VP90", "VP80"),
-    ".avi": ("MJPG",),
-}
-BROWSER_CODECS = {"avc1", "VP90", "VP80"}
-
-
-def check_record_path(path: Path) -> None:
-    """--record's container must be one this loop can write (by its suffix)."""
-    if Path(path).suffix.lower() not in RECORD_CODECS:
-        raise SourceError(f"{path}: --record writes {', '.join(RECORD_CODECS)} (.webm plays in every browser)")
-
-
-def open_video_writer(path: Path, tmp: Path, fps: float, size: tuple[int, int], log: Callable[[str], None]):
-    """A cv2.VideoWriter on `tmp` for the container `path` names, with the first codec this OpenCV can encode;
-    says so when the result will not play in a browser.
-
-    Args:
-        path: the recording's final name (its suffix picks the codecs).
-        tmp: the temp file written until the recording is complete.
-        fps: the frame rate to declare.
-        size: the frames' (width, height).
-        log: where the codec note goes.
-    """
-    check_record_path(path)
-    for fourcc in RECORD_CODECS[Path(path).suffix.lower()]:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size)
-        if writer.isOpened():
-            if fourcc in BROWSER_CODECS:
-                log(f"recording {Path(path).name} as {fourcc} (plays in browsers)")
-            elif fourcc == "mp4v":
-                log(
-                    f"recording {Path(path).name} as mp4v: this OpenCV cannot encode H.264, so it plays in VLC and "
-                    "ffmpeg, not in browsers; record to a .webm (VP9) for a browser"
-                )
-            else:
-                log(f"recording {Path(path).name} as {fourcc}")
-            return writer
-        writer.release()
-    tried = ", ".join(RECORD_CODECS[Path(path).suffix.lower()])
-    raise SourceError(f"{path}: OpenCV cannot write {Path(path).suffix} video here (tried {tried})")
+def _finish(stack: contextlib.ExitStack, capture, output, stats: LoopStats, window, t_start: float) -> None:
+    """Stop the threads, close the outputs, and close the stack: the recording is renamed whole, or (on an
+    error, which the stack sees) removed."""
+    exc = sys.exc_info()
+    try:
+        if capture is not None:
+            capture.stop()
+        if output is not None:
+            output.close()
+        stats.seconds = time.perf_counter() - t_start
+        if capture is not None:
+            stats.dropped, stats.corrupt, stats.reconnects = capture.dropped, capture.corrupt, capture.reconnects
+        if window:
+            with contextlib.suppress(cv2.error):
+                cv2.destroyAllWindows()
+    except BaseException:
+        if not stack.__exit__(*sys.exc_info()):
+            raise
+        return
+    stack.__exit__(*exc)
 
 
 def _start_server(opts: LoopOptions, model: Predictor, stack: contextlib.ExitStack):

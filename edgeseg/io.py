@@ -124,7 +124,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
+                if not special_file(tmp):  # a pipe or a device cannot be synced (EINVAL)
+                    os.fsync(f.fileno())
         except OSError as e:  # a full disk (ENOSPC) shows up here: the temp file goes, the target is untouched
             raise _cannot_write(Path(path), e) from None
     return Path(path)

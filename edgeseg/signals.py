@@ -101,6 +101,25 @@ def raise_pending() -> None:
 
 
 @contextlib.contextmanager
+def finishing(say=None) -> Iterator[None]:
+    """While the block runs (in the main thread), SIGINT and SIGTERM are noted and ignored, so that what is being
+    finished (a recording closed and renamed) is finished whole; `say` hears about the first one. A third one
+    (the user insists) stops at once."""
+    count = 0
+
+    def ignore(signum, frame) -> None:
+        nonlocal count
+        count += 1
+        if count == 1 and say is not None:
+            say("finishing the recording; press Ctrl-C twice more to abandon it")
+        if count >= 3:
+            _raise(signum)
+
+    with _handling(ignore, (signal.SIGINT, signal.SIGTERM)):
+        yield
+
+
+@contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """While the block runs (in the main thread), SIGINT and SIGTERM are noted, not raised: the block calls
     raise_pending() where stopping is safe. A second identical signal stops at once."""

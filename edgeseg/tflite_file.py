@@ -96,8 +96,10 @@ def read_model_bytes(path: Path) -> bytes:
     read: an 8 GB file is refused at once)."""
     path = Path(path)
     try:
+        if not path.exists():
+            raise ModelError(f"{path}: no such file")
         if not path.is_file():
-            raise ModelError(f"{path}: not a model file" + (" (a folder)" if path.is_dir() else ""))
+            raise ModelError(f"{path}: not a model file ({'a folder' if path.is_dir() else 'a device or a pipe'})")
         size = path.stat().st_size
         with path.open("rb") as f:
             head = f.read(8)

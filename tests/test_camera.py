@@ -492,7 +492,7 @@ def test_record_webm_plays_anywhere_and_mp4_says_what_it_could_encode(seg, tmp_p
     assert count_frames(tmp_path / "o.mp4") == 3
     if fourcc != "avc1":  # opencv-python's FFmpeg cannot encode H.264: the fallback is named, with the fix
         assert any("cannot encode H.264" in m and ".webm" in m for m in logged), logged
-    from edgeseg.camera.loop import check_record_path
+    from edgeseg.camera.record import check_record_path
     from edgeseg.errors import SourceError
 
     with pytest.raises(SourceError, match=r"--record writes \.mp4"):

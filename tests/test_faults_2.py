@@ -5,10 +5,15 @@ Each asserts what the user sees (one line, the exit code, no traceback) and what
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
+import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,9 +23,9 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeseg.cli import app
-from edgeseg.errors import DataError, ModelError
+from edgeseg.errors import DataError, EdgesegError, ModelError
 from tests.conftest import ROOT
-from tests.test_faults import one_line_error
+from tests.test_faults import _in_mount_namespace, one_line_error
 from tests.toy import solid
 
 runner = CliRunner()
@@ -273,3 +278,210 @@ def test_two_runs_into_one_folder_the_second_is_refused(synthetic_data, tmp_path
     finally:
         first.kill()
         first.wait()
+
+
+# ------------------------------------------------------------------------------------------------- 3. outputs
+def test_a_pipe_given_as_an_output_is_written_to_not_replaced(toy_models, tmp_path):
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = invoke("bench", toy_models["scores_int8"], "--runs", 2, "--warmup", 0, "--json", fifo)
+    reader.join(30)
+    assert r.exit_code == 0, r.output
+    assert json.loads(got[0])["results"][0]["runtime"] == "litert"
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["out.fifo"]
+
+
+def test_a_full_disk_while_recording_is_one_line_not_a_claimed_file(toy_models, tmp_path):
+    m = toy_models["scores_int8"]
+    full = _in_mount_namespace(
+        f'mount -t tmpfs -o size=64k tmpfs "$T" && "$PY" -m edgeseg run {m} --source synthetic:320x240 --no-show '
+        '--max-frames 120 --record "$T/o.avi"; echo "rc=$?"; ls -A "$T"; echo end',
+        tmp_path,
+    )
+    assert "rc=1" in full.stdout and "Traceback" not in full.stderr, full.stderr
+    assert "the disk is full" in full.stderr and "wrote" not in full.stdout
+    assert full.stdout.split("rc=1")[1].strip() == "end"  # nothing left in the folder
+
+
+def _recording(toy_models, out: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeseg", "run", str(toy_models["scores_int8"]), "--source", "synthetic:96x64"]
+        + ["--no-show", "--realtime", "--record", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert "Ctrl-C stops" in proc.stdout.readline()
+    time.sleep(1.5)
+    return proc
+
+
+def test_two_ctrl_c_10_ms_apart_keep_the_recording(toy_models, tmp_path):
+    from tests.test_camera import count_frames
+
+    out = tmp_path / "o.mkv"
+    proc = _recording(toy_models, out)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert count_frames(out) > 10 and sorted(p.name for p in tmp_path.iterdir()) == ["o.mkv"]
+
+
+def test_a_sigkill_leaves_a_visible_partial_recording_that_the_next_run_replaces(toy_models, tmp_path):
+    out = tmp_path / "o.mkv"
+    proc = _recording(toy_models, out)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.partial.mkv"]  # in plain sight, not hidden
+    r = invoke(
+        "run", toy_models["scores_int8"], "--source", "synthetic:96x64", "--no-show", "--max-frames", 3, "--record", out
+    )
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mkv"]
+
+
+def test_a_path_component_over_255_bytes_is_one_line(toy_models, tmp_path):
+    long = tmp_path / ("x" * 300 + ".json")
+    one_line_error(invoke("bench", toy_models["scores_int8"], "--runs", 2, "--json", long), "File name too long")
+    one_line_error(invoke("eval", toy_models["scores_int8"], "--data", tmp_path, "--json", long), "File name too long")
+
+
+# ------------------------------------------------------------------------------------------- 4. bounded inputs
+def test_labels_and_specs_must_be_regular_files_of_a_bounded_size(toy_models, tmp_path):
+    from tests.test_faults import _dataset
+
+    m = toy_models["scores_int8"]
+    data = _dataset(tmp_path)
+    one_line_error(invoke("eval", m, "--data", data, "--labels", "/dev/zero"), "not a regular file")
+    fifo = tmp_path / "labels.fifo"
+    os.mkfifo(fifo)
+    one_line_error(invoke("bench", m, "--runs", 2, "--labels", fifo), "not a regular file")
+    huge = tmp_path / "spec.json"
+    with huge.open("wb") as f:
+        f.truncate(2**30)  # a sparse gigabyte
+    one_line_error(invoke("eval", m, "--data", data, "--spec", huge), "more than 262144 bytes: not a spec file")
+
+
+def test_a_huge_model_file_is_refused_by_its_header_and_size_before_it_is_read(tmp_path):
+    from edgeseg.tflite_file import read_model_bytes
+
+    junk = tmp_path / "junk.tflite"
+    with junk.open("wb") as f:
+        f.write(b"\x00" * 16)
+        f.truncate(8 * 2**30)  # 8 GiB, sparse: reading it whole would take 8 GiB of memory
+    t0 = time.perf_counter()
+    with pytest.raises(ModelError, match="not a TFLite model"):
+        read_model_bytes(junk)
+    big = tmp_path / "big.tflite"
+    with big.open("wb") as f:
+        f.write(b"\x1c\x00\x00\x00TFL3")
+        f.truncate(3 * 2**30)
+    with pytest.raises(ModelError, match="more than a flatbuffer can hold"):
+        read_model_bytes(big)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_a_deeply_nested_or_huge_tf_config_is_one_line():
+    from edgeseg.training.distribute import read_tf_config
+
+    with pytest.raises(EdgesegError, match="nested too deeply"):
+        read_tf_config("[" * 30_000 + "]" * 30_000)
+    with pytest.raises(EdgesegError, match="more than a cluster description needs"):
+        read_tf_config('{"cluster": {"worker": ["' + "h" * 100_000 + ':1"]}}')
+
+
+# ------------------------------------------------------------------------------------------------ 5. the viewer
+def _get(port: int, path: str, host: str = "127.0.0.1", timeout: float = 5) -> bytes:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect((host, port))
+        s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def _colour_of(jpeg_response: bytes) -> np.ndarray:
+    body = jpeg_response.split(b"\r\n\r\n", 1)[1]
+    return cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)[8, 8]
+
+
+def test_clients_that_trickle_a_request_do_not_lock_out_real_ones(monkeypatch):
+    import edgeseg.camera.serve as serve
+
+    monkeypatch.setattr(serve, "REQUEST_DEADLINE_S", 0.5)
+    fs = serve.FrameServer("127.0.0.1", 0, max_pending=4)
+    stop = threading.Event()
+
+    def trickle():
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", fs.port)) as s:
+            while not stop.is_set():
+                s.sendall(b"G")
+                time.sleep(0.2)
+
+    attackers = [threading.Thread(target=trickle, daemon=True) for _ in range(16)]
+    try:
+        for t in attackers:
+            t.start()
+        time.sleep(1.0)
+        ok = 0
+        for _ in range(10):  # a real client gets through within a few tries, while the trickling goes on
+            with contextlib.suppress(OSError):
+                ok += _get(fs.port, "/stats.json", timeout=2).startswith(b"HTTP/1.0 200")
+            if ok:
+                break
+            time.sleep(0.3)
+        assert ok
+    finally:
+        stop.set()
+        fs.close()
+
+
+def test_a_snapshot_or_a_new_stream_gets_the_newest_frame_not_an_old_one():
+    import edgeseg.camera.serve as serve
+
+    fs = serve.FrameServer("127.0.0.1", 0)
+    try:
+        fs.publish(solid((0, 0, 255), (16, 16)))  # red, while nobody watches
+        assert _colour_of(_get(fs.port, "/snapshot.jpg"))[2] > 200
+        fs.publish(solid((255, 0, 0), (16, 16)))  # then blue, still nobody watching
+        assert _colour_of(_get(fs.port, "/snapshot.jpg"))[0] > 200
+        fs.publish(solid((0, 255, 0), (16, 16)))  # green
+        with socket.create_connection(("127.0.0.1", fs.port), timeout=5) as s:
+            s.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
+            data = b""
+            while data.count(b"\xff\xd9") < 1:
+                data += s.recv(65536)
+        part = data.split(b"Content-Type: image/jpeg", 1)[1]
+        jpeg = part[part.index(b"\xff\xd8") : part.index(b"\xff\xd9") + 2]
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[8, 8][1] > 200  # green, not red
+    finally:
+        fs.close()
+
+
+def test_the_viewer_takes_ipv6_and_says_when_it_is_exposed():
+    import edgeseg.camera.serve as serve
+
+    assert serve.parse_serve("[::1]:8080") == ("::1", 8080)
+    try:
+        fs = serve.FrameServer("::1", 0)
+    except EdgesegError as e:
+        pytest.skip(f"no IPv6 loopback here ({e})")
+    try:
+        assert _get(fs.port, "/stats.json", host="::1").startswith(b"HTTP/1.0 200")
+        assert fs.url == f"http://[::1]:{fs.port}/"
+    finally:
+        fs.close()
+    fs = serve.FrameServer("0.0.0.0", 0)
+    try:
+        assert fs.exposed and "localhost" not in fs.url and "anyone who can reach this machine" in fs.describe()
+    finally:
+        fs.close()

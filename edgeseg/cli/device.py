@@ -222,7 +222,7 @@ def run(
     model = one_model(model, model_opt, default=True)
     writable(record, json_out, folders=(save_masks, save_frames))
     if record is not None:
-        from edgeseg.camera.loop import check_record_path
+        from edgeseg.camera.record import check_record_path
 
         check_record_path(record)
     from edgeseg.host import has_display
