@@ -1,7 +1,12 @@
-"""Fuzz the device commands with damaged models: does every bad .tflite end in one clean line?
+"""Fuzz the device commands with damaged models: does every bad .tflite or .onnx end in one clean line?
 
     python benchmarks/fuzz_tflite.py [--model edgeseg/assets/camvid_small_int8.tflite] [--mutations 500]
                                      [--seed 0] [--workers 2] [--out benchmarks/results/fuzz_tflite.json]
+    python benchmarks/fuzz_tflite.py --onnx [--mutations 500]   # -> benchmarks/results/fuzz_onnx.json
+
+With --onnx the model is a small ONNX segmentation network built here (two convolutions, a resize, 11 classes,
+the edgeseg spec in its metadata: no TensorFlow needed), and `spec` mutations hit the metadata's JSON,
+`structure` ones the protobuf outside the weights' raw data.
 
 Each mutation is a copy of the model with a few bytes changed, of one of three kinds, in turn:
 - `spec`: bytes inside the embedded edgeseg spec (JSON) flipped or replaced;
@@ -146,29 +151,87 @@ def run_one(i: int, kind: str, path: Path, data_dir: Path, timeout: float) -> di
     }
 
 
+def onnx_model(path: Path) -> Path:
+    """A small ONNX segmentation model (float32 RGB 0..255 in, 11 class scores out, NHWC) with an edgeseg spec in
+    its metadata, built with onnx.helper."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgeseg.spec import ModelSpec
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(0, 0.1, (16, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.1, (11, 16, 1, 1)).astype(np.float32), "w2")
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    nodes = [
+        helper.make_node("Transpose", ["image"], ["x"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["x", "w1"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"]),
+        helper.make_node("Resize", ["c2", "", "scales"], ["up"], mode="linear"),
+        helper.make_node("Transpose", ["up"], ["scores"], perm=[0, 2, 3, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fuzz",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 64, 96, 3])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 64, 96, 11])],
+        [w1, w2, scales],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    spec = ModelSpec(input_hw=(64, 96), classes=tuple(f"c{k}" for k in range(11)), std=(255.0,) * 3)
+    model.metadata_props.add(key="edgeseg_spec", value=spec.to_json())
+    onnx.save(model, path)
+    return path
+
+
+def onnx_ranges(buf: bytes) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """(the spec JSON's byte range, the weights' raw data ranges) of a serialised ONNX model."""
+    import onnx
+
+    proto = onnx.load_from_string(buf)
+    spec = next(p.value for p in proto.metadata_props if p.key == "edgeseg_spec").encode()
+    start = buf.index(spec)
+    weights = []
+    for t in proto.graph.initializer:
+        if len(t.raw_data) >= 64:
+            at = buf.index(t.raw_data)
+            weights.append((at, at + len(t.raw_data)))
+    return (start, start + len(spec)), weights
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "edgeseg" / "assets" / "camvid_small_int8.tflite")
+    ap.add_argument("--onnx", action="store_true", help="fuzz an ONNX model (built here) instead")
     ap.add_argument("--mutations", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per mutation (all four commands)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fuzz_tflite.json")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/fuzz_tflite.json (or _onnx)")
     args = ap.parse_args()
+    args.out = args.out or ROOT / "benchmarks" / "results" / f"fuzz_{'onnx' if args.onnx else 'tflite'}.json"
 
     from edgeseg.synthetic import write_dataset
     from edgeseg.tflite_file import read_spec_json
 
-    buf = args.model.read_bytes()
-    spec = read_spec_json(buf)
-    if not spec:
-        sys.exit(f"{args.model}: carries no edgeseg spec to mutate")
-    start = buf.index(spec)
-    spec_range, weights = (start, start + len(spec)), weight_ranges(buf)
     rng = random.Random(args.seed)
     results = []
     with tempfile.TemporaryDirectory(prefix="edgeseg-fuzz-") as tmp:
         tmp = Path(tmp)
+        if args.onnx:
+            args.model = onnx_model(tmp / "fuzz.onnx")
+            buf = args.model.read_bytes()
+            spec_range, weights = onnx_ranges(buf)
+        else:
+            buf = args.model.read_bytes()
+            spec = read_spec_json(buf)
+            if not spec:
+                sys.exit(f"{args.model}: carries no edgeseg spec to mutate")
+            start = buf.index(spec)
+            spec_range, weights = (start, start + len(spec)), weight_ranges(buf)
         data_dir = tmp / "data"  # 11 generated classes, as many as the model predicts
         write_dataset(data_dir, count=2, hw=(48, 64), seed=3)
         info = json.loads((data_dir / "classes.json").read_text())
@@ -179,7 +242,7 @@ def main() -> None:
         for i in range(args.mutations):
             kind = KINDS[i % len(KINDS)]
             data, offsets = mutate(buf, kind, rng, spec_range, weights)
-            path = tmp / f"m{i:04d}.tflite"
+            path = tmp / f"m{i:04d}{args.model.suffix}"
             path.write_bytes(data)
             jobs.append((i, kind, path, offsets))
         t0 = time.time()
@@ -208,7 +271,7 @@ def main() -> None:
     from edgeseg.host import environment
 
     summary = {
-        "model": os.path.relpath(args.model, ROOT),
+        "model": "a small ONNX model built by onnx_model()" if args.onnx else os.path.relpath(args.model, ROOT),
         "mutations": len(results),
         "seed": args.seed,
         "seconds": round(seconds, 1),

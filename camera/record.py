@@ -76,9 +76,10 @@ def open_video_writer(path: Path, tmp: Path, fps: float, size: tuple[int, int], 
         log: where the codec note goes.
     """
     check_record_path(path)
-    quiet_opencv_warnings()  # a dropped frame is said once, by check_disk, not by FFmpeg on every frame
     for fourcc in RECORD_CODECS[Path(path).suffix.lower()]:
+        opencv_log_level("SILENT")  # a codec this build lacks is tried quietly: the log line below says which is used
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        opencv_log_level("ERROR")  # and a frame that does not fit the disk is said once, by check_disk
         if writer.isOpened():
             if fourcc in BROWSER_CODECS:
                 log(f"recording {Path(path).name} as {fourcc} (plays in browsers)")
@@ -95,9 +96,9 @@ def open_video_writer(path: Path, tmp: Path, fps: float, size: tuple[int, int], 
     raise SourceError(f"{path}: OpenCV cannot write {Path(path).suffix} video here (tried {tried})")
 
 
-def quiet_opencv_warnings() -> None:
-    """OpenCV's own warnings (its FFmpeg wrapper says "Failed to write frame" on every frame of a full disk, and
-    one line per codec it cannot open) off the terminal; edgeseg says what went wrong once, in its words."""
+def opencv_log_level(level: str) -> None:
+    """Set OpenCV's own log level ("SILENT", "ERROR"...): its FFmpeg wrapper says "Failed to write frame" on every
+    frame of a full disk and an error line for each codec it cannot open; edgeseg says what matters once."""
     logging = getattr(cv2.utils, "logging", None)
     if logging is not None:
-        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+        logging.setLogLevel(getattr(logging, f"LOG_LEVEL_{level}"))

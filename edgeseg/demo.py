@@ -48,6 +48,16 @@ def run_demo(
         the summary's figures, as written to results/summary.json.
     """
     out = Path(out)
+    try:  # the demo trains and converts: say so before writing anything on an install without TensorFlow
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow") is None:
+            raise ImportError
+    except (ImportError, ValueError):
+        raise EdgesegError(
+            "the demo trains and converts a model, which needs TensorFlow: pip install 'edgeseg[train]' "
+            "(on a device, try: edgeseg run --model nano --source synthetic --no-show)"
+        ) from None
     data, run, res = out / "data", out / "run", out / "results"
     video = out / "synthetic.mp4"
     t0 = time.perf_counter()
@@ -202,7 +212,8 @@ def _table(s: dict) -> str:
     )
     rows.append(
         f"camera loop on the synthetic video: {s['loop']['frames']} frames at {s['loop']['fps']:.1f} FPS "
-        "(single-threaded loop, video decode and overlay included)"
+        "(the pipelined loop: capture and preprocessing, inference, and drawing on three threads; video "
+        "decode and overlay included)"
     )
     rows.append(
         "Data: edgeseg's synthetic scenes (generated, not real images): these figures test the pipeline, "

@@ -110,7 +110,45 @@ def board_model() -> str | None:
 
 
 def has_display() -> bool:
-    """A window can open: X11 or Wayland on Linux; assumed elsewhere."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+    """A window can open: on Linux, an X server or a Wayland compositor that answers (a DISPLAY left over from a
+    closed session used to make Qt abort the process with exit 134); assumed elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return True
+    wayland = os.environ.get("WAYLAND_DISPLAY")
+    if wayland:
+        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+        if _answers(wayland if wayland.startswith("/") else os.path.join(runtime, wayland)):
+            return True
+    display = os.environ.get("DISPLAY")
+    return bool(display) and x_server_answers(display)
+
+
+def x_server_answers(display: str) -> bool:
+    """Whether the X server DISPLAY names accepts a connection (":N" a local socket, "host:N" TCP 6000+N)."""
+    host, _, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not number.isdigit():
+        return False
+    if host in ("", "unix"):
+        return _answers(f"/tmp/.X11-unix/X{number}") or _answers(f"@/tmp/.X11-unix/X{number}")
+    import socket
+
+    try:
+        with socket.create_connection((host, 6000 + int(number)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _answers(path: str) -> bool:
+    """A unix socket at `path` ("@..." an abstract one) accepts a connection."""
+    import socket
+
+    address = "\0" + path[1:] if path.startswith("@") else path
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(address)
+            return True
+        except OSError:
+            return False

@@ -35,6 +35,11 @@ def main() -> None:
 
     seg = load_model(args.model, threads=args.threads)
     source = int(args.source) if args.source.isdigit() else args.source
+    if str(source).startswith("synthetic"):
+        print(
+            "synthetic frames (shapes, not a street): the road model's go/slow/stop below shows the loop working, "
+            "not driving sense; give --source a camera or a street video"
+        )
     for result in seg.stream(source, max_frames=args.frames):
         command = drive_command(result)
         print(f"frame {result.index:4d}: {command:<4} (inference {result.timings['invoke']:.1f} ms)")

@@ -25,6 +25,10 @@ def main() -> None:
         from edgeseg.synthetic import scene
 
         frame, out = scene(0, (360, 480))[0], args.out or Path("synthetic_overlay.png")
+        print(
+            "no image given: a synthetic frame (shapes, not a street), so the road model's classes below say "
+            "nothing about it; give a photo of a street to see what the model is for"
+        )
     else:
         frame = cv2.imread(str(args.image))
         if frame is None:

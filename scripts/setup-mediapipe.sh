@@ -13,8 +13,9 @@ if .venv-mediapipe/bin/python -c "import mediapipe, sys; sys.exit(mediapipe.__ve
 fi
 echo "installing mediapipe $MEDIAPIPE_VERSION into .venv-mediapipe (for the MediaPipe ImageSegmenter test)"
 rm -rf .venv-mediapipe
+LOG=$(mktemp "${TMPDIR:-/tmp}/edgeseg-mediapipe.XXXXXX.log")
 if ! { "$PYTHON" -m venv .venv-mediapipe && .venv-mediapipe/bin/python -m pip install --quiet --upgrade pip \
-    && .venv-mediapipe/bin/python -m pip install --quiet "mediapipe==$MEDIAPIPE_VERSION"; } >/tmp/edgeseg-mediapipe.log 2>&1; then
+    && .venv-mediapipe/bin/python -m pip install --quiet "mediapipe==$MEDIAPIPE_VERSION"; } >"$LOG" 2>&1; then
     rm -rf .venv-mediapipe
-    echo "SKIPPED: mediapipe $MEDIAPIPE_VERSION could not be installed (see /tmp/edgeseg-mediapipe.log)"
+    echo "SKIPPED: mediapipe $MEDIAPIPE_VERSION could not be installed (see $LOG)"
 fi

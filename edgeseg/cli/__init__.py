@@ -20,6 +20,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help and usage errors, as click prints them: Rich's panels showed "<bool>" after every flag (as if it
+    # took a value), ate square brackets in help texts as markup, and printed nothing at all with COLUMNS=0.
+    rich_markup_mode=None,
 )
 
 # in the order `edgeseg --help` lists them: the workstation's verbs, the device's, then the tools

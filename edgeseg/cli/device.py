@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -228,7 +229,9 @@ def run(
     from edgeseg.host import has_display
 
     if show and not has_display():
-        typer.secho("no display: running without a window (--no-show)", fg=typer.colors.YELLOW, err=True)
+        stale = os.environ.get("DISPLAY")
+        why = f"DISPLAY={stale} is set but no X server answers" if stale else "no display"
+        typer.secho(f"{why}: running without a window (--no-show)", fg=typer.colors.YELLOW, err=True)
         show = False
     serve_at = None
     if serve:

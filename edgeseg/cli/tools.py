@@ -44,12 +44,19 @@ def synth(
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same scenes.")] = 0,
     video: Annotated[Path | None, typer.Option(help="Also write a synthetic video (.mp4) here.")] = None,
     frames: Annotated[int, typer.Option(min=1, max=MAX_IMAGES, help="Frames in the video.")] = 150,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write into a folder that already holds a dataset.")
+    ] = False,
 ) -> None:
     """Write the built-in synthetic dataset (shapes on textured, noisy backgrounds) and optionally a video."""
     from edgeseg import synthetic
+    from edgeseg.errors import EdgesegError
 
     hw = parse_size(size)
     writable(video, folders=(out,))
+    held = [p.name for p in (out / "classes.json", out / "images", out / "masks") if p.exists()]
+    if held and not overwrite:
+        raise EdgesegError(f"{out} already holds a dataset ({', '.join(held)}): give another folder, or --overwrite")
     synthetic.write_dataset(out, count, hw, seed, progress=progress("scenes"))
     typer.echo(f"wrote {count} synthetic scenes to {out} (images/, masks/, classes.json)")
     if video:

@@ -60,7 +60,10 @@ class OnnxSegmenter(Predictor):
             raise ModelError(
                 f"{self.path.name}: ONNX Runtime rejects this model ({str(e).splitlines()[0][:200]})"
             ) from None
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        try:  # names are decoded as UTF-8 on the way out: a damaged file fails here
+            inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        except (UnicodeDecodeError, RuntimeError) as e:
+            raise ModelError(f"{self.path.name}: its inputs and outputs cannot be read ({type(e).__name__})") from None
         if len(inputs) != 1:
             raise ModelError(f"{self.path.name}: expected one input tensor, found {len(inputs)}")
         try:
@@ -78,7 +81,10 @@ class OnnxSegmenter(Predictor):
             self.output = self.output.with_shape((1, *hw, *shape[3:]))
 
     def _embedded_spec(self) -> tuple[str | None, str]:
-        return self.session.get_modelmeta().custom_metadata_map.get(SPEC_METADATA_NAME), "embedded"
+        try:  # ONNX Runtime decodes the metadata as UTF-8 when asked for it: a damaged file fails here
+            return self.session.get_modelmeta().custom_metadata_map.get(SPEC_METADATA_NAME), "embedded"
+        except (UnicodeDecodeError, RuntimeError) as e:
+            raise ModelError(f"{self.path.name}: its metadata cannot be read ({type(e).__name__})") from None
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         """Run one prepared input tensor; return the raw output tensor."""
