@@ -101,6 +101,15 @@ def raise_pending() -> None:
 
 
 @contextlib.contextmanager
+def default_action() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGINT and SIGTERM do what they do by default: end the process
+    at once. For a native call that blocks without returning to Python (a cluster waiting for its workers), where
+    a Python handler would never run and the process would be deaf to both."""
+    with _handling(signal.SIG_DFL, (signal.SIGINT, signal.SIGTERM)):
+        yield
+
+
+@contextlib.contextmanager
 def finishing(say=None) -> Iterator[None]:
     """While the block runs (in the main thread), SIGINT and SIGTERM are noted and ignored, so that what is being
     finished (a recording closed and renamed) is finished whole; `say` hears about the first one. A third one

@@ -84,14 +84,22 @@ def role_of(task_type: str, index: int, cluster: dict) -> tuple[str, bool]:
     return f"worker {index}", False
 
 
-def make_distribution(name: str = "auto") -> Distribution:
+def make_distribution(name: str = "auto", log=print) -> Distribution:
     """The strategy for --strategy `name` (auto: mirrored over several GPUs, else the default); multiworker reads and
-    checks TF_CONFIG."""
+    checks TF_CONFIG, says that it waits for the other workers, and can be stopped while it does."""
     import tensorflow as tf
+
+    from edgeseg import signals
 
     if name == "multiworker":
         task_type, index, cluster = read_tf_config(os.environ.get("TF_CONFIG"))
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        n = sum(len(a) for a in cluster.values())
+        log(
+            f"multiworker: {task_type} {index} of {n} in TF_CONFIG; waiting until every worker has started "
+            "(Ctrl-C or SIGTERM stops the wait)"
+        )
+        with signals.default_action():  # the wait is native code: a Python signal handler would never run
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
         role, chief = role_of(task_type, index, cluster)
         return Distribution(strategy, "multiworker", strategy.num_replicas_in_sync, role, chief, index)
     gpus = tf.config.list_logical_devices("GPU")

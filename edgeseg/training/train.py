@@ -221,7 +221,7 @@ def train(
         callbacks: Keras callbacks to run after edgeseg's own (the tests interrupt runs with them).
     """
     out = Path(cfg.out)
-    dist = make_distribution(cfg.strategy)
+    dist = make_distribution(cfg.strategy, log)
     log(dist.describe())
     with run_lock(out) if dist.is_chief else contextlib.nullcontext():
         return _train_locked(cfg, dist, out, resume, log, callbacks)
