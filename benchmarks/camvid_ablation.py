@@ -30,11 +30,15 @@ from edgeseg.io import atomic_write_text  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "camvid_ablation"
 PRESETS = {"small": ("384x288", "dense"), "nano": ("256x192", "nano")}
-DEEPLAB = "runs/weights/mobilenet_v2_deeplab.weights.h5"  # benchmarks/deeplab_encoder.py writes it
+DEEPLAB = "runs/weights/mobilenet_v2_deeplab.weights.h5"  # benchmarks/deeplab_encoder.py --no-calibrate-bn
+DEEPLAB_BN = "runs/weights/mobilenet_v2_deeplab_bn.weights.h5"  # benchmarks/deeplab_encoder.py (batch norms fitted)
 # variant -> (what it changes, extra train options; "{imagenet}" and "{deeplab}" are the weight files)
 VARIANTS = {
     "baseline": ("the shipped recipe: ImageNet encoder, scale 0.75-1.5, median-frequency weights", []),
-    "deeplab": ("encoder from Coral's DeepLabV3 (COCO + VOC segmentation)", ["--weights", "{deeplab}"]),
+    "deeplab": ("encoder from Coral's DeepLabV3 (COCO + VOC), batch norms as folded", ["--weights", "{deeplab}"]),
+    "deeplab_bn": ("encoder from Coral's DeepLabV3, batch norms fitted to CamVid", ["--weights", "{deeplab_bn}"]),
+    "ohem": ("OHEM: the loss over the hard pixels only", ["--loss", "ohem"]),
+    "scale_ohem": ("scale 0.5-2.0 and OHEM", ["--scale-range", "0.5,2.0", "--loss", "ohem"]),
     "scale": ("wider scale range 0.5-2.0", ["--scale-range", "0.5,2.0"]),
     "deeplab_scale": ("DeepLab encoder and scale 0.5-2.0", ["--weights", "{deeplab}", "--scale-range", "0.5,2.0"]),
     "no_weights": ("plain cross-entropy (no class weights)", ["--class-weights", "none"]),
@@ -89,9 +93,11 @@ def main() -> None:
         "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5"
     )
     what, extra = VARIANTS[args.variant]
-    extra = [e.format(imagenet=imagenet, deeplab=DEEPLAB) for e in extra]
-    if DEEPLAB in extra and not (ROOT / DEEPLAB).is_file():
-        subprocess.run([sys.executable, "benchmarks/deeplab_encoder.py", "--shared", str(args.shared)], cwd=ROOT)
+    extra = [e.format(imagenet=imagenet, deeplab=DEEPLAB, deeplab_bn=DEEPLAB_BN) for e in extra]
+    for weights_file, flags in ((DEEPLAB, ["--no-calibrate-bn"]), (DEEPLAB_BN, [])):
+        if weights_file in extra and not (ROOT / weights_file).is_file():
+            script = [sys.executable, "benchmarks/deeplab_encoder.py", "--shared", str(args.shared)]
+            subprocess.run([*script, "--out", weights_file, *flags], cwd=ROOT, check=True)
     out = Path("runs") / "ablation" / f"{args.model}_{args.variant}"
     (ROOT / out).mkdir(parents=True, exist_ok=True)
     log = ROOT / out / "log.txt"

@@ -6,8 +6,13 @@ MobileNetV2 (alpha 1.0, no top) weights file that `edgeseg train --weights FILE`
 
 The .tflite's convolutions carry their batch norm folded in (a bias per channel), so each Keras BatchNormalization
 after them is set to pass the convolution through and add that bias (gamma 1, mean 0, variance 1 - epsilon, beta
-the bias). DeepLab's encoder ends at the 320-channel block 16; Keras' last 1x1 convolution (Conv_1, 1280 channels)
-keeps the ImageNet weights. The file is derived from ../shared and is written under runs/ (never committed).
+the bias). That is the right function at inference, but training normalises by each batch's statistics, which
+would rescale every feature at the first step. So, with --calibrate-bn (a dataset; default: CamVid's train images
+from ../shared), the batch norms are then fitted to the data, layer by layer: each one's moving mean and
+variance become its input's over the images, gamma that input's standard deviation and beta its mean plus the
+bias, which computes the same function at inference and (nearly) the same in training. DeepLab's encoder ends at
+the 320-channel block 16; Keras' last 1x1 convolution (Conv_1, 1280 channels) keeps the ImageNet weights. The file
+is derived from ../shared and is written under runs/ (never committed).
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "weights" / "mobilenet_v2_deeplab.weights.h5")
+    ap.add_argument("--calibrate-bn", type=Path, default=None, help="images to fit the batch norms to")
+    ap.add_argument("--no-calibrate-bn", action="store_true", help="keep the folded batch norms as identities")
+    ap.add_argument("--images", type=int, default=32, help="images for the batch-norm fit")
     args = ap.parse_args()
     tflite = args.shared / "models" / "peers" / "deeplabv3_mnv2_pascal_quant.tflite"
     imagenet = args.shared / "weights" / "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5"
@@ -73,7 +81,7 @@ def main() -> None:
         sys.exit(f"needs {tflite} and {imagenet} (../shared)")
     import keras
 
-    model = keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, include_top=False, weights=None)
+    model = keras.applications.MobileNetV2(input_shape=(288, 384, 3), alpha=1.0, include_top=False, weights=None)
     model.load_weights(imagenet)
     layers = read_encoder(tflite)
     for name, (kernel, bias, _kind) in layers.items():
@@ -83,9 +91,34 @@ def main() -> None:
         conv.kernel.assign(kernel)
         n = bias.shape[0]
         bn.set_weights([np.ones(n), bias, np.zeros(n), np.full(n, 1.0 - BN_EPSILON)])
+    calibrated = ""
+    if not args.no_calibrate_bn:
+        folder = args.calibrate_bn or args.shared / "data" / "camvid" / "train"
+        fit_batch_norms(model, [keras_name_bn(n) for n in layers], folder, args.images)
+        calibrated = f"; batch norms fitted on {args.images} images of {folder}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(args.out)
-    print(f"{len(layers)} layers from {tflite.name}; Conv_1 keeps ImageNet's; wrote {args.out}")
+    print(f"{len(layers)} layers from {tflite.name}; Conv_1 keeps ImageNet's{calibrated}; wrote {args.out}")
+
+
+def fit_batch_norms(model, names: list[str], folder: Path, count: int, hw: tuple[int, int] = (288, 384)) -> None:
+    """Fit each named BatchNormalization (an identity plus the folded bias) to the statistics of its input over
+    `count` images of `folder`, in network order, so that it computes the same function with normalisation."""
+    import cv2
+    import keras
+
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:count]
+    x = np.stack([cv2.resize(cv2.imread(str(p))[..., ::-1], hw[::-1]) for p in files]).astype(np.float32)
+    x = x / 127.5 - 1.0
+    probe = keras.Model(model.input, [model.get_layer(n).input for n in names])
+    feats = probe.predict(x, batch_size=8, verbose=0)  # inputs of the (identity) batch norms, all at once
+    for name, f in zip(names, feats, strict=True):
+        bn = model.get_layer(name)
+        gamma, beta, _, _ = bn.get_weights()  # gamma 1, beta the folded bias
+        mean = f.reshape(-1, f.shape[-1]).mean(axis=0)
+        var = f.reshape(-1, f.shape[-1]).var(axis=0)
+        std = np.sqrt(var + bn.epsilon)
+        bn.set_weights([std * gamma, mean + beta, mean, var])
 
 
 def keras_name_bn(conv: str) -> str:
