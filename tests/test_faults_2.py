@@ -485,3 +485,88 @@ def test_the_viewer_takes_ipv6_and_says_when_it_is_exposed():
         assert fs.exposed and "localhost" not in fs.url and "anyone who can reach this machine" in fs.describe()
     finally:
         fs.close()
+
+
+# ---------------------------------------------------------------------------------------------- 6. the Python API
+def test_the_api_refuses_absurd_threads_and_sources_and_serialises_threads(toy_models):
+    from edgeseg import load_model
+
+    with pytest.raises(EdgesegError, match="threads: 100000 is outside 1..64"):
+        load_model(toy_models["scores_int8"], threads=100000)
+    seg = load_model(toy_models["scores_int8"])
+    with pytest.raises(EdgesegError, match="not ndarray; for frames you hold, call predict"):
+        seg.stream(np.zeros((4, 4, 3), np.uint8))
+    frames = [solid(c, (24, 40)) for c in ((0, 0, 255), (0, 255, 0), (255, 0, 0))] * 20
+    want = [seg.segment(f) for f in frames]
+    got: dict[int, np.ndarray] = {}
+
+    def work(k: int) -> None:
+        for i in range(k, len(frames), 4):
+            got[i] = seg.segment(frames[i])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all((got[i] == want[i]).all() for i in range(len(frames)))  # four threads, one interpreter, no mix-up
+
+
+# -------------------------------------------------------------------------------------- 7. rough edges a user met
+def test_help_shows_flags_as_flags_and_usage_errors_print_with_no_columns():
+    r = invoke("convert", "--help")
+    assert "<bool>" not in r.output and "--int8" in r.output
+    env = {**os.environ, "COLUMNS": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "bench", "--bogus"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "No such option: --bogus" in proc.stderr
+
+
+def test_a_stale_display_is_said_and_run_goes_on_without_a_window(toy_models, tmp_path):
+    env = {**os.environ, "DISPLAY": ":97", "QT_QPA_PLATFORM": ""}  # no X server at :97
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "run", str(toy_models["scores_int8"]), "--source", "synthetic:64x48"]
+        + ["--max-frames", "3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "DISPLAY=:97 is set but no X server answers: running without a window" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_synth_does_not_overwrite_a_dataset_and_train_prints_no_tensorflow_noise(tmp_path):
+    r = invoke("synth", tmp_path / "d", "--count", 3, "--size", "64x48")
+    assert r.exit_code == 0, r.output
+    before = (tmp_path / "d" / "classes.json").read_bytes()
+    one_line_error(invoke("synth", tmp_path / "d", "--count", 3), "already holds a dataset .*--overwrite")
+    assert (tmp_path / "d" / "classes.json").read_bytes() == before
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r")]
+        + ["--decoder", "bsae"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    fake = tmp_path / "m.keras"
+    fake.write_bytes(b"PK not a model")
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseg", "convert", str(fake), "--spec", str(tmp_path / "d" / "classes.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "import tensorflow" not in proc.stderr
+    assert "tensorflow" in subprocess.run(
+        [sys.executable, "-c", "import edgeseg.cli.common as c, sys; c.quiet_tensorflow(); print(*sys.modules)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    for noise in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "To enable the following"):
+        assert noise not in proc.stderr, proc.stderr
