@@ -78,7 +78,8 @@ class OpCode:
     version: int
 
 
-def _model(buf: bytes, name: str) -> FlatTable:
+def model_table(buf: bytes, name: str) -> FlatTable:
+    """The flatbuffer's root Model table (ModelError for what is not a TFLite model)."""
     if len(buf) < 8 or buf[4:8] != _IDENTIFIER:
         raise ModelError(f"{name}: not a TFLite model (no TFL3 flatbuffer identifier)")
     try:
@@ -114,12 +115,12 @@ def read_model_bytes(path: Path) -> bytes:
 
 def check_tflite(buf: bytes, name: str = "model") -> None:
     """Raise ModelError unless `buf` starts like a TFLite flatbuffer."""
-    _model(buf, name)
+    model_table(buf, name)
 
 
 def read_metadata(buf: bytes, name: str = "model") -> dict[str, bytes]:
     """All metadata entries (name -> bytes) of a TFLite flatbuffer."""
-    model = _model(buf, name)
+    model = model_table(buf, name)
     try:
         buffers = model.tables(4)
         out = {}
@@ -141,7 +142,7 @@ def read_metadata(buf: bytes, name: str = "model") -> dict[str, bytes]:
 
 def read_opcodes(buf: bytes, name: str = "model") -> list[OpCode]:
     """Operator codes (builtin code, custom name, version) in the order the model lists them."""
-    model = _model(buf, name)
+    model = model_table(buf, name)
     try:
         out = []
         for oc in model.tables(1):
@@ -253,7 +254,7 @@ def read_model_graph(buf: bytes, name: str = "model") -> Graph:
     Operator{0 opcode_index, 1 inputs, 2 outputs}, Tensor{0 shape, 1 type, 2 buffer, 3 name, ..., 7 shape_signature},
     Buffer{0 data, 1 offset, 2 size}. A tensor is constant when its buffer holds data (inline or, for models
     over 2 GB, at a file offset)."""
-    model = _model(buf, name)
+    model = model_table(buf, name)
     codes = read_opcodes(buf, name)
     names = builtin_names()
     try:
@@ -264,10 +265,10 @@ def read_model_graph(buf: bytes, name: str = "model") -> Graph:
         buffers = model.tables(4)
         tensors = []
         for i, t in enumerate(sub.tables(0)):
-            shape = _ints(t, 0)
-            sig = _ints(t, 7) or shape
+            shape = ints(t, 0)
+            sig = ints(t, 7) or shape
             b = t.scalar(2, "I")
-            const = 0 < b < len(buffers) and _buffer_size(buffers[b]) > 0
+            const = 0 < b < len(buffers) and buffer_size(buffers[b]) > 0
             tensors.append(
                 GraphTensor(
                     i,
@@ -282,8 +283,8 @@ def read_model_graph(buf: bytes, name: str = "model") -> Graph:
         for i, op in enumerate(sub.tables(3)):
             code = codes[op.scalar(0, "I")]
             op_name = code.custom or names.get(code.builtin, f"BUILTIN_{code.builtin}")
-            ops.append(GraphOp(i, op_name, code.version, _ints(op, 1), _ints(op, 2)))
-        return Graph(ops, tensors, _ints(sub, 1), _ints(sub, 2))
+            ops.append(GraphOp(i, op_name, code.version, ints(op, 1), ints(op, 2)))
+        return Graph(ops, tensors, ints(sub, 1), ints(sub, 2))
     except (struct.error, IndexError):
         raise ModelError(f"{name}: corrupt TFLite flatbuffer (graph unreadable)") from None
 
@@ -292,21 +293,23 @@ def buffer_data_ranges(buf: bytes, min_bytes: int = 0) -> list[tuple[int, int]]:
     """(start, end) byte offsets of the buffers that hold data inline (weights, constants), larger than
     `min_bytes`, in file order. For tools that must leave the weights alone (benchmarks/fuzz_tflite.py)."""
     out = []
-    for b in _model(buf, "model").tables(4):
+    for b in model_table(buf, "model").tables(4):
         v = b.vector(0)
         if v is not None and v[1] > min_bytes:
             out.append((v[0], v[0] + v[1]))
     return sorted(out)
 
 
-def _buffer_size(b: FlatTable) -> int:
+def buffer_size(b: FlatTable) -> int:
+    """The byte size of a Buffer table's data (inline, or an offset and a size past the flatbuffer)."""
     v = b.vector(0)
     if v is not None and v[1]:
         return v[1]
     return b.scalar(2, "Q") if b.scalar(1, "Q") > 1 else 0
 
 
-def _ints(table: FlatTable, i: int) -> tuple[int, ...]:
+def ints(table: FlatTable, i: int) -> tuple[int, ...]:
+    """A vector of int32 at field `i` (empty when absent)."""
     v = table.vector(i)
     if v is None:
         return ()
@@ -314,97 +317,7 @@ def _ints(table: FlatTable, i: int) -> tuple[int, ...]:
     return struct.unpack_from(f"<{n}i", table.buf, start)
 
 
-_ITEMSIZE = {
-    "float32": 4,
-    "float16": 2,
-    "int32": 4,
-    "uint8": 1,
-    "int64": 8,
-    "bool": 1,
-    "int16": 2,
-    "int8": 1,
-    "float64": 8,
-    "uint16": 2,
-    "uint32": 4,
-    "uint64": 8,
-    "complex64": 8,
-}
-_ZERO_POINT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (0, 0), "int32": (0, 0), "int64": (0, 0)}
-MAX_TENSOR_ELEMENTS = 2**31 - 1
-# Quantization scales seen in real models run from about 1e-9 (int32 biases) to 1e2; a fuzzed scale of 3.4e38
-# (finite) made LiteRT abort with "double free or corruption" when it derived its fixed-point multipliers.
-MIN_SCALE, MAX_SCALE = 1e-20, 1e6
-
-
-def check_graph(buf: bytes, name: str = "model") -> Graph:
-    """What the interpreter trusts, checked first: a damaged file must be an error, not a crash in native code.
-
-    A flatbuffer can be well-formed yet hold values the runtime does not check: a per-channel quantization
-    scale of NaN or infinity (a fuzzed model made LiteRT abort with "double free or corruption"), a zero
-    point out of its type's range, a constant tensor whose buffer is shorter than its shape, an operator
-    input that points past the tensor list. Quantization{2 scale, 3 zero_point, 6 quantized_dimension}.
-    Returns the graph it checked.
-    """
-    model = _model(buf, name)
-    try:
-        graph = read_model_graph(buf, name)
-        buffers = model.tables(4)
-        raw = model.tables(2)[0].tables(0)
-        n = len(graph.tensors)
-        for t, table in zip(graph.tensors, raw, strict=True):
-            if any(d < 0 for d in t.shape) or t.elements > MAX_TENSOR_ELEMENTS:
-                raise ModelError(f"{name}: tensor {t.index} has an impossible shape {list(t.shape)}")
-            b = table.scalar(2, "I")
-            if b >= len(buffers):
-                raise ModelError(f"{name}: tensor {t.index} points at buffer {b} of {len(buffers)}")
-            size = _buffer_size(buffers[b]) if b else 0
-            if size and t.dtype in _ITEMSIZE and size != t.elements * _ITEMSIZE[t.dtype]:
-                raise ModelError(
-                    f"{name}: tensor {t.index} ({t.dtype} {list(t.shape)}) has {size} bytes of data, "
-                    f"not {t.elements * _ITEMSIZE[t.dtype]}"
-                )
-            q = table.field(4)
-            if q is None:
-                continue
-            quant = FlatTable(buf, q + struct.unpack_from("<I", buf, q)[0])
-            scales = floats(quant, 2)
-            zero_points = _longs(quant, 3)
-            if any(not MIN_SCALE <= v <= MAX_SCALE for v in scales):  # NaN fails the comparison too
-                bad = next(v for v in scales if not MIN_SCALE <= v <= MAX_SCALE)
-                raise ModelError(
-                    f"{name}: tensor {t.index} has a quantization scale of {bad:g}, outside "
-                    f"{MIN_SCALE:g}..{MAX_SCALE:g}"
-                )
-            lo, hi = _ZERO_POINT_RANGE.get(t.dtype, (-(2**63), 2**63 - 1))
-            if any(not lo <= z <= hi for z in zero_points):
-                raise ModelError(f"{name}: tensor {t.index} ({t.dtype}) has a zero point outside {lo}..{hi}")
-            if scales and zero_points and len(scales) != len(zero_points):
-                raise ModelError(
-                    f"{name}: tensor {t.index} has {len(scales)} scales but {len(zero_points)} zero points"
-                )
-            if len(scales) > 1:
-                axis = quant.scalar(6, "i")
-                if not 0 <= axis < len(t.shape) or t.shape[axis] != len(scales):
-                    raise ModelError(
-                        f"{name}: tensor {t.index} has {len(scales)} per-channel scales that do not fit "
-                        f"its shape {list(t.shape)} along axis {axis}"
-                    )
-        for op in graph.ops:
-            if any(not -1 <= i < n for i in (*op.inputs, *op.outputs)):
-                raise ModelError(f"{name}: operator {op.index} ({op.name}) names a tensor that does not exist")
-        if any(not 0 <= i < n for i in (*graph.inputs, *graph.outputs)):
-            raise ModelError(f"{name}: the graph's inputs or outputs name a tensor that does not exist")
-        return graph
-    except (struct.error, IndexError, OverflowError):
-        raise ModelError(f"{name}: corrupt TFLite flatbuffer (tensors unreadable)") from None
-
-
 def floats(table: FlatTable, i: int) -> tuple[float, ...]:
     """A vector of float32 at field `i` (empty when absent)."""
     v = table.vector(i)
     return () if v is None else struct.unpack_from(f"<{v[1]}f", table.buf, v[0])
-
-
-def _longs(table: FlatTable, i: int) -> tuple[int, ...]:
-    v = table.vector(i)
-    return () if v is None else struct.unpack_from(f"<{v[1]}q", table.buf, v[0])

@@ -562,11 +562,14 @@ def test_synth_does_not_overwrite_a_dataset_and_train_prints_no_tensorflow_noise
         text=True,
     )
     assert proc.returncode == 1 and "import tensorflow" not in proc.stderr
-    assert "tensorflow" in subprocess.run(
-        [sys.executable, "-c", "import edgeseg.cli.common as c, sys; c.quiet_tensorflow(); print(*sys.modules)"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    assert (
+        "tensorflow"
+        in subprocess.run(
+            [sys.executable, "-c", "import edgeseg.cli.common as c, sys; c.quiet_tensorflow(); print(*sys.modules)"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+    )
     for noise in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "To enable the following"):
         assert noise not in proc.stderr, proc.stderr

@@ -24,7 +24,8 @@ from edgeseg.errors import ModelError, RuntimeUnavailable
 from edgeseg.host import installed_version
 from edgeseg.predictors.base import Predictor
 from edgeseg.tensors import TensorInfo
-from edgeseg.tflite_file import check_graph, check_tflite, read_model_bytes, read_opcodes, read_spec_json
+from edgeseg.tflite_checks import check_graph
+from edgeseg.tflite_file import check_tflite, read_model_bytes, read_opcodes, read_spec_json
 from edgeseg.tflite_metadata import read_standard_metadata
 
 _EDGETPU_LIB = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}

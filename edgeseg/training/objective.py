@@ -41,7 +41,16 @@ class Objective(keras.Model):
         return self.student(x, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The labels' term (cross-entropy or OHEM), plus the distillation term when there is a teacher."""
+        """The labels' term (cross-entropy or OHEM), plus the distillation term when there is a teacher. Keras'
+        Model.compute_loss signature.
+
+        Args:
+            x: the batch's images.
+            y: their labels.
+            y_pred: the student's logits.
+            sample_weight: per-pixel weights (0 for ignored pixels).
+            training: whether this is a training step.
+        """
         logits = ops.cast(y_pred, "float32")
         weight = ops.ones_like(logits[..., 0]) if sample_weight is None else ops.cast(sample_weight, "float32")
         ce = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)

@@ -139,7 +139,15 @@ def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
 
 def compiled_model(cfg: TrainConfig, num_classes: int, steps: int, log: Callable[[str], None] = print):
     """The U-Net (started from cfg.init's weights where they fit) with AdamW on a cosine schedule (one warm-up
-    epoch) and the logits' cross-entropy. Build it in the strategy's scope."""
+    epoch) and the logits' cross-entropy (or an Objective for OHEM or distillation). Build it in the strategy's
+    scope.
+
+    Args:
+        cfg: the run's settings.
+        num_classes: the dataset's classes.
+        steps: optimizer steps per epoch (the schedule's unit).
+        log: where the init and teacher lines go.
+    """
     total = steps * cfg.epochs
     warmup = min(steps * cfg.warmup_epochs, total // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
