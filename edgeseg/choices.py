@@ -39,7 +39,7 @@ def runtimes_for(suffix: str) -> tuple[str, ...]:
 
 
 DELEGATES = ("auto", "cpu", "edgetpu")
-FORMATS = ("auto", "generic", "camvid", "voc")  # dataset layouts
+FORMATS = ("auto", "generic", "camvid", "voc", "coco")  # dataset layouts
 SPLITS = ("train", "val", "test", "all")
 IO_DTYPES = ("int8", "uint8")
 VIEWS = ("overlay", "mask", "side-by-side")

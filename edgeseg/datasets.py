@@ -15,16 +15,17 @@ names the file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgeseg.choices import FORMATS, SPLITS
 from edgeseg.errors import DataError
-from edgeseg.images import IMAGE_EXTS, check_mask_values, list_images, read_image, read_mask
+from edgeseg.images import IMAGE_EXTS, list_images, read_mask
 from edgeseg.limits import MAX_JSON_BYTES
+from edgeseg.samples import Dataset, Sample
+
+__all__ = ["Dataset", "Sample", "detect_format", "open_dataset"]
 
 CAMVID_CLASSES = (
     "Sky",
@@ -94,79 +95,17 @@ def voc_colours(n: int = 21) -> tuple[tuple[int, int, int], ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One image and its mask (None for an image without one)."""
-
-    image: Path
-    mask: Path | None = None
-
-
-@dataclass
-class Dataset:
-    """The samples of one split of a dataset, with its classes, colours and ignore index."""
-
-    root: Path
-    format: str
-    split: str
-    samples: list[Sample]
-    classes: tuple[str, ...]
-    colours: tuple[tuple[int, int, int], ...] = ()
-    ignore_index: int | None = None
-    binary_255: bool = False  # masks store the foreground as 255
-    extra: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for i in range(len(self.samples)):
-            yield self.read(i)
-
-    @property
-    def num_classes(self) -> int:
-        """How many classes the dataset names."""
-        return len(self.classes)
-
-    def read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image (BGR uint8) and mask (uint8 class indices, ignore index kept) of sample i, checked.
-
-        The two share one pixel grid. A mask has no EXIF orientation, so the image is read as stored; only when
-        the mask fits the image turned upright by its EXIF orientation (it was drawn on the turned view) is the
-        image turned. Never one of the two alone."""
-        s = self.samples[i]
-        if s.mask is None:
-            raise DataError(f"{s.image}: no mask for this image")
-        image = read_image(s.image, orient=False)
-        mask = self.read_mask(s.mask)
-        if mask.shape[:2] != image.shape[:2]:
-            upright = read_image(s.image, orient=True)
-            image = upright if upright.shape[:2] == mask.shape[:2] else image
-        if mask.shape[:2] != image.shape[:2]:
-            raise DataError(
-                f"{s.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {s.image.name} is "
-                f"{image.shape[1]}x{image.shape[0]}"
-            )
-        return image, mask
-
-    def read_mask(self, path: Path) -> np.ndarray:
-        """A mask file as class indices, checked against the dataset's classes (DataError otherwise)."""
-        mask = read_mask(path, colours=self.colours if self.extra.get("colour_masks") else None)
-        if self.binary_255:
-            mask = np.where(mask == 255, 1, mask).astype(np.uint8)
-        check_mask_values(mask, path, self.num_classes, self.ignore_index)
-        return mask
-
-    def images(self) -> list[Path]:
-        """The image paths, in the dataset's order."""
-        return [s.image for s in self.samples]
-
-
 def detect_format(root: Path) -> str:
-    """Which layout a dataset folder has (voc, camvid or generic); DataError when it is none of them."""
+    """Which layout a dataset has (voc, camvid, coco or generic); DataError when it is none of them."""
+    from edgeseg.coco import coco_files
+
     root = Path(root)
+    if root.is_file() and coco_files(root):
+        return "coco"
     if not root.is_dir():
         raise DataError(f"{root}: no such dataset folder")
+    if coco_files(root):
+        return "coco"
     if (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir():
         return "voc"
     if any((root / f"{s}.txt").is_file() for s in ("train", "val", "test")):
@@ -174,7 +113,8 @@ def detect_format(root: Path) -> str:
     if (root / "images").is_dir() or (root / "train" / "images").is_dir():
         return "generic"
     raise DataError(
-        f"{root}: not a dataset layout edgeseg knows (images/ + masks/, CamVid train.txt/val.txt, or Pascal VOC)"
+        f"{root}: not a dataset layout edgeseg knows (images/ + masks/, CamVid train.txt/val.txt, Pascal VOC, or "
+        "a COCO JSON)"
     )
 
 
@@ -186,7 +126,12 @@ def open_dataset(root: Path, split: str = "val", format: str = "auto") -> Datase
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     fmt = detect_format(root) if format == "auto" else format
-    ds = {"generic": _open_generic, "camvid": _open_camvid, "voc": _open_voc}[fmt](root, split)
+    if fmt == "coco":
+        from edgeseg.coco import open_coco
+
+        ds = open_coco(root, split)
+    else:
+        ds = {"generic": _open_generic, "camvid": _open_camvid, "voc": _open_voc}[fmt](root, split)
     if not ds.samples:
         raise DataError(f"{root}: the {split} split has no samples")
     return ds

@@ -13,5 +13,5 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-echo "installing edgeseg[train,device,dev,onnx,docs] into .venv (TensorFlow is large: the first time takes a few minutes)"
-.venv/bin/python -m pip install --quiet -e ".[train,device,dev,onnx,docs]"
+echo "installing edgeseg[train,device,dev,onnx,docs,coco] into .venv (TensorFlow is large: the first time takes a few minutes)"
+.venv/bin/python -m pip install --quiet -e ".[train,device,dev,onnx,docs,coco]"

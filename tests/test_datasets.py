@@ -157,6 +157,8 @@ def test_unknown_layout_and_options(tmp_path):
     with pytest.raises(DataError, match="no such dataset folder"):
         detect_format(tmp_path / "missing")
     with pytest.raises(DataError, match="unknown dataset format"):
+        open_dataset(tmp_path, format="cityscapes")
+    with pytest.raises(DataError, match="no COCO JSON"):
         open_dataset(tmp_path, format="coco")
     with pytest.raises(DataError, match="not a folder"):
         list_images(tmp_path / "missing")

@@ -186,8 +186,8 @@ def quant_report(
         Path | None,
         typer.Option(
             exists=True,
-            file_okay=False,
-            help="Dataset to score on (val split; default: the training data the spec records).",
+            help="Dataset to score on, a folder or a COCO JSON (val split; default: the training data the spec "
+            "records).",
         ),
     ] = None,
     out: Annotated[Path, typer.Option(file_okay=False, help="Folder for report.md, report.json and images.")] = Path(

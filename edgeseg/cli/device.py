@@ -71,7 +71,7 @@ def bench(
     rounds: Annotated[int, typer.Option(min=1, max=10_000, help="Interleave the models in this many rounds.")] = 5,
     frame_size: Annotated[str, typer.Option(help="Frame WIDTHxHEIGHT for the end-to-end timing.")] = "640x480",
     data: Annotated[
-        Path | None, typer.Option(exists=True, file_okay=False, help="Also score mIoU on this dataset.")
+        Path | None, typer.Option(exists=True, help="Also score mIoU on this dataset (a folder, or a COCO JSON).")
     ] = None,
     split: Annotated[SplitChoice, typer.Option(help="Split of --data.")] = SplitChoice.val,
     format: Annotated[FormatChoice, typer.Option(help="Layout of --data.")] = FormatChoice.auto,
@@ -295,7 +295,9 @@ def eval_(
     model: Annotated[
         str | None, typer.Argument(help="A .tflite or .keras model, or a shipped model: nano or small.")
     ] = None,
-    data: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Dataset folder.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(exists=True, help="Dataset: a folder in any layout, or a COCO JSON.")
+    ] = None,
     model_opt: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
     split: Annotated[SplitChoice, typer.Option(help="Which split to score.")] = SplitChoice.val,
     format: Annotated[FormatChoice, typer.Option(help="Dataset layout.")] = FormatChoice.auto,

@@ -24,12 +24,12 @@ from edgeseg.cli.common import (
 @handles_errors
 def train(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="Dataset folder (any layout).")],
+    data: Annotated[Path, typer.Option(exists=True, help="Dataset: a folder in any layout, or a COCO JSON.")],
     out: Annotated[Path, typer.Option(help="Run folder: model.keras, spec.json, history.csv.")] = Path("runs/train"),
     format: Annotated[FormatChoice, typer.Option(help="Dataset layout.")] = FormatChoice.auto,
     val_data: Annotated[
         Path | None,
-        typer.Option(exists=True, file_okay=False, help="Separate validation dataset (default: the val split)."),
+        typer.Option(exists=True, help="Separate validation dataset (default: the val split)."),
     ] = None,
     train_splits: Annotated[
         str,
