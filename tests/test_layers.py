@@ -162,7 +162,7 @@ def test_the_network_tables_name_the_choices():
     from edgeseg.training.model import DECODERS as SHAPES
     from edgeseg.training.model import SKIP_LAYERS
 
-    assert tuple(SKIP_LAYERS) == BACKBONES and tuple(SHAPES) == DECODERS
+    assert (*SKIP_LAYERS, "none") == BACKBONES and tuple(SHAPES) == DECODERS  # none: the classic U-Net
 
 
 def test_a_choice_is_checked_before_any_data_is_read(tmp_path):

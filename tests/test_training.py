@@ -36,17 +36,23 @@ def test_model_shapes_and_edge_tpu_friendly_layers():
     from edgeseg.choices import BACKBONES
     from edgeseg.training.model import build_unet
 
+    alphas = {"mobilenet_v2": 0.35, "resnet50": 1.0, "none": 0.25}
     for backbone in BACKBONES:
-        m = build_unet(4, (64, 96), backbone, alpha=0.75 if backbone != "mobilenet_v2" else 0.35, decoder="tiny")
+        m = build_unet(4, (64, 96), backbone, alpha=alphas.get(backbone, 0.75), decoder="tiny")
         assert tuple(m.output.shape) == (None, 64, 96, 4)
         for layer in m.layers:
-            assert not isinstance(layer, keras.layers.Conv2DTranspose)
+            if backbone != "none":  # the classic U-Net upsamples by transposed convolutions, by design
+                assert not isinstance(layer, keras.layers.Conv2DTranspose)
             if isinstance(layer, keras.layers.UpSampling2D):
                 assert layer.interpolation == "bilinear"
     with pytest.raises(EdgesegError, match="multiples of 32"):
         build_unet(3, (60, 96))
     with pytest.raises(EdgesegError, match="unknown backbone"):
-        build_unet(3, (64, 64), "resnet50")
+        build_unet(3, (64, 64), "resnet101")
+    with pytest.raises(EdgesegError, match="resnet50 has no width multiplier"):
+        build_unet(3, (64, 64), "resnet50", alpha=0.5)
+    with pytest.raises(EdgesegError, match="nothing is downloaded"):
+        build_unet(3, (64, 64), "resnet50", weights="imagenet")
     with pytest.raises(EdgesegError, match="no such backbone weights file"):
         build_unet(3, (64, 64), weights="/nonexistent.h5")
 
@@ -251,3 +257,72 @@ def test_resume_through_the_cli_uses_the_saved_settings(tmp_path, synthetic_data
     assert f"resuming {out} with its saved settings" in r.output
     assert [int(row["epoch"]) for row in history(out)] == [0, 1]  # 2 epochs, not the CLI's default 30
     assert tuple(keras.saving.load_model(out / "model.keras", compile=False).inputs[0].shape[1:3]) == (32, 64)
+
+
+@pytest.mark.slow
+def test_fcn_head_and_classic_unet_train_and_convert_to_strict_int8_edge_tpu_ready(synthetic_data, tmp_path):
+    """train --decoder fcn (FCN-8s on MobileNetV2) and train --backbone none (the classic U-Net, alpha-scaled)
+    each train and convert --int8 --strict, every op on the Edge TPU's list; info counts the U-Net's MACs as
+    Keras does (its transposed convolutions included)."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+    from edgeseg.cost import model_cost
+    from edgeseg.edgetpu import lint
+    from edgeseg.predictors.keras import keras_cost
+
+    runner = CliRunner()
+    for name, extra in (
+        ("fcn", ["--decoder", "fcn", "--alpha", "0.35"]),
+        ("classic", ["--backbone", "none", "--alpha", "0.25"]),
+    ):
+        out = tmp_path / name
+        r = runner.invoke(
+            app, ["train", "--data", str(synthetic_data), "--out", str(out), "--size", "96x64", "--epochs", "1", *extra]
+        )
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(
+            app,
+            [
+                "convert",
+                str(out / "model.keras"),
+                "--int8",
+                "--strict",
+                "--num-calibration",
+                "16",
+                "--json",
+                str(out / "c.json"),
+            ],
+        )
+        assert r.exit_code == 0, r.output
+        result = _json.loads((out / "c.json").read_text())
+        assert result["ops"]["fully_int8"] and lint(out / "model_int8.tflite").ready
+        ops = result["ops"]["ops"]
+        if name == "fcn":
+            assert ops["RESIZE_BILINEAR"] == 3 and "TRANSPOSE_CONV" not in ops
+        else:
+            assert ops["TRANSPOSE_CONV"] == 3 and ops["MAX_POOL_2D"] == 3
+            import keras
+
+            macs, _ = keras_cost(keras.saving.load_model(out / "model.keras", compile=False))
+            assert model_cost(out / "model_int8.tflite").macs == macs
+
+
+def test_resnet50_takes_its_weights_from_a_file_and_caffe_pixels(tmp_path):
+    import keras
+    import numpy as np
+
+    from edgeseg.training.model import build_unet
+
+    base = keras.applications.ResNet50(input_shape=(64, 64, 3), include_top=False, weights=None)
+    base.save_weights(tmp_path / "r50.weights.h5")
+    m = build_unet(3, (64, 96), "resnet50", decoder="tiny", weights=tmp_path / "r50.weights.h5")
+    enc = m.get_layer("encoder")
+    np.testing.assert_array_equal(
+        enc.get_layer("conv1_conv").get_weights()[0], base.get_layer("conv1_conv").get_weights()[0]
+    )
+    caffe = m.get_layer("caffe_pixels")
+    y = np.asarray(caffe(np.array([[[[10.0, 20.0, 30.0]]]], np.float32)))[0, 0, 0]
+    np.testing.assert_allclose(y, [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=1e-5)  # BGR minus the mean

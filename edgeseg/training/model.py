@@ -15,29 +15,12 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from edgeseg.choices import BACKBONES
 from edgeseg.errors import EdgesegError
 from edgeseg.predictors.keras import all_layers
+from edgeseg.training.backbones import SKIP_LAYERS, scale_pixels
+from edgeseg.training.backbones import backbone as build_backbone
 
-# For each backbone, the layers whose *input* is the skip feature at strides 2, 4, 8 and 16: the padding
-# layer in front of each stride-2 depthwise convolution, which sees the block's expanded activation. These
-# names are fixed by keras.applications; activation layers in MobileNetV3 are numbered by a global counter
-# and are not. The stride-32 feature is the backbone's output.
-SKIP_LAYERS = {  # the names are edgeseg.choices.BACKBONES
-    "mobilenet_v2": ("block_1_pad", "block_3_pad", "block_6_pad", "block_13_pad"),
-    "mobilenet_v3_small": (
-        "expanded_conv_depthwise_pad",
-        "expanded_conv_1_depthwise_pad",
-        "expanded_conv_3_depthwise_pad",
-        "expanded_conv_8_depthwise_pad",
-    ),
-    "mobilenet_v3_large": (
-        "expanded_conv_1_depthwise_pad",
-        "expanded_conv_3_depthwise_pad",
-        "expanded_conv_6_depthwise_pad",
-        "expanded_conv_12_depthwise_pad",
-    ),
-}
+__all__ = ["DECODERS", "SKIP_LAYERS", "Decoder", "build_unet", "decode", "decoder_for", "fcn_head"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +37,7 @@ class Decoder:
     """
 
     widths: tuple[int, ...]
+    kind: str = "unet"  # "unet", or "fcn": FCN-8s score layers instead of stages (widths and blocks unused)
     block: str = "separable"
     skip_widths: tuple[int, ...] | None = None
     top_width: int | None = None
@@ -75,29 +59,10 @@ DECODERS = {  # the names are edgeseg.choices.DECODERS
     # design cut to two narrow stages, stopping at stride 8 (logits upsampled x8), so that the ImageNet
     # alpha-1.0 backbone fits a Pi-4-class budget of 0.4 GMACs.
     "nano": Decoder((64, 48), block="dense", skip_widths=(32, 24), top_width=128),
+    # FCN-8s (Long et al.): a 1x1 score layer on the features at strides 32, 16 and 8, each upsampled x2 (bilinear)
+    # and summed with the next, the sum upsampled x8 to the input. The cheapest head: three 1x1 convolutions.
+    "fcn": Decoder((), kind="fcn"),
 }
-
-
-def _backbone(name: str, input_hw: tuple[int, int], alpha: float, weights: str | Path | None) -> keras.Model:
-    shape = (*input_hw, 3)
-    w = None if weights in (None, "none") else str(weights)
-    if w not in (None, "imagenet") and not Path(w).is_file():
-        raise EdgesegError(f"{w}: no such backbone weights file")
-    # "imagenet": Keras downloads the weights by name (it loads the 224 ones for other input sizes).
-    kwargs = dict(input_shape=shape, alpha=alpha, include_top=False, weights="imagenet" if w == "imagenet" else None)
-    if name == "mobilenet_v2":
-        model = keras.applications.MobileNetV2(**kwargs)
-    elif name in ("mobilenet_v3_small", "mobilenet_v3_large"):
-        ctor = keras.applications.MobileNetV3Small if name.endswith("small") else keras.applications.MobileNetV3Large
-        model = ctor(**kwargs, include_preprocessing=False, minimalistic=False)
-    else:
-        raise EdgesegError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
-    if w not in (None, "imagenet"):
-        try:
-            model.load_weights(w)
-        except Exception as e:  # Keras raises ValueError / OSError flavours for a file that does not fit
-            raise EdgesegError(f"{w}: cannot load into {name} alpha {alpha} ({str(e).splitlines()[0][:200]})") from None
-    return model
 
 
 def _conv_bn_relu(x, filters: int, kernel: int, name: str):
@@ -125,6 +90,12 @@ def decoder_for(decoder: str | tuple[int, ...] | Decoder) -> Decoder:
         dec = DECODERS[decoder]
     else:
         dec = Decoder(tuple(int(w) for w in decoder))
+    if dec.kind == "fcn":
+        if dec.encoder_stride != 32:
+            raise EdgesegError("the FCN-8s head needs the whole encoder (encoder_stride 32)")
+        return dec
+    if dec.kind != "unet":
+        raise EdgesegError(f"decoder kind {dec.kind!r}: choose unet or fcn")
     if dec.encoder_stride not in (16, 32):
         raise EdgesegError(f"decoder encoder_stride {dec.encoder_stride}: choose 16 or 32")
     stages = 4 if dec.encoder_stride == 32 else 3
@@ -152,14 +123,15 @@ def build_unet(
     dropout: float = 0.1,
     bn_momentum: float = 0.9,
 ) -> keras.Model:
-    """A U-Net on a MobileNet encoder. Input: [B, H, W, 3] RGB 0..255. Output: [B, H, W, classes] logits.
+    """A U-Net (or an FCN-8s head) on a MobileNet or ResNet50 encoder, or with backbone "none" the classic U-Net.
+    Input: [B, H, W, 3] RGB 0..255. Output: [B, H, W, classes] logits.
 
     Args:
         num_classes: the output's classes (at least 2).
         input_hw: (height, width), both multiples of 32.
         backbone: one of edgeseg.choices.BACKBONES.
         alpha: the backbone's width multiplier.
-        decoder: a name of DECODERS, a tuple of widths, or a Decoder.
+        decoder: a name of DECODERS, a tuple of widths, or a Decoder (not used by the classic U-Net).
         weights: the backbone's weights: None, "imagenet" (Keras' download) or a weights file path.
         dropout: before the logits.
         bn_momentum: every BatchNormalization's momentum (keras.applications' 0.999 is too slow for short runs).
@@ -169,9 +141,14 @@ def build_unet(
         raise EdgesegError(f"input size {h}x{w} (HxW): both sides must be multiples of 32")
     if num_classes < 2:
         raise EdgesegError("a segmentation model needs at least 2 classes")
+    if backbone == "none":
+        from edgeseg.training.classic_unet import build_classic_unet
+
+        model = build_classic_unet(num_classes, input_hw, alpha, dropout)
+        return _with_momentum(model, bn_momentum)
     dec = decoder_for(decoder)
 
-    base = _backbone(backbone, input_hw, alpha, weights)
+    base = build_backbone(backbone, input_hw, alpha, weights)
     skips = [base.get_layer(n).input for n in SKIP_LAYERS[backbone]]
     if dec.encoder_stride == 16:  # the stride-16 skip becomes the encoder's output; later layers are not built
         encoder = keras.Model(base.input, skips, name="encoder")
@@ -179,17 +156,38 @@ def build_unet(
         encoder = keras.Model(base.input, [*skips, base.output], name="encoder")
 
     inputs = keras.Input(shape=(h, w, 3), name="image")
-    # Pixels 0..255 -> [-1, 1], the range the MobileNet weights were trained on.
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_pixels")(inputs)
+    x = scale_pixels(backbone, inputs)  # pixels 0..255 -> the range the encoder's weights were trained on
     *skip_feats, x = encoder(x)
-    outputs = decode(x, skip_feats, dec, num_classes, dropout)
-    model = keras.Model(inputs, outputs, name=f"unet_{backbone}")
+    if dec.kind == "fcn":
+        outputs = fcn_head(x, skip_feats, num_classes, dropout)
+    else:
+        outputs = decode(x, skip_feats, dec, num_classes, dropout)
+    model = keras.Model(inputs, outputs, name=f"{dec.kind}_{backbone}")
+    return _with_momentum(model, bn_momentum)
+
+
+def _with_momentum(model: keras.Model, momentum: float) -> keras.Model:
     # keras.applications builds BatchNorm with momentum 0.999: its moving statistics need thousands of steps to
     # leave their initial values, so a short run evaluates (training=False) with statistics that fit nothing.
     for layer in all_layers(model):
         if isinstance(layer, layers.BatchNormalization):
-            layer.momentum = bn_momentum
+            layer.momentum = momentum
     return model
+
+
+def fcn_head(x, skip_feats: list, num_classes: int, dropout: float = 0.1):
+    """FCN-8s on the encoder's output `x` (stride 32) and its skip features (finest first: strides 2, 4, 8, 16):
+    logits at the input size. Bilinear resizes (not transposed convolutions) and additions: all int8, all on the
+    Edge TPU's list, no resize over x8."""
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    # float32 score layers whatever the global policy: under mixed_float16 the logits and the loss stay float32
+    score = layers.Conv2D(num_classes, 1, name="fcn_score32", dtype="float32")(x)
+    for stride, feat in ((16, skip_feats[3]), (8, skip_feats[2])):
+        up = layers.UpSampling2D(2, interpolation="bilinear", name=f"fcn_up{stride}", dtype="float32")(score)
+        side = layers.Conv2D(num_classes, 1, name=f"fcn_score{stride}", dtype="float32")(feat)
+        score = layers.Add(name=f"fcn_sum{stride}", dtype="float32")([up, side])
+    return layers.UpSampling2D(8, interpolation="bilinear", name="logits", dtype="float32")(score)
 
 
 def decode(x, skip_feats: list, dec: Decoder, num_classes: int, dropout: float = 0.1):
