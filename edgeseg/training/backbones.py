@@ -40,8 +40,14 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # what keras.applications' ResNet50
 
 
 def backbone(name: str, input_hw: tuple[int, int], alpha: float, weights: str | Path | None) -> keras.Model:
-    """keras.applications' `name` without its top at `input_hw`, with `weights` (None, "imagenet" for Keras'
-    download, or a weights file) loaded."""
+    """keras.applications' encoder without its top, its weights loaded.
+
+    Args:
+        name: one of SKIP_LAYERS (edgeseg.choices.BACKBONES but "none").
+        input_hw: (height, width).
+        alpha: the MobileNets' width multiplier (1.0 for ResNet50).
+        weights: None, "imagenet" (Keras' download; MobileNets only) or a weights file.
+    """
     shape = (*input_hw, 3)
     w = None if weights in (None, "none") else str(weights)
     if w not in (None, "imagenet") and not Path(w).is_file():

@@ -22,8 +22,14 @@ def _conv_bn_relu(x, filters: int, name: str):
 
 
 def build_classic_unet(num_classes: int, input_hw: tuple[int, int], alpha: float = 1.0, dropout: float = 0.1):
-    """The classic U-Net at `input_hw` (multiples of 8), its filters scaled by `alpha`: [B, H, W, 3] RGB 0..255 in,
-    [B, H, W, classes] logits out."""
+    """The classic U-Net: [B, H, W, 3] RGB 0..255 in, [B, H, W, classes] logits out.
+
+    Args:
+        num_classes: the logits' channels.
+        input_hw: (height, width), multiples of 8.
+        alpha: scales every level's filters (64, 128, 256, 512 at 1.0).
+        dropout: before the logits.
+    """
     widths = [max(4, round(f * alpha)) for f in LEVEL_FILTERS]
     inputs = keras.Input(shape=(*input_hw, 3), name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale_pixels")(inputs)

@@ -178,7 +178,14 @@ def _with_momentum(model: keras.Model, momentum: float) -> keras.Model:
 def fcn_head(x, skip_feats: list, num_classes: int, dropout: float = 0.1):
     """FCN-8s on the encoder's output `x` (stride 32) and its skip features (finest first: strides 2, 4, 8, 16):
     logits at the input size. Bilinear resizes (not transposed convolutions) and additions: all int8, all on the
-    Edge TPU's list, no resize over x8."""
+    Edge TPU's list, no resize over x8.
+
+    Args:
+        x: the encoder's output.
+        skip_feats: the skip features, finest first.
+        num_classes: the logits' channels.
+        dropout: before the stride-32 score layer.
+    """
     if dropout:
         x = layers.Dropout(dropout, name="head_dropout")(x)
     # float32 score layers whatever the global policy: under mixed_float16 the logits and the loss stay float32
