@@ -29,7 +29,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgeseg.tflite_file import GraphOp, GraphTensor, elements, read_graph, read_model_bytes
+from edgeseg.tflite_checks import check_graph
+from edgeseg.tflite_file import GraphOp, GraphTensor, elements, read_model_bytes
 
 SOURCE = "coral.ai/docs/edgetpu/models-intro/#supported-operations (Edge TPU compiler 16)"
 
@@ -142,7 +143,8 @@ def lint(model: Path) -> LintReport:
     """Check each op of an int8 .tflite against the Edge TPU's rules and predict the compiler's partition.
     On a file that is already compiled, report the split the compiler made."""
     buf = read_model_bytes(model)
-    ops, tensors = read_graph(buf, str(model))
+    graph = check_graph(buf, Path(model).name)  # a damaged file is one line, not an IndexError in the checks
+    ops, tensors = graph.ops, graph.tensors
     rep = LintReport(str(model), len(ops), op_names=[op.name for op in ops])
     if any(op.name == CUSTOM_OP for op in ops):
         rep.compiled = True

@@ -13,7 +13,8 @@ from edgeseg.cost import graph_cost
 from edgeseg.edgetpu import lint
 from edgeseg.errors import EdgesegError, ModelError
 from edgeseg.spec import ModelSpec
-from edgeseg.tflite_file import GraphTensor, read_model_bytes, read_model_graph, read_spec_json
+from edgeseg.tflite_checks import check_graph
+from edgeseg.tflite_file import GraphTensor, read_model_bytes, read_spec_json
 from edgeseg.tflite_metadata import read_standard_metadata
 
 
@@ -30,7 +31,7 @@ def model_info(path: Path) -> dict:
             "(edgeseg convert), or bench it, which counts a .keras model's MACs too"
         )
     buf = read_model_bytes(path)
-    graph = read_model_graph(buf, str(path))
+    graph = check_graph(buf, path.name)  # what an interpreter would trust, checked: a damaged file is one line
     cost = graph_cost(graph)
     raw = read_spec_json(buf, str(path))
     spec = None
