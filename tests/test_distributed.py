@@ -135,7 +135,13 @@ def test_two_workers_a_killed_worker_restarts_and_the_chiefs_model_converts(synt
     assert sorted(set(epochs)) == [0, 1, 2, 3]
     assert not (run / "backup").exists() and "worker 1 done" in text[1]
     # only the chief wrote into --out; the workers agree on validation mIoU every epoch
-    assert sorted(p.name for p in run.iterdir()) == ["config.json", "history.csv", "model.keras", "spec.json"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "config.json",
+        "history.csv",
+        "model.keras",
+        "spec.json",
+        "train.lock",
+    ]
     vals = [[ln.split("val_miou: ")[1][:6] for ln in t.splitlines() if "val_miou: " in ln] for t in text]
     assert vals[0] and vals[0][-2:] == vals[1][-2:]
     # the chief's one model.keras converts to int8 and evaluates
