@@ -27,7 +27,8 @@ import numpy as np
 from edgeseg import signals
 from edgeseg.camera.frames import FrameSource
 from edgeseg.camera.reader import Captured, CaptureThread
-from edgeseg.camera.record import DISK_CHECK_EVERY, check_disk, check_recording, open_video_writer
+from edgeseg.camera.record import DISK_CHECK_EVERY, check_disk, check_recording
+from edgeseg.camera.recorder import Recorder
 from edgeseg.camera.render import Renderer
 from edgeseg.camera.sources import Paced
 from edgeseg.errors import SourceError
@@ -97,6 +98,7 @@ class LoopStats:
     interrupted: bool = False
     stopped_by: str | None = None  # SIGINT or SIGTERM when interrupted
     ended_early: str | None = None  # a file source that stopped before its declared frame count
+    record_dropped: int = 0  # frames left out of the recording because its encoder fell behind
     stages: dict = field(default_factory=lambda: {k: RingStat() for k in STAGES})
     age: RingStat = field(default_factory=RingStat)
 
@@ -117,6 +119,7 @@ class LoopStats:
             "interrupted": self.interrupted,
             "stopped_by": self.stopped_by,
             "ended_early": self.ended_early,
+            "record_dropped": self.record_dropped,
             "stages": {k: summarise(v.values()) for k, v in self.stages.items() if v.n},
             "frame_age": summarise(self.age.values()),
         }
@@ -181,9 +184,12 @@ class _Output:
             size = (image.shape[1], image.shape[0])
             if self.writer is None:
                 self.record_size = size
-                self.writer = open_video_writer(self.opts.record, self.record_tmp, self.fps, size, self.opts.log)
+                self.writer = Recorder(
+                    self.opts.record, self.record_tmp, self.fps, size, self.opts.log, live=self.capture.live
+                )
             # a camera that reconnects at another resolution must not break the recording
-            self.writer.write(image if size == self.record_size else cv2.resize(image, self.record_size))
+            frame = image if size == self.record_size else cv2.resize(image, self.record_size)
+            self.writer.write(frame, cap.t_capture)  # encoded on the recorder's thread: the loop never waits
             if self.stats.frames % DISK_CHECK_EVERY == 0:
                 check_disk(self.record_tmp, self.opts.record)
         if self.opts.save_masks is not None:
@@ -229,8 +235,14 @@ class _Output:
                 self.q.put(None, timeout=timeout)
             self.thread.join(timeout)
         if self.writer is not None:
-            self.writer.release()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            writer.close()
+            self.stats.record_dropped = writer.dropped
+            if writer.dropped:
+                self.opts.log(
+                    f"recording: {writer.dropped} of {writer.dropped + writer.written} frames left out "
+                    "(the encoder could not keep up; the recording still plays at the scene's speed)"
+                )
             check_recording(self.record_tmp, self.opts.record)
 
 

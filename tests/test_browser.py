@@ -123,11 +123,14 @@ def test_live_page_in_headless_chromium(toy_models, tmp_path):
 
 
 @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
-def test_a_webm_recording_plays_in_headless_chromium(toy_models, tmp_path):
-    """`run --record out.webm` (VP9): Chromium's <video> element plays it: its time advances and its size is
-    the recording's."""
+@pytest.mark.parametrize("suffix", [".webm", ".mp4"])
+def test_a_recording_plays_in_headless_chromium(toy_models, tmp_path, suffix):
+    """`run --record out.webm` (VP9) and `--record out.mp4` (H.264, by PyAV): Chromium's <video> element plays
+    each: its time advances and its size is the recording's."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the dev extra)")
-    video = tmp_path / "o.webm"
+    if suffix == ".mp4":
+        pytest.importorskip("av", reason="H.264 needs PyAV (the device extra)")
+    video = tmp_path / f"o{suffix}"
     proc = subprocess.run(
         [
             sys.executable,
@@ -149,7 +152,7 @@ def test_a_webm_recording_plays_in_headless_chromium(toy_models, tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (tmp_path / "play.html").write_text('<video id="v" src="o.webm" muted autoplay></video>')
+    (tmp_path / "play.html").write_text(f'<video id="v" src="o{suffix}" muted autoplay></video>')
     opts = chromium_options(webdriver, tmp_path, "--autoplay-policy=no-user-gesture-required")
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=DRIVER))
     try:
