@@ -35,24 +35,30 @@ def test_validating_on_trained_frames_keeps_the_last_epoch_and_refuses_best(synt
     assert fixed.disjoint and fixed.keep == "last" and "a fixed schedule" in fixed.note
 
 
+def _two_class_copy(synthetic_data, dest, count=16):
+    """A 2-class dataset the shipped models never saw: the synthetic scenes with every labelled class as 'thing'."""
+    import cv2
+
+    (dest / "images").mkdir(parents=True)
+    (dest / "masks").mkdir()
+    for p in sorted((synthetic_data / "images").iterdir())[:count]:
+        (dest / "images" / p.name).write_bytes(p.read_bytes())
+        m = cv2.imread(str(synthetic_data / "masks" / p.name), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(dest / "masks" / p.name), (m > 0).astype(np.uint8))
+    (dest / "classes.json").write_text(json.dumps({"classes": ["background", "thing"]}))
+    return dest
+
+
 @pytest.mark.slow
 def test_init_fine_tunes_onto_a_two_class_dataset_it_never_saw(tiny_run, synthetic_data, tmp_path):
     """--init copies every layer that fits (the encoder, the decoder) and builds a head for the new class count;
     the network and input size come from the model it starts from; keep last keeps the last epoch."""
-    import cv2
     import keras
     from typer.testing import CliRunner
 
     from edgeseg.cli import app
 
-    two = tmp_path / "two"
-    (two / "images").mkdir(parents=True)
-    (two / "masks").mkdir()
-    for p in sorted((synthetic_data / "images").iterdir())[:20]:
-        (two / "images" / p.name).write_bytes(p.read_bytes())
-        m = cv2.imread(str(synthetic_data / "masks" / p.name), cv2.IMREAD_GRAYSCALE)
-        cv2.imwrite(str(two / "masks" / p.name), (m > 0).astype(np.uint8))
-    (two / "classes.json").write_text(json.dumps({"classes": ["background", "thing"]}))
+    two = _two_class_copy(synthetic_data, tmp_path / "two", count=20)
     out = tmp_path / "ft"
     args = ["train", "--data", str(two), "--out", str(out), "--init", str(tiny_run / "model.keras")]
     r = CliRunner().invoke(app, [*args, "--epochs", "1", "--lr", "1e-8", "--keep", "last"])
@@ -67,6 +73,35 @@ def test_init_fine_tunes_onto_a_two_class_dataset_it_never_saw(tiny_run, synthet
     assert cfg["decoder"] == "tiny" and cfg["alpha"] == 0.35 and cfg["keep"] == "last"
     bad = CliRunner().invoke(app, ["train", "--data", str(two), "--out", str(tmp_path / "x"), "--init", "large"])
     assert bad.exit_code == 1 and "give a shipped model (nano, small) or a .keras file" in bad.output
+
+
+@pytest.mark.slow
+def test_init_nano_fine_tunes_the_shipped_road_model_onto_two_classes(synthetic_data, tmp_path):
+    """`train --init nano` as the fine-tuning page has it: the shipped Keras model, its input size and network,
+    a new 2-class head; the encoder starts from the shipped weights."""
+    import keras
+    from typer.testing import CliRunner
+
+    from edgeseg.assets import shipped_keras
+    from edgeseg.cli import app
+
+    shipped = shipped_keras("nano")
+    if shipped is None:
+        pytest.skip("the shipped nano Keras model (edgeseg/assets/camvid_nano.keras) is not in this checkout")
+    two = _two_class_copy(synthetic_data, tmp_path / "two")
+    out = tmp_path / "ft"
+    args = ["train", "--data", str(two), "--out", str(out), "--init", "nano", "--epochs", "1", "--lr", "1e-8"]
+    r = CliRunner().invoke(app, [*args, "--batch-size", "4"])
+    assert r.exit_code == 0, r.output
+    assert "built afresh: head_logits" in r.output
+    start = keras.saving.load_model(shipped, compile=False)
+    tuned = keras.saving.load_model(out / "model.keras", compile=False)
+    assert start.outputs[0].shape[-1] == 11 and tuned.outputs[0].shape[-1] == 2
+    assert tuple(tuned.inputs[0].shape[1:3]) == tuple(start.inputs[0].shape[1:3]) == (192, 256)
+    a, b = (m.get_layer("encoder").get_layer("Conv1").get_weights()[0] for m in (start, tuned))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["decoder"] == "nano" and cfg["alpha"] == 1.0
 
 
 def test_ohem_keeps_the_hard_labelled_pixels_or_at_least_the_hardest_share():
