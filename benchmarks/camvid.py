@@ -212,11 +212,23 @@ def main() -> None:
         assets = ROOT / "edgeseg" / "assets"
         for src, name in (
             (i8, f"camvid_{args.model}_int8.tflite"),
-            (model, f"camvid_{args.model}.keras"),
             (out / "spec.json", f"camvid_{args.model}.spec.json"),
         ):
             shutil.copyfile(ROOT / src, assets / name)
             print(f"shipped {assets / name}")
+        ship_keras(ROOT / model, assets / f"camvid_{args.model}.keras")
+
+
+def ship_keras(src: Path, dest: Path) -> None:
+    """The float Keras model without its optimizer's state (a third of the size): what `train --init` starts
+    from. Written to a temporary name, then renamed."""
+    import keras
+
+    model = keras.saving.load_model(src, compile=False)
+    tmp = dest.with_name(dest.stem + ".partial.keras")
+    model.save(tmp)
+    os.replace(tmp, dest)
+    print(f"shipped {dest} ({dest.stat().st_size / 1e6:.1f} MB, float, no optimizer state)")
 
 
 if __name__ == "__main__":

@@ -23,15 +23,18 @@ OPSET = 17
 
 def build_float32(job: Job) -> bytes:
     """The float graph, exported by tf2onnx, with the spec in its metadata."""
-    return _finish(_export(job))
+    return _finish(export(job))
 
 
 def build_int8(job: Job) -> bytes:
     """The float graph quantised statically on the job's calibration set (QDQ), with the spec in its metadata."""
-    return _finish(_quantise(_export(job), job))
+    return _finish(_quantise(export(job), job))
 
 
-def _export(job: Job):
+def export(job: Job, channels_first: bool = False):
+    """The job's Keras model as an ONNX ModelProto (float32, batch 1, the spec in its metadata). The input and
+    output are NHWC like the Keras model's; `channels_first` makes both NCHW (what ncnn's converter takes),
+    tf2onnx's optimiser then cancels the transposes that would otherwise stand at either end."""
     try:
         import onnx  # noqa: F401  (tf2onnx needs it; say which extra when it is missing)
         import tf2onnx
@@ -42,10 +45,13 @@ def _export(job: Job):
     h, w = job.spec.input_hw
     model = job.keras.model
     fn = tf.function(lambda x: model(x, training=False))
+    signature = [tf.TensorSpec((1, h, w, 3), tf.float32, name="image")]
+    layout = {}
+    if channels_first:
+        outputs = [t.name for t in fn.get_concrete_function(*signature).outputs]
+        layout = {"inputs_as_nchw": ["image"], "outputs_as_nchw": outputs}
     try:
-        proto, _ = tf2onnx.convert.from_function(
-            fn, input_signature=[tf.TensorSpec((1, h, w, 3), tf.float32, name="image")], opset=OPSET
-        )
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=OPSET, **layout)
     except Exception as e:  # tf2onnx raises many kinds, with long logs
         raise ModelError(f"ONNX export failed: {str(e).strip().splitlines()[-1][:300]}") from None
     proto.ClearField("metadata_props")

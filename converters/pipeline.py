@@ -8,18 +8,20 @@ the quantisation report and the Edge TPU lint and compile, where asked for and w
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgeseg.choices import IO_DTYPES, check_choice
 from edgeseg.converters.calibration import CalibrationSet, calibration_set, verification_frames
+from edgeseg.converters.files import ModelFiles
 from edgeseg.converters.job import Job
 from edgeseg.converters.targets import Target, target_for
 from edgeseg.converters.verify import OpReport, argmax_agreement
 from edgeseg.errors import EdgesegError, ModelError
-from edgeseg.io import atomic_write_bytes
 from edgeseg.predictors import predictor_class
 from edgeseg.spec import ModelSpec
 
@@ -32,7 +34,7 @@ class ConvertOptions:
     """How convert() converts.
 
     Attributes:
-        format: "tflite" or "onnx".
+        format: "tflite", "onnx", "openvino" or "ncnn" (edgeseg.choices.EXPORT_FORMATS).
         precision: "float32", "fp16", "dynamic" or "int8" (what the format offers: edgeseg.choices.TARGETS).
         spec: a ModelSpec or spec JSON (default: spec.json beside the model).
         calibration: a dataset or image folder for int8 (default: the training data the spec records).
@@ -103,11 +105,13 @@ class ConversionResult:
     warnings: list[str] = field(default_factory=list)
     report: dict | None = None  # the quantisation report's path and summary
     edgetpu: dict | None = None  # the Edge TPU lint (and compiler) result
+    files: list[str] = field(default_factory=list)  # every file written, the main one first
 
     def to_dict(self) -> dict:
         """The result as JSON values (`convert --json`)."""
         return {
             "path": str(self.path),
+            "files": self.files,
             "target": self.target,
             "size_bytes": self.size_bytes,
             "seconds": round(self.seconds, 2),
@@ -139,17 +143,18 @@ def convert(
     t0 = time.perf_counter()
     model_path = Path(model_path)
     keras = KerasSegmenter(model_path, spec=ModelSpec.load(o.spec) if isinstance(o.spec, str | Path) else o.spec)
-    spec = keras.spec
+    spec = with_cost(keras)
     out = Path(out) if out else target.default_output(model_path, o.io)
     trained_on = spec.train_data_from(model_path.parent)
     cal = _calibration(o, spec, o.calibration or trained_on) if target.calibrated else None
-    data = target.build(Job(keras, spec, cal, o.io, o.mediapipe, o.progress, o.log))
+    files = ModelFiles.of(target.build(Job(keras, spec, cal, o.io, o.mediapipe, o.progress, o.log)))
 
-    result = _verify(data, target, keras, [trained_on, o.calibration], cal, o.verify_images)
+    result = _verify(files, target, keras, [trained_on, o.calibration], cal, o.verify_images)
     result.warnings = [*warnings, *(cal.warnings if cal else [])]
     _check_int8(result, target, o.strict)
-    atomic_write_bytes(out, data)
-    result.path, result.size_bytes, result.seconds = out, len(data), time.perf_counter() - t0
+    files.write(out)
+    result.path, result.size_bytes, result.seconds = out, files.size, time.perf_counter() - t0
+    result.files = [str(p) for p in files.paths(out)]
     if cal:
         result.calibration_images, result.class_pixels = len(cal), cal.class_pixels
     if (target.format, target.precision) == ("tflite", "int8"):
@@ -158,6 +163,14 @@ def convert(
         if o.edgetpu:
             result.edgetpu = edgetpu_step(out, compile_it=True)
     return result
+
+
+def with_cost(keras) -> ModelSpec:
+    """The Keras model's spec with its cost per frame (GMACs and parameters, counted on the Keras graph) in
+    `extra["cost"]`: formats whose graphs edgeseg does not count (ONNX, OpenVINO, ncnn) report it from there."""
+    d = keras.describe()
+    cost = {"gmacs": d["gmacs"], "params": d["params"], "input_hw": list(keras.spec.input_hw)}
+    return replace(keras.spec, extra={**keras.spec.extra, "cost": cost})
 
 
 def _calibration(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSet:
@@ -169,11 +182,29 @@ def _calibration(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSet:
     return cal
 
 
-def _verify(data: bytes, target: Target, keras, sources: list, cal: CalibrationSet | None, n: int):
-    """Load the converted bytes through the predictor that runs such a file; list its ops; compare its argmax
+def _verify(files: ModelFiles, target: Target, keras, sources: list, cal: CalibrationSet | None, n: int):
+    """Load the converted model through the predictor that runs such a file; list its ops; compare its argmax
     with Keras' on images the calibration did not see."""
-    converted = predictor_class(Path(f"converted{target.suffix}"))(data, threads=2, name=f"converted{target.suffix}")
-    result = ConversionResult(Path(), target.name, len(data), 0.0, target.ops(data, converted))
+    with _loadable(files, target) as model:
+        name = f"converted{target.suffix}"
+        converted = predictor_class(Path(name))(model, threads=2, name=name)
+        result = ConversionResult(Path(), target.name, files.size, 0.0, target.ops(files.main, converted))
+        return _compare(result, target, converted, keras, sources, cal, n)
+
+
+@contextmanager
+def _loadable(files: ModelFiles, target: Target):
+    """The converted model as its predictor opens it: the bytes of a one-file format, else the main file's
+    path in a temporary folder that holds its companions too."""
+    if not files.beside:
+        yield files.main
+        return
+    with tempfile.TemporaryDirectory(prefix="edgeseg-convert-") as tmp:
+        yield files.write(Path(tmp) / f"converted{target.suffix}")
+
+
+def _compare(result: ConversionResult, target: Target, converted, keras, sources, cal, n: int) -> ConversionResult:
+    """The converted model's argmax against Keras' on up to n held-out frames; a warning below the floor."""
     frames, where = verification_frames(sources, keras.spec, n, exclude=cal)
     result.verified_on = where
     if frames:

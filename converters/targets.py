@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeseg.choices import EXPORT_FORMATS, PRECISIONS
-from edgeseg.converters import onnx, tflite
+from edgeseg.choices import EXPORT_FORMATS, NOT_OFFERED, PRECISIONS
+from edgeseg.converters import ncnn, onnx, openvino, tflite
+from edgeseg.converters.files import ModelFiles
 from edgeseg.converters.job import Job
 from edgeseg.converters.verify import OpReport
 from edgeseg.errors import EdgesegError
@@ -21,11 +22,12 @@ class Target:
     """One conversion target.
 
     Attributes:
-        format: "tflite" or "onnx" (edgeseg.choices.EXPORT_FORMATS).
+        format: "tflite", "onnx", "openvino" or "ncnn" (edgeseg.choices.EXPORT_FORMATS).
         precision: "float32", "fp16", "dynamic" or "int8" (edgeseg.choices.PRECISIONS).
-        build: Job -> the converted model's bytes, the spec embedded.
-        ops: (bytes, the loaded predictor) -> its OpReport.
-        suffix: the file suffix (".tflite", ".onnx").
+        build: Job -> the converted model's bytes, the spec embedded (or ModelFiles, for a format of several
+            files: OpenVINO's .xml and .bin, ncnn's .param, .bin and spec).
+        ops: (the main file's bytes, the loaded predictor) -> its OpReport.
+        suffix: the main file's suffix (".tflite", ".onnx", ".xml", ".param").
         tag: what the default file name adds to the model's stem ("_float32"); an int8 TFLite model is named
             by its input and output type instead ("_int8", "_uint8").
         calibrated: needs calibration images.
@@ -33,7 +35,7 @@ class Target:
 
     format: str
     precision: str
-    build: Callable[[Job], bytes]
+    build: Callable[[Job], bytes | ModelFiles]
     ops: Callable[..., OpReport]
     suffix: str
     tag: str
@@ -57,6 +59,12 @@ TABLE = {
     ("tflite", "int8"): Target("tflite", "int8", tflite.build_int8, tflite.ops, ".tflite", "_int8", calibrated=True),
     ("onnx", "float32"): Target("onnx", "float32", onnx.build_float32, onnx.ops, ".onnx", ""),
     ("onnx", "int8"): Target("onnx", "int8", onnx.build_int8, onnx.ops, ".onnx", "_int8", calibrated=True),
+    ("openvino", "float32"): Target("openvino", "float32", openvino.build_float32, openvino.ops, ".xml", "_openvino"),
+    ("openvino", "int8"): Target(
+        "openvino", "int8", openvino.build_int8, openvino.ops, ".xml", "_openvino_int8", calibrated=True
+    ),
+    ("ncnn", "float32"): Target("ncnn", "float32", ncnn.build_float32, ncnn.ops, ".param", "_ncnn"),
+    ("ncnn", "fp16"): Target("ncnn", "fp16", ncnn.build_fp16, ncnn.ops, ".param", "_ncnn_fp16"),
 }
 
 
@@ -66,6 +74,8 @@ def target_for(format: str, precision: str) -> Target:
         raise EdgesegError(f"unknown format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}")
     if precision not in PRECISIONS:
         raise EdgesegError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if (format, precision) in NOT_OFFERED:
+        raise EdgesegError(f"{format} has no {precision} target: {NOT_OFFERED[(format, precision)]}")
     if (format, precision) not in TABLE:
         offered = ", ".join(p for f, p in TABLE if f == format)
         raise EdgesegError(f"{format} has no {precision} target: choose one of {offered}")

@@ -205,6 +205,9 @@ COLUMNS = (
     "e2e_p99",
     "e2e_fps",
     "miou",
+    "runtime",
+    "delegate",
+    "fastest",
 )
 
 
@@ -236,6 +239,9 @@ def rows(report: dict) -> list[dict]:
                 "delegate": r["delegate"],
             }
         )
+    for row in out:  # the fastest end to end at each thread setting, marked when there is more than one row
+        rivals = [o["e2e_p50"] for o in out if o["threads"] == row["threads"]]
+        row["fastest"] = len(rivals) > 1 and row["e2e_p50"] == min(rivals)
     return out
 
 
@@ -269,8 +275,9 @@ def to_markdown(report: dict) -> str:
     for r in rows(report):
         gm = "n/a" if r["gmacs"] is None else f"{r['gmacs']:.3f}"
         pm = "n/a" if r["params_m"] is None else f"{r['params_m']:.2f}"
+        mark = " **(fastest)**" if r["fastest"] else ""
         lines.append(
-            f"| {r['model']} | {gm} | {pm} | {r['runtime']} ({r['delegate']}) | {r['threads']} | "
+            f"| {r['model']}{mark} | {gm} | {pm} | {r['runtime']} ({r['delegate']}) | {r['threads']} | "
             f"{r['size_mb']} | "
             f"{r['init_ms']} | {r['invoke_p50']} | {r['invoke_p90']} | {r['invoke_p99']} | {r['invoke_fps']} | "
             f"{r['e2e_p50']} | {r['e2e_p90']} | {r['e2e_p99']} | {r['e2e_fps']} | "

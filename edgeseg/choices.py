@@ -27,6 +27,8 @@ RUNTIME_TABLE = {
     "tflite-runtime": RuntimeEntry("edgeseg.predictors.tflite", (".tflite",), "tflite"),
     "tensorflow": RuntimeEntry("edgeseg.predictors.tflite", (".tflite",), "train"),
     "onnx": RuntimeEntry("edgeseg.predictors.onnx", (".onnx",), "onnx"),  # ONNX Runtime
+    "openvino": RuntimeEntry("edgeseg.predictors.openvino", (".xml",), "openvino"),  # OpenVINO IR (.xml + .bin)
+    "ncnn": RuntimeEntry("edgeseg.predictors.ncnn", (".param",), "ncnn"),  # ncnn (.param + .bin)
     "keras": RuntimeEntry("edgeseg.predictors.keras", (".keras",), "train"),  # the workstation's own
 }
 RUNTIMES = ("auto", *RUNTIME_TABLE)
@@ -60,7 +62,16 @@ TARGETS = (
     ("tflite", "int8"),
     ("onnx", "float32"),
     ("onnx", "int8"),
+    ("openvino", "float32"),
+    ("openvino", "int8"),
+    ("ncnn", "float32"),
+    ("ncnn", "fp16"),
 )
+# Pairs a format does not offer, with the reason (said instead of a bare "no such target").
+NOT_OFFERED = {
+    ("ncnn", "int8"): "ncnn quantises with ncnn2table and ncnn2int8, C++ tools its pip wheel does not carry "
+    "(build ncnn from source for them; or run --to openvino --int8, or the int8 .tflite)",
+}
 EXPORT_FORMATS = tuple(dict.fromkeys(f for f, _ in TARGETS))
 PRECISIONS = tuple(dict.fromkeys(p for _, p in TARGETS))
 

@@ -60,6 +60,22 @@ def _runtime(name: str, label: str, dist: str, hint: str) -> list[Check]:
     return out
 
 
+# The runtimes beside the TFLite ones: (the distribution that brings it, the files it runs, the extra).
+OTHER_RUNTIMES = (
+    ("onnxruntime", ".onnx", "onnx"),
+    ("openvino", ".xml", "openvino"),
+    ("ncnn", ".param", "ncnn"),
+)
+
+
+def other_runtimes() -> Check:
+    """One line: which of ONNX Runtime, OpenVINO and ncnn are installed (what `bench` can set side by side)."""
+    have = [f"{d} {installed_version(d)} ({s})" for d, s, _ in OTHER_RUNTIMES if installed_version(d)]
+    missing = [(d, extra) for d, _, extra in OTHER_RUNTIMES if not installed_version(d)]
+    hint = "; ".join(f"{d}: pip install 'edgeseg[{extra}]'" for d, extra in missing)
+    return Check("INFO", "other runtimes", ", ".join(have) or "none installed", hint)
+
+
 def _edgetpu() -> Check:
     from edgeseg.errors import RuntimeUnavailable
     from edgeseg.predictors.tflite import edgetpu_library, load_delegate, pick_runtime
@@ -290,6 +306,7 @@ def run_checks(
         "tflite-runtime",
         "optional fallback; ai-edge-litert is the maintained runtime",
     )
+    checks.append(other_runtimes())
     tf = installed_version("tensorflow") or installed_version("tensorflow-cpu")
     checks.append(
         Check(

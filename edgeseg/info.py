@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeseg.choices import SUFFIXES
 from edgeseg.cost import graph_cost
 from edgeseg.edgetpu import lint
 from edgeseg.errors import EdgesegError, ModelError
@@ -29,6 +30,11 @@ def model_info(path: Path) -> dict:
         raise EdgesegError(
             f"{path.name}: info reads .tflite files; convert the .keras model first "
             "(edgeseg convert), or bench it, which counts a .keras model's MACs too"
+        )
+    if path.suffix.lower() in SUFFIXES and path.suffix.lower() != ".tflite":
+        raise EdgesegError(
+            f"{path.name}: info reads .tflite graphs; `edgeseg bench {path.name} --json FILE` describes a "
+            f"{path.suffix} model (its input, output, spec, runtime and the cost its spec carries)"
         )
     buf = read_model_bytes(path)
     graph = check_graph(buf, path.name)  # what an interpreter would trust, checked: a damaged file is one line

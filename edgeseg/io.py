@@ -171,3 +171,23 @@ def read_bounded(path: Path, max_bytes: int, what: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise EdgesegError(f"{path}: not UTF-8 text: not a {what} file") from None
+
+
+@contextlib.contextmanager
+def caught_stderr() -> Iterator[list[str]]:
+    """Catch what C/C++ code prints on stderr (file descriptor 2) inside the block, off the terminal: yields a
+    list that holds the caught lines once the block ends (a runtime's own complaint, to put in one message)."""
+    import sys
+
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines += [ln for ln in caught.read(64 * 1024).decode("utf-8", "replace").splitlines() if ln.strip()]

@@ -49,15 +49,17 @@ fi
 
 # 2. the device stack's aarch64 wheels, at the versions the x86 .venv has (so both sides run the same code)
 ver() { "$X86" -c "import importlib.metadata as m; print(m.version('$1'))"; }
-if [ ! -f "$DIR/site/.done" ]; then
+WHEELS="ai-edge-litert==$(ver ai-edge-litert) numpy==$(ver numpy) opencv-python-headless==$(ver opencv-python)
+        pillow==$(ver pillow) typer==$(ver typer) av==$(ver av)"
+WHEELS=$(echo $WHEELS)  # one line: the marker below records the list, so a changed list installs afresh
+if [ "$(cat "$DIR/site/.done" 2>/dev/null)" != "$WHEELS" ]; then
     rm -rf "$DIR/site"
+    # shellcheck disable=SC2086
     "$X86" -m pip install --quiet --target "$DIR/site" --platform manylinux2014_aarch64 \
         --platform manylinux_2_17_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux_2_28_aarch64 \
-        --python-version 3.11 --implementation cp --only-binary=:all: \
-        "ai-edge-litert==$(ver ai-edge-litert)" "numpy==$(ver numpy)" "opencv-python-headless==$(ver opencv-python)" \
-        "pillow==$(ver pillow)" "typer==$(ver typer)" >>"$LOG" 2>&1 \
+        --python-version 3.11 --implementation cp --only-binary=:all: $WHEELS >>"$LOG" 2>&1 \
         || skip "cannot install the aarch64 wheels (see $LOG)"
-    touch "$DIR/site/.done"
+    echo "$WHEELS" >"$DIR/site/.done"
 fi
 # edgeseg itself as its wheel installs it (pure Python: camera/ and converters/ become edgeseg.camera and
 # edgeseg.converters), built afresh each run so the check runs this tree's code
@@ -163,12 +165,15 @@ print('bench: small and nano ran,', env['machine'], 'int8 dot', env['cpu_int8_do
     arm "$board" -m edgeseg run small --source synthetic:160x120 --no-show --max-frames 5 --record "$OUT/run-$board.mp4" \
         --stats "$OUT/run-$board.json" >"$OUT/run-$board.txt" 2>&1 || { cat "$OUT/run-$board.txt"; exit 1; }
     "$X86" -c "
-import json, sys, cv2
+import json, sys, av, cv2
 s = json.load(open(sys.argv[1])); assert s['frames'] == 5, s
 cap = cv2.VideoCapture(sys.argv[2]); n = 0
 while cap.read()[0]: n += 1
 assert n == 5, f'the recording has {n} frames'
-print('run: 5 frames, recorded and read back on x86')
+with av.open(sys.argv[2]) as f:
+    codec = f.streams.video[0].codec_context.name
+assert codec == 'h264', f'the recording is {codec}, not H.264 (PyAV on aarch64 did not encode it)'
+print('run: 5 frames, H.264 by PyAV on aarch64, read back on x86')
 " "$OUT/run-$board.json" "$OUT/run-$board.mp4"
 
     if [ "$HAVE_DATA" = 1 ]; then

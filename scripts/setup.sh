@@ -13,5 +13,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-echo "installing edgeseg[train,device,dev,onnx,docs,coco] into .venv (TensorFlow is large: the first time takes a few minutes)"
-.venv/bin/python -m pip install --quiet -e ".[train,device,dev,onnx,docs,coco]"
+echo "installing edgeseg[train,device,dev,onnx,openvino,ncnn,docs,coco] into .venv (TensorFlow is large: the first time takes a few minutes)"
+.venv/bin/python -m pip install --quiet -e ".[train,device,dev,onnx,openvino,ncnn,docs,coco]"
+# ncnn's converter: pnnx's wheel declares PyTorch (2 GB with its CUDA libraries), which its converter binary
+# does not use, so it is installed without its dependencies
+.venv/bin/python -m pip install --quiet --no-deps "pnnx>=20240410"

@@ -31,7 +31,8 @@ def convert(
         ExportFormatChoice | None,
         typer.Option(
             "--to",
-            help="tflite (LiteRT, the Edge TPU, MediaPipe) or onnx (ONNX Runtime, OpenVINO, Hailo, RKNN; opset 17).",
+            help="tflite (LiteRT, the Edge TPU, MediaPipe), onnx (ONNX Runtime, Hailo, RKNN; opset 17), "
+            "openvino (IR: .xml + .bin) or ncnn (.param + .bin + spec).",
         ),
     ] = None,
     int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (calibrated).")] = False,
@@ -86,7 +87,7 @@ def convert(
         ),
     ] = False,
 ) -> None:
-    """Convert a Keras model to TFLite (float32 by default) or ONNX, embed its spec, verify the result."""
+    """Convert a Keras model to TFLite (float32 by default), ONNX, OpenVINO or ncnn, with its spec; verify it."""
     from edgeseg.converters.pipeline import ConvertOptions  # numpy and OpenCV, no TensorFlow yet
 
     options = ConvertOptions(
@@ -116,6 +117,8 @@ def convert(
 
     r = run_conversion(model, out, replace(options, log=log))
     typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, {r.target}, {r.seconds:.1f} s)")
+    for companion in r.files[1:]:
+        typer.echo(f"  and {companion} beside it")
     typer.echo("ops: " + ", ".join(f"{k} {v}" for k, v in sorted(r.ops.ops.items())))
     if r.ops.fully_int8 is not None and options.precision == "int8":
         typer.echo("all ops and tensors int8" if r.ops.fully_int8 else f"NOT fully int8: {r.ops.non_int8_ops[:5]}")

@@ -54,9 +54,8 @@ def bench(
     models: Annotated[
         list[str] | None,
         typer.Argument(
-            help="One or more .tflite (or .keras) models, or shipped "
-            "models by name (nano, small), side by side (default: "
-            "small)."
+            help="One or more models (.tflite, .onnx, OpenVINO .xml, ncnn .param, .keras), or shipped models by "
+            "name (nano, small), side by side in one interleaved run (default: small)."
         ),
     ] = None,
     model_opt: Annotated[
@@ -142,20 +141,23 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
         f"{env['cpu']}, {env['cores']} cores, governor {env['governor'] or 'n/a'}, {int8_dot_text(env)}; "
         f"{runs} runs after {warmup} warm-up, {rounds} interleaved rounds; end-to-end at {frame_size}"
     )
-    name_w = max(12, *(len(r["model"]) for r in rows(report)))
+    table = rows(report)
+    name_w = max(12, *(len(r["model"]) for r in table))
+    rt_w = max(7, *(len(r["runtime"].split()[0]) for r in table))
     typer.echo(
-        f"{'model':<{name_w}} {'GMACs':>6} {'params':>7} {'thr':>3} {'MB':>6} {'init':>7} {'inv p50':>8} "
-        f"{'p90':>7} {'p99':>7} {'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}"
+        f"{'model':<{name_w}} {'runtime':<{rt_w}} {'GMACs':>6} {'params':>7} {'thr':>3} {'MB':>6} {'init':>7} "
+        f"{'inv p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}"
         + ("  mIoU" if with_miou else "")
     )
-    for r in rows(report):
+    for r in table:
         params = "n/a" if r["params_m"] is None else fmt(r["params_m"], "6.2f") + "M"
         typer.echo(
-            f"{r['model']:<{name_w}} {fmt(r['gmacs'], '6.3f'):>6} {params:>7} "
+            f"{r['model']:<{name_w}} {r['runtime'].split()[0]:<{rt_w}} {fmt(r['gmacs'], '6.3f'):>6} {params:>7} "
             f"{str(r['threads']):>3} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
             f"{r['invoke_p50']:8.2f} {r['invoke_p90']:7.2f} {r['invoke_p99']:7.2f} {r['invoke_fps']:7.1f} "
             f"{r['e2e_p50']:8.2f} {r['e2e_p90']:7.2f} {r['e2e_p99']:7.2f} {r['e2e_fps']:7.1f}"
             + (f" {r['miou']:6.2f}" if with_miou and r["miou"] is not None else "")
+            + ("  <- fastest" if r["fastest"] else "")
         )
     typer.echo(
         "(ms; GMACs and params per frame, from the graph; runtime "

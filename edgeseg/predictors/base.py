@@ -25,7 +25,7 @@ from edgeseg.limits import check_threads
 from edgeseg.postprocess import OutputKind, class_scores, index_mask, output_classes, output_kind
 from edgeseg.predictors.spec_source import default_spec, fit_labels
 from edgeseg.preprocess import Geometry, preprocess, restore_mask, restore_scores
-from edgeseg.spec import ModelSpec
+from edgeseg.spec import MAX_SPEC_BYTES, ModelSpec, spec_path_for
 from edgeseg.tensors import TensorInfo
 
 if TYPE_CHECKING:
@@ -102,6 +102,16 @@ class Predictor(ABC):
         """(edgeseg spec JSON that travels with the model, where it was found: "embedded" or "sidecar")."""
         return None, "embedded"
 
+    def _sidecar_spec(self) -> tuple[str | None, str]:
+        """The spec file beside the model (`<stem>.spec.json`, else `spec.json`): for formats that carry no
+        metadata of their own (Keras, ncnn)."""
+        path = spec_path_for(self.path)
+        if not path.is_file():
+            return None, "sidecar"
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise ModelError(f"{path}: larger than {MAX_SPEC_BYTES} bytes: not a spec")
+        return path.read_text(encoding="utf-8", errors="replace"), "sidecar"
+
     def _standard_metadata(self) -> dict:
         """The format's own description of the model: {"mean", "std", "labels"} where it has them."""
         return {}
@@ -112,7 +122,14 @@ class Predictor(ABC):
         raise ModelError(f"{self.path.name}: {self.runtime_name} cannot run a dynamic input size here")
 
     def _cost(self) -> tuple[float | None, int | None, list[str]]:
-        """(GMACs per frame, parameters, what could not be counted); None where the format hides them."""
+        """(GMACs per frame, parameters, what could not be counted); None where the format hides them. This
+        default reads the cost that `edgeseg convert` counted on the Keras graph and wrote into the spec (ONNX,
+        OpenVINO, ncnn), when the model runs at the size it was counted at."""
+        cost = self.spec.extra.get("cost")
+        if isinstance(cost, dict) and tuple(cost.get("input_hw") or ()) == tuple(self.spec.input_hw):
+            gmacs, params = cost.get("gmacs"), cost.get("params")
+            if isinstance(gmacs, int | float) and isinstance(params, int) and 0 <= gmacs < 1e6 and params >= 0:
+                return float(gmacs), params, []
         return None, None, [f"{self.runtime_name} graph (not counted)"]
 
     # ----------------------------------------------------------------------------------- the one check, the one spec

@@ -12,7 +12,6 @@ import numpy as np
 from edgeseg.errors import ModelError
 from edgeseg.host import installed_version
 from edgeseg.predictors.base import Predictor
-from edgeseg.spec import MAX_SPEC_BYTES, spec_path_for
 from edgeseg.tensors import TensorInfo
 
 
@@ -59,12 +58,7 @@ class KerasSegmenter(Predictor):
         self._fn = None
 
     def _embedded_spec(self) -> tuple[str | None, str]:
-        path = spec_path_for(self.path)
-        if not path.is_file():
-            return None, "sidecar"
-        if path.stat().st_size > MAX_SPEC_BYTES:
-            raise ModelError(f"{path}: larger than {MAX_SPEC_BYTES} bytes: not a spec")
-        return path.read_text(encoding="utf-8", errors="replace"), "sidecar"
+        return self._sidecar_spec()
 
     def _cost(self) -> tuple[float | None, int | None, list[str]]:
         macs, params = keras_cost(self.model)
