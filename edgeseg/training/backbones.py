@@ -69,8 +69,17 @@ def backbone(name: str, input_hw: tuple[int, int], alpha: float, weights: str | 
     else:
         raise EdgesegError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
     if w not in (None, "imagenet"):
+        import warnings
+
         try:
-            model.load_weights(w)
+            # Keras skips a layer group it cannot match with only a warning, leaving those layers at their fresh
+            # init: a backbone that silently half-loads trains worse with no error, so a skip is an error here
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model.load_weights(w)
+            skipped = [str(c.message) for c in caught if "Skipping" in str(c.message)]
+            if skipped:
+                raise ValueError(f"{len(skipped)} layer group(s) not in the file: {skipped[0]}")
         except Exception as e:  # Keras raises ValueError / OSError flavours for a file that does not fit
             raise EdgesegError(f"{w}: cannot load into {name} alpha {alpha} ({str(e).splitlines()[0][:200]})") from None
     return model
