@@ -23,6 +23,9 @@ class ModelFiles:
 
     main: bytes
     beside: dict[str, bytes] = field(default_factory=dict)
+    # a predictor that runs the model here, for a format whose file no runtime on this machine opens (RKNN: the
+    # simulator that holds the build); convert checks the conversion through it, then closes it
+    live: object | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, built: bytes | ModelFiles) -> ModelFiles:

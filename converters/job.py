@@ -21,6 +21,7 @@ class Job:
         calibration: the calibration set of a calibrated target (int8), else None.
         io_dtype: an int8 TFLite model's input and output type ("int8" or "uint8").
         mediapipe: also write MediaPipe's ImageSegmenter metadata (TFLite only).
+        platform: the Rockchip SoC an RKNN model is built for (edgeseg.choices.RKNN_PLATFORMS).
         progress: show a bar while calibrating.
         log: where progress lines and warnings go.
     """
@@ -31,6 +32,7 @@ class Job:
     io_dtype: str = "int8"
     mediapipe: bool = False
     progress: bool = False
+    platform: str = "rk3588"
     log: Callable[[str], None] = print
 
     def calibration_tensors(self) -> Iterator:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from edgeseg.converters.files import ModelFiles
 from edgeseg.converters.job import Job
-from edgeseg.converters.onnx import export
+from edgeseg.converters.onnx import export, fold_zero_pads
 from edgeseg.converters.verify import OpReport
-from edgeseg.errors import EdgesegError, ModelError, missing_extra
+from edgeseg.errors import EdgesegError, ModelError
 from edgeseg.predictors.ncnn import WEIGHTS_BYTES
 
 PNNX_SECONDS = 600
@@ -56,19 +56,11 @@ def pnnx_binary() -> Path:
     raise EdgesegError("pnnx (ncnn's converter) is not installed: pip install --no-deps pnnx")
 
 
-def _fold_pads(proto):
-    try:
-        import onnxoptimizer
-    except ImportError:
-        raise missing_extra("onnxoptimizer (for ncnn)", "ncnn") from None
-    return onnxoptimizer.optimize(proto, ["fuse_pad_into_conv"])
-
-
 def _convert(job: Job, fp16: bool) -> ModelFiles:
     import onnx
 
     exe = pnnx_binary()
-    proto = _fold_pads(export(job, channels_first=True))
+    proto = fold_zero_pads(export(job, channels_first=True))
     h, w = job.spec.input_hw
     with tempfile.TemporaryDirectory(prefix="edgeseg-ncnn-") as tmp:
         onnx.save(proto, Path(tmp) / "model.onnx")

@@ -60,6 +60,17 @@ def export(job: Job, channels_first: bool = False):
     return proto
 
 
+def fold_zero_pads(proto):
+    """Every zero Pad in front of a convolution (Keras' ZeroPadding2D before MobileNetV2's strided convolutions)
+    folded into the convolution's own padding, by onnxoptimizer: pnnx (ncnn) leaves such a Pad unconverted, and
+    rknn-toolkit2's own fusion of it fails."""
+    try:
+        import onnxoptimizer
+    except ImportError:
+        raise missing_extra("onnxoptimizer (for ncnn and RKNN)", "ncnn") from None
+    return onnxoptimizer.optimize(proto, ["fuse_pad_into_conv"])
+
+
 def _finish(proto) -> bytes:
     import onnx
 

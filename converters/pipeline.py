@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgeseg.choices import IO_DTYPES, check_choice
+from edgeseg.choices import IO_DTYPES, RKNN_PLATFORMS, check_choice
 from edgeseg.converters.calibration import CalibrationSet, calibration_set, verification_frames
 from edgeseg.converters.files import ModelFiles
 from edgeseg.converters.job import Job
 from edgeseg.converters.targets import Target, target_for
 from edgeseg.converters.verify import OpReport, argmax_agreement
 from edgeseg.errors import EdgesegError, ModelError
-from edgeseg.predictors import predictor_class
+from edgeseg.predictors import Predictor, predictor_class
 from edgeseg.spec import ModelSpec
 
 # An int8 model moves some boundary pixels; agreement below these is a broken conversion, and said so.
@@ -34,7 +34,7 @@ class ConvertOptions:
     """How convert() converts.
 
     Attributes:
-        format: "tflite", "onnx", "openvino" or "ncnn" (edgeseg.choices.EXPORT_FORMATS).
+        format: "tflite", "onnx", "openvino", "ncnn" or "rknn" (edgeseg.choices.EXPORT_FORMATS).
         precision: "float32", "fp16", "dynamic" or "int8" (what the format offers: edgeseg.choices.TARGETS).
         spec: a ModelSpec or spec JSON (default: spec.json beside the model).
         calibration: a dataset or image folder for int8 (default: the training data the spec records).
@@ -46,6 +46,7 @@ class ConvertOptions:
         report: write the quantisation report (float vs int8 on the val split) into this folder (TFLite int8).
         edgetpu: lint the result for the Edge TPU, and compile it where edgetpu_compiler is installed
             (TFLite int8).
+        platform: the Rockchip SoC an RKNN model is built for (edgeseg.choices.RKNN_PLATFORMS).
         progress: show bars while calibrating and reporting.
         log: where progress lines and warnings go.
     """
@@ -61,6 +62,7 @@ class ConvertOptions:
     mediapipe: bool = False
     report: Path | None = None
     edgetpu: bool = False
+    platform: str = "rk3588"
     progress: bool = True
     log: Callable[[str], None] = print
 
@@ -69,6 +71,7 @@ class ConvertOptions:
         target = target_for(self.format, self.precision)
         if self.io_dtype is not None:
             check_choice(self.io_dtype, IO_DTYPES, "input/output type")
+        check_choice(self.platform, RKNN_PLATFORMS, "RKNN platform")
         if self.mediapipe and target.format != "tflite":
             raise EdgesegError("--mediapipe writes TFLite Metadata: it cannot go with --to onnx")
         if self.mediapipe and target.precision == "int8" and self.io_dtype == "int8":
@@ -146,8 +149,9 @@ def convert(
     spec = with_cost(keras)
     out = Path(out) if out else target.default_output(model_path, o.io)
     trained_on = spec.train_data_from(model_path.parent)
-    cal = _calibration(o, spec, o.calibration or trained_on) if target.calibrated else None
-    files = ModelFiles.of(target.build(Job(keras, spec, cal, o.io, o.mediapipe, o.progress, o.log)))
+    cal = calibration_for(o, spec, o.calibration or trained_on) if target.calibrated else None
+    job = Job(keras, spec, cal, o.io, o.mediapipe, progress=o.progress, log=o.log, platform=o.platform)
+    files = ModelFiles.of(target.build(job))
 
     result = _verify(files, target, keras, [trained_on, o.calibration], cal, o.verify_images)
     result.warnings = [*warnings, *(cal.warnings if cal else [])]
@@ -173,7 +177,8 @@ def with_cost(keras) -> ModelSpec:
     return replace(keras.spec, extra={**keras.spec.extra, "cost": cost})
 
 
-def _calibration(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSet:
+def calibration_for(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSet:
+    """The calibration set `o` asks for, drawn from `source`; its warnings said through o.log."""
     if not source or not Path(source).exists():
         raise EdgesegError("int8 needs calibration images: give a dataset or an image folder with --calibration")
     cal = calibration_set(Path(source), spec, o.num_calibration)
@@ -183,8 +188,16 @@ def _calibration(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSet:
 
 
 def _verify(files: ModelFiles, target: Target, keras, sources: list, cal: CalibrationSet | None, n: int):
-    """Load the converted model through the predictor that runs such a file; list its ops; compare its argmax
-    with Keras' on images the calibration did not see."""
+    """Load the converted model through the predictor that runs such a file (or the live one a target hands
+    over, for a file no runtime here opens: RKNN's simulator); list its ops; compare its argmax with Keras' on
+    images the calibration did not see."""
+    if files.live is not None:
+        converted = files.live
+        try:
+            result = ConversionResult(Path(), target.name, files.size, 0.0, target.ops(files.main, converted))
+            return _compare(result, target, converted, keras, sources, cal, n)
+        finally:
+            converted.close()
     with _loadable(files, target) as model:
         name = f"converted{target.suffix}"
         converted = predictor_class(Path(name))(model, threads=2, name=name)
@@ -259,3 +272,40 @@ def edgetpu_step(model: Path, compile_it: bool) -> dict:
     if compile_it and not rep.compiled:
         result["compiler"] = compile_model(model)
     return result
+
+
+def rknn_simulator(
+    model_path: Path,
+    precision: str = "int8",
+    platform: str = "rk3588",
+    calibration: Path | None = None,
+    num_calibration: int = 200,
+    progress: bool = False,
+    log=print,
+) -> Predictor:
+    """A .keras model built for RKNN as `convert --to rknn` builds it, running in the toolkit's simulator: a
+    predictor (an edgeseg.converters.rknn.RknnSimulator) to score on a dataset (benchmarks/rknn_sim.py). Close it
+    when done (or use it in a `with`).
+
+    Args:
+        model_path: the .keras model (its spec beside it).
+        precision: "int8" or "fp16".
+        platform: the Rockchip SoC (edgeseg.choices.RKNN_PLATFORMS).
+        calibration: a dataset or image folder for int8 (default: the training data the spec records).
+        num_calibration: calibration images.
+        progress: show a bar while calibrating.
+        log: where progress lines and warnings go.
+    """
+    from edgeseg.converters.rknn import build_fp16, build_int8
+    from edgeseg.predictors.keras import KerasSegmenter
+
+    if precision not in ("int8", "fp16"):
+        raise EdgesegError(f"RKNN builds int8 or fp16, not {precision!r}")
+    keras = KerasSegmenter(Path(model_path))
+    spec = with_cost(keras)
+    cal = None
+    if precision == "int8":
+        source = calibration or spec.train_data_from(Path(model_path).parent)
+        cal = calibration_for(ConvertOptions(num_calibration=num_calibration, log=log), spec, source)
+    job = Job(keras, spec, cal, progress=progress, log=log, platform=platform)
+    return (build_int8 if precision == "int8" else build_fp16)(job).live

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeseg.choices import EXPORT_FORMATS, NOT_OFFERED, PRECISIONS
-from edgeseg.converters import ncnn, onnx, openvino, tflite
+from edgeseg.converters import ncnn, onnx, openvino, rknn, tflite
 from edgeseg.converters.files import ModelFiles
 from edgeseg.converters.job import Job
 from edgeseg.converters.verify import OpReport
@@ -22,12 +22,12 @@ class Target:
     """One conversion target.
 
     Attributes:
-        format: "tflite", "onnx", "openvino" or "ncnn" (edgeseg.choices.EXPORT_FORMATS).
+        format: "tflite", "onnx", "openvino", "ncnn" or "rknn" (edgeseg.choices.EXPORT_FORMATS).
         precision: "float32", "fp16", "dynamic" or "int8" (edgeseg.choices.PRECISIONS).
         build: Job -> the converted model's bytes, the spec embedded (or ModelFiles, for a format of several
-            files: OpenVINO's .xml and .bin, ncnn's .param, .bin and spec).
+            files: OpenVINO's .xml and .bin, ncnn's .param, .bin and spec, RKNN's .rknn and spec).
         ops: (the main file's bytes, the loaded predictor) -> its OpReport.
-        suffix: the main file's suffix (".tflite", ".onnx", ".xml", ".param").
+        suffix: the main file's suffix (".tflite", ".onnx", ".xml", ".param", ".rknn").
         tag: what the default file name adds to the model's stem ("_float32"); an int8 TFLite model is named
             by its input and output type instead ("_int8", "_uint8").
         calibrated: needs calibration images.
@@ -65,6 +65,8 @@ TABLE = {
     ),
     ("ncnn", "float32"): Target("ncnn", "float32", ncnn.build_float32, ncnn.ops, ".param", "_ncnn"),
     ("ncnn", "fp16"): Target("ncnn", "fp16", ncnn.build_fp16, ncnn.ops, ".param", "_ncnn_fp16"),
+    ("rknn", "int8"): Target("rknn", "int8", rknn.build_int8, rknn.ops, ".rknn", "_rknn_int8", calibrated=True),
+    ("rknn", "fp16"): Target("rknn", "fp16", rknn.build_fp16, rknn.ops, ".rknn", "_rknn_fp16"),
 }
 
 

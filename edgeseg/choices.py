@@ -29,6 +29,7 @@ RUNTIME_TABLE = {
     "onnx": RuntimeEntry("edgeseg.predictors.onnx", (".onnx",), "onnx"),  # ONNX Runtime
     "openvino": RuntimeEntry("edgeseg.predictors.openvino", (".xml",), "openvino"),  # OpenVINO IR (.xml + .bin)
     "ncnn": RuntimeEntry("edgeseg.predictors.ncnn", (".param",), "ncnn"),  # ncnn (.param + .bin)
+    "rknn": RuntimeEntry("edgeseg.predictors.rknn", (".rknn",), "rknn"),  # Rockchip's NPU (on the board)
     "keras": RuntimeEntry("edgeseg.predictors.keras", (".keras",), "train"),  # the workstation's own
 }
 RUNTIMES = ("auto", *RUNTIME_TABLE)
@@ -66,12 +67,29 @@ TARGETS = (
     ("openvino", "int8"),
     ("ncnn", "float32"),
     ("ncnn", "fp16"),
+    ("rknn", "int8"),
+    ("rknn", "fp16"),
 )
 # Pairs a format does not offer, with the reason (said instead of a bare "no such target").
 NOT_OFFERED = {
     ("ncnn", "int8"): "ncnn quantises with ncnn2table and ncnn2int8, C++ tools its pip wheel does not carry "
     "(build ncnn from source for them; or run --to openvino --int8, or the int8 .tflite)",
+    ("rknn", "float32"): "Rockchip's NPU computes in int8 or float16: give --int8 or --fp16",
 }
+# The Rockchip SoCs rknn-toolkit2 2.5 builds for (`convert --to rknn --platform`).
+RKNN_PLATFORMS = (
+    "rk3588",
+    "rk3576",
+    "rk3568",
+    "rk3566",
+    "rk3562",
+    "rk2118",
+    "rv1103",
+    "rv1106",
+    "rv1103b",
+    "rv1106b",
+    "rv1126b",
+)
 EXPORT_FORMATS = tuple(dict.fromkeys(f for f, _ in TARGETS))
 PRECISIONS = tuple(dict.fromkeys(p for _, p in TARGETS))
 

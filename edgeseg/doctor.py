@@ -65,13 +65,18 @@ OTHER_RUNTIMES = (
     ("onnxruntime", ".onnx", "onnx"),
     ("openvino", ".xml", "openvino"),
     ("ncnn", ".param", "ncnn"),
+    ("rknn-toolkit-lite2", ".rknn", "rknn"),  # Rockchip boards only (aarch64)
 )
 
 
 def other_runtimes() -> Check:
-    """One line: which of ONNX Runtime, OpenVINO and ncnn are installed (what `bench` can set side by side)."""
+    """One line: which of ONNX Runtime, OpenVINO, ncnn and RKNN's runtime are installed (what `bench` can set
+    side by side). RKNN's is suggested on aarch64 only: it has no other wheels."""
+    import platform
+
     have = [f"{d} {installed_version(d)} ({s})" for d, s, _ in OTHER_RUNTIMES if installed_version(d)]
-    missing = [(d, extra) for d, _, extra in OTHER_RUNTIMES if not installed_version(d)]
+    arm = platform.machine() == "aarch64"
+    missing = [(d, x) for d, _, x in OTHER_RUNTIMES if not installed_version(d) and (arm or d != "rknn-toolkit-lite2")]
     hint = "; ".join(f"{d}: pip install 'edgeseg[{extra}]'" for d, extra in missing)
     return Check("INFO", "other runtimes", ", ".join(have) or "none installed", hint)
 

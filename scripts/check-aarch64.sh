@@ -51,12 +51,17 @@ fi
 ver() { "$X86" -c "import importlib.metadata as m; print(m.version('$1'))"; }
 WHEELS="ai-edge-litert==$(ver ai-edge-litert) numpy==$(ver numpy) opencv-python-headless==$(ver opencv-python)
         pillow==$(ver pillow) typer==$(ver typer) av==$(ver av)"
+# OpenVINO and ncnn too, where .venv has them (the x86 side converts the model they run)
+for extra in openvino ncnn; do
+    v=$("$X86" -c "import importlib.metadata as m; print(m.version('$extra'))" 2>/dev/null) && WHEELS="$WHEELS $extra==$v"
+done
 WHEELS=$(echo $WHEELS)  # one line: the marker below records the list, so a changed list installs afresh
 if [ "$(cat "$DIR/site/.done" 2>/dev/null)" != "$WHEELS" ]; then
     rm -rf "$DIR/site"
     # shellcheck disable=SC2086
     "$X86" -m pip install --quiet --target "$DIR/site" --platform manylinux2014_aarch64 \
         --platform manylinux_2_17_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux_2_28_aarch64 \
+        --platform manylinux_2_31_aarch64 --platform manylinux_2_35_aarch64 \
         --python-version 3.11 --implementation cp --only-binary=:all: $WHEELS >>"$LOG" 2>&1 \
         || skip "cannot install the aarch64 wheels (see $LOG)"
     echo "$WHEELS" >"$DIR/site/.done"
@@ -113,6 +118,30 @@ PY
     "$X86" -m edgeseg eval small --data "$OUT/resized" --split all --save-masks "$OUT/x86-resized" >/dev/null 2>&1
 else
     echo "no $SHARED/data/camvid: the mask comparison is skipped (doctor, bench and run still run)"
+fi
+
+# OpenVINO and ncnn: the shipped nano Keras model converted on x86 (as a user would, on the workstation), then
+# run on aarch64 below and compared with x86's masks of the same files
+OTHER=()
+NANO_KERAS=edgeseg/assets/camvid_nano.keras
+if [ "$HAVE_DATA" = 0 ]; then
+    echo "OpenVINO and ncnn on aarch64: skipped (no CamVid to compare masks on)"
+elif [ ! -f "$NANO_KERAS" ]; then
+    echo "OpenVINO and ncnn on aarch64: skipped (no $NANO_KERAS in this checkout)"
+else
+    for target in "openvino --int8:nano_openvino_int8.xml" "ncnn:nano_ncnn.param"; do
+        flags=${target%%:*} file=$OUT/${target##*:}
+        if [[ " $WHEELS " != *" ${flags%% *}=="* ]]; then
+            echo "${flags%% *} on aarch64: skipped (not installed in .venv)"
+        # shellcheck disable=SC2086
+        elif "$X86" -m edgeseg convert "$NANO_KERAS" --to $flags --calibration "$SHARED/data/camvid" \
+            --num-calibration 50 --out "$file" >"$file.convert.txt" 2>&1; then
+            "$X86" -m edgeseg eval "$file" --data "$OUT/resized" --split all --save-masks "$file.x86" >/dev/null 2>&1
+            OTHER+=("$file")
+        else
+            echo "${flags%% *} on aarch64: skipped (the x86 conversion failed: $(tail -1 "$file.convert.txt"))"
+        fi
+    done
 fi
 
 agree() {  # agree A B MIN: the share of equal pixels over the PNGs in folder A and their twins in B
@@ -185,6 +214,14 @@ print('run: 5 frames, H.264 by PyAV on aarch64, read back on x86')
             >"$OUT/eval-$board.txt" 2>&1 || { cat "$OUT/eval-$board.txt"; exit 1; }
         echo -n "eval, CamVid frames end to end (OpenCV's resize included): "
         agree "$OUT/x86" "$OUT/$board" 99.0
+    fi
+    if [ "$board" = pi5 ]; then
+        for file in "${OTHER[@]}"; do
+            arm "$board" -m edgeseg eval "$file" --data "$OUT/resized" --split all --save-masks "$file.$board" \
+                >"$file.eval-$board.txt" 2>&1 || { cat "$file.eval-$board.txt"; exit 1; }
+            echo -n "eval $(basename "$file") (nano) on aarch64, same input tensors as x86: "
+            agree "$file.x86" "$file.$board" 99.0
+        done
     fi
 done
 echo "aarch64 check (emulated: correctness only): passed"

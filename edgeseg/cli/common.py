@@ -20,6 +20,7 @@ from edgeseg.choices import (
     IO_DTYPES,
     KEEP,
     LOSSES,
+    RKNN_PLATFORMS,
     RUNTIMES,
     SPLITS,
     STRATEGIES,
@@ -41,6 +42,7 @@ BackboneChoice = choice_enum("BackboneChoice", BACKBONES)
 DecoderChoice = choice_enum("DecoderChoice", DECODERS)
 KeepChoice = choice_enum("KeepChoice", KEEP)
 LossChoice = choice_enum("LossChoice", LOSSES)
+RknnPlatformChoice = choice_enum("RknnPlatformChoice", RKNN_PLATFORMS)
 
 RuntimeOpt = Annotated[RuntimeChoice, typer.Option(help="Runtime (auto: the one the model file calls for).")]
 DelegateOpt = Annotated[DelegateChoice, typer.Option(help="cpu, edgetpu, or auto (by file).")]

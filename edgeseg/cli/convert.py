@@ -13,6 +13,7 @@ from edgeseg.cli.common import (
     ExportFormatChoice,
     IODtypeChoice,
     JsonOpt,
+    RknnPlatformChoice,
     handles_errors,
     progress,
     quiet_tensorflow,
@@ -31,8 +32,9 @@ def convert(
         ExportFormatChoice | None,
         typer.Option(
             "--to",
-            help="tflite (LiteRT, the Edge TPU, MediaPipe), onnx (ONNX Runtime, Hailo, RKNN; opset 17), "
-            "openvino (IR: .xml + .bin) or ncnn (.param + .bin + spec).",
+            help="tflite (LiteRT, the Edge TPU, MediaPipe), onnx (ONNX Runtime, Hailo; opset 17), "
+            "openvino (IR: .xml + .bin), ncnn (.param + .bin + spec) or rknn (Rockchip NPUs: .rknn + spec; "
+            "--int8 or --fp16; needs rknn-toolkit2, see scripts/setup-rknn.sh).",
         ),
     ] = None,
     int8: Annotated[bool, typer.Option("--int8", help="Full-integer int8 (calibrated).")] = False,
@@ -78,6 +80,10 @@ def convert(
         int, typer.Option(min=0, max=MAX_IMAGES, help="Held-out images to compare float vs converted argmax on.")
     ] = 8,
     json_out: JsonOpt = None,
+    platform: Annotated[
+        RknnPlatformChoice,
+        typer.Option("--platform", help="With --to rknn: the Rockchip SoC to build for."),
+    ] = RknnPlatformChoice.rk3588,
     mediapipe: Annotated[
         bool,
         typer.Option(
@@ -87,7 +93,7 @@ def convert(
         ),
     ] = False,
 ) -> None:
-    """Convert a Keras model to TFLite (float32 by default), ONNX, OpenVINO or ncnn, with its spec; verify it."""
+    """Convert a Keras model to TFLite (float32 by default), ONNX, OpenVINO, ncnn or RKNN, with its spec; verify it."""
     from edgeseg.converters.pipeline import ConvertOptions  # numpy and OpenCV, no TensorFlow yet
 
     options = ConvertOptions(
@@ -102,6 +108,7 @@ def convert(
         mediapipe=mediapipe,
         report=report,
         edgetpu=edgetpu_check,
+        platform=platform.value,
         progress=sys.stderr.isatty(),
     )
     options.check()  # a wrong combination is one line before TensorFlow loads
