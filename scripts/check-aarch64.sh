@@ -136,7 +136,8 @@ else
         # shellcheck disable=SC2086
         elif "$X86" -m edgeseg convert "$NANO_KERAS" --to $flags --calibration "$SHARED/data/camvid" \
             --num-calibration 50 --out "$file" >"$file.convert.txt" 2>&1; then
-            "$X86" -m edgeseg eval "$file" --data "$OUT/resized" --split all --save-masks "$file.x86" >/dev/null 2>&1
+            "$X86" -m edgeseg eval "$file" --data "$OUT/resized" --split all --save-masks "$file.x86" \
+                >"$file.eval-x86.txt" 2>&1
             OTHER+=("$file")
         else
             echo "${flags%% *} on aarch64: skipped (the x86 conversion failed: $(tail -1 "$file.convert.txt"))"
@@ -219,8 +220,17 @@ print('run: 5 frames, H.264 by PyAV on aarch64, read back on x86')
         for file in "${OTHER[@]}"; do
             arm "$board" -m edgeseg eval "$file" --data "$OUT/resized" --split all --save-masks "$file.$board" \
                 >"$file.eval-$board.txt" 2>&1 || { cat "$file.eval-$board.txt"; exit 1; }
+            # Not bit-exact like LiteRT: on a core with fp16 arithmetic (the A76) OpenVINO's ARM plugin and ncnn
+            # compute in fp16 by default, x86 in fp32/int8. So the check is the score (within a point, the
+            # issue's bar for a runtime) and most of the pixels, not every pixel.
             echo -n "eval $(basename "$file") (nano) on aarch64, same input tensors as x86: "
-            agree "$file.x86" "$file.$board" 99.0
+            agree "$file.x86" "$file.$board" 97.0
+            "$X86" - "$file.eval-x86.txt" "$file.eval-$board.txt" <<'PY'
+import re, sys
+x86, arm = (float(re.findall(r"mIoU ([0-9.]+)", open(f).read())[-1]) for f in sys.argv[1:3])
+print(f"  mIoU on the 3 frames: x86 {x86:.2f}, aarch64 {arm:.2f} ({arm - x86:+.2f})")
+sys.exit(0 if abs(arm - x86) <= 1.0 else f"aarch64 scores {arm - x86:+.2f} points from x86, more than 1")
+PY
         done
     fi
 done
