@@ -1,7 +1,7 @@
 """Every backbone and head edgeseg builds, at one input size: GMACs and parameters per frame, whether the int8 model
 is fully int8 and Edge TPU ready, and what int8 costs against float on this CPU (invoke p50, interleaved).
 
-    python benchmarks/architectures.py [--size 384x288] [--classes 11] [--runs 30] [--threads 1]
+    python benchmarks/architectures.py [--size 384x288] [--classes 11] [--runs 30] [--threads 1] [--pause PID]
         -> benchmarks/results/architectures.json and .md
 
 Weights are random (the figures are of the graph, not of what it learnt), calibration is random images; the
@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +74,19 @@ def invoke_p50(bufs: dict, threads: int, runs: int) -> dict:
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+@contextmanager
+def paused(pid: int | None):
+    """SIGSTOP `pid` for the block (the timed part), SIGCONT after, whatever happens."""
+    if pid is None:
+        yield
+        return
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="384x288")
@@ -78,6 +94,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "architectures.json")
+    ap.add_argument(
+        "--pause",
+        type=int,
+        default=None,
+        metavar="PID",
+        help="stop this process (a training run sharing the machine) while timing, and continue it after",
+    )
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
     from edgeseg.cost import graph_cost
@@ -95,7 +118,8 @@ def main() -> None:
         tmp.write_bytes(i8)
         rep = lint(tmp)
         tmp.unlink()
-        p50 = invoke_p50({"float32": f32, "int8": i8}, args.threads, args.runs)
+        with paused(args.pause):
+            p50 = invoke_p50({"float32": f32, "int8": i8}, args.threads, args.runs)
         row = {
             "name": name,
             "backbone": backbone,

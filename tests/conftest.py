@@ -5,12 +5,18 @@ downloaded. Tests that need ../shared skip with a reason when it is absent."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A test run started in the background by a non-interactive shell (nohup, `&` in a script) inherits SIGINT as
+# ignored, and so would every `edgeseg run` the tests start: the Ctrl-C tests would then wait forever. Ctrl-C is
+# given back its default here, so that those tests test edgeseg and not how the suite was launched.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGESEG_SHARED", ROOT.parent / "shared"))
