@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform as host
 import sys
 import time
@@ -53,7 +54,8 @@ def main() -> None:
             continue
         keras = KerasSegmenter(keras_path)
         ref = evaluate(keras, ds, args.limit, progress=progress_bar(f"{name} keras"))
-        row = {"model": name, "keras": str(keras_path), "gmacs": keras.describe()["gmacs"], "float_miou": ref["miou"]}
+        shown = os.path.relpath(keras_path.resolve(), ROOT)  # this machine's absolute paths mean nothing elsewhere
+        row = {"model": name, "keras": shown, "gmacs": keras.describe()["gmacs"], "float_miou": ref["miou"]}
         for precision in ("int8", "fp16"):
             t0 = time.perf_counter()
             with rknn_simulator(keras_path, precision, args.platform, calibration=data, progress=True) as sim:

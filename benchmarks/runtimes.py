@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -40,8 +41,16 @@ TARGETS = (
 )
 
 
+def rel(a) -> str:
+    """A path as the results files should record it: relative to the repository (this machine's absolute
+    paths mean nothing elsewhere); anything else as it is."""
+    if isinstance(a, Path) and a.is_absolute():
+        return os.path.relpath(a, ROOT)
+    return str(a)
+
+
 def edgeseg(*args) -> subprocess.CompletedProcess:
-    args = [str(a) for a in args]
+    args = [rel(a) for a in args]
     print(f"\n$ edgeseg {shlex.join(args)}", flush=True)
     return subprocess.run([sys.executable, "-m", "edgeseg", *args], cwd=ROOT)
 
@@ -119,7 +128,7 @@ def main() -> None:
             sys.exit(f"bench failed (exit {r.returncode})")
         report = json.loads(res_json.read_text())
         report["skipped"] = skipped
-        report["source_model"] = str(keras.relative_to(ROOT) if keras.is_relative_to(ROOT) else keras)
+        report["source_model"] = rel(keras)
         res_json.write_text(json.dumps(report, indent=2) + "\n")
         if skipped:
             with res_md.open("a") as f:
