@@ -112,6 +112,15 @@ class Predictor(ABC):
             raise ModelError(f"{path}: larger than {MAX_SPEC_BYTES} bytes: not a spec")
         return path.read_text(encoding="utf-8", errors="replace"), "sidecar"
 
+    def _sidecar_parsed(self) -> ModelSpec | None:
+        """The spec beside the model, parsed, or None (absent, or not a valid spec: that is said when the spec
+        is resolved). For formats whose predictor needs the spec while it opens the model (ncnn, RKNN)."""
+        text, _ = self._sidecar_spec()
+        try:
+            return ModelSpec.from_json(text) if text else None
+        except ModelError:
+            return None
+
     def _standard_metadata(self) -> dict:
         """The format's own description of the model: {"mean", "std", "labels"} where it has them."""
         return {}

@@ -14,7 +14,6 @@ from edgeseg.errors import ModelError, missing_extra
 from edgeseg.host import installed_version
 from edgeseg.io import caught_stderr
 from edgeseg.predictors.base import Predictor
-from edgeseg.spec import ModelSpec
 from edgeseg.tensors import TensorInfo
 
 NCNN_MAGIC = "7767517"  # the first line of every .param file
@@ -89,21 +88,14 @@ class NcnnSegmenter(Predictor):
         classes = self._trial(self._sidecar_hw() or TRIAL_HW).shape[-1]
         self.output = TensorInfo(self._out, (1, None, None, classes), np.dtype(np.float32))
 
-    def _sidecar(self) -> ModelSpec | None:
-        text, _ = self._sidecar_spec()
-        try:
-            return ModelSpec.from_json(text) if text else None
-        except ModelError:
-            return None  # said when the spec is resolved
-
     def _sidecar_hw(self) -> tuple[int, int] | None:
-        spec = self._sidecar()
+        spec = self._sidecar_parsed()
         return spec.input_hw if spec else None
 
     def _check_weights(self, weights: Path) -> None:
         """ncnn reads the .bin in order and does not notice one that is longer than its model (another model's
         weights): `convert --to ncnn` writes the size into the spec beside it, and it is held to that."""
-        spec = self._sidecar()
+        spec = self._sidecar_parsed()
         expected = spec.extra.get(WEIGHTS_BYTES) if spec else None
         size = weights.stat().st_size
         if isinstance(expected, int) and size != expected:

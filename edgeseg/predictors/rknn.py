@@ -19,7 +19,6 @@ import numpy as np
 from edgeseg.errors import ModelError, RuntimeUnavailable
 from edgeseg.host import installed_version
 from edgeseg.predictors.base import Predictor
-from edgeseg.spec import ModelSpec
 from edgeseg.tensors import TensorInfo
 
 RKNN_MAGIC = b"RKNN"  # the first bytes of every .rknn file
@@ -44,7 +43,7 @@ class RknnSegmenter(Predictor):
         with open(path, "rb") as f:
             if f.read(len(RKNN_MAGIC)) != RKNN_MAGIC:
                 raise ModelError(f"{path.name}: not an RKNN model (it does not start with {RKNN_MAGIC.decode()})")
-        spec = self._sidecar()
+        spec = self._sidecar_parsed()
         if spec is None:
             raise ModelError(
                 f"{path.name}: no {path.stem}.spec.json beside it (convert --to rknn writes one); give --spec"
@@ -74,13 +73,6 @@ class RknnSegmenter(Predictor):
         self._classes = spec.num_classes
         out = self.invoke(np.full((1, h, w, 3), 128, np.float32))  # a trial run: the output's real size
         self.output = self.output.with_shape(out.shape)
-
-    def _sidecar(self) -> ModelSpec | None:
-        text, _ = self._sidecar_spec()
-        try:
-            return ModelSpec.from_json(text) if text else None
-        except ModelError:
-            return None  # said when the spec is resolved
 
     def _embedded_spec(self) -> tuple[str | None, str]:
         return self._sidecar_spec()
