@@ -154,7 +154,7 @@ def convert(
     files = ModelFiles.of(target.build(job))
 
     result = _verify(files, target, keras, [trained_on, o.calibration], cal, o.verify_images)
-    result.warnings = [*warnings, *(cal.warnings if cal else [])]
+    result.warnings = [*warnings, *(cal.warnings if cal else []), *result.warnings]  # _verify's own kept
     _check_int8(result, target, o.strict)
     files.write(out)
     result.path, result.size_bytes, result.seconds = out, files.size, time.perf_counter() - t0
