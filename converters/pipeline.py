@@ -188,32 +188,30 @@ def calibration_for(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSe
 
 
 def _verify(files: ModelFiles, target: Target, keras, sources: list, cal: CalibrationSet | None, n: int):
-    """Load the converted model through the predictor that runs such a file (or the live one a target hands
-    over, for a file no runtime here opens: RKNN's simulator); list its ops; compare its argmax with Keras' on
-    images the calibration did not see."""
-    if files.live is not None:
-        converted = files.live
-        try:
-            result = ConversionResult(Path(), target.name, files.size, 0.0, target.ops(files.main, converted))
-            return _compare(result, target, converted, keras, sources, cal, n)
-        finally:
-            converted.close()
-    with _loadable(files, target) as model:
-        name = f"converted{target.suffix}"
-        converted = predictor_class(Path(name))(model, threads=2, name=name)
+    """Run the converted model (_converted); list its ops; compare its argmax with Keras' on images the
+    calibration did not see."""
+    with _converted(files, target) as converted:
         result = ConversionResult(Path(), target.name, files.size, 0.0, target.ops(files.main, converted))
         return _compare(result, target, converted, keras, sources, cal, n)
 
 
 @contextmanager
-def _loadable(files: ModelFiles, target: Target):
-    """The converted model as its predictor opens it: the bytes of a one-file format, else the main file's
-    path in a temporary folder that holds its companions too."""
+def _converted(files: ModelFiles, target: Target):
+    """The converted model on the predictor that runs such a file, closed after the block: the live one a
+    target hands over for a file no runtime here opens (RKNN's simulator), else one opened on the bytes of a
+    one-file format, or on the main file in a temporary folder that holds its companions too."""
+    if files.live is not None:
+        try:
+            yield files.live
+        finally:
+            files.live.close()
+        return
+    name = f"converted{target.suffix}"
     if not files.beside:
-        yield files.main
+        yield predictor_class(Path(name))(files.main, threads=2, name=name)
         return
     with tempfile.TemporaryDirectory(prefix="edgeseg-convert-") as tmp:
-        yield files.write(Path(tmp) / f"converted{target.suffix}")
+        yield predictor_class(Path(name))(files.write(Path(tmp) / name), threads=2, name=name)
 
 
 def _compare(result: ConversionResult, target: Target, converted, keras, sources, cal, n: int) -> ConversionResult:

@@ -112,6 +112,17 @@ class Predictor(ABC):
             raise ModelError(f"{path}: larger than {MAX_SPEC_BYTES} bytes: not a spec")
         return path.read_text(encoding="utf-8", errors="replace"), "sidecar"
 
+    def _on_disk(self, model: Path, companion: str | None = None) -> tuple[Path, Path | None]:
+        """The model file and, for a format of two files, the companion beside it (`companion`: its suffix, as
+        ".bin"); ModelError naming whichever is missing."""
+        path = Path(model)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        other = path.with_suffix(companion) if companion else None
+        if other is not None and not other.is_file():
+            raise ModelError(f"{path.name}: its weights ({other.name}) are not beside it")
+        return path, other
+
     def _sidecar_parsed(self) -> ModelSpec | None:
         """The spec beside the model, parsed, or None (absent, or not a valid spec: that is said when the spec
         is resolved). For formats whose predictor needs the spec while it opens the model (ncnn, RKNN)."""

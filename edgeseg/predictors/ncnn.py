@@ -58,12 +58,7 @@ class NcnnSegmenter(Predictor):
             import ncnn
         except ImportError:
             raise missing_extra("ncnn (for .param models)", "ncnn") from None
-        path = Path(model)
-        weights = path.with_suffix(".bin")
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model file")
-        if not weights.is_file():
-            raise ModelError(f"{path.name}: its weights ({weights.name}) are not beside it")
+        path, weights = self._on_disk(model, ".bin")
         check_param(path)
         self._check_weights(weights)
         self.net = ncnn.Net()

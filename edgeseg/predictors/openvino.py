@@ -48,12 +48,7 @@ class OpenVinoSegmenter(Predictor):
             import openvino as ov
         except ImportError:
             raise missing_extra("openvino (for .xml models)", "openvino") from None
-        path = Path(model)
-        weights = path.with_suffix(".bin")
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model file")
-        if not weights.is_file():
-            raise ModelError(f"{path.name}: its weights ({weights.name}) are not beside it")
+        path, weights = self._on_disk(model, ".bin")
         with path.open("rb") as f:
             if b"<net" not in f.read(4096):
                 raise ModelError(f"{path.name}: not an OpenVINO IR file (no <net> element at its start)")

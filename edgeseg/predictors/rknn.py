@@ -37,9 +37,7 @@ class RknnSegmenter(Predictor):
             raise ModelError(f"{self.path.name}: the Edge TPU runs compiled .tflite models, not RKNN")
         if isinstance(model, bytes):
             raise ModelError("an RKNN model travels with its spec beside it: give the .rknn file's path")
-        path = Path(model)
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model file")
+        path, _ = self._on_disk(model)
         with open(path, "rb") as f:
             if f.read(len(RKNN_MAGIC)) != RKNN_MAGIC:
                 raise ModelError(f"{path.name}: not an RKNN model (it does not start with {RKNN_MAGIC.decode()})")
