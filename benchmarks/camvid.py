@@ -1,7 +1,7 @@
 """The CamVid recipe: train -> int8 -> scores -> speed -> model card, one command.
 
     python benchmarks/camvid.py [--model small|nano] [--shared ../shared] [--out runs/camvid_small] [--epochs 40]
-                                [--decoder dense] [--encoder imagenet|deeplab_bn] [--loss ce|ohem]
+                                [--decoder dense] [--size 384x288] [--encoder imagenet|deeplab_bn] [--loss ce|ohem]
                                 [--scale-range 0.75,1.5] [--teacher MODEL] [--ship]
 
 Trains a MobileNetV2-1.0 U-Net on CamVid train+val, the published protocol, to a fixed schedule (the last epoch
@@ -60,6 +60,7 @@ def main() -> None:
         help="decoder preset instead of the model's (small: dense; nano: "
         "nano; the small model before the dense one: base, faster on x86 CPUs without VNNI/AMX)",
     )
+    ap.add_argument("--size", default=None, help="input WxH instead of the model's (small: 384x288; nano: 256x192)")
     ap.add_argument("--encoder", choices=("imagenet", "deeplab_bn"), default="imagenet", help="the encoder's start")
     ap.add_argument("--loss", choices=("ce", "ohem"), default="ce")
     ap.add_argument("--scale-range", default="0.75,1.5")
@@ -68,7 +69,7 @@ def main() -> None:
     ap.add_argument("--ship", action="store_true", help="copy the int8 and Keras models into edgeseg/assets/")
     args = ap.parse_args()
     size, decoder = PRESETS[args.model]
-    decoder = args.decoder or decoder
+    size, decoder = args.size or size, args.decoder or decoder
     args.out = args.out or ROOT / "runs" / f"camvid_{args.model}"
     data = args.shared / "data" / "camvid"
     weights = args.shared / "weights" / "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5"
@@ -179,7 +180,7 @@ def main() -> None:
         "dataset": "CamVid (SegNet 11-class), trained on train+val (468), last epoch kept; val scored at 480x360 "
         "with void ignored is trained on: it checks the conversions, it does not measure the model",
         "recipe": {k: cfg.get(k) for k in ("train_splits", "keep", "loss", "augment", "teacher", "weights", "epochs")},
-        "model": f"MobileNetV2-1.0 U-Net, {cfg['decoder']} decoder, input {w}x{h} (WxH)",
+        "model": f"MobileNetV2-1.0, {cfg['decoder']} decoder, input {w}x{h} (WxH)",
         "gmacs": ev["int8"]["gmacs"],
         "params": ev["int8"]["params"],
         "epochs_run": len(history) - 1,

@@ -42,6 +42,11 @@ VARIANTS = {
     "scale": ("wider scale range 0.5-2.0", ["--scale-range", "0.5,2.0"]),
     "deeplab_scale": ("DeepLab encoder and scale 0.5-2.0", ["--weights", "{deeplab}", "--scale-range", "0.5,2.0"]),
     "no_weights": ("plain cross-entropy (no class weights)", ["--class-weights", "none"]),
+    "lraspp": ("LR-ASPP head (MobileNetV3's) instead of the U-Net decoder, 0.30 GMACs", ["--decoder", "lraspp"]),
+    "lraspp_288": (
+        "LR-ASPP head, the budget spent on input: 288x224, 0.40 GMACs",
+        ["--decoder", "lraspp", "--size", "288x224"],
+    ),
 }
 
 
@@ -102,6 +107,9 @@ def main() -> None:
     (ROOT / out).mkdir(parents=True, exist_ok=True)
     log = ROOT / out / "log.txt"
     weights = [] if "--weights" in extra else ["--weights", imagenet]
+    size = extra[extra.index("--size") + 1] if "--size" in extra else size  # a variant may change the network
+    decoder = extra[extra.index("--decoder") + 1] if "--decoder" in extra else decoder
+    extra = [a for i, a in enumerate(extra) if not {a, extra[i - 1] if i else ""} & {"--size", "--decoder"}]
     common = ["--data", data, "--out", out, "--size", size, "--decoder", decoder, "--epochs", args.epochs]
     common += ["--batch-size", 8, "--lr", "1e-3", "--class-weights", "median"]
     protocol = ["--train-splits", "train,val", "--hold-out", args.hold_out, "--keep", "last"]

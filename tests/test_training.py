@@ -263,10 +263,10 @@ def test_resume_through_the_cli_uses_the_saved_settings(tmp_path, synthetic_data
 
 
 @pytest.mark.slow
-def test_fcn_head_and_classic_unet_train_and_convert_to_strict_int8_edge_tpu_ready(synthetic_data, tmp_path):
-    """train --decoder fcn (FCN-8s on MobileNetV2) and train --backbone none (the classic U-Net, alpha-scaled)
-    each train and convert --int8 --strict, every op on the Edge TPU's list; info counts the U-Net's MACs as
-    Keras does (its transposed convolutions included)."""
+def test_fcn_lraspp_and_classic_unet_train_and_convert_to_strict_int8_edge_tpu_ready(synthetic_data, tmp_path):
+    """train --decoder fcn (FCN-8s on MobileNetV2), --decoder lraspp (LR-ASPP) and --backbone none (the classic
+    U-Net, alpha-scaled) each train and convert --int8 --strict, every op on the Edge TPU's list; info counts the
+    U-Net's MACs as Keras does (its transposed convolutions included)."""
     import json as _json
 
     from typer.testing import CliRunner
@@ -279,6 +279,7 @@ def test_fcn_head_and_classic_unet_train_and_convert_to_strict_int8_edge_tpu_rea
     runner = CliRunner()
     for name, extra in (
         ("fcn", ["--decoder", "fcn", "--alpha", "0.35"]),
+        ("lraspp", ["--decoder", "lraspp", "--alpha", "0.35"]),
         ("classic", ["--backbone", "none", "--alpha", "0.25"]),
     ):
         out = tmp_path / name
@@ -305,6 +306,11 @@ def test_fcn_head_and_classic_unet_train_and_convert_to_strict_int8_edge_tpu_rea
         ops = result["ops"]["ops"]
         if name == "fcn":
             assert ops["RESIZE_BILINEAR"] == 3 and "TRANSPOSE_CONV" not in ops
+        elif name == "lraspp":  # the gate: global MEAN, sigmoid, a broadcast MUL; resizes to stride 8, then x8
+            # (two MULs: the gate's and the in-graph pixel scaling's)
+            assert ops["RESIZE_BILINEAR"] == 2 and ops["MEAN"] == 1 and ops["LOGISTIC"] == 1 and ops["MUL"] == 2
+            spec = _json.loads((out / "spec.json").read_text())
+            assert spec["decoder"] == "lraspp"
         else:
             assert ops["TRANSPOSE_CONV"] == 3 and ops["MAX_POOL_2D"] == 3
             import keras

@@ -71,8 +71,9 @@ def train(
     decoder: Annotated[
         DecoderChoice | None,
         typer.Option(
-            help="tiny, small, base, large (separable, 4 stages), dense (the int8 decoder) or nano "
-            "(the Pi 4 model's: dense blocks, stride 8, narrow). Default: --init's, else base."
+            help="tiny, small, base, large (separable, 4 stages), dense (the int8 decoder), nano "
+            "(the Pi 4 model's: dense blocks, stride 8, narrow), fcn (FCN-8s) or lraspp (MobileNetV3's LR-ASPP). "
+            "Default: --init's, else base."
         ),
     ] = None,
     loss: Annotated[

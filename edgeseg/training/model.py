@@ -20,7 +20,7 @@ from edgeseg.predictors.keras import all_layers
 from edgeseg.training.backbones import SKIP_LAYERS, scale_pixels
 from edgeseg.training.backbones import backbone as build_backbone
 
-__all__ = ["DECODERS", "SKIP_LAYERS", "Decoder", "build_unet", "decode", "decoder_for", "fcn_head"]
+__all__ = ["DECODERS", "SKIP_LAYERS", "Decoder", "build_unet", "decode", "decoder_for", "fcn_head", "lraspp_head"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Decoder:
     """
 
     widths: tuple[int, ...]
-    kind: str = "unet"  # "unet", or "fcn": FCN-8s score layers instead of stages (widths and blocks unused)
+    kind: str = "unet"  # "unet"; "fcn": FCN-8s score layers (widths, blocks unused); "lraspp": widths[0] wide
     block: str = "separable"
     skip_widths: tuple[int, ...] | None = None
     top_width: int | None = None
@@ -62,6 +62,11 @@ DECODERS = {  # the names are edgeseg.choices.DECODERS
     # FCN-8s (Long et al.): a 1x1 score layer on the features at strides 32, 16 and 8, each upsampled x2 (bilinear)
     # and summed with the next, the sum upsampled x8 to the input. The cheapest head: three 1x1 convolutions.
     "fcn": Decoder((), kind="fcn"),
+    # LR-ASPP (Howard et al., "Searching for MobileNetV3"): the encoder's output through a 1x1 convolution, gated
+    # channel by channel by a sigmoid of its global average (a squeeze-excite of the whole frame), resized to
+    # stride 8, scored and added to a score of the stride-8 skip. About FCN-8s' cost: nearly all of a frame's
+    # MACs stay in the encoder, so a budget buys input resolution instead of decoder width.
+    "lraspp": Decoder((128,), kind="lraspp"),
 }
 
 
@@ -94,8 +99,12 @@ def decoder_for(decoder: str | tuple[int, ...] | Decoder) -> Decoder:
         if dec.encoder_stride != 32:
             raise EdgesegError("the FCN-8s head needs the whole encoder (encoder_stride 32)")
         return dec
+    if dec.kind == "lraspp":
+        if dec.encoder_stride not in (16, 32) or len(dec.widths) != 1 or dec.widths[0] < 1:
+            raise EdgesegError(f"the LR-ASPP head takes one positive width and encoder_stride 16 or 32, not {dec}")
+        return dec
     if dec.kind != "unet":
-        raise EdgesegError(f"decoder kind {dec.kind!r}: choose unet or fcn")
+        raise EdgesegError(f"decoder kind {dec.kind!r}: choose unet, fcn or lraspp")
     if dec.encoder_stride not in (16, 32):
         raise EdgesegError(f"decoder encoder_stride {dec.encoder_stride}: choose 16 or 32")
     stages = 4 if dec.encoder_stride == 32 else 3
@@ -160,6 +169,8 @@ def build_unet(
     *skip_feats, x = encoder(x)
     if dec.kind == "fcn":
         outputs = fcn_head(x, skip_feats, num_classes, dropout)
+    elif dec.kind == "lraspp":
+        outputs = lraspp_head(x, skip_feats, dec, num_classes, dropout)
     else:
         outputs = decode(x, skip_feats, dec, num_classes, dropout)
     model = keras.Model(inputs, outputs, name=f"{dec.kind}_{backbone}")
@@ -194,6 +205,33 @@ def fcn_head(x, skip_feats: list, num_classes: int, dropout: float = 0.1):
         up = layers.UpSampling2D(2, interpolation="bilinear", name=f"fcn_up{stride}", dtype="float32")(score)
         side = layers.Conv2D(num_classes, 1, name=f"fcn_score{stride}", dtype="float32")(feat)
         score = layers.Add(name=f"fcn_sum{stride}", dtype="float32")([up, side])
+    return layers.UpSampling2D(8, interpolation="bilinear", name="logits", dtype="float32")(score)
+
+
+def lraspp_head(x, skip_feats: list, dec: Decoder, num_classes: int, dropout: float = 0.1):
+    """LR-ASPP on the encoder's output `x` (stride dec.encoder_stride) and its skip features (finest first; the
+    third is stride 8): logits at the input size. Every op (1x1 convolutions, MEAN, LOGISTIC, a broadcast MUL,
+    bilinear resizes, ADD) converts to int8 and is on the Edge TPU's list.
+
+    Args:
+        x: the encoder's output.
+        skip_feats: the skip features, finest first.
+        dec: the head's shape (widths[0]: its channels).
+        num_classes: the logits' channels.
+        dropout: before the high-level score layer.
+    """
+    width = dec.widths[0]
+    branch = _conv_bn_relu(x, width, 1, "lraspp_conv")
+    gate = layers.GlobalAveragePooling2D(keepdims=True, name="lraspp_pool")(x)
+    gate = layers.Conv2D(width, 1, activation="sigmoid", name="lraspp_gate")(gate)
+    x = layers.Multiply(name="lraspp_scale")([branch, gate])
+    x = layers.UpSampling2D(dec.encoder_stride // 8, interpolation="bilinear", name="lraspp_up")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="head_dropout")(x)
+    # float32 score layers whatever the global policy: under mixed_float16 the logits and the loss stay float32
+    high = layers.Conv2D(num_classes, 1, name="lraspp_score_high", dtype="float32")(x)
+    low = layers.Conv2D(num_classes, 1, name="lraspp_score_low", dtype="float32")(skip_feats[2])
+    score = layers.Add(name="lraspp_sum", dtype="float32")([high, low])
     return layers.UpSampling2D(8, interpolation="bilinear", name="logits", dtype="float32")(score)
 
 
