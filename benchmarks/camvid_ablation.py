@@ -8,7 +8,7 @@ The protocol: train on CamVid train+val with the held-out sequence's frames remo
 frames of a sequence the test split does not share either), validate on that sequence, keep the last epoch (a
 fixed schedule: no epoch is picked on the proxy), and report its mIoU. The val split is trained on here, so it
 measures nothing. Each variant is the edgeseg train command a user would type, plus its extra options; results
-go to benchmarks/results/camvid_ablation/<model>_<variant>.json (the history, the cost of training, the proxy's
+go to benchmarks/results/camvid_ablation/<model>_<variant>[_<epochs>ep].json (the history, the cost of training, the proxy's
 last and best mIoU) and the table to benchmarks/results/camvid_ablation/ablation.md.
 """
 
@@ -103,7 +103,8 @@ def main() -> None:
         if weights_file in extra and not (ROOT / weights_file).is_file():
             script = [sys.executable, "benchmarks/deeplab_encoder.py", "--shared", str(args.shared)]
             subprocess.run([*script, "--out", weights_file, *flags], cwd=ROOT, check=True)
-    out = Path("runs") / "ablation" / f"{args.model}_{args.variant}"
+    run_name = f"{args.model}_{args.variant}" + ("" if args.epochs == 30 else f"_{args.epochs}ep")
+    out = Path("runs") / "ablation" / run_name
     (ROOT / out).mkdir(parents=True, exist_ok=True)
     log = ROOT / out / "log.txt"
     weights = [] if "--weights" in extra else ["--weights", imagenet]
@@ -133,7 +134,7 @@ def main() -> None:
         "history": hist,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS / f"{args.model}_{args.variant}.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(RESULTS / f"{run_name}.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(RESULTS / "ablation.md", table())
     last, top = 100 * result["proxy_last"], 100 * best["val_miou"]
     print(f"{args.model} {args.variant}: proxy mIoU last {last:.2f}, best {top:.2f}")
