@@ -78,12 +78,25 @@ def _finish(proto) -> bytes:
     return proto.SerializeToString()
 
 
+# onnxruntime.quantization.quantize_static's settings, by name (benchmarks/onnx_int8.py compares others)
+QUANTISATION = {
+    "quant_format": "QDQ",
+    "per_channel": True,
+    "activation_type": "QUInt8",
+    "weight_type": "QInt8",
+    "calibrate_method": "MinMax",
+}
+
+
 def _quantise(proto, job: Job):
-    """The float ModelProto quantised statically (QDQ, int8 weights, uint8 activations, min/max calibration on
-    the job's images). Measured on the nano CamVid model (val mIoU, float 60.71): per-tensor weights 59.48,
-    per-channel 58.28, per-channel with int8 activations 58.52, reduce_range 31.41; percentile calibration was no
-    better (59.42) and took 11 GB. On AVX2 ONNX Runtime multiplies uint8 by int8 with VPMADDUBSW, whose 16-bit
-    sums can saturate: the wider per-channel weights lose more there."""
+    """The float ModelProto quantised statically per QUANTISATION (QDQ, int8 weights per output channel, uint8
+    activations, min/max calibration on the job's images).
+
+    Per-channel weights, measured on the shipped models (CamVid val mIoU, float 78.00 small / 68.69 nano): 77.71 /
+    68.40 on an AVX-512 VNNI Xeon, where per-tensor weights scored 67.57 / 67.80 (small's dense decoder has
+    output channels whose weights span very different ranges). On AVX2 without VNNI (emulated), where ONNX Runtime
+    multiplies uint8 by int8 with VPMADDUBSW and its 16-bit sums can saturate, per-channel still won on both
+    (benchmarks/onnx_int8.py). reduce_range (7-bit weights) lost 18 points on small and 42 on nano."""
     import tempfile
 
     import onnx
@@ -113,11 +126,12 @@ def _quantise(proto, job: Job):
                 str(f32),
                 str(q8),
                 Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=False,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
+                quant_format=QuantFormat[QUANTISATION["quant_format"]],
+                per_channel=bool(QUANTISATION["per_channel"]),
+                reduce_range=bool(QUANTISATION.get("reduce_range", False)),
+                activation_type=QuantType[QUANTISATION["activation_type"]],
+                weight_type=QuantType[QUANTISATION["weight_type"]],
+                calibrate_method=CalibrationMethod[QUANTISATION["calibrate_method"]],
                 extra_options={"CalibMaxIntermediateOutputs": 16},  # fold min/max every 16 images: bounded memory
             )
         except Exception as e:  # onnxruntime raises many kinds
