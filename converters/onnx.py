@@ -4,7 +4,7 @@ function of a Job that returns the .onnx bytes: float32, and int8.
 
 The int8 graph is the float one quantised statically by onnxruntime.quantization: QDQ format (the
 QuantizeLinear/DequantizeLinear pairs that ONNX Runtime, OpenVINO and TensorRT fuse into int8 kernels), int8
-weights per tensor, uint8 activations (ONNX Runtime's fast U8S8 path on x86), calibrated with min/max on the
+weights per output channel, uint8 activations (ONNX Runtime's fast U8S8 path on x86), calibrated with min/max on the
 same calibration images, through the same preprocessing, as the TFLite int8 target. Input and output stay
 float32."""
 
