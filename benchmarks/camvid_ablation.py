@@ -8,8 +8,8 @@ The protocol: train on CamVid train+val with the held-out sequence's frames remo
 frames of a sequence the test split does not share either), validate on that sequence, keep the last epoch (a
 fixed schedule: no epoch is picked on the proxy), and report its mIoU. The val split is trained on here, so it
 measures nothing. Each variant is the edgeseg train command a user would type, plus its extra options; results
-go to benchmarks/results/camvid_ablation/<model>_<variant>[_<epochs>ep].json (the history, the cost of training, the proxy's
-last and best mIoU) and the table to benchmarks/results/camvid_ablation/ablation.md.
+go to benchmarks/results/camvid_ablation/<model>_<variant>[_<epochs>ep].json (the history, the cost of
+training, the proxy's last and best mIoU) and the table to benchmarks/results/camvid_ablation/ablation.md.
 """
 
 from __future__ import annotations
