@@ -32,7 +32,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "camvid_ablation"
 PRESETS = {"small": ("384x288", "dense"), "nano": ("256x192", "nano")}
 DEEPLAB = "runs/weights/mobilenet_v2_deeplab.weights.h5"  # benchmarks/deeplab_encoder.py --no-calibrate-bn
 DEEPLAB_BN = "runs/weights/mobilenet_v2_deeplab_bn.weights.h5"  # benchmarks/deeplab_encoder.py (batch norms fitted)
-# variant -> (what it changes, extra train options; "{imagenet}" and "{deeplab}" are the weight files)
+# variant -> (what it changes, train options as option-value pairs that replace the recipe's; "{deeplab}" and
+# "{deeplab_bn}" are the weight files)
 VARIANTS = {
     "baseline": ("the shipped recipe: ImageNet encoder, scale 0.75-1.5, median-frequency weights", []),
     "deeplab": ("encoder from Coral's DeepLabV3 (COCO + VOC), batch norms as folded", ["--weights", "{deeplab}"]),
@@ -109,24 +110,22 @@ def main() -> None:
     out = Path("runs") / "ablation" / run_name
     (ROOT / out).mkdir(parents=True, exist_ok=True)
     log = ROOT / out / "log.txt"
-    weights = [] if "--weights" in extra else ["--weights", imagenet]
-    size = extra[extra.index("--size") + 1] if "--size" in extra else size  # a variant may change the network
-    decoder = extra[extra.index("--decoder") + 1] if "--decoder" in extra else decoder
-    extra = [a for i, a in enumerate(extra) if not {a, extra[i - 1] if i else ""} & {"--size", "--decoder"}]
-    common = ["--data", data, "--out", out, "--size", size, "--decoder", decoder, "--epochs", args.epochs]
-    common += ["--batch-size", 8, "--lr", "1e-3", "--class-weights", "median"]
-    protocol = ["--train-splits", "train,val", "--hold-out", args.hold_out, "--keep", "last"]
+    recipe = {"--size": size, "--decoder": decoder, "--epochs": args.epochs, "--batch-size": 8, "--lr": "1e-3"}
+    recipe.update({"--class-weights": "median", "--weights": imagenet})
+    recipe.update(zip(extra[::2], extra[1::2], strict=True))  # a variant's option-value pairs replace the recipe's
+    options = ["--data", data, "--out", out, *(a for pair in recipe.items() for a in pair)]
+    options += ["--train-splits", "train,val", "--hold-out", args.hold_out, "--keep", "last"]
     t0 = time.time()
     resume = ["--resume"] if (ROOT / out / "backup").exists() else []
     if not (ROOT / out / "model.keras").exists() or resume:
-        run(["train", *common, *weights, *protocol, *extra, *resume], log)
+        run(["train", *options, *resume], log)
     hist = history(ROOT / out / "history.csv")
     best = max(hist, key=lambda r: r.get("val_miou", -1))
     result = {
         "model": args.model,
         "variant": args.variant,
         "what": what,
-        "command": "edgeseg train " + shlex.join(str(a) for a in [*common, *weights, *protocol, *extra]),
+        "command": "edgeseg train " + shlex.join(str(a) for a in options),
         "epochs": len(hist),
         "train_minutes": (time.time() - t0) / 60,
         "proxy": f"CamVid {args.hold_out} (held out of train+val)",
