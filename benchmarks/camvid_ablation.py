@@ -43,6 +43,7 @@ VARIANTS = {
     "scale": ("wider scale range 0.5-2.0", ["--scale-range", "0.5,2.0"]),
     "deeplab_scale": ("DeepLab encoder and scale 0.5-2.0", ["--weights", "{deeplab}", "--scale-range", "0.5,2.0"]),
     "no_weights": ("plain cross-entropy (no class weights)", ["--class-weights", "none"]),
+    "aux": ("auxiliary head on the encoder's stride-16 feature, weight 0.4 (training only)", ["--aux-weight", "0.4"]),
     "lraspp": ("LR-ASPP head (MobileNetV3's) instead of the U-Net decoder, 0.30 GMACs", ["--decoder", "lraspp"]),
     "lraspp_288": (
         "LR-ASPP head, the budget spent on input: 288x224, 0.40 GMACs",

@@ -118,3 +118,96 @@ def test_ohem_keeps_the_hard_labelled_pixels_or_at_least_the_hardest_share():
     easy[:3] = [0.2, 0.3, 0.25]  # none is hard: the hardest 1/16 of 32 (2 pixels) are kept
     got = float(ops.convert_to_numpy(ohem(ops.convert_to_tensor(easy), ops.convert_to_tensor(np.ones(32, np.float32)))))
     assert got == pytest.approx((0.3 + 0.25) / 2) and 0.3 < OHEM_THRESHOLD
+
+
+def _log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _ce(logits, labels):
+    """Per-pixel cross-entropy of softmax(logits) against integer labels, in numpy."""
+    return -np.take_along_axis(_log_softmax(logits), labels[..., None], -1)[..., 0]
+
+
+def test_distillation_and_aux_terms_add_up_as_documented():
+    """The Objective's loss, by hand: (1 - kd) * weighted CE + kd * T^2 * KL(teacher || student) + aux * the
+    auxiliary head's weighted CE (its stride-16 logits resized to the labels); a teacher that agrees adds 0."""
+    import keras
+    import keras.ops as ops
+
+    from edgeseg.training.model import build_unet
+    from edgeseg.training.objective import Objective
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (2, 64, 96, 3)).astype(np.float32)
+    y = rng.integers(0, 3, (2, 64, 96))
+    w = rng.choice([0.0, 0.5, 2.0], (2, 64, 96)).astype(np.float32)
+    student = build_unet(3, (64, 96), "mobilenet_v2", 0.35, "tiny", None)
+    # a teacher at its own input size, with confident logits (an untrained U-Net's are near uniform)
+    init = keras.initializers.RandomNormal(stddev=0.02, seed=1)
+    teacher = keras.Sequential([keras.Input((96, 128, 3)), keras.layers.Conv2D(3, 1, kernel_initializer=init)])
+    logits = ops.convert_to_numpy(student(x, training=False))
+    ce = float((_ce(logits, y) * w).mean())
+
+    plain = Objective(student)
+    assert float(plain.compute_loss(x, y, logits, w)) == pytest.approx(ce, rel=1e-5)
+    assert plain(x, training=True).shape == (2, 64, 96, 3)  # one output when nothing needs more
+
+    kd = Objective(student, teacher=teacher, kd_weight=0.25, temperature=2.0)
+    t_in = ops.image.resize(x, (96, 128), interpolation="bilinear")
+    t = ops.convert_to_numpy(ops.image.resize(teacher(t_in, training=False), (64, 96), interpolation="bilinear"))
+    lt, ls = _log_softmax(t / 2.0), _log_softmax(logits / 2.0)
+    kl = float((np.exp(lt) * (lt - ls)).sum(-1).mean()) * 2.0**2
+    assert kl > 0.1
+    assert float(kd.compute_loss(x, y, logits, w)) == pytest.approx(0.75 * ce + 0.25 * kl, rel=1e-4)
+    same = Objective(student, teacher=student, kd_weight=0.5)  # a teacher that agrees: KL 0, half the CE
+    assert float(same.compute_loss(x, y, logits, w)) == pytest.approx(0.5 * ce, rel=1e-4, abs=1e-6)
+
+    aux = Objective(student, aux_weight=0.4)
+    main, side = aux(x, training=True)
+    assert tuple(side.shape) == (2, 4, 6, 3)  # stride 16
+    assert aux(x, training=False).shape == (2, 64, 96, 3)  # inference: the network alone
+    side_up = ops.convert_to_numpy(ops.image.resize(side, (64, 96), interpolation="bilinear"))
+    main = ops.convert_to_numpy(main)
+    want = float((_ce(main, y) * w).mean()) + 0.4 * float((_ce(side_up, y) * w).mean())
+    assert float(aux.compute_loss(x, y, (main, side), w)) == pytest.approx(want, rel=1e-4)
+    assert not any("aux" in layer.name for layer in student.layers)  # the head hangs off the encoder, outside
+    assert len(aux.trainable_variables) == len(student.trainable_variables) + 5  # shared layers counted once
+    keras.backend.clear_session()
+
+
+@pytest.mark.slow
+def test_train_with_a_teacher_and_an_aux_head_saves_the_student_alone(tiny_run, synthetic_data, tmp_path):
+    """`train --teacher MODEL --aux-weight W`: the student learns, the saved model is the student's network alone
+    (the layers a plain run saves), the settings are in config.json; a teacher of other classes is one line."""
+    import keras
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    out = tmp_path / "kd"
+    base = ["train", "--data", str(synthetic_data), "--size", "96x64", "--alpha", "0.35", "--decoder", "tiny"]
+    args = [*base, "--out", str(out), "--teacher", str(tiny_run / "model.keras"), "--aux-weight", "0.4"]
+    r = CliRunner().invoke(app, [*args, "--epochs", "1", "--batch-size", "6", "--lr", "3e-3"])
+    assert r.exit_code == 0, r.output
+    assert "distilling from model.keras (96x64" in r.output
+    rows = (out / "history.csv").read_text().splitlines()
+    assert len(rows) == 2  # a header and one epoch
+    saved = keras.saving.load_model(out / "model.keras", compile=False)
+    plain = keras.saving.load_model(tiny_run / "model.keras", compile=False)
+    assert [layer.name for layer in saved.layers] == [layer.name for layer in plain.layers]
+    assert saved.count_params() == plain.count_params() and len(saved.outputs) == 1
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["aux_weight"] == 0.4 and cfg["teacher"].endswith("model.keras") and cfg["kd_weight"] == 0.5
+
+    two = _two_class_copy(synthetic_data, tmp_path / "two", count=8)
+    bad = CliRunner().invoke(
+        app, ["train", "--data", str(two), "--out", str(tmp_path / "x"), "--teacher", str(tiny_run / "model.keras")]
+    )
+    assert bad.exit_code == 1 and "it predicts 5 classes, this dataset has 2" in bad.output
+    assert "Traceback" not in bad.output
+    none = CliRunner().invoke(
+        app, [*base, "--out", str(tmp_path / "y"), "--backbone", "none", "--aux-weight", "0.4", "--epochs", "1"]
+    )
+    assert none.exit_code == 1 and "has no encoder" in none.output

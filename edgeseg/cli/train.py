@@ -92,6 +92,15 @@ def train(
     kd_temperature: Annotated[
         float, typer.Option(min=0.1, max=20.0, help="With --teacher: softens both distributions.")
     ] = 2.0,
+    aux_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="An auxiliary head on the encoder's stride-16 feature, trained on the same labels at this weight "
+            "(PSPNet: 0.4); training only, the saved model has no trace of it. 0: none.",
+        ),
+    ] = 0.0,
     scale_range: Annotated[
         str, typer.Option(help="Augmentation: random scale LOW,HIGH before the crop to the input size.")
     ] = "0.75,1.5",
@@ -150,6 +159,7 @@ def train(
             teacher=teacher,
             kd_weight=kd_weight,
             kd_temperature=kd_temperature,
+            aux_weight=aux_weight,
             weights=weights,
             epochs=epochs,
             batch_size=batch_size,

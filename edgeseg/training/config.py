@@ -97,6 +97,7 @@ class TrainConfig:
     teacher: str | None = None  # a trained .keras model (or nano, small) to distil from
     kd_weight: float = 0.5  # the distillation term's share of the loss
     kd_temperature: float = 2.0
+    aux_weight: float = 0.0  # an auxiliary head on the encoder's stride-16 feature, training only (0: none)
     strategy: str = "auto"  # auto | none | mirrored | multiworker (edgeseg.training.distribute)
     mixed_precision: bool | None = None  # None: on for GPUs of compute capability >= 7.0
     jit_compile: bool = False  # XLA: slower on the CPUs measured here, so off unless asked for
@@ -114,6 +115,10 @@ class TrainConfig:
         check_choice(self.loss, LOSSES, "loss")
         if not (_positive(self.kd_temperature) and isinstance(self.kd_weight, int | float) and 0 <= self.kd_weight < 1):
             raise EdgesegError(f"kd_weight {self.kd_weight!r} must be in 0..1 (below 1), kd_temperature positive")
+        if not (isinstance(self.aux_weight, int | float) and 0 <= self.aux_weight <= 1):
+            raise EdgesegError(f"aux_weight {self.aux_weight!r} must be in 0..1")
+        if self.aux_weight and self.backbone == "none":
+            raise EdgesegError("aux_weight: the classic U-Net (backbone none) has no encoder to put a head on")
         if not self.train_splits:
             raise EdgesegError("train_splits: name at least one split")
         for split in self.train_splits:

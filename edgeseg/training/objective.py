@@ -1,10 +1,14 @@
 """Objective: the network trained with a loss that compile() alone cannot express: online hard example mining
-(--loss ohem) and distillation from a teacher model (--teacher MODEL), alone or together.
+(--loss ohem), distillation from a teacher model (--teacher MODEL) and an auxiliary head (--aux-weight), alone or
+together.
 
 The network inside is trained and saved as it is (`objective.student`); the teacher is frozen. The teacher runs
 on the same augmented batch at its own input size, and its logits are resized to the student's, so a 384x288
 teacher can teach a 256x192 student. Losses are per pixel, weighted by the pipeline's per-pixel weights (class
 weights; ignored pixels weigh 0).
+
+The auxiliary head (PSPNet's deep supervision) scores the encoder's stride-16 feature and learns from the same
+labels; it exists only while training: it sees the encoder's features but the saved network never holds it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from keras import ops
 
 OHEM_THRESHOLD = -math.log(0.7)  # a pixel whose true class has p < 0.7 is hard (BiSeNet's OHEM setting)
 OHEM_MIN_SHARE = 1 / 16  # but at least this share of the labelled pixels, the hardest, is always kept
+AUX_WIDTH = 64  # the auxiliary head's 3x3 convolution (PSPNet's has 256, for a network 50 times nano's size)
+AUX_FEATURE = 3  # the encoder's outputs are its skip features at strides 2, 4, 8, 16 (then 32): stride 16
 
 
 class Objective(keras.Model):
@@ -27,17 +33,30 @@ class Objective(keras.Model):
         teacher: a trained network whose softened predictions the student also learns from, or None.
         kd_weight: the distillation term's share of the loss (the labels' share is 1 - kd_weight).
         temperature: softens both distributions in the distillation term.
+        aux_weight: the auxiliary head's term, added to the loss at this weight (0: no auxiliary head).
     """
 
-    def __init__(self, student, loss: str = "ce", teacher=None, kd_weight: float = 0.5, temperature: float = 2.0):
+    def __init__(
+        self,
+        student,
+        loss: str = "ce",
+        teacher=None,
+        kd_weight: float = 0.5,
+        temperature: float = 2.0,
+        aux_weight: float = 0.0,
+    ):
         super().__init__(name="objective")
         self.student, self.teacher = student, teacher
         self.loss_name, self.kd_weight, self.temperature = loss, float(kd_weight), float(temperature)
+        self.aux_weight = float(aux_weight)
+        self.with_aux = with_aux_head(student) if self.aux_weight else None
         if teacher is not None:
             teacher.trainable = False
 
     def call(self, x, training=False):
-        """The student's logits."""
+        """The student's logits; while training with an auxiliary head, (logits, the auxiliary head's logits)."""
+        if training and self.with_aux is not None:
+            return tuple(self.with_aux(x, training=True))
         return self.student(x, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -51,15 +70,28 @@ class Objective(keras.Model):
             sample_weight: per-pixel weights (0 for ignored pixels).
             training: whether this is a training step.
         """
+        aux = None
+        if isinstance(y_pred, tuple | list):
+            y_pred, aux = y_pred
         logits = ops.cast(y_pred, "float32")
         weight = ops.ones_like(logits[..., 0]) if sample_weight is None else ops.cast(sample_weight, "float32")
-        ce = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-        labels = (
-            ohem(ce, weight) if self.loss_name == "ohem" else ops.sum(ce * weight) / ops.cast(ops.size(ce), "float32")
+        labels = self.labels_term(y, logits, weight)
+        total = (
+            labels
+            if self.teacher is None
+            else (1.0 - self.kd_weight) * labels + self.kd_weight * self.distillation(x, logits)
         )
-        if self.teacher is None:
-            return labels
-        return (1.0 - self.kd_weight) * labels + self.kd_weight * self.distillation(x, logits)
+        if aux is None:
+            return total
+        aux = ops.image.resize(ops.cast(aux, "float32"), tuple(logits.shape[1:3]), interpolation="bilinear")
+        return total + self.aux_weight * self.labels_term(y, aux, weight)
+
+    def labels_term(self, y, logits, weight):
+        """Cross-entropy with the labels, weighted per pixel (over the hard pixels only with --loss ohem)."""
+        ce = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        if self.loss_name == "ohem":
+            return ohem(ce, weight)
+        return ops.sum(ce * weight) / ops.cast(ops.size(ce), "float32")
 
     def distillation(self, x, logits):
         """KL(teacher || student) on temperature-softened distributions, times T^2, over every pixel."""
@@ -74,6 +106,34 @@ class Objective(keras.Model):
         p_t = ops.softmax(t / temp, axis=-1)
         kl = ops.sum(p_t * (ops.log_softmax(t / temp, axis=-1) - ops.log_softmax(logits / temp, axis=-1)), axis=-1)
         return ops.mean(kl) * temp * temp
+
+
+def with_aux_head(student):
+    """A training graph over the student's own layers: its logits and an auxiliary head's, a 3x3 convolution
+    (BatchNorm, ReLU, dropout) and a 1x1 score layer on the encoder's stride-16 feature, at stride 16.
+
+    Args:
+        student: a build_unet network with an encoder (not the classic U-Net).
+    """
+    from keras import layers
+
+    from edgeseg.errors import EdgesegError
+
+    try:
+        encoder = student.get_layer("encoder")
+    except ValueError:
+        raise EdgesegError(
+            "--aux-weight needs a backbone: the classic U-Net (--backbone none) has no encoder"
+        ) from None
+    # the encoder's outputs as this graph sees them (encoder.output is the nested model's own, unconnected here)
+    feature = encoder._inbound_nodes[0].output_tensors[AUX_FEATURE]
+    num_classes = student.outputs[0].shape[-1]
+    x = layers.Conv2D(AUX_WIDTH, 3, padding="same", use_bias=False, name="aux_conv")(feature)
+    x = layers.BatchNormalization(name="aux_conv_bn")(x)
+    x = layers.ReLU(name="aux_conv_relu")(x)
+    x = layers.Dropout(0.1, name="aux_dropout")(x)
+    aux = layers.Conv2D(num_classes, 1, name="aux_logits", dtype="float32")(x)
+    return keras.Model(student.inputs, [student.outputs[0], aux], name="with_aux")
 
 
 def ohem(ce, weight):

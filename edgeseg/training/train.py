@@ -139,8 +139,8 @@ def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
 
 def compiled_model(cfg: TrainConfig, num_classes: int, steps: int, log: Callable[[str], None] = print):
     """The U-Net (started from cfg.init's weights where they fit) with AdamW on a cosine schedule (one warm-up
-    epoch) and the logits' cross-entropy (or an Objective for OHEM or distillation). Build it in the strategy's
-    scope.
+    epoch) and the logits' cross-entropy (or an Objective for OHEM, distillation or an auxiliary head). Build it in
+    the strategy's scope.
 
     Args:
         cfg: the run's settings.
@@ -168,7 +168,7 @@ def compiled_model(cfg: TrainConfig, num_classes: int, steps: int, log: Callable
             raise EdgesegError(f"--init {cfg.init}: no layer of {path.name} fits this network")
         log(f"init: {copied} layers from {path.name}" + (f"; built afresh: {', '.join(rebuilt)}" if rebuilt else ""))
     optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
-    if cfg.loss == "ce" and not cfg.teacher:
+    if cfg.loss == "ce" and not cfg.teacher and not cfg.aux_weight:
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -178,7 +178,7 @@ def compiled_model(cfg: TrainConfig, num_classes: int, steps: int, log: Callable
     from edgeseg.training.objective import Objective
 
     teacher = load_teacher(cfg.teacher, num_classes, log) if cfg.teacher else None
-    wrapped = Objective(model, cfg.loss, teacher, cfg.kd_weight, cfg.kd_temperature)
+    wrapped = Objective(model, cfg.loss, teacher, cfg.kd_weight, cfg.kd_temperature, cfg.aux_weight)
     wrapped(np.zeros((1, *cfg.input_hw, 3), np.float32))  # built, as BackupAndRestore needs it before fit()
     wrapped.compile(optimizer=optimizer, jit_compile=cfg.jit_compile)
     return wrapped
