@@ -41,6 +41,7 @@ def main() -> None:
     from edgeseg.converters.rknn import rknn_python
     from edgeseg.datasets import open_dataset
     from edgeseg.evaluate import evaluate
+    from edgeseg.io import atomic_write_text
     from edgeseg.predictors.keras import KerasSegmenter
     from edgeseg.progress import progress_bar
 
@@ -65,6 +66,13 @@ def main() -> None:
                 row[f"{precision}_build_s"], row["toolkit"] = round(built, 1), sim.runtime_version
             print(f"{name} rknn {precision}: mIoU {100 * res['miou']:.2f} (Keras float {100 * ref['miou']:.2f})")
         rows.append(row)
+    # a rerun of one model keeps the other models' rows of the same platform, split and frames
+    old = args.out / "rknn_sim.json"
+    kept = json.loads(old.read_text()) if old.is_file() else {}
+    same = all(kept.get(k) == v for k, v in (("platform", args.platform), ("frames", args.limit or len(ds))))
+    ran = {r["model"] for r in rows}
+    rows += [r for r in kept.get("rows", []) if same and r["model"] not in ran]
+    rows.sort(key=lambda r: r["gmacs"])
     report = {
         "platform": args.platform,
         "split": "val",
@@ -73,7 +81,7 @@ def main() -> None:
         "rows": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rknn_sim.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.out / "rknn_sim.json", json.dumps(report, indent=2) + "\n")
     md = [
         f"RKNN simulator (rknn-toolkit2 {rows[0]['toolkit'] if rows else '?'}, built for {args.platform}) on CamVid "
         f"val ({report['frames']} frames, which the shipped models trained on), against the float Keras model. "
@@ -87,7 +95,7 @@ def main() -> None:
             f"| {r['model']} | {r['gmacs']:.3f} | {100 * r['float_miou']:.2f} | {100 * r['int8_miou']:.2f} | "
             f"{100 * r['fp16_miou']:.2f} | {r['int8_size_mb']} | {r['fp16_size_mb']} |"
         )
-    (args.out / "rknn_sim.md").write_text("\n".join(md) + "\n")
+    atomic_write_text(args.out / "rknn_sim.md", "\n".join(md) + "\n")
     print(f"wrote {args.out / 'rknn_sim.json'} and {args.out / 'rknn_sim.md'}")
 
 
