@@ -17,9 +17,11 @@ Speed depends on the CPU class (int8 dot products: VNNI/AMX on x86, dotprod on A
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +69,18 @@ def missing(needs: tuple[str, ...], fmt: str) -> list[str]:
     return gone
 
 
+def fresh_conversions(folder: Path, keras: Path) -> None:
+    """Keep the conversions cached in `folder` only while they were made from this Keras file (by its SHA-256,
+    in folder/source.sha256): a retrained model must not be benched through its predecessor's conversions."""
+    digest = hashlib.sha256(keras.read_bytes()).hexdigest()
+    stamp = folder / "source.sha256"
+    if folder.is_dir() and (not stamp.is_file() or stamp.read_text().strip() != digest):
+        print(f"{folder}: made from another model than {keras.name}; converting again")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", help="nano, small or a .keras path (repeat; default: nano, small)")
@@ -88,7 +102,7 @@ def main() -> None:
             continue
         stem = name if name in ("nano", "small") else keras.stem
         folder = ROOT / "runs" / "runtimes" / stem
-        folder.mkdir(parents=True, exist_ok=True)
+        fresh_conversions(folder, keras)
         models, skipped = [], {}
         for fmt, flags, file, needs in TARGETS:
             out = folder / file
