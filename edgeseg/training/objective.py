@@ -117,15 +117,9 @@ def with_aux_head(student):
     """
     from keras import layers
 
-    from edgeseg.errors import EdgesegError
-
-    try:
-        encoder = student.get_layer("encoder")
-    except ValueError:
-        raise EdgesegError(
-            "--aux-weight needs a backbone: the classic U-Net (--backbone none) has no encoder"
-        ) from None
-    # the encoder's outputs as this graph sees them (encoder.output is the nested model's own, unconnected here)
+    # the encoder's outputs as this graph sees them (encoder.output is the nested model's own, unconnected here);
+    # TrainConfig.check refuses --aux-weight for the classic U-Net, which has no encoder, before any work
+    encoder = student.get_layer("encoder")
     feature = encoder._inbound_nodes[0].output_tensors[AUX_FEATURE]
     num_classes = student.outputs[0].shape[-1]
     x = layers.Conv2D(AUX_WIDTH, 3, padding="same", use_bias=False, name="aux_conv")(feature)
