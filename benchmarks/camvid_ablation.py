@@ -2,6 +2,7 @@
 whole sequences the model never saw.
 
     python benchmarks/camvid_ablation.py --model nano --variant baseline [--epochs 30] [--hold-out 0006R0]
+    python benchmarks/camvid_ablation.py --model nano --variant baseline --int8   # and its int8 on the proxy
     python benchmarks/camvid_ablation.py --table      # the markdown table of every run so far
 
 The protocol: train on CamVid train+val with the held-out sequence's frames removed (0006R0 by default: 101
@@ -10,6 +11,11 @@ fixed schedule: no epoch is picked on the proxy), and report its mIoU. The val s
 measures nothing. Each variant is the edgeseg train command a user would type, plus its extra options; results
 go to benchmarks/results/camvid_ablation/<model>_<variant>[_<epochs>ep].json (the history, the cost of
 training, the proxy's last and best mIoU) and the table to benchmarks/results/camvid_ablation/ablation.md.
+
+--int8 also converts the trained model to full-integer int8, calibrated on its own training frames, and scores
+it and its float32 TFLite on the held-out sequence (<run>_int8.json): the int8 cost measured on frames neither
+the model nor its calibration saw. The `distil` variant trains nano with small's proxy run as its teacher
+(run `--model small --variant baseline` first): a teacher that never saw the held-out sequence either.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -26,14 +33,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from edgeseg.host import environment  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "camvid_ablation"
 PRESETS = {"small": ("384x288", "dense"), "nano": ("256x192", "nano")}
 DEEPLAB = "runs/weights/mobilenet_v2_deeplab.weights.h5"  # benchmarks/deeplab_encoder.py --no-calibrate-bn
 DEEPLAB_BN = "runs/weights/mobilenet_v2_deeplab_bn.weights.h5"  # benchmarks/deeplab_encoder.py (batch norms fitted)
-# variant -> (what it changes, train options as option-value pairs that replace the recipe's; "{deeplab}" and
-# "{deeplab_bn}" are the weight files)
+TEACHER = "runs/ablation/small_baseline/model.keras"  # --model small --variant baseline: the proxy's own small
+# variant -> (what it changes, train options as option-value pairs that replace the recipe's; "{deeplab}",
+# "{deeplab_bn}" and "{teacher}" are the files above)
 VARIANTS = {
     "baseline": ("the shipped recipe: ImageNet encoder, scale 0.75-1.5, median-frequency weights", []),
     "deeplab": ("encoder from Coral's DeepLabV3 (COCO + VOC), batch norms as folded", ["--weights", "{deeplab}"]),
@@ -48,6 +57,10 @@ VARIANTS = {
     "lraspp_288": (
         "LR-ASPP head, the budget spent on input: 288x224, 0.40 GMACs",
         ["--decoder", "lraspp", "--size", "288x224"],
+    ),
+    "distil": (
+        "distilled from small's proxy run (384x288, same frames), kd weight 0.5, temperature 2",
+        ["--teacher", "{teacher}"],
     ),
 }
 
@@ -69,18 +82,83 @@ def history(path: Path) -> list[dict]:
 def table() -> str:
     rows = []
     for p in sorted(RESULTS.glob("*.json")):
+        if p.stem.endswith("_int8"):
+            continue
         r = json.loads(p.read_text())
         tail = [h["val_miou"] for h in r["history"][-5:]]  # steadier than one epoch's score
+        q = RESULTS / f"{p.stem}_int8.json"
+        int8, minutes = "not measured", r["train_minutes"]
+        stretch = " (last stretch)" if r.get("resumed") else ""  # a resumed run's minutes are its last stretch's
+        if q.is_file():
+            i = json.loads(q.read_text())
+            int8 = f"{100 * i['miou_int8']:.2f} ({100 * i['int8_minus_float']:+.2f})"
         rows.append(
-            f"| {r['model']} | {r['variant']} | {r['what']} | {r['epochs']} | {r['train_minutes']:.0f} | "
+            f"| {r['model']} | {r['variant']} | {r['what']} | {r['epochs']} | "
+            f"{'not measured' if minutes is None else f'{minutes:.0f}'}{stretch} | "
             f"{100 * r['proxy_last']:.2f} | {100 * sum(tail) / len(tail):.2f} | "
-            f"{100 * r['proxy_best']:.2f} (epoch {r['proxy_best_epoch']}) |"
+            f"{100 * r['proxy_best']:.2f} (epoch {r['proxy_best_epoch']}) | {int8} |"
         )
     head = (
-        "| model | variant | change | epochs | train min | proxy mIoU, last epoch | mean of the last 5 | proxy best |\n"
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n"
+        "| model | variant | change | epochs | train min | proxy mIoU, last epoch | mean of the last 5 | proxy best "
+        "| int8 on the proxy (minus its float) |\n"
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
     )
     return head + "\n".join(rows) + "\n"
+
+
+def proxy_dataset(camvid: Path, hold_out: str, dest: Path) -> int:
+    """A CamVid-layout folder of links: train = CamVid train+val without the held-out sequence, val = its frames
+    (what the model trained on and what it was scored on, so that convert and eval see the same split)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    lists: dict[str, list[str]] = {"train": [], "val": []}
+    for split in ("train", "val"):
+        for img in sorted((camvid / split).iterdir()):
+            to = "val" if img.name.startswith(hold_out) else "train"
+            for folder, src in ((to, img), (f"{to}annot", camvid / f"{split}annot" / img.name)):
+                (dest / folder).mkdir(parents=True, exist_ok=True)
+                (dest / folder / img.name).symlink_to(src.resolve())
+            lists[to].append(f"{to}/{img.name} {to}annot/{img.name}")
+    for name, lines in lists.items():
+        (dest / f"{name}.txt").write_text("\n".join(lines) + "\n")
+    for extra in camvid.glob("*.png"):  # the palette
+        (dest / extra.name).symlink_to(extra.resolve())
+    return len(lists["val"])
+
+
+def int8_on_proxy(model: Path, data: Path, hold_out: str, log: Path) -> dict:
+    """Convert the proxy model to int8 (calibrated on its training frames) and float32 TFLite, and score both
+    on the held-out sequence."""
+    proxy = model.parent / "proxy_data"
+    frames = proxy_dataset(ROOT / data, hold_out, ROOT / proxy)
+    steps = [
+        ["convert", model, "--int8", "--calibration", proxy, "--num-calibration", 200],
+        ["convert", model],
+        *(
+            ["eval", model.parent / f"model_{kind}.tflite", "--data", proxy, "--split", "val"]
+            + ["--json", model.parent / f"eval_proxy_{kind}.json"]
+            for kind in ("float32", "int8")
+        ),
+    ]
+    for step in steps:
+        run(step, log)
+    ev = {k: json.loads((ROOT / model.parent / f"eval_proxy_{k}.json").read_text()) for k in ("float32", "int8")}
+    float_iou, int8_iou = ev["float32"]["per_class_iou"], ev["int8"]["per_class_iou"]
+    return {
+        "what": f"int8 against float on frames the model never saw: {model} ({hold_out} held out) converted to "
+        f"int8, calibrated on its training frames, and scored on {hold_out} at the labels' resolution",
+        "steps": [
+            f"PROXY = {proxy}: CamVid train+val without {hold_out} as train/, the {frames} {hold_out} frames as val/ "
+            "(links into the CamVid folder)",
+            *("edgeseg " + shlex.join(str(a) for a in step) for step in steps),
+        ],
+        "frames": frames,
+        "environment": {k: v for k, v in environment().items() if k in ("cpu", "machine", "cores", "cpu_int8_dot")},
+        "gmacs": ev["int8"].get("gmacs"),
+        "miou_float32": ev["float32"]["miou"],
+        "miou_int8": ev["int8"]["miou"],
+        "int8_minus_float": ev["int8"]["miou"] - ev["float32"]["miou"],
+        "per_class_iou": {c: {"float": float_iou[c], "int8": int8_iou[c]} for c in float_iou},
+    }
 
 
 def main() -> None:
@@ -90,6 +168,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--hold-out", default="0006R0")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--int8", action="store_true", help="also score the model's int8 conversion on the proxy")
     ap.add_argument("--table", action="store_true", help="only write the table of the runs so far")
     args = ap.parse_args()
     if args.table:
@@ -102,7 +181,9 @@ def main() -> None:
         "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5"
     )
     what, extra = VARIANTS[args.variant]
-    extra = [e.format(imagenet=imagenet, deeplab=DEEPLAB, deeplab_bn=DEEPLAB_BN) for e in extra]
+    extra = [e.format(imagenet=imagenet, deeplab=DEEPLAB, deeplab_bn=DEEPLAB_BN, teacher=TEACHER) for e in extra]
+    if TEACHER in extra and (args.model != "nano" or not (ROOT / TEACHER).is_file()):
+        sys.exit(f"--variant distil trains nano from {TEACHER}: run --model small --variant baseline first")
     for weights_file, flags in ((DEEPLAB, ["--no-calibrate-bn"]), (DEEPLAB_BN, [])):
         if weights_file in extra and not (ROOT / weights_file).is_file():
             script = [sys.executable, "benchmarks/deeplab_encoder.py", "--shared", str(args.shared)]
@@ -118,8 +199,15 @@ def main() -> None:
     options += ["--train-splits", "train,val", "--hold-out", args.hold_out, "--keep", "last"]
     t0 = time.time()
     resume = ["--resume"] if (ROOT / out / "backup").exists() else []
+    # a finished run is not trained again: its training time (and the machine that took it) stay as first measured
+    machine = {k: v for k, v in environment().items() if k in ("cpu", "machine", "cores")}
+    minutes, resumed = None, bool(resume)
     if not (ROOT / out / "model.keras").exists() or resume:
         run(["train", *options, *resume], log)
+        minutes = (time.time() - t0) / 60
+    elif (RESULTS / f"{run_name}.json").is_file():
+        before = json.loads((RESULTS / f"{run_name}.json").read_text())
+        minutes, machine, resumed = before["train_minutes"], before.get("environment"), before.get("resumed", False)
     hist = history(ROOT / out / "history.csv")
     best = max(hist, key=lambda r: r.get("val_miou", -1))
     result = {
@@ -128,8 +216,10 @@ def main() -> None:
         "what": what,
         "command": "edgeseg train " + shlex.join(str(a) for a in options),
         "epochs": len(hist),
-        "train_minutes": (time.time() - t0) / 60,
+        "train_minutes": minutes,
+        "resumed": resumed,  # then train_minutes is the last stretch's alone
         "proxy": f"CamVid {args.hold_out} (held out of train+val)",
+        "environment": machine,  # where it trained
         "proxy_last": hist[-1]["val_miou"],
         "proxy_best": best["val_miou"],
         "proxy_best_epoch": int(best["epoch"]) + 1,
@@ -137,9 +227,14 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / f"{run_name}.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(RESULTS / "ablation.md", table())
     last, top = 100 * result["proxy_last"], 100 * best["val_miou"]
     print(f"{args.model} {args.variant}: proxy mIoU last {last:.2f}, best {top:.2f}")
+    if args.int8:
+        q = {"command": "python benchmarks/camvid_ablation.py " + shlex.join(sys.argv[1:])}
+        q |= int8_on_proxy(out / "model.keras", data, args.hold_out, log)
+        atomic_write_text(RESULTS / f"{run_name}_int8.json", json.dumps(q, indent=2) + "\n")
+        print(f"int8 on the proxy {100 * q['miou_int8']:.2f}, float {100 * q['miou_float32']:.2f}")
+    atomic_write_text(RESULTS / "ablation.md", table())
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from edgeseg.datasets import open_dataset
 from edgeseg.errors import EdgesegError
 
 
@@ -212,3 +213,36 @@ def test_train_with_a_teacher_and_an_aux_head_saves_the_student_alone(tiny_run, 
         app, [*base, "--out", str(tmp_path / "y"), "--backbone", "none", "--aux-weight", "0.4", "--epochs", "1"]
     )
     assert none.exit_code == 1 and "has no encoder" in none.output
+
+
+def test_the_ablations_proxy_folder_holds_the_frames_the_hold_out_trained_and_validated_on(tmp_path):
+    """benchmarks/camvid_ablation.py --int8 converts and scores the proxy model on a folder of links: it must hold
+    exactly the frames `train --hold-out` trained on (train, also the calibration set) and validated on (val)."""
+    import importlib.util
+
+    import cv2
+
+    from edgeseg.training.protocol import make_protocol
+
+    spec = importlib.util.spec_from_file_location("camvid_ablation", "benchmarks/camvid_ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    camvid = tmp_path / "camvid"
+    names = {"train": ["0001TP_1", "0006R0_1", "0006R0_2", "Seq05VD_1"], "val": ["0006R0_3", "0016E5_1"]}
+    for split, stems in names.items():
+        for folder in (split, f"{split}annot"):
+            (camvid / folder).mkdir(parents=True)
+        for i, stem in enumerate(stems):
+            cv2.imwrite(str(camvid / split / f"{stem}.png"), np.full((6, 8, 3), 10 * i, np.uint8))
+            cv2.imwrite(str(camvid / f"{split}annot" / f"{stem}.png"), np.full((6, 8), i % 12, np.uint8))
+        lines = [f"{split}/{s}.png {split}annot/{s}.png" for s in stems]
+        (camvid / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    dest = tmp_path / "proxy"
+    assert ablation.proxy_dataset(camvid, "0006R0", dest) == 3
+    protocol = make_protocol(camvid, "auto", ("train", "val"), ("0006R0",), None, "last")
+    train, val = (open_dataset(dest, split, "camvid") for split in ("train", "val"))
+    assert _stems(val) == _stems(protocol.val) == {"0006R0_1", "0006R0_2", "0006R0_3"}
+    assert _stems(train) == _stems(protocol.train) == {"0001TP_1", "Seq05VD_1", "0016E5_1"}
+    image, mask = val.read(2)  # a link to the frame it names, image and labels alike
+    assert val.samples[2].image.name == "0006R0_3.png" and mask.max() == 0 and image.shape[:2] == (6, 8)
+    assert ablation.proxy_dataset(camvid, "0006R0", dest) == 3  # made again from scratch, not on top
