@@ -32,12 +32,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+from camvid import PRESETS as SHIPPED  # noqa: E402
+
 from edgeseg.host import environment  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "camvid_ablation"
-PRESETS = {"small": ("384x288", "dense"), "nano": ("256x192", "nano")}
+PRESETS = {name: (size, decoder) for name, (size, decoder, _epochs) in SHIPPED.items()}  # the shipped models'
 DEEPLAB = "runs/weights/mobilenet_v2_deeplab.weights.h5"  # benchmarks/deeplab_encoder.py --no-calibrate-bn
 DEEPLAB_BN = "runs/weights/mobilenet_v2_deeplab_bn.weights.h5"  # benchmarks/deeplab_encoder.py (batch norms fitted)
 TEACHER = "runs/ablation/small_baseline/model.keras"  # --model small --variant baseline: the proxy's own small
