@@ -210,6 +210,8 @@ def main() -> None:
     elif (RESULTS / f"{run_name}.json").is_file():
         before = json.loads((RESULTS / f"{run_name}.json").read_text())
         minutes, machine, resumed = before["train_minutes"], before.get("environment"), before.get("resumed", False)
+    else:  # trained, never scored here: train writes config.json first and history.csv after each epoch
+        minutes = ((ROOT / out / "history.csv").stat().st_mtime - (ROOT / out / "config.json").stat().st_mtime) / 60
     hist = history(ROOT / out / "history.csv")
     best = max(hist, key=lambda r: r.get("val_miou", -1))
     result = {
