@@ -200,12 +200,15 @@ def main() -> None:
     options = ["--data", data, "--out", out, *(a for pair in recipe.items() for a in pair)]
     options += ["--train-splits", "train,val", "--hold-out", args.hold_out, "--keep", "last"]
     t0 = time.time()
-    resume = ["--resume"] if (ROOT / out / "backup").exists() else []
+    resume = (ROOT / out / "backup").exists()
     # a finished run is not trained again: its training time (and the machine that took it) stay as first measured
     machine = {k: v for k, v in environment().items() if k in ("cpu", "machine", "cores")}
-    minutes, resumed = None, bool(resume)
-    if not (ROOT / out / "model.keras").exists() or resume:
-        run(["train", *options, *resume], log)
+    minutes, resumed = None, resume
+    if resume:  # train --resume takes the run's saved settings and refuses options that would change them
+        run(["train", "--data", data, "--out", out, "--resume"], log)
+        minutes = (time.time() - t0) / 60
+    elif not (ROOT / out / "model.keras").exists():
+        run(["train", *options], log)
         minutes = (time.time() - t0) / 60
     elif (RESULTS / f"{run_name}.json").is_file():
         before = json.loads((RESULTS / f"{run_name}.json").read_text())
