@@ -1,7 +1,7 @@
 """The CamVid recipe's ablations, measured on a cross-sequence proxy: each change trained the same way and scored on
 whole sequences the model never saw.
 
-    python benchmarks/camvid_ablation.py --model nano --variant baseline [--epochs 30] [--hold-out 0006R0]
+    python benchmarks/camvid_ablation.py --model nano --variant baseline [--epochs 30] [--hold-out 0006R0] [--seed 0]
     python benchmarks/camvid_ablation.py --model nano --variant baseline --int8   # and its int8 on the proxy
     python benchmarks/camvid_ablation.py --table      # the markdown table of every run so far
 
@@ -95,15 +95,15 @@ def table() -> str:
             i = json.loads(q.read_text())
             int8 = f"{100 * i['miou_int8']:.2f} ({100 * i['int8_minus_float']:+.2f})"
         rows.append(
-            f"| {r['model']} | {r['variant']} | {r['what']} | {r['epochs']} | "
+            f"| {r['model']} | {r['variant']} | {r['what']} | {r['epochs']} | {r.get('seed', 0)} | "
             f"{'not measured' if minutes is None else f'{minutes:.0f}'}{stretch} | "
             f"{100 * r['proxy_last']:.2f} | {100 * sum(tail) / len(tail):.2f} | "
             f"{100 * r['proxy_best']:.2f} (epoch {r['proxy_best_epoch']}) | {int8} |"
         )
     head = (
-        "| model | variant | change | epochs | train min | proxy mIoU, last epoch | mean of the last 5 | proxy best "
-        "| int8 on the proxy (minus its float) |\n"
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        "| model | variant | change | epochs | seed | train min | proxy mIoU, last epoch | mean of the last 5 "
+        "| proxy best | int8 on the proxy (minus its float) |\n"
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
     )
     return head + "\n".join(rows) + "\n"
 
@@ -169,6 +169,7 @@ def main() -> None:
     ap.add_argument("--variant", choices=sorted(VARIANTS), default="baseline")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--hold-out", default="0006R0")
+    ap.add_argument("--seed", type=int, default=0, help="the run's seed: another seed of a row measures its noise")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--int8", action="store_true", help="also score the model's int8 conversion on the proxy")
     ap.add_argument("--table", action="store_true", help="only write the table of the runs so far")
@@ -191,11 +192,12 @@ def main() -> None:
             script = [sys.executable, "benchmarks/deeplab_encoder.py", "--shared", str(args.shared)]
             subprocess.run([*script, "--out", weights_file, *flags], cwd=ROOT, check=True)
     run_name = f"{args.model}_{args.variant}" + ("" if args.epochs == 30 else f"_{args.epochs}ep")
+    run_name += "" if args.seed == 0 else f"_seed{args.seed}"
     out = Path("runs") / "ablation" / run_name
     (ROOT / out).mkdir(parents=True, exist_ok=True)
     log = ROOT / out / "log.txt"
     recipe = {"--size": size, "--decoder": decoder, "--epochs": args.epochs, "--batch-size": 8, "--lr": "1e-3"}
-    recipe.update({"--class-weights": "median", "--weights": imagenet})
+    recipe.update({"--class-weights": "median", "--weights": imagenet, "--seed": args.seed})
     recipe.update(zip(extra[::2], extra[1::2], strict=True))  # a variant's option-value pairs replace the recipe's
     options = ["--data", data, "--out", out, *(a for pair in recipe.items() for a in pair)]
     options += ["--train-splits", "train,val", "--hold-out", args.hold_out, "--keep", "last"]
@@ -223,6 +225,7 @@ def main() -> None:
         "what": what,
         "command": "edgeseg train " + shlex.join(str(a) for a in options),
         "epochs": len(hist),
+        "seed": args.seed,
         "train_minutes": minutes,
         "resumed": resumed,  # then train_minutes is the last stretch's alone
         "proxy": f"CamVid {args.hold_out} (held out of train+val)",
