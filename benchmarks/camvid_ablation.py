@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from camvid import PRESETS as SHIPPED  # noqa: E402
 
+from edgeseg.datasets import open_dataset  # noqa: E402
 from edgeseg.host import environment  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
 
@@ -110,16 +111,19 @@ def table() -> str:
 
 def proxy_dataset(camvid: Path, hold_out: str, dest: Path) -> int:
     """A CamVid-layout folder of links: train = CamVid train+val without the held-out sequence, val = its frames
-    (what the model trained on and what it was scored on, so that convert and eval see the same split)."""
+    (what the model trained on and what it was scored on, so that convert and eval see the same split). The
+    frames are those edgeseg's own reader lists for each split, as `train --hold-out` sees them."""
     shutil.rmtree(dest, ignore_errors=True)
     lists: dict[str, list[str]] = {"train": [], "val": []}
     for split in ("train", "val"):
-        for img in sorted((camvid / split).iterdir()):
-            to = "val" if img.name.startswith(hold_out) else "train"
-            for folder, src in ((to, img), (f"{to}annot", camvid / f"{split}annot" / img.name)):
+        for sample in open_dataset(camvid, split, "camvid").samples:
+            to = "val" if sample.image.name.startswith(hold_out) else "train"
+            names = []
+            for folder, src in ((to, sample.image), (f"{to}annot", sample.mask)):
                 (dest / folder).mkdir(parents=True, exist_ok=True)
-                (dest / folder / img.name).symlink_to(src.resolve())
-            lists[to].append(f"{to}/{img.name} {to}annot/{img.name}")
+                (dest / folder / src.name).symlink_to(src.resolve())
+                names.append(f"{folder}/{src.name}")
+            lists[to].append(" ".join(names))
     for name, lines in lists.items():
         (dest / f"{name}.txt").write_text("\n".join(lines) + "\n")
     for extra in camvid.glob("*.png"):  # the palette
@@ -127,9 +131,9 @@ def proxy_dataset(camvid: Path, hold_out: str, dest: Path) -> int:
     return len(lists["val"])
 
 
-def int8_on_proxy(model: Path, data: Path, hold_out: str, log: Path) -> dict:
+def int8_on_proxy(model: Path, data: Path, hold_out: str, log: Path, env: dict) -> dict:
     """Convert the proxy model to int8 (calibrated on its training frames) and float32 TFLite, and score both
-    on the held-out sequence."""
+    on the held-out sequence (`env`: edgeseg.host.environment() of this machine)."""
     proxy = model.parent / "proxy_data"
     frames = proxy_dataset(ROOT / data, hold_out, ROOT / proxy)
     steps = [
@@ -154,7 +158,7 @@ def int8_on_proxy(model: Path, data: Path, hold_out: str, log: Path) -> dict:
             *("edgeseg " + shlex.join(str(a) for a in step) for step in steps),
         ],
         "frames": frames,
-        "environment": {k: v for k, v in environment().items() if k in ("cpu", "machine", "cores", "cpu_int8_dot")},
+        "environment": {k: v for k, v in env.items() if k in ("cpu", "machine", "cores", "cpu_int8_dot")},
         "gmacs": ev["int8"].get("gmacs"),
         "miou_float32": ev["float32"]["miou"],
         "miou_int8": ev["int8"]["miou"],
@@ -204,7 +208,8 @@ def main() -> None:
     t0 = time.time()
     resume = (ROOT / out / "backup").exists()
     # a finished run is not trained again: its training time (and the machine that took it) stay as first measured
-    machine = {k: v for k, v in environment().items() if k in ("cpu", "machine", "cores")}
+    env = environment()
+    machine = {k: v for k, v in env.items() if k in ("cpu", "machine", "cores")}
     minutes, resumed = None, resume
     if resume:  # train --resume takes the run's saved settings and refuses options that would change them
         run(["train", "--data", data, "--out", out, "--resume"], log)
@@ -241,7 +246,7 @@ def main() -> None:
     print(f"{args.model} {args.variant}: proxy mIoU last {last:.2f}, best {top:.2f}")
     if args.int8:
         q = {"command": "python benchmarks/camvid_ablation.py " + shlex.join(sys.argv[1:])}
-        q |= int8_on_proxy(out / "model.keras", data, args.hold_out, log)
+        q |= int8_on_proxy(out / "model.keras", data, args.hold_out, log, env)
         atomic_write_text(RESULTS / f"{run_name}_int8.json", json.dumps(q, indent=2) + "\n")
         print(f"int8 on the proxy {100 * q['miou_int8']:.2f}, float {100 * q['miou_float32']:.2f}")
     atomic_write_text(RESULTS / "ablation.md", table())
