@@ -47,6 +47,8 @@ class ConvertOptions:
         edgetpu: lint the result for the Edge TPU, and compile it where edgetpu_compiler is installed
             (TFLite int8).
         platform: the Rockchip SoC an RKNN model is built for (edgeseg.choices.RKNN_PLATFORMS).
+        equalize: before a calibrated (int8) target, even out the channels of each BatchNorm -> ReLU
+            activation on the calibration images (edgeseg.converters.equalize; the float function is unchanged).
         progress: show bars while calibrating and reporting.
         log: where progress lines and warnings go.
     """
@@ -63,6 +65,7 @@ class ConvertOptions:
     report: Path | None = None
     edgetpu: bool = False
     platform: str = "rk3588"
+    equalize: bool = True
     progress: bool = True
     log: Callable[[str], None] = print
 
@@ -106,6 +109,7 @@ class ConversionResult:
     calibration_images: int = 0
     class_pixels: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    equalized: dict | None = None  # what activation equalisation changed (a calibrated target with equalize)
     report: dict | None = None  # the quantisation report's path and summary
     edgetpu: dict | None = None  # the Edge TPU lint (and compiler) result
     files: list[str] = field(default_factory=list)  # every file written, the main one first
@@ -124,6 +128,7 @@ class ConversionResult:
             "verified_on": self.verified_on,
             "calibration_images": self.calibration_images,
             "calibration_class_pixels": self.class_pixels,
+            "equalized": self.equalized,
             "warnings": self.warnings,
             "report": self.report,
             "edgetpu": self.edgetpu,
@@ -151,9 +156,11 @@ def convert(
     trained_on = spec.train_data_from(model_path.parent)
     cal = calibration_for(o, spec, o.calibration or trained_on) if target.calibrated else None
     job = Job(keras, spec, cal, o.io, o.mediapipe, progress=o.progress, log=o.log, platform=o.platform)
-    files = ModelFiles.of(target.build(job))
+    with _equalized(job, o.equalize) as equalized:
+        files = ModelFiles.of(target.build(job))
 
     result = _verify(files, target, keras, [trained_on, o.calibration], cal, o.verify_images)
+    result.equalized = equalized
     result.warnings = [*warnings, *(cal.warnings if cal else []), *result.warnings]  # _verify's own kept
     _check_int8(result, target, o.strict)
     files.write(out)
@@ -167,6 +174,24 @@ def convert(
         if o.edgetpu:
             result.edgetpu = edgetpu_step(out, compile_it=True)
     return result
+
+
+@contextmanager
+def _equalized(job: Job, on: bool):
+    """The Keras model equalised on the job's calibration images while the target builds (weights put back
+    after, so verification compares with the model as trained); yields what it changed, None when off."""
+    if job.calibration is None or not on:
+        yield None
+        return
+    from edgeseg.converters.equalize import equalized
+
+    with equalized(job.keras.model, job.calibration.tensors(job.spec)) as summary:
+        if summary.changed:
+            job.log(
+                f"equalised {summary.channels} channels in {summary.changed} BatchNorm-ReLU activations "
+                f"(largest factor {summary.largest_scale:.1f}) for int8"
+            )
+        yield summary.to_dict()
 
 
 def with_cost(keras) -> ModelSpec:

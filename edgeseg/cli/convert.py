@@ -64,6 +64,13 @@ def convert(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output file (default: beside the model, named by target).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail if the int8 model keeps any float op.")] = False,
+    equalize: Annotated[
+        bool,
+        typer.Option(
+            help="With --int8: before calibrating, rescale each BatchNorm-ReLU activation's channels to use the "
+            "int8 range, compensated in the next layer (the float model is unchanged; see docs/converting.md).",
+        ),
+    ] = True,
     edgetpu_check: Annotated[
         bool,
         typer.Option("--edgetpu", help="With --int8: lint for the Edge TPU and run edgetpu_compiler when installed."),
@@ -109,6 +116,7 @@ def convert(
         report=report,
         edgetpu=edgetpu_check,
         platform=platform.value,
+        equalize=equalize,
         progress=sys.stderr.isatty(),
     )
     options.check()  # a wrong combination is one line before TensorFlow loads

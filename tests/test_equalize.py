@@ -1,0 +1,148 @@
+"""Activation equalisation before int8 (edgeseg.converters.equalize): which spots it finds, that the float
+function is unchanged and the weights come back, and that the int8 model lands closer to float with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from edgeseg.converters.equalize import equalized, find_pairs  # noqa: E402
+
+H, W = 32, 32
+
+
+def _bn(name: str, gammas: np.ndarray, rng) -> keras.layers.BatchNormalization:
+    """A BatchNorm whose channels come out on very different scales (gamma spread over two decades)."""
+    layer = keras.layers.BatchNormalization(name=name)
+    layer.build((None, H, W, len(gammas)))
+    c = len(gammas)
+    layer.set_weights([gammas.astype("float32"), rng.normal(0, 0.1, c).astype("float32"), np.zeros(c), np.ones(c)])
+    return layer
+
+
+def _encoder(rng) -> keras.Model:
+    """conv -> BN -> ReLU6 -> pad -> depthwise -> BN -> ReLU6 -> 1x1 conv, plus a skip read by the caller."""
+    x = inp = keras.Input((H, W, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(x)
+    x = _bn("stem_bn", np.geomspace(0.02, 2.0, 8), rng)(x)
+    x = keras.layers.ReLU(6.0, name="stem_relu")(x)
+    x = keras.layers.ZeroPadding2D(1, name="pad")(x)
+    x = keras.layers.DepthwiseConv2D(3, use_bias=False, name="dw")(x)
+    x = _bn("dw_bn", np.geomspace(0.01, 3.0, 8), rng)(x)
+    skip = keras.layers.ReLU(6.0, name="dw_relu")(x)  # read by project and by the outer model: left alone
+    x = keras.layers.Conv2D(16, 1, use_bias=False, name="project")(skip)
+    x = _bn("project_bn", np.geomspace(0.05, 1.0, 16), rng)(x)
+    x = keras.layers.Activation("relu", name="project_relu")(x)
+    x = keras.layers.Conv2D(16, 1, name="expand")(x)
+    return keras.Model(inp, [skip, x], name="encoder")
+
+
+def _model(seed: int = 0) -> keras.Model:
+    """An outer model around the nested encoder, as edgeseg's U-Nets are built."""
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((H, W, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1, name="scale_pixels")(inp)
+    skip, x = _encoder(rng)(x)
+    x = keras.layers.Conv2D(8, 1, use_bias=False, name="head_conv")(x)
+    x = _bn("head_bn", np.geomspace(0.02, 2.0, 8), rng)(x)
+    x = keras.layers.ReLU(6.0, name="head_relu")(x)
+    x = keras.layers.Concatenate(name="concat")([x, skip])
+    out = keras.layers.Conv2D(4, 1, name="logits")(x)
+    return keras.Model(inp, out)
+
+
+def _frames(n: int, seed: int = 1) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(0, 255, (1, H, W, 3)).astype("float32") for _ in range(n)]
+
+
+def test_it_finds_the_bn_relu_conv_spots_inside_nested_models_and_leaves_a_shared_activation_alone():
+    found = {(p.bn.name, p.relu.name, p.conv.name, p.cap) for p in find_pairs(_model())}
+    assert found == {
+        ("stem_bn", "stem_relu", "dw", 6.0),  # through the ZeroPadding2D
+        ("project_bn", "project_relu", "expand", None),  # a plain ReLU: no cap
+    }
+    # dw_relu is read twice (project and the outer concat); head_relu feeds a Concatenate, not a convolution
+
+
+def test_the_float_function_is_unchanged_inside_and_the_weights_come_back_after():
+    model, frames = _model(), _frames(6)
+    before = [model(f).numpy() for f in frames]
+    weights = [w.copy() for w in model.get_weights()]
+    with equalized(model, frames) as summary:
+        inside = [model(f).numpy() for f in frames]
+        changed = [not np.array_equal(a, b) for a, b in zip(weights, model.get_weights(), strict=True)]
+    assert summary.pairs == 2 and summary.changed == 2
+    assert summary.channels > 0 and 1.0 < summary.largest_scale <= 16.0
+    assert any(changed), "equalisation changed no weight"
+    for a, b in zip(before, inside, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * float(np.abs(a).max()))
+    for a, b in zip(weights, model.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_a_scaled_relu6_channel_stays_under_the_cap_on_the_calibration_frames():
+    model, frames = _model(), _frames(6)
+    with equalized(model, frames):
+        enc = model.get_layer("encoder")
+        probe = keras.Model(enc.input, enc.get_layer("stem_bn").output)
+        feed = keras.Model(model.input, model.get_layer("scale_pixels").output)
+        top = max(float(probe(feed(f)).numpy().max(axis=(0, 1, 2)).max()) for f in frames)
+    assert top <= 6.0 * 0.8 + 1e-3
+
+
+def test_weights_are_put_back_when_the_block_raises():
+    model, frames = _model(), _frames(3)
+    weights = [w.copy() for w in model.get_weights()]
+    with pytest.raises(RuntimeError), equalized(model, frames):
+        raise RuntimeError("the conversion failed")
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights(), strict=True))
+
+
+def _spread_model() -> keras.Model:
+    """conv -> BN (channels two decades apart) -> ReLU6 -> 1x1 conv whose weights undo the spread, so every
+    channel carries as much of the output (as a trained network's next layer does)."""
+    rng = np.random.default_rng(3)
+    keras.utils.set_random_seed(3)
+    gammas = np.geomspace(0.05, 3.0, 8)  # one channel never passes 0: its 1x1 weights are the largest
+    inp = keras.Input((H, W, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(x)
+    x = _bn("bn", gammas, rng)(x)
+    x = keras.layers.ReLU(6.0)(x)
+    last = keras.layers.Conv2D(4, 1)
+    out = last(x)
+    w, b = last.get_weights()
+    last.set_weights([(w / gammas.reshape(1, 1, -1, 1)).astype("float32"), b])
+    return keras.Model(inp, out)
+
+
+def test_int8_lands_closer_to_float_with_equalisation():
+    from edgeseg.converters.tflite import int8_settings, keras_converter
+
+    model, frames = _spread_model(), _frames(24)
+    test = _frames(8, seed=7)
+    float_out = [model(f).numpy() for f in test]
+
+    def int8_error() -> float:
+        conv = keras_converter(model)
+        int8_settings(conv, lambda: ([f] for f in frames), "float32")
+        from edgeseg.predictors.tflite import import_runtime
+
+        it = import_runtime("tensorflow").interpreter_cls(model_content=conv.convert())
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+        err = []
+        for f, ref in zip(test, float_out, strict=True):
+            it.set_tensor(i, f)
+            it.invoke()
+            err.append(np.sqrt(np.mean((it.get_tensor(o) - ref) ** 2)))
+        return float(np.mean(err))
+
+    plain = int8_error()
+    with equalized(model, frames):
+        even = int8_error()
+    assert even < 0.8 * plain, (plain, even)
