@@ -279,6 +279,7 @@ def _report_step(model_path: Path, int8_path: Path, o: ConvertOptions) -> dict:
         spec=o.spec,
         num_calibration=o.num_calibration,
         progress=progress_bar("report") if o.progress else None,
+        equalize=o.equalize,
     )
     keep = ("float_miou", "int8_miou", "delta_miou", "pixel_disagreement", "suggestions")
     return {"path": str(path), **{k: res[k] for k in keep}}

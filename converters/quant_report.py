@@ -103,10 +103,14 @@ def disagreement_images(float_model, int8_model, ds, indices: list[int], folder:
     return out
 
 
-def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10) -> list[dict]:
-    """Per-layer error of int8 against float (TensorFlow's QuantizationDebugger), worst first."""
+def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10, equalize: bool = True) -> list[dict]:
+    """Per-layer error of int8 against float (TensorFlow's QuantizationDebugger), worst first; with `equalize`,
+    of the model as `convert --int8` quantises it by default (activations equalised on the same frames)."""
+    from contextlib import nullcontext
+
     import tensorflow as tf
 
+    from edgeseg.converters.equalize import equalized
     from edgeseg.converters.tflite import int8_settings, keras_converter
     from edgeseg.preprocess import preprocess
     from edgeseg.tensors import FLOAT_INPUT
@@ -119,8 +123,9 @@ def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10) -> list
             yield [t]
 
     int8_settings(conv, dataset, "float32")  # the debugger compares float with int8 inside a float-I/O model
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=dataset)
-    debugger.run()
+    with equalized(keras_seg.model, tensors) if equalize else nullcontext():  # the debugger converts in here
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=dataset)
+        debugger.run()
     buf = io.StringIO()
     debugger.layer_statistics_dump(buf)
     rows = []
@@ -276,6 +281,7 @@ def build_report(
     limit: int | None = None,
     progress=None,
     top_layers: int = 10,
+    equalize: bool = True,
 ) -> tuple[Path, dict]:
     """The quantisation report for two loaded models, written into `folder`.
 
@@ -289,6 +295,7 @@ def build_report(
         limit: only the first N images.
         progress: called with (done, total).
         top_layers: how many of the worst layers to list.
+        equalize: the layer statistics of the model with its activations equalised (convert's default).
 
     Returns:
         (report.md's path, the report as a dict).
@@ -311,7 +318,7 @@ def build_report(
             if calibration is not None
             else [ds.read(i)[0] for i in range(min(8, len(ds)))]
         )  # decode only the frames used
-        result["layers"] = layer_statistics(keras_seg, frames, top_layers)
+        result["layers"] = layer_statistics(keras_seg, frames, top_layers, equalize)
     result["suggestions"] = suggestions(result)
     return write_report(folder, result), result
 
@@ -328,6 +335,7 @@ def report_for_files(
     limit: int | None = None,
     keras_path: Path | None = None,
     progress=None,
+    equalize: bool = True,
 ) -> tuple[Path, dict]:
     """The report for two model files. The dataset is `data`, else `calibration`, else the training data the
     float model's spec records (its val split, or all of it when it has none); it must have masks. The
@@ -345,6 +353,7 @@ def report_for_files(
         limit: only the first N images.
         keras_path: the .keras model, for layer statistics when float_path is a .tflite.
         progress: called with (done, total).
+        equalize: the layer statistics with the activations equalised, as the int8 model was converted.
     """
     from edgeseg.converters.calibration import calibration_set
     from edgeseg.datasets import detect_format, open_dataset
@@ -369,4 +378,4 @@ def report_for_files(
     cal_source = calibration or train_data
     cal = calibration_set(Path(cal_source), fm.spec, num_calibration) if cal_source else None
     keras_seg = fm if float_path.suffix == ".keras" else (open_model(keras_path) if keras_path else None)
-    return build_report(fm, qm, ds, folder, keras_seg, cal, limit, progress=progress)
+    return build_report(fm, qm, ds, folder, keras_seg, cal, limit, progress=progress, equalize=equalize)

@@ -223,12 +223,28 @@ def quant_report(
         ),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, max=MAX_IMAGES, help="Score only the first N images.")] = None,
+    equalize: Annotated[
+        bool,
+        typer.Option(
+            help="Per-layer statistics with the activations equalised (give --no-equalize when the int8 "
+            "model was converted with it)."
+        ),
+    ] = True,
 ) -> None:
     """Where int8 loses against float: per-class deltas, disagreement maps, worst layers, suggestions."""
     writable(folders=(out,))
     if float_model.suffix == ".keras" or keras is not None:
         quiet_tensorflow()
-    _quant_report(float_model, int8_model, out, data=data, calibration=calibration, limit=limit, keras_path=keras)
+    _quant_report(
+        float_model,
+        int8_model,
+        out,
+        data=data,
+        calibration=calibration,
+        limit=limit,
+        keras_path=keras,
+        equalize=equalize,
+    )
 
 
 @handles_errors
