@@ -14,8 +14,8 @@ training, the proxy's last and best mIoU) and the table to benchmarks/results/ca
 
 --int8 also converts the trained model to full-integer int8, calibrated on its own training frames, and scores
 it and its float32 TFLite on the held-out sequence (<run>_int8.json): the int8 cost measured on frames neither
-the model nor its calibration saw. The conversion equalises the activations first (convert's default);
---no-equalize converts without it (<run>_int8_no_equalize.json), the figure before that step. The `distil`
+the model nor its calibration saw. --int8 --equalize converts with convert's activation equalisation
+instead (<run>_int8_equalized.json). The `distil`
 variant trains nano with small's proxy run as its teacher (run `--model small --variant baseline` first): a
 teacher that never saw the held-out sequence either.
 """
@@ -87,22 +87,22 @@ def history(path: Path) -> list[dict]:
 def table() -> str:
     rows = []
     for p in sorted(RESULTS.glob("*.json")):
-        if p.stem.endswith(("_int8", "_int8_no_equalize")):
+        if p.stem.endswith(("_int8", "_int8_equalized")):
             continue
         r = json.loads(p.read_text())
         tail = [h["val_miou"] for h in r["history"][-5:]]  # steadier than one epoch's score
         minutes = r["train_minutes"]
         stretch = " (last stretch)" if r.get("resumed") else ""  # a resumed run's minutes are its last stretch's
-        int8, plain = (_int8_cell(RESULTS / f"{p.stem}{tag}.json") for tag in ("_int8", "_int8_no_equalize"))
+        int8, even = (_int8_cell(RESULTS / f"{p.stem}{tag}.json") for tag in ("_int8", "_int8_equalized"))
         rows.append(
             f"| {r['model']} | {r['variant']} | {r['what']} | {r['epochs']} | {r.get('seed', 0)} | "
             f"{'not measured' if minutes is None else f'{minutes:.0f}'}{stretch} | "
             f"{100 * r['proxy_last']:.2f} | {100 * sum(tail) / len(tail):.2f} | "
-            f"{100 * r['proxy_best']:.2f} (epoch {r['proxy_best_epoch']}) | {int8} | {plain} |"
+            f"{100 * r['proxy_best']:.2f} (epoch {r['proxy_best_epoch']}) | {int8} | {even} |"
         )
     head = (
         "| model | variant | change | epochs | seed | train min | proxy mIoU, last epoch | mean of the last 5 "
-        "| proxy best | int8 on the proxy (minus its float) | int8 without equalisation |\n"
+        "| proxy best | int8 on the proxy (minus its float) | int8 with convert --equalize |\n"
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
     )
     return head + "\n".join(rows) + "\n"
@@ -138,16 +138,16 @@ def proxy_dataset(camvid: Path, hold_out: str, dest: Path) -> int:
     return len(lists["val"])
 
 
-def int8_on_proxy(model: Path, data: Path, hold_out: str, log: Path, env: dict, equalize: bool = True) -> dict:
-    """Convert the proxy model to int8 (calibrated on its training frames; activations equalised unless
-    `equalize` is False) and float32 TFLite, and score both on the held-out sequence (`env`:
+def int8_on_proxy(model: Path, data: Path, hold_out: str, log: Path, env: dict, equalize: bool = False) -> dict:
+    """Convert the proxy model to int8 (calibrated on its training frames; activations equalised with
+    `equalize`) and float32 TFLite, and score both on the held-out sequence (`env`:
     edgeseg.host.environment() of this machine)."""
     proxy = model.parent / "proxy_data"
     frames = proxy_dataset(ROOT / data, hold_out, ROOT / proxy)
     converted = model.parent / "convert_int8.json"
     steps = [
         ["convert", model, "--int8", "--calibration", proxy, "--num-calibration", 200, "--json", converted]
-        + ([] if equalize else ["--no-equalize"]),
+        + (["--equalize"] if equalize else []),
         ["convert", model],
         *(
             ["eval", model.parent / f"model_{kind}.tflite", "--data", proxy, "--split", "val"]
@@ -187,7 +187,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the run's seed: another seed of a row measures its noise")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--int8", action="store_true", help="also score the model's int8 conversion on the proxy")
-    ap.add_argument("--no-equalize", action="store_true", help="with --int8: convert without activation equalisation")
+    ap.add_argument("--equalize", action="store_true", help="with --int8: convert with activation equalisation")
     ap.add_argument("--table", action="store_true", help="only write the table of the runs so far")
     args = ap.parse_args()
     if args.table:
@@ -258,8 +258,8 @@ def main() -> None:
     print(f"{args.model} {args.variant}: proxy mIoU last {last:.2f}, best {top:.2f}")
     if args.int8:
         q = {"command": "python benchmarks/camvid_ablation.py " + shlex.join(sys.argv[1:])}
-        q |= int8_on_proxy(out / "model.keras", data, args.hold_out, log, env, equalize=not args.no_equalize)
-        tag = "_int8_no_equalize" if args.no_equalize else "_int8"
+        q |= int8_on_proxy(out / "model.keras", data, args.hold_out, log, env, equalize=args.equalize)
+        tag = "_int8_equalized" if args.equalize else "_int8"
         atomic_write_text(RESULTS / f"{run_name}{tag}.json", json.dumps(q, indent=2) + "\n")
         print(f"int8 on the proxy {100 * q['miou_int8']:.2f}, float {100 * q['miou_float32']:.2f}")
     atomic_write_text(RESULTS / "ablation.md", table())

@@ -65,7 +65,7 @@ class ConvertOptions:
     report: Path | None = None
     edgetpu: bool = False
     platform: str = "rk3588"
-    equalize: bool = True
+    equalize: bool = False
     progress: bool = True
     log: Callable[[str], None] = print
 

@@ -103,9 +103,9 @@ def disagreement_images(float_model, int8_model, ds, indices: list[int], folder:
     return out
 
 
-def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10, equalize: bool = True) -> list[dict]:
+def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10, equalize: bool = False) -> list[dict]:
     """Per-layer error of int8 against float (TensorFlow's QuantizationDebugger), worst first; with `equalize`,
-    of the model as `convert --int8` quantises it by default (activations equalised on the same frames)."""
+    of the model as `convert --int8 --equalize` quantises it (activations equalised on the same frames)."""
     from contextlib import nullcontext
 
     import tensorflow as tf
@@ -281,7 +281,7 @@ def build_report(
     limit: int | None = None,
     progress=None,
     top_layers: int = 10,
-    equalize: bool = True,
+    equalize: bool = False,
 ) -> tuple[Path, dict]:
     """The quantisation report for two loaded models, written into `folder`.
 
@@ -295,7 +295,7 @@ def build_report(
         limit: only the first N images.
         progress: called with (done, total).
         top_layers: how many of the worst layers to list.
-        equalize: the layer statistics of the model with its activations equalised (convert's default).
+        equalize: the layer statistics of the model with its activations equalised (convert --equalize).
 
     Returns:
         (report.md's path, the report as a dict).
@@ -335,7 +335,7 @@ def report_for_files(
     limit: int | None = None,
     keras_path: Path | None = None,
     progress=None,
-    equalize: bool = True,
+    equalize: bool = False,
 ) -> tuple[Path, dict]:
     """The report for two model files. The dataset is `data`, else `calibration`, else the training data the
     float model's spec records (its val split, or all of it when it has none); it must have masks. The

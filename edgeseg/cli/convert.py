@@ -68,9 +68,10 @@ def convert(
         bool,
         typer.Option(
             help="With --int8: before calibrating, rescale each BatchNorm-ReLU activation's channels to use the "
-            "int8 range, compensated in the next layer (the float model is unchanged; see docs/converting.md).",
+            "int8 range, compensated in the next layer (the float model is unchanged). It helps some models and "
+            "hurts others: measure both (docs/converting.md).",
         ),
-    ] = True,
+    ] = False,
     edgetpu_check: Annotated[
         bool,
         typer.Option("--edgetpu", help="With --int8: lint for the Edge TPU and run edgetpu_compiler when installed."),
@@ -226,10 +227,10 @@ def quant_report(
     equalize: Annotated[
         bool,
         typer.Option(
-            help="Per-layer statistics with the activations equalised (give --no-equalize when the int8 "
-            "model was converted with it)."
+            help="Per-layer statistics with the activations equalised (give --equalize when the int8 model was "
+            "converted with it)."
         ),
-    ] = True,
+    ] = False,
 ) -> None:
     """Where int8 loses against float: per-class deltas, disagreement maps, worst layers, suggestions."""
     writable(folders=(out,))
