@@ -137,30 +137,34 @@ def _reader_of(model):
     return next_layer
 
 
-def _measure(model, pairs: list[Pair], batches: list) -> None:
-    """Each pair's per-channel maximum of its BatchNorm output over `batches` (inputs to `model`), nested models
-    fed through their own outer inputs."""
-    import keras
+class _Probe:
+    """Reads each pair's per-channel maximum of its BatchNorm output, one frame at a time (the calibration set is
+    never held in memory): a probe model per functional model that holds pairs, and for each nested model that
+    holds some, a feeder from this model's inputs to the nested model's own."""
 
-    here = [p for p in pairs if p.model is model]
-    if here:
-        probe = keras.Model(model.inputs, [p.bn.output for p in here])
-        for x in batches:
-            outs = probe(x, training=False)
+    def __init__(self, model, pairs: list[Pair]):
+        import keras
+
+        self.here = [p for p in pairs if p.model is model]
+        self.probe = keras.Model(model.inputs, [p.bn.output for p in self.here]) if self.here else None
+        self.children = [
+            (keras.Model(model.inputs, list(_nodes(layer)[0].input_tensors)), _Probe(layer, pairs))
+            for layer in model.layers
+            if any(p.model is not model and _inside(layer, p.model) for p in pairs)
+        ]
+
+    def update(self, x) -> None:
+        """Take one input (an array, or a list for a model of several inputs) into the maxima."""
+        if self.probe is not None:
+            outs = self.probe(x, training=False)
             outs = outs if isinstance(outs, list | tuple) else [outs]
-            for p, o in zip(here, outs, strict=True):
+            for p, o in zip(self.here, outs, strict=True):
                 m = np.asarray(o).reshape(-1, o.shape[-1]).max(axis=0)
                 p.channel_max = m if p.channel_max is None else np.maximum(p.channel_max, m)
-    for layer in model.layers:
-        if not any(p.model is not model and _inside(layer, p.model) for p in pairs):
-            continue
-        feeder = keras.Model(model.inputs, list(_nodes(layer)[0].input_tensors))
-        fed = []
-        for x in batches:
+        for feeder, child in self.children:
             y = feeder(x, training=False)
             y = list(y) if isinstance(y, list | tuple) else [y]
-            fed.append(y if len(y) > 1 else y[0])
-        _measure(layer, pairs, fed)
+            child.update(y if len(y) > 1 else y[0])
 
 
 def _inside(layer, model) -> bool:
@@ -202,7 +206,9 @@ def equalized(model, tensors: Iterable, margin: float = MARGIN, max_scale: float
     saved = []
     try:
         if pairs:
-            _measure(model, pairs, [np.asarray(t, dtype=np.float32) for t in tensors])
+            probe = _Probe(model, pairs)
+            for t in tensors:
+                probe.update(np.asarray(t, dtype=np.float32))
             for p in pairs:
                 if p.channel_max is None:
                     continue
