@@ -2,7 +2,7 @@
 
     python benchmarks/camvid.py [--model small|nano] [--shared ../shared] [--out runs/camvid_small] [--epochs N]
                                 [--decoder dense] [--size 384x288] [--encoder imagenet|deeplab_bn] [--loss ce|ohem]
-                                [--scale-range 0.75,1.5] [--teacher MODEL] [--ship]
+                                [--scale-range 0.75,1.5] [--teacher MODEL] [--equalize] [--ship]
 
 Trains a MobileNetV2-1.0 U-Net on CamVid train+val, the published protocol, to a fixed schedule (the last epoch
 is kept: no epoch is picked on data it trained on), median-frequency class weights, void ignored. The recipe's
@@ -11,7 +11,8 @@ The encoder starts from ImageNet (../shared/weights) or from Coral's DeepLabV3 e
 to CamVid (benchmarks/deeplab_encoder.py). `--model small` (the default model): the dense (int8) decoder at
 384x288, 2.08 GMACs a frame; `--model nano` (Pi-4-class CPUs): the nano decoder at 256x192, 0.38 GMACs. The val
 mIoU it prints is on frames it trained on: a check of the conversion, not of the model. Then it
-converts to int8 calibrated on 200 train images (with the quantisation report and the Edge TPU lint); scores
+converts to int8 calibrated on 200 train images (with the quantisation report and the Edge TPU lint; --equalize
+adds convert's activation equalisation, which small's proxy run gains from and a distilled nano's loses); scores
 float and int8 on val at the labels' 480x360; benches the int8 model at 1 and 2 threads beside the float model
 and Coral's DeepLabV3 in one run; writes results/results.json in --out (the model cards in docs/models/ quote it).
 An interrupted run continues where it stopped (edgeseg train --resume). --ship copies the int8 model, and the
@@ -68,6 +69,9 @@ def main() -> None:
     ap.add_argument("--teacher", default=None, help="a .keras model (with its spec) to distil from")
     ap.add_argument("--skip-train", action="store_true", help="use the model already in --out")
     ap.add_argument("--ship", action="store_true", help="copy the int8 and Keras models into edgeseg/assets/")
+    ap.add_argument(
+        "--equalize", action="store_true", help="convert int8 with activation equalisation (convert --equalize)"
+    )
     args = ap.parse_args()
     size, decoder, epochs = PRESETS[args.model]
     size, decoder, args.epochs = args.size or size, args.decoder or decoder, args.epochs or epochs
@@ -143,6 +147,7 @@ def main() -> None:
         "--edgetpu",
         "--json",
         res / "convert_int8.json",
+        *(["--equalize"] if args.equalize else []),
     )
     f32, f16, i8 = out / "model_float32.tflite", out / "model_float16.tflite", out / "model_int8.tflite"
     for name, path in (("float32", f32), ("float16", f16), ("int8", i8)):
@@ -181,6 +186,7 @@ def main() -> None:
         "dataset": "CamVid (SegNet 11-class), trained on train+val (468), last epoch kept; val scored at 480x360 "
         "with void ignored is trained on: it checks the conversions, it does not measure the model",
         "recipe": {k: cfg.get(k) for k in ("train_splits", "keep", "loss", "augment", "teacher", "weights", "epochs")},
+        "int8_equalized": conv.get("equalized"),
         "model": f"MobileNetV2-1.0, {cfg['decoder']} decoder, input {w}x{h} (WxH)",
         "gmacs": ev["int8"]["gmacs"],
         "params": ev["int8"]["params"],
