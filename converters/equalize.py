@@ -199,8 +199,14 @@ def _apply(p: Pair, s: np.ndarray) -> None:
 
 @contextmanager
 def equalized(model, tensors: Iterable, margin: float = MARGIN, max_scale: float = MAX_SCALE) -> Iterator[Summary]:
-    """Within the block, `model`'s weights are equalised on the calibration `tensors` (float32 inputs, one
-    [1, H, W, C] array per frame); after it, they are what they were. Yields the Summary."""
+    """Within the block, `model`'s weights are equalised; after it, they are what they were. Yields the Summary.
+
+    Args:
+        model: the Keras model (functional; nested functional models are searched too).
+        tensors: the calibration inputs, float32 [1, H, W, C] arrays, one per frame, read once.
+        margin: a scaled channel's calibration maximum ends at margin x the ReLU's cap (ReLU6).
+        max_scale: no channel is scaled by more than this.
+    """
     pairs = find_pairs(model)
     summary = Summary(pairs=len(pairs))
     saved = []

@@ -104,8 +104,14 @@ def disagreement_images(float_model, int8_model, ds, indices: list[int], folder:
 
 
 def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10, equalize: bool = False) -> list[dict]:
-    """Per-layer error of int8 against float (TensorFlow's QuantizationDebugger), worst first; with `equalize`,
-    of the model as `convert --int8 --equalize` quantises it (activations equalised on the same frames)."""
+    """Per-layer error of int8 against float (TensorFlow's QuantizationDebugger), worst first.
+
+    Args:
+        keras_seg: the Keras model's predictor.
+        frames: BGR frames to calibrate and compare on.
+        top: how many of the worst layers to return.
+        equalize: quantise the model as `convert --int8 --equalize` does (activations equalised on the frames).
+    """
     from contextlib import nullcontext
 
     import tensorflow as tf
