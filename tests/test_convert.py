@@ -39,7 +39,7 @@ def test_int8_agrees_with_the_float_model(tiny_tflite):
     assert res.to_dict()["equalized"] is None  # equalisation is asked for (--equalize), not the default
 
 
-def test_uint8_dynamic_and_strict(tiny_run, synthetic_data, tmp_path):
+def test_uint8_dynamic_and_strict(tiny_run, tiny_tflite, synthetic_data, tmp_path):
     from edgeseg.converters.pipeline import convert
 
     quiet = dict(progress=False, log=lambda *_: None)
@@ -61,7 +61,7 @@ def test_uint8_dynamic_and_strict(tiny_run, synthetic_data, tmp_path):
     eq = u8.to_dict()["equalized"]
     assert eq["pairs"] >= 10 and 0 < eq["changed"] <= eq["pairs"] and eq["channels"] > 0
     dyn = convert(tiny_run / "model.keras", tmp_path / "dyn.tflite", precision="dynamic", verify_images=2, **quiet)
-    assert not dyn.ops.fully_int8 and dyn.size_bytes < 0.5 * tiny_run.joinpath("model_float32.tflite").stat().st_size
+    assert not dyn.ops.fully_int8 and dyn.size_bytes < 0.5 * tiny_tflite["float"].stat().st_size
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dyn.tflite", "u8.tflite"]  # no temp files left
 
 
