@@ -41,7 +41,6 @@ class Pair:
     conv: object
     cap: float | None
     channel_max: np.ndarray | None = None  # the BatchNorm output's per-channel maximum on the calibration frames
-    scale: np.ndarray | None = None
 
 
 @dataclass
@@ -218,16 +217,16 @@ def equalized(model, tensors: Iterable, margin: float = MARGIN, max_scale: float
             for p in pairs:
                 if p.channel_max is None:
                     continue
-                p.scale = _scales(p, margin, max_scale)
-                lifted = p.scale > 1.0
+                scale = _scales(p, margin, max_scale)
+                lifted = scale > 1.0
                 if not lifted.any():
                     continue
                 saved.append((p.bn, p.bn.get_weights()))
                 saved.append((p.conv, p.conv.get_weights()))
-                _apply(p, p.scale)
+                _apply(p, scale)
                 summary.changed += 1
                 summary.channels += int(lifted.sum())
-                summary.largest_scale = max(summary.largest_scale, float(p.scale.max()))
+                summary.largest_scale = max(summary.largest_scale, float(scale.max()))
         yield summary
     finally:
         for layer, weights in reversed(saved):

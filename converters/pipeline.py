@@ -87,11 +87,15 @@ class ConvertOptions:
         return self.io_dtype or ("uint8" if self.mediapipe else "int8")
 
     def steps_that_do_not_apply(self, target: Target) -> list[str]:
-        """The TFLite-int8 checks asked for on another target, each said as a warning (they are skipped)."""
+        """The TFLite-int8 checks, and equalisation, asked for on a target they do not apply to, each said as a
+        warning (they are skipped)."""
+        said = []
+        if self.equalize and not target.calibrated:
+            said.append(f"--equalize prepares a model for int8 calibration: ignored for {target.name}")
         if (target.format, target.precision) == ("tflite", "int8"):
-            return []
+            return said
         asked = (("--report", self.report is not None), ("--edgetpu", self.edgetpu), ("--strict", self.strict))
-        return [f"{flag} checks an int8 TFLite model: ignored for {target.name}" for flag, on in asked if on]
+        return said + [f"{flag} checks an int8 TFLite model: ignored for {target.name}" for flag, on in asked if on]
 
 
 @dataclass
@@ -185,7 +189,7 @@ def _equalized(job: Job, on: bool):
         return
     from edgeseg.converters.equalize import equalized
 
-    with equalized(job.keras.model, job.calibration.tensors(job.spec)) as summary:
+    with equalized(job.keras.model, job.calibration_tensors()) as summary:
         if summary.changed:
             job.log(
                 f"equalised {summary.channels} channels in {summary.changed} BatchNorm-ReLU activations "

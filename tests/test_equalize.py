@@ -146,3 +146,17 @@ def test_int8_lands_closer_to_float_with_equalisation():
     with equalized(model, frames):
         even = int8_error()
     assert even < 0.8 * plain, (plain, even)
+
+
+def test_equalize_on_a_target_that_does_not_calibrate_is_said_and_skipped():
+    from edgeseg.converters.pipeline import ConvertOptions
+    from edgeseg.converters.targets import target_for
+
+    said = ConvertOptions(equalize=True, edgetpu=True).steps_that_do_not_apply(target_for("tflite", "fp16"))
+    assert said == [
+        "--equalize prepares a model for int8 calibration: ignored for tflite fp16",
+        "--edgetpu checks an int8 TFLite model: ignored for tflite fp16",
+    ]
+    # every calibrated target takes it: int8 TFLite and ONNX int8 say nothing about it
+    for fmt in ("tflite", "onnx"):
+        assert ConvertOptions(equalize=True).steps_that_do_not_apply(target_for(fmt, "int8")) == []
