@@ -84,9 +84,12 @@ def _relu_cap(layer) -> tuple[bool, float | None]:
 
 
 def find_pairs(model) -> list[Pair]:
-    """Every BatchNorm -> ReLU -> convolution spot in `model` and in the functional models nested in it."""
+    """Every BatchNorm -> ReLU -> convolution spot in `model` and in the functional models nested in it (none in
+    a subclassed model: it has no graph to read)."""
     import keras
 
+    if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
+        return []
     pairs: list[Pair] = []
     next_layer = _reader_of(model)
     for layer in model.layers:

@@ -160,3 +160,21 @@ def test_equalize_on_a_target_that_does_not_calibrate_is_said_and_skipped():
     # every calibrated target takes it: int8 TFLite and ONNX int8 say nothing about it
     for fmt in ("tflite", "onnx"):
         assert ConvertOptions(equalize=True).steps_that_do_not_apply(target_for(fmt, "int8")) == []
+
+
+def test_a_subclassed_model_has_no_graph_to_read_and_is_left_as_it_is():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = keras.layers.Conv2D(4, 3, padding="same"), keras.layers.BatchNormalization()
+            self.relu, self.out = keras.layers.ReLU(6.0), keras.layers.Conv2D(2, 1)
+
+        def call(self, x):
+            return self.out(self.relu(self.bn(self.conv(x))))
+
+    net, frames = Net(), _frames(2)
+    net(frames[0])
+    weights = [w.copy() for w in net.get_weights()]
+    with equalized(net, frames) as summary:
+        assert summary.pairs == 0 and summary.changed == 0
+    assert all(np.array_equal(a, b) for a, b in zip(weights, net.get_weights(), strict=True))
