@@ -2,7 +2,7 @@
 
     python benchmarks/camvid.py [--model small|nano] [--shared ../shared] [--out runs/camvid_small] [--epochs N]
                                 [--decoder dense] [--size 384x288] [--encoder imagenet|deeplab_bn] [--loss ce|ohem]
-                                [--scale-range 0.75,1.5] [--teacher MODEL] [--equalize] [--ship]
+                                [--scale-range 0.75,1.5] [--teacher MODEL] [--equalize auto|on|off] [--ship]
 
 Trains a MobileNetV2-1.0 U-Net on CamVid train+val, the published protocol, to a fixed schedule (the last epoch
 is kept: no epoch is picked on data it trained on), median-frequency class weights, void ignored. The recipe's
@@ -11,8 +11,9 @@ The encoder starts from ImageNet (../shared/weights) or from Coral's DeepLabV3 e
 to CamVid (benchmarks/deeplab_encoder.py). `--model small` (the default model): the dense (int8) decoder at
 384x288, 2.08 GMACs a frame; `--model nano` (Pi-4-class CPUs): the nano decoder at 256x192, 0.38 GMACs. The val
 mIoU it prints is on frames it trained on: a check of the conversion, not of the model. Then it
-converts to int8 calibrated on 200 train images (with the quantisation report and the Edge TPU lint; --equalize
-adds convert's activation equalisation, which small's proxy run gains from and a distilled nano's loses); scores
+converts to int8 calibrated on 200 train images (with the quantisation report and the Edge TPU lint; convert's
+activation equalisation in auto mode by default: built with and without, the one closer to float kept, since
+small's proxy run gains from it and a distilled nano's loses); scores
 float and int8 on val at the labels' 480x360; benches the int8 model at 1 and 2 threads beside the float model
 and Coral's DeepLabV3 in one run; writes results/results.json in --out (the model cards in docs/models/ quote it).
 An interrupted run continues where it stopped (edgeseg train --resume). --ship copies the int8 model, and the
@@ -70,7 +71,10 @@ def main() -> None:
     ap.add_argument("--skip-train", action="store_true", help="use the model already in --out")
     ap.add_argument("--ship", action="store_true", help="copy the int8 and Keras models into edgeseg/assets/")
     ap.add_argument(
-        "--equalize", action="store_true", help="convert int8 with activation equalisation (convert --equalize)"
+        "--equalize",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="convert --equalize: activation equalisation before int8 (auto: with and without, the closer kept)",
     )
     args = ap.parse_args()
     size, decoder, epochs = PRESETS[args.model]
@@ -147,7 +151,8 @@ def main() -> None:
         "--edgetpu",
         "--json",
         res / "convert_int8.json",
-        *(["--equalize"] if args.equalize else []),
+        "--equalize",
+        args.equalize,
     )
     f32, f16, i8 = out / "model_float32.tflite", out / "model_float16.tflite", out / "model_int8.tflite"
     for name, path in (("float32", f32), ("float16", f16), ("int8", i8)):

@@ -14,7 +14,7 @@ training, the proxy's last and best mIoU) and the table to benchmarks/results/ca
 
 --int8 also converts the trained model to full-integer int8, calibrated on its own training frames, and scores
 it and its float32 TFLite on the held-out sequence (<run>_int8.json): the int8 cost measured on frames neither
-the model nor its calibration saw. --int8 --equalize converts with convert's activation equalisation
+the model nor its calibration saw. --int8 --equalize converts with convert's activation equalisation on
 instead (<run>_int8_equalized.json). The `distil`
 variant trains nano with small's proxy run as its teacher (run `--model small --variant baseline` first): a
 teacher that never saw the held-out sequence either.
@@ -102,7 +102,7 @@ def table() -> str:
         )
     head = (
         "| model | variant | change | epochs | seed | train min | proxy mIoU, last epoch | mean of the last 5 "
-        "| proxy best | int8 on the proxy (minus its float) | int8 with convert --equalize |\n"
+        "| proxy best | int8 on the proxy (minus its float) | int8 with convert --equalize on |\n"
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
     )
     return head + "\n".join(rows) + "\n"
@@ -147,7 +147,7 @@ def int8_on_proxy(model: Path, data: Path, hold_out: str, log: Path, env: dict, 
     converted = model.parent / "convert_int8.json"
     steps = [
         ["convert", model, "--int8", "--calibration", proxy, "--num-calibration", 200, "--json", converted]
-        + (["--equalize"] if equalize else []),
+        + (["--equalize", "on"] if equalize else []),
         ["convert", model],
         *(
             ["eval", model.parent / f"model_{kind}.tflite", "--data", proxy, "--split", "val"]

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgeseg.choices import IO_DTYPES, RKNN_PLATFORMS, check_choice
+from edgeseg.choices import EQUALIZE, IO_DTYPES, RKNN_PLATFORMS, check_choice
 from edgeseg.converters.calibration import CalibrationSet, calibration_set, verification_frames
 from edgeseg.converters.files import ModelFiles
 from edgeseg.converters.job import Job
@@ -27,6 +27,9 @@ from edgeseg.spec import ModelSpec
 
 # An int8 model moves some boundary pixels; agreement below these is a broken conversion, and said so.
 AGREEMENT_FLOOR = {"float32": 0.99, "fp16": 0.99, "dynamic": 0.97, "int8": 0.95}
+# --equalize auto compares on at least this many held-out images: on 8 it kept the worse build for 2 of the 4
+# CamVid proxy models, on 32 and 64 the better one for all 4 (benchmarks/equalize_auto.py, docs/converting.md).
+AUTO_CHECK_IMAGES = 64
 
 
 @dataclass
@@ -48,7 +51,9 @@ class ConvertOptions:
             (TFLite int8).
         platform: the Rockchip SoC an RKNN model is built for (edgeseg.choices.RKNN_PLATFORMS).
         equalize: before a calibrated (int8) target, even out the channels of each BatchNorm -> ReLU
-            activation on the calibration images (edgeseg.converters.equalize; the float function is unchanged).
+            activation on the calibration images (edgeseg.converters.equalize; the float function is unchanged):
+            "off", "on", or "auto" (build both, keep the one whose argmax agrees with Keras' more on at least
+            AUTO_CHECK_IMAGES held-out images). True and False mean "on" and "off".
         progress: show bars while calibrating and reporting.
         log: where progress lines and warnings go.
     """
@@ -65,7 +70,7 @@ class ConvertOptions:
     report: Path | None = None
     edgetpu: bool = False
     platform: str = "rk3588"
-    equalize: bool = False
+    equalize: str | bool = "off"
     progress: bool = True
     log: Callable[[str], None] = print
 
@@ -75,11 +80,20 @@ class ConvertOptions:
         if self.io_dtype is not None:
             check_choice(self.io_dtype, IO_DTYPES, "input/output type")
         check_choice(self.platform, RKNN_PLATFORMS, "RKNN platform")
+        self.equalize_mode  # noqa: B018 (checks it)
         if self.mediapipe and target.format != "tflite":
             raise EdgesegError("--mediapipe writes TFLite Metadata: it cannot go with --to onnx")
         if self.mediapipe and target.precision == "int8" and self.io_dtype == "int8":
             raise EdgesegError("MediaPipe's ImageSegmenter takes a uint8 or float32 image: use --io uint8 with --int8")
         return target
+
+    @property
+    def equalize_mode(self) -> str:
+        """ "off", "on" or "auto" (EdgesegError for anything else)."""
+        mode = self.equalize
+        if isinstance(mode, bool):
+            mode = "on" if mode else "off"
+        return check_choice(str(mode), EQUALIZE, "--equalize mode")
 
     @property
     def io(self) -> str:
@@ -90,7 +104,7 @@ class ConvertOptions:
         """The TFLite-int8 checks, and equalisation, asked for on a target they do not apply to, each said as a
         warning (they are skipped)."""
         said = []
-        if self.equalize and not target.calibrated:
+        if self.equalize_mode != "off" and not target.calibrated:
             said.append(f"--equalize prepares a model for int8 calibration: ignored for {target.name}")
         if (target.format, target.precision) == ("tflite", "int8"):
             return said
@@ -113,7 +127,7 @@ class ConversionResult:
     calibration_images: int = 0
     class_pixels: dict | None = None
     warnings: list[str] = field(default_factory=list)
-    equalized: dict | None = None  # what activation equalisation changed (a calibrated target with equalize)
+    equalized: dict | None = None  # what activation equalisation did, and (auto) which build was kept
     report: dict | None = None  # the quantisation report's path and summary
     edgetpu: dict | None = None  # the Edge TPU lint (and compiler) result
     files: list[str] = field(default_factory=list)  # every file written, the main one first
@@ -160,11 +174,9 @@ def convert(
     trained_on = spec.train_data_from(model_path.parent)
     cal = calibration_for(o, spec, o.calibration or trained_on) if target.calibrated else None
     job = Job(keras, spec, cal, o.io, o.mediapipe, progress=o.progress, log=o.log, platform=o.platform)
-    with _equalized(job, o.equalize) as equalized:
-        files = ModelFiles.of(target.build(job))
-
-    result = _verify(files, target, keras, [trained_on, o.calibration], cal, o.verify_images)
-    result.equalized = equalized
+    mode = o.equalize_mode if cal is not None else "off"
+    count = max(o.verify_images, AUTO_CHECK_IMAGES) if mode == "auto" else o.verify_images
+    files, result = _build(job, target, _Check.of(keras, [trained_on, o.calibration], cal, count), mode)
     result.warnings = [*warnings, *(cal.warnings if cal else []), *result.warnings]  # _verify's own kept
     _check_int8(result, target, o.strict)
     files.write(out)
@@ -174,19 +186,18 @@ def convert(
         result.calibration_images, result.class_pixels = len(cal), cal.class_pixels
     if (target.format, target.precision) == ("tflite", "int8"):
         if o.report is not None:
-            result.report = _report_step(model_path, out, o)
+            result.report = _report_step(model_path, out, o, bool(result.equalized and result.equalized["applied"]))
         if o.edgetpu:
             result.edgetpu = edgetpu_step(out, compile_it=True)
     return result
 
 
-@contextmanager
-def _equalized(job: Job, on: bool):
-    """The Keras model equalised on the job's calibration images while the target builds (weights put back
-    after, so verification compares with the model as trained); yields what it changed, None when off."""
-    if job.calibration is None or not on:
-        yield None
-        return
+def _build(job: Job, target: Target, check: _Check, mode: str) -> tuple[ModelFiles, ConversionResult]:
+    """The target built and verified: as it is ("off"), with its activations equalised ("on"), or both ways
+    with the one whose argmax agrees with Keras' more on the check images kept ("auto")."""
+    if mode == "off":
+        files = ModelFiles.of(target.build(job))
+        return files, _verify(files, target, check)
     from edgeseg.converters.equalize import equalized
 
     with equalized(job.keras.model, job.calibration_tensors()) as summary:
@@ -195,7 +206,21 @@ def _equalized(job: Job, on: bool):
                 f"equalised {summary.channels} channels in {summary.changed} BatchNorm-ReLU activations "
                 f"(largest factor {summary.largest_scale:.1f}) for int8"
             )
-        yield summary.to_dict()
+        files = ModelFiles.of(target.build(job))
+    built = (files, _verify(files, target, check))
+    said = {**summary.to_dict(), "mode": mode, "applied": summary.changed > 0}
+    if mode == "auto" and summary.changed:
+        plain_files = ModelFiles.of(target.build(job))
+        plain = (plain_files, _verify(plain_files, target, check))
+        a_eq, a_plain = built[1].agreement or 0.0, plain[1].agreement or 0.0
+        said |= {"applied": a_eq > a_plain, "agreement": {"equalized": a_eq, "plain": a_plain}}
+        job.log(
+            f"--equalize auto: kept the {'equalised' if a_eq > a_plain else 'plain'} build (argmax agreement "
+            f"with Keras {100 * a_eq:.2f}% equalised, {100 * a_plain:.2f}% plain, on {check.where})"
+        )
+        built = built if a_eq > a_plain else plain
+    built[1].equalized = said
+    return built
 
 
 def with_cost(keras) -> ModelSpec:
@@ -216,12 +241,26 @@ def calibration_for(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSe
     return cal
 
 
-def _verify(files: ModelFiles, target: Target, keras, sources: list, cal: CalibrationSet | None, n: int):
-    """Run the converted model (_converted); list its ops; compare its argmax with Keras' on images the
-    calibration did not see."""
+@dataclass
+class _Check:
+    """Images the calibration did not see, where they came from, and the Keras model's class maps of them."""
+
+    frames: list
+    where: str
+    reference: list
+
+    @classmethod
+    def of(cls, keras, sources: list, cal: CalibrationSet | None, n: int) -> _Check:
+        """Up to n frames from the first of `sources` that has images outside the calibration set."""
+        frames, where = verification_frames(sources, keras.spec, n, exclude=cal)
+        return cls(frames, where, [keras.segment(f) for f in frames])
+
+
+def _verify(files: ModelFiles, target: Target, check: _Check) -> ConversionResult:
+    """Run the converted model (_converted); list its ops; compare its argmax with Keras' on the check images."""
     with _converted(files, target) as converted:
         result = ConversionResult(Path(), target.name, files.size, 0.0, target.ops(files.main, converted))
-        return _compare(result, target, converted, keras, sources, cal, n)
+        return _compare(result, target, converted, check)
 
 
 @contextmanager
@@ -243,14 +282,12 @@ def _converted(files: ModelFiles, target: Target):
         yield predictor_class(Path(name))(files.write(Path(tmp) / name), threads=2, name=name)
 
 
-def _compare(result: ConversionResult, target: Target, converted, keras, sources, cal, n: int) -> ConversionResult:
-    """The converted model's argmax against Keras' on up to n held-out frames; a warning below the floor."""
-    frames, where = verification_frames(sources, keras.spec, n, exclude=cal)
-    result.verified_on = where
-    if frames:
-        ref = [keras.segment(f) for f in frames]
-        got = [converted.segment(f) for f in frames]
-        result.agreement, result.verify_images = argmax_agreement(ref, got), len(frames)
+def _compare(result: ConversionResult, target: Target, converted, check: _Check) -> ConversionResult:
+    """The converted model's argmax against Keras' on the check frames; a warning below the floor."""
+    result.verified_on = check.where
+    if check.frames:
+        got = [converted.segment(f) for f in check.frames]
+        result.agreement, result.verify_images = argmax_agreement(check.reference, got), len(check.frames)
     floor = AGREEMENT_FLOOR[target.precision]
     if result.agreement is not None and result.agreement < floor:
         result.warnings.append(
@@ -270,8 +307,8 @@ def _check_int8(result: ConversionResult, target: Target, strict: bool) -> None:
     result.warnings.append(msg)
 
 
-def _report_step(model_path: Path, int8_path: Path, o: ConvertOptions) -> dict:
-    """The quantisation report for the pair just written: its path and summary."""
+def _report_step(model_path: Path, int8_path: Path, o: ConvertOptions, equalized: bool) -> dict:
+    """The quantisation report for the pair just written (`equalized`: its activations were): path and summary."""
     from edgeseg.converters.quant_report import report_for_files
     from edgeseg.progress import progress_bar
 
@@ -283,7 +320,7 @@ def _report_step(model_path: Path, int8_path: Path, o: ConvertOptions) -> dict:
         spec=o.spec,
         num_calibration=o.num_calibration,
         progress=progress_bar("report") if o.progress else None,
-        equalize=o.equalize,
+        equalize=equalized,
     )
     keep = ("float_miou", "int8_miou", "delta_miou", "pixel_disagreement", "suggestions")
     return {"path": str(path), **{k: res[k] for k in keep}}

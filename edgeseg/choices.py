@@ -48,6 +48,7 @@ IO_DTYPES = ("int8", "uint8")
 VIEWS = ("overlay", "mask", "side-by-side")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 KEEP = ("auto", "best", "last")  # which epoch a training run keeps (edgeseg.training.protocol)
+EQUALIZE = ("off", "on", "auto")  # activation equalisation before int8 (edgeseg.converters.equalize)
 LOSSES = ("ce", "ohem")  # weighted cross-entropy, or the same over the hard pixels (edgeseg.training.objective)
 
 # The network: encoders (edgeseg.training.model.SKIP_LAYERS has each one's skip layers) and decoders

@@ -36,7 +36,7 @@ def test_int8_agrees_with_the_float_model(tiny_tflite):
     assert tiny_tflite["float_result"].agreement > 0.995
     assert res.calibration_images == 24 and res.class_pixels["background"] > 0
     assert any("24 calibration images" in w for w in res.warnings)
-    assert res.to_dict()["equalized"] is None  # equalisation is asked for (--equalize), not the default
+    assert res.to_dict()["equalized"] is None  # equalisation is asked for (--equalize on|auto), not the default
 
 
 def test_uint8_dynamic_and_strict(tiny_run, tiny_tflite, synthetic_data, tmp_path):
@@ -60,6 +60,7 @@ def test_uint8_dynamic_and_strict(tiny_run, tiny_tflite, synthetic_data, tmp_pat
     # the U-Net's BatchNorm-ReLU activations, inside the nested encoder too, were equalised before calibrating
     eq = u8.to_dict()["equalized"]
     assert eq["pairs"] >= 10 and 0 < eq["changed"] <= eq["pairs"] and eq["channels"] > 0
+    assert eq["mode"] == "on" and eq["applied"] and "agreement" not in eq  # True means "on": one build, no choice
     dyn = convert(tiny_run / "model.keras", tmp_path / "dyn.tflite", precision="dynamic", verify_images=2, **quiet)
     assert not dyn.ops.fully_int8 and dyn.size_bytes < 0.5 * tiny_tflite["float"].stat().st_size
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dyn.tflite", "u8.tflite"]  # no temp files left

@@ -178,3 +178,47 @@ def test_a_subclassed_model_has_no_graph_to_read_and_is_left_as_it_is():
     with equalized(net, frames) as summary:
         assert summary.pairs == 0 and summary.changed == 0
     assert all(np.array_equal(a, b) for a, b in zip(weights, net.get_weights(), strict=True))
+
+
+def test_auto_builds_both_and_keeps_the_one_closer_to_keras(tiny_run, synthetic_data, tmp_path):
+    from edgeseg.converters.pipeline import AUTO_CHECK_IMAGES, convert
+    from edgeseg.predictors.keras import KerasSegmenter
+    from edgeseg.predictors.tflite import Segmenter
+
+    said = []
+    res = convert(
+        tiny_run / "model.keras",
+        tmp_path / "auto.tflite",
+        precision="int8",
+        calibration=synthetic_data,
+        num_calibration=16,
+        equalize="auto",
+        progress=False,
+        log=said.append,
+    )
+    eq = res.to_dict()["equalized"]
+    a = eq["agreement"]
+    assert eq["mode"] == "auto" and eq["changed"] > 0 and set(a) == {"equalized", "plain"}
+    assert eq["applied"] == (a["equalized"] > a["plain"]) and res.agreement == max(a.values())
+    # compared on more held-out images than the default check's 8 (all there are here, up to AUTO_CHECK_IMAGES)
+    assert 8 < res.verify_images <= AUTO_CHECK_IMAGES
+    kept = "equalised" if eq["applied"] else "plain"
+    assert sum(f"--equalize auto: kept the {kept} build" in line for line in said) == 1, said
+    # the file written is the build kept: its argmax agrees with Keras' as often as the result says
+    from edgeseg.converters.calibration import calibration_set, verification_frames
+
+    keras_seg, tfl = KerasSegmenter(tiny_run / "model.keras"), Segmenter(res.path)
+    cal = calibration_set(synthetic_data, keras_seg.spec, 16)
+    frames, _ = verification_frames([synthetic_data], keras_seg.spec, AUTO_CHECK_IMAGES, exclude=cal)
+    same = sum(int((keras_seg.segment(f) == tfl.segment(f)).sum()) for f in frames)
+    assert same / sum(f.shape[0] * f.shape[1] for f in frames) == pytest.approx(res.agreement, abs=1e-9)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["auto.tflite"]  # one file, the kept one
+
+
+def test_an_unknown_equalize_mode_is_one_line_before_any_work():
+    from edgeseg.converters.pipeline import ConvertOptions
+    from edgeseg.errors import EdgesegError
+
+    assert ConvertOptions(equalize=False).equalize_mode == "off" and ConvertOptions(equalize="auto").equalize_mode
+    with pytest.raises(EdgesegError, match="unknown --equalize mode 'sometimes': choose one of off, on, auto"):
+        ConvertOptions(precision="int8", equalize="sometimes").check()

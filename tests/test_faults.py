@@ -491,6 +491,7 @@ def test_sigterm_during_convert_leaves_no_model_and_a_small_set_warns_once(tiny_
         "--verify",
         1,
         "--equalize",
+        "on",
     )
     assert r.exit_code == 0, r.output
     assert r.output.count("only 8 calibration images") == 1, r.output  # said once, not twice

@@ -58,7 +58,7 @@ def test_synth_train_convert_eval_run(tmp_path):
     assert "all ops and tensors int8" in out and f"wrote {run / 'model_int8.tflite'}" in out
     converted = json.loads((tmp_path / "c.json").read_text())
     assert converted["calibration_images"] == 20
-    assert converted["equalized"] is None and "equalised" not in out  # asked for with --equalize, not the default
+    assert converted["equalized"] is None and "equalised" not in out  # --equalize on|auto asks for it
     edgeseg("eval", run / "model_int8.tflite", "--data", data, "--json", tmp_path / "e.json", cwd=tmp_path)
     e = json.loads((tmp_path / "e.json").read_text())
     # it learned: 8 epochs of 13 steps reach about 0.3 mIoU on the 6 val scenes (0.33 measured for the Keras

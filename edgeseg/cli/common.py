@@ -15,6 +15,7 @@ from edgeseg.choices import (
     BACKBONES,
     DECODERS,
     DELEGATES,
+    EQUALIZE,
     EXPORT_FORMATS,
     FORMATS,
     IO_DTYPES,
@@ -41,6 +42,7 @@ ExportFormatChoice = choice_enum("ExportFormatChoice", EXPORT_FORMATS)
 BackboneChoice = choice_enum("BackboneChoice", BACKBONES)
 DecoderChoice = choice_enum("DecoderChoice", DECODERS)
 KeepChoice = choice_enum("KeepChoice", KEEP)
+EqualizeChoice = choice_enum("EqualizeChoice", EQUALIZE)
 LossChoice = choice_enum("LossChoice", LOSSES)
 RknnPlatformChoice = choice_enum("RknnPlatformChoice", RKNN_PLATFORMS)
 
