@@ -320,3 +320,13 @@ def test_eval_refuses_a_keras_model_whose_classes_do_not_fit_the_dataset(tiny_ru
         invoke("eval", tiny_run / "model.keras", "--data", root, "--split", "all"),
         "predicts 5 classes but the dataset has 3",
     )
+
+
+def test_equalize_takes_a_mode(tiny_run, tmp_path):
+    out = tmp_path / "x.tflite"
+    r = invoke("convert", tiny_run / "model.keras", "--int8", "--equalize", "sometimes", "--out", out)
+    assert r.exit_code == 2 and "Traceback" not in r.output and "Invalid value" in r.output, r.output
+    assert "sometimes" in r.output and "auto" in r.output  # names what it got and the choices
+    r = invoke("convert", tiny_run / "model.keras", "--int8", "--out", out, "--equalize")  # the old flag form
+    assert r.exit_code == 2 and "requires an argument" in r.output, r.output
+    assert not out.exists()
