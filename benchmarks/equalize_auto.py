@@ -26,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from edgeseg.converters.calibration import calibration_set, verification_frames  # noqa: E402
+from edgeseg.converters.verify import argmax_agreement  # noqa: E402
 from edgeseg.host import environment  # noqa: E402
 from edgeseg.images import read_image  # noqa: E402
 from edgeseg.io import atomic_write_text  # noqa: E402
@@ -47,12 +48,8 @@ def build(run: Path, kind: str) -> Path:
 
 
 def agreement(reference, model, frames: list[np.ndarray]) -> float:
-    """Share of pixels where the two models' class maps agree over the frames."""
-    same = total = 0
-    for f in frames:
-        a, b = reference.segment(f), model.segment(f)
-        same, total = same + int((a == b).sum()), total + a.size
-    return same / total
+    """Share of pixels where the two models' class maps agree over the frames (convert's own measure)."""
+    return argmax_agreement([reference.segment(f) for f in frames], [model.segment(f) for f in frames])
 
 
 def row(name: str) -> dict:

@@ -9,8 +9,9 @@ convolution's input weights over s) computes the same function, up to ReLU6's ca
 its largest calibration value stays below `margin` x 6 does not reach on the calibration frames. This is the
 activation side of cross-layer equalisation (Nagel et al., "Data-Free Quantization", 2019); the weight side is
 not done: TFLite quantises convolution weights per output channel, though the next layer's weights for a lifted
-channel do shrink within that channel's range. It is `convert --int8 --equalize`, not the default: on CamVid's
-unseen frames it took small's int8 loss from 0.63 to 0.17 and made a distilled nano's worse (0.16 to 0.52).
+channel do shrink within that channel's range. It is `convert --int8 --equalize on` (or `auto`, which builds
+with and without it and keeps the build closer to float), not the default: on CamVid's unseen frames it took
+small's int8 loss from 0.63 to 0.17 and made a distilled nano's worse (0.16 to 0.52).
 
 The pattern, found in the Keras graph (nested functional models included): BatchNormalization -> ReLU (or
 ReLU6) -> [ZeroPadding2D] -> Conv2D or DepthwiseConv2D, each tensor on the way read by exactly one layer and
