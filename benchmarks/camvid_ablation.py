@@ -63,6 +63,10 @@ VARIANTS = {
         "LR-ASPP head, the budget spent on input: 288x224, 0.40 GMACs",
         ["--decoder", "lraspp", "--size", "288x224"],
     ),
+    "ema": (
+        "weights averaged (EMA, momentum 0.995 a step: about 4 epochs here), each epoch scored with the average",
+        ["--ema", "0.995"],
+    ),
     "distil": (
         "distilled from small's proxy run (384x288, same frames), kd weight 0.5, temperature 2",
         ["--teacher", "{teacher}"],

@@ -181,8 +181,9 @@ def test_distillation_and_aux_terms_add_up_as_documented():
 
 @pytest.mark.slow
 def test_train_with_a_teacher_and_an_aux_head_saves_the_student_alone(tiny_run, synthetic_data, tmp_path):
-    """`train --teacher MODEL --aux-weight W`: the student learns, the saved model is the student's network alone
-    (the layers a plain run saves), the settings are in config.json; a teacher of other classes is one line."""
+    """`train --teacher MODEL --aux-weight W --ema M`: the student learns, the saved model is the student's network
+    alone (the layers a plain run saves), the settings are in config.json; a teacher of other classes is one line,
+    and so is a momentum of 1 or more."""
     import keras
     from typer.testing import CliRunner
 
@@ -191,6 +192,7 @@ def test_train_with_a_teacher_and_an_aux_head_saves_the_student_alone(tiny_run, 
     out = tmp_path / "kd"
     base = ["train", "--data", str(synthetic_data), "--size", "96x64", "--alpha", "0.35", "--decoder", "tiny"]
     args = [*base, "--out", str(out), "--teacher", str(tiny_run / "model.keras"), "--aux-weight", "0.4"]
+    args += ["--ema", "0.9"]  # the averages cover the aux head too; the student's are what is saved
     r = CliRunner().invoke(app, [*args, "--epochs", "1", "--batch-size", "6", "--lr", "3e-3"])
     assert r.exit_code == 0, r.output
     assert "distilling from model.keras (96x64" in r.output
@@ -202,6 +204,9 @@ def test_train_with_a_teacher_and_an_aux_head_saves_the_student_alone(tiny_run, 
     assert saved.count_params() == plain.count_params() and len(saved.outputs) == 1
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["aux_weight"] == 0.4 and cfg["teacher"].endswith("model.keras") and cfg["kd_weight"] == 0.5
+    assert cfg["ema"] == 0.9
+    high = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "e"), "--ema", "1"])
+    assert high.exit_code == 2 and "--ema" in high.output and not (tmp_path / "e").exists()
 
     two = _two_class_copy(synthetic_data, tmp_path / "two", count=8)
     bad = CliRunner().invoke(

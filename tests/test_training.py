@@ -208,6 +208,61 @@ def test_resume_continues_the_same_run(tmp_path, synthetic_data):
         train(cfg, resume=True, log=lambda *_: None)
 
 
+def test_ema_scores_and_saves_the_average_and_resumes_with_both(tmp_path, synthetic_data):
+    """`train --ema M`: each epoch is scored and model.keras saved with the weights' moving average, training goes
+    on with its own weights, and an interrupted run resumes with both as they were (the backup holds both)."""
+    import keras
+
+    from edgeseg.training.train import TrainConfig, train
+
+    def state(model):
+        opt = model.optimizer
+        raw = [keras.ops.convert_to_numpy(v) for v in opt._trainable_variables]
+        avg = [keras.ops.convert_to_numpy(v) for v in opt._model_variables_moving_average]
+        return raw, avg
+
+    ends, begins = {}, {}
+
+    class Watch(keras.callbacks.Callback):  # runs after edgeseg's callbacks (and after the backup)
+        def __init__(self, stop_after=None):
+            super().__init__()
+            self.stop_after = stop_after
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch:
+                begins[epoch] = state(self.model)
+
+        def on_epoch_end(self, epoch, logs=None):
+            ends[epoch] = state(self.model)
+            if epoch == self.stop_after:
+                raise KeyboardInterrupt
+
+    out = tmp_path / "r"
+    cfg = TrainConfig(
+        data=str(synthetic_data), out=str(out), input_hw=(32, 64), alpha=0.35, decoder="tiny", epochs=3,
+        batch_size=12, ema=0.9, keep="last",
+    )  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, log=lambda *_: None, callbacks=[Watch(stop_after=1)])
+    raw, avg = ends[1]
+    assert max(float(np.abs(r - a).max()) for r, a in zip(raw, avg, strict=True)) > 1e-4  # averaging, not a copy
+    train(cfg, resume=True, log=lambda *_: None, callbacks=[Watch()])
+    for got, want in zip(begins[2], ends[1], strict=True):  # resumed with the training weights and the average
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+    saved = keras.saving.load_model(out / "model.keras", compile=False)
+    by_name = {v.path: keras.ops.convert_to_numpy(v) for v in saved.trainable_variables}
+    raw, avg = ends[2]
+    names = [v.path for v in saved.trainable_variables]
+    assert len(names) == len(avg)
+    for name, a in zip(names, avg, strict=True):  # model.keras holds the average, not the last step
+        np.testing.assert_allclose(by_name[name], a, rtol=0, atol=1e-6)
+    assert any(float(np.abs(by_name[n] - r).max()) > 1e-4 for n, r in zip(names, raw, strict=True))
+    for bad in (1, -0.1, float("nan"), True):
+        with pytest.raises(EdgesegError, match="ema .*: a momentum"):
+            TrainConfig(data="d", out="o", ema=bad)
+
+
 def test_class_weights_median_frequency():
     from edgeseg.training.data import median_frequency_weights
 

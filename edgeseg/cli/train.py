@@ -101,6 +101,16 @@ def train(
             "(PSPNet: 0.4); training only, the saved model has no trace of it. 0: none.",
         ),
     ] = 0.0,
+    ema: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.9999,
+            help="Keep an exponential moving average of the weights with this momentum per step (0.99-0.999; "
+            "Ultralytics and timm train with one): every epoch is scored, and model.keras saved, with the "
+            "average. 0: none.",
+        ),
+    ] = 0.0,
     scale_range: Annotated[
         str, typer.Option(help="Augmentation: random scale LOW,HIGH before the crop to the input size.")
     ] = "0.75,1.5",
@@ -160,6 +170,7 @@ def train(
             kd_weight=kd_weight,
             kd_temperature=kd_temperature,
             aux_weight=aux_weight,
+            ema=ema,
             weights=weights,
             epochs=epochs,
             batch_size=batch_size,

@@ -79,6 +79,27 @@ class ValidationMIoU(keras.callbacks.Callback):
         print(f" - val_miou: {logs['val_miou']:.4f} - val_pixel_accuracy: {logs['val_pixel_accuracy']:.4f}")
 
 
+class SwapAverage(keras.callbacks.Callback):
+    """With --ema: swaps the model's weights with the optimizer's moving average of them at each epoch's end.
+    Listed twice, around validation and BestModel, so that the epoch is scored and saved with the averaged
+    weights and training (and the backup, which must resume the same run) goes on with its own. At the end of
+    fit Keras itself puts the average into the model (Optimizer.finalize_variable_values).
+
+    Keras' SwapEMAWeights swaps once per epoch and leaves the average in the model at the backup; a resumed run
+    would then train on from the average, so edgeseg swaps back itself."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Exchange the trainable weights with their averages."""
+        optimizer = self.model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # mixed precision's LossScaleOptimizer
+        pairs = zip(optimizer._trainable_variables, optimizer._model_variables_moving_average, strict=True)
+        for weight, average in pairs:
+            if average is not None:
+                kept = keras.ops.convert_to_numpy(weight)
+                weight.assign(average)
+                average.assign(kept)
+
+
 class BestModel(keras.callbacks.Callback):
     """Keeps model.keras at the best val_miou so far (keep="best") or at the last epoch (keep="last": a fixed
     schedule), written atomically (a temp file, then a rename).

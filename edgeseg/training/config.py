@@ -98,6 +98,7 @@ class TrainConfig:
     kd_weight: float = 0.5  # the distillation term's share of the loss
     kd_temperature: float = 2.0
     aux_weight: float = 0.0  # an auxiliary head on the encoder's stride-16 feature, training only (0: none)
+    ema: float = 0.0  # momentum of an exponential moving average of the weights, per step (0: none)
     strategy: str = "auto"  # auto | none | mirrored | multiworker (edgeseg.training.distribute)
     mixed_precision: bool | None = None  # None: on for GPUs of compute capability >= 7.0
     jit_compile: bool = False  # XLA: slower on the CPUs measured here, so off unless asked for
@@ -113,12 +114,7 @@ class TrainConfig:
         check_choice(self.strategy, STRATEGIES, "strategy")
         check_choice(self.keep, KEEP, "keep")
         check_choice(self.loss, LOSSES, "loss")
-        if not (_positive(self.kd_temperature) and isinstance(self.kd_weight, int | float) and 0 <= self.kd_weight < 1):
-            raise EdgesegError(f"kd_weight {self.kd_weight!r} must be in 0..1 (below 1), kd_temperature positive")
-        if not (isinstance(self.aux_weight, int | float) and 0 <= self.aux_weight <= 1):
-            raise EdgesegError(f"aux_weight {self.aux_weight!r} must be in 0..1")
-        if self.aux_weight and self.backbone == "none":
-            raise EdgesegError("aux_weight: the classic U-Net (backbone none) has no encoder to put a head on")
+        self._check_extras()
         if not self.train_splits:
             raise EdgesegError("train_splits: name at least one split")
         for split in self.train_splits:
@@ -142,6 +138,17 @@ class TrainConfig:
         for name in ("data", "out"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise EdgesegError(f"{name}: {getattr(self, name)!r} must be a path")
+
+    def _check_extras(self) -> None:
+        """The training extras: distillation, the auxiliary head, the weights' moving average."""
+        if not (_positive(self.kd_temperature) and isinstance(self.kd_weight, int | float) and 0 <= self.kd_weight < 1):
+            raise EdgesegError(f"kd_weight {self.kd_weight!r} must be in 0..1 (below 1), kd_temperature positive")
+        if not (isinstance(self.aux_weight, int | float) and 0 <= self.aux_weight <= 1):
+            raise EdgesegError(f"aux_weight {self.aux_weight!r} must be in 0..1")
+        if self.aux_weight and self.backbone == "none":
+            raise EdgesegError("aux_weight: the classic U-Net (backbone none) has no encoder to put a head on")
+        if not (_positive(self.ema) or self.ema == 0) or isinstance(self.ema, bool) or self.ema >= 1:
+            raise EdgesegError(f"ema {self.ema!r}: a momentum in 0..1 (below 1; 0 is no average)")
 
     def to_dict(self, relative_to: Path | None = None) -> dict:
         """The settings as JSON values (config.json). With `relative_to` (the run folder), the paths that exist

@@ -27,7 +27,7 @@ from edgeseg.errors import EdgesegError, OutputError
 from edgeseg.io import atomic_write_text
 from edgeseg.progress import progress_bar
 from edgeseg.spec import ModelSpec
-from edgeseg.training.callbacks import BestModel, SharedBackup, StopOnSignal, ValidationMIoU
+from edgeseg.training.callbacks import BestModel, SharedBackup, StopOnSignal, SwapAverage, ValidationMIoU
 from edgeseg.training.config import CONFIG_FILE, TrainConfig, parse_class_weights
 from edgeseg.training.data import load_all, median_frequency_weights, train_pipeline
 from edgeseg.training.distribute import fix_keras_multiworker, make_distribution, wants_mixed_precision
@@ -167,7 +167,12 @@ def compiled_model(cfg: TrainConfig, num_classes: int, steps: int, log: Callable
         if not copied:
             raise EdgesegError(f"--init {cfg.init}: no layer of {path.name} fits this network")
         log(f"init: {copied} layers from {path.name}" + (f"; built afresh: {', '.join(rebuilt)}" if rebuilt else ""))
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule,
+        weight_decay=cfg.weight_decay,
+        use_ema=bool(cfg.ema),  # the average lives in the optimizer's state, so the backup holds it too
+        ema_momentum=cfg.ema or 0.99,
+    )
     if cfg.loss == "ce" and not cfg.teacher and not cfg.aux_weight:
         model.compile(
             optimizer=optimizer,
@@ -331,9 +336,12 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
         net = getattr(m, "student", m)
         return float32_copy(net, cfg, spec.num_classes) if mixed else net
 
+    average = [SwapAverage()] if cfg.ema else []  # a pair: validation and model.keras see the averaged weights
     callbacks = [
+        *average,
         ValidationMIoU(data.val_frames, data.val_masks, spec, data.val_ignore, cfg.val_every, cfg.batch_size),
         BestModel(work / "model.keras", _best_so_far(history) if resume else -math.inf, saved, export, data.keep),
+        *average,  # ... and the training weights are back before the backup is written
         keras.callbacks.CSVLogger(str(history), append=True),
         SharedBackup(str(out / "backup"), dist.is_chief),
         keras.callbacks.TerminateOnNaN(),
