@@ -213,7 +213,8 @@ def test_ema_scores_and_saves_the_average_and_resumes_with_both(tmp_path, synthe
     on with its own weights, and an interrupted run resumes with both as they were (the backup holds both)."""
     import keras
 
-    from edgeseg.training.train import TrainConfig, train
+    from edgeseg.training.callbacks import ValidationMIoU
+    from edgeseg.training.train import TrainConfig, load_train_data, train
 
     def state(model):
         opt = model.optimizer
@@ -221,7 +222,7 @@ def test_ema_scores_and_saves_the_average_and_resumes_with_both(tmp_path, synthe
         avg = [keras.ops.convert_to_numpy(v) for v in opt._model_variables_moving_average]
         return raw, avg
 
-    ends, begins = {}, {}
+    ends, begins, raw_scores = {}, {}, {}
 
     class Watch(keras.callbacks.Callback):  # runs after edgeseg's callbacks (and after the backup)
         def __init__(self, stop_after=None):
@@ -234,6 +235,8 @@ def test_ema_scores_and_saves_the_average_and_resumes_with_both(tmp_path, synthe
 
         def on_epoch_end(self, epoch, logs=None):
             ends[epoch] = state(self.model)
+            judge.set_model(self.model)  # the training weights are back in the model here
+            raw_scores[epoch] = (logs["raw_val_miou"], judge.evaluate()["val_miou"])
             if epoch == self.stop_after:
                 raise KeyboardInterrupt
 
@@ -242,8 +245,12 @@ def test_ema_scores_and_saves_the_average_and_resumes_with_both(tmp_path, synthe
         data=str(synthetic_data), out=str(out), input_hw=(32, 64), alpha=0.35, decoder="tiny", epochs=3,
         batch_size=12, ema=0.9, keep="last",
     )  # fmt: skip
+    data = load_train_data(cfg, lambda *_: None)
+    judge = ValidationMIoU(data.val_frames, data.val_masks, data.spec, data.val_ignore)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, log=lambda *_: None, callbacks=[Watch(stop_after=1)])
+    for logged, scored in raw_scores.values():  # raw_val_miou scores the training weights, not the average
+        assert logged == pytest.approx(scored, abs=1e-9)
     raw, avg = ends[1]
     assert max(float(np.abs(r - a).max()) for r, a in zip(raw, avg, strict=True)) > 1e-4  # averaging, not a copy
     train(cfg, resume=True, log=lambda *_: None, callbacks=[Watch()])
@@ -251,6 +258,9 @@ def test_ema_scores_and_saves_the_average_and_resumes_with_both(tmp_path, synthe
         for g, w in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
     saved = keras.saving.load_model(out / "model.keras", compile=False)
+    judge.set_model(saved)  # val_miou scores the average, which is what model.keras holds
+    assert float(history(out)[-1]["val_miou"]) == pytest.approx(judge.evaluate()["val_miou"], abs=1e-6)
+    assert [int(r["epoch"]) for r in history(out)] == [0, 1, 2] and "raw_val_miou" in history(out)[0]
     by_name = {v.path: keras.ops.convert_to_numpy(v) for v in saved.trainable_variables}
     raw, avg = ends[2]
     names = [v.path for v in saved.trainable_variables]

@@ -47,12 +47,17 @@ class ValidationMIoU(keras.callbacks.Callback):
         ignore_index: the label value that is not scored.
         every: score every this many epochs (and the last).
         batch_size: frames per forward pass.
+        prefix: the logs' keys start with it: "val" (val_miou), or "raw_val" for the training weights of a run
+            that keeps a moving average of them.
     """
 
-    def __init__(self, frames, masks, spec: ModelSpec, ignore_index, every: int = 1, batch_size: int = 8):
+    def __init__(
+        self, frames, masks, spec: ModelSpec, ignore_index, every: int = 1, batch_size: int = 8, prefix: str = "val"
+    ):
         super().__init__()
         self.frames, self.masks, self.spec = frames, masks, spec
         self.ignore_index, self.every, self.batch_size = ignore_index, every, batch_size
+        self.prefix = prefix
         self.last: dict = {}
 
     def evaluate(self) -> dict:
@@ -67,7 +72,7 @@ class ValidationMIoU(keras.callbacks.Callback):
             for k, (_, geom) in enumerate(prepared):
                 pred = restore_mask(index_mask(logits[k : k + 1], LOGITS, OutputKind.SCORES), geom)
                 cm.update(self.masks[start + k], pred)
-        return {"val_miou": cm.miou(), "val_pixel_accuracy": cm.pixel_accuracy()}
+        return {f"{self.prefix}_miou": cm.miou(), f"{self.prefix}_pixel_accuracy": cm.pixel_accuracy()}
 
     def on_epoch_end(self, epoch, logs=None):
         """Score the epoch (or repeat the last score between scored epochs) into the logs."""
@@ -75,8 +80,9 @@ class ValidationMIoU(keras.callbacks.Callback):
             return
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs"):
             self.last = self.evaluate()
-        logs.update(self.last or {"val_miou": float("nan"), "val_pixel_accuracy": float("nan")})
-        print(f" - val_miou: {logs['val_miou']:.4f} - val_pixel_accuracy: {logs['val_pixel_accuracy']:.4f}")
+        miou, accuracy = f"{self.prefix}_miou", f"{self.prefix}_pixel_accuracy"
+        logs.update(self.last or {miou: float("nan"), accuracy: float("nan")})
+        print(f" - {miou}: {logs[miou]:.4f} - {accuracy}: {logs[accuracy]:.4f}")
 
 
 class SwapAverage(keras.callbacks.Callback):

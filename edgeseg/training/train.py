@@ -336,12 +336,17 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
         net = getattr(m, "student", m)
         return float32_copy(net, cfg, spec.num_classes) if mixed else net
 
-    average = [SwapAverage()] if cfg.ema else []  # a pair: validation and model.keras see the averaged weights
+    scoring = (data.val_frames, data.val_masks, spec, data.val_ignore, cfg.val_every, cfg.batch_size)
+    # --ema: the training weights are scored too (raw_val_miou), so that one run says what the average bought;
+    # then the same swap twice, around validation and model.keras, which see the averaged weights
+    raw = [ValidationMIoU(*scoring, prefix="raw_val")] if cfg.ema else []
+    swap = [SwapAverage()] if cfg.ema else []
     callbacks = [
-        *average,
-        ValidationMIoU(data.val_frames, data.val_masks, spec, data.val_ignore, cfg.val_every, cfg.batch_size),
+        *raw,
+        *swap,
+        ValidationMIoU(*scoring),
         BestModel(work / "model.keras", _best_so_far(history) if resume else -math.inf, saved, export, data.keep),
-        *average,  # ... and the training weights are back before the backup is written
+        *swap,  # the training weights are back before the backup is written
         keras.callbacks.CSVLogger(str(history), append=True),
         SharedBackup(str(out / "backup"), dist.is_chief),
         keras.callbacks.TerminateOnNaN(),
