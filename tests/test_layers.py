@@ -234,3 +234,28 @@ def test_every_public_function_and_class_says_what_it_is_for_and_no_module_is_ov
     assert not undocumented, "\n".join(undocumented)
     long = {str(p.relative_to(ROOT)): n for p in modules().values() if (n := len(p.read_text().splitlines())) > 400}
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+# What may be committed: the product's own weights in edgeseg/assets/, small text and pictures elsewhere. Two
+# wheels (17 MB) once sat at the root for a month with nothing referring to them.
+BINARY_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tgz", ".npz", ".h5", ".keras", ".tflite", ".onnx", ".espack")
+MAX_TRACKED_BYTES = 1_000_000
+
+
+def test_no_binary_is_committed_outside_the_assets():
+    import subprocess
+
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=60
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"not a git checkout ({e})")
+    wrong = []
+    for name in filter(None, listed.split("\0")):
+        path = ROOT / name
+        if name.startswith("edgeseg/assets/") or not path.is_file():
+            continue
+        if name.endswith(BINARY_SUFFIXES) or path.stat().st_size > MAX_TRACKED_BYTES:
+            wrong.append(name)
+    assert not wrong, f"binary files committed outside edgeseg/assets/: {wrong}"
