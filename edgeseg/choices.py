@@ -42,11 +42,12 @@ def runtimes_for(suffix: str) -> tuple[str, ...]:
 
 
 DELEGATES = ("auto", "cpu", "edgetpu")
-FORMATS = ("auto", "generic", "camvid", "voc", "coco")  # dataset layouts
+FORMATS = ("auto", "generic", "camvid", "voc", "coco", "pack")  # dataset layouts (pack: `edgeseg pack`)
 SPLITS = ("train", "val", "test", "all")
 IO_DTYPES = ("int8", "uint8")
 VIEWS = ("overlay", "mask", "side-by-side")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
+BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's, for training (edgeseg.training.backends)
 KEEP = ("auto", "best", "last")  # which epoch a training run keeps (edgeseg.training.protocol)
 EQUALIZE = ("off", "on", "auto")  # activation equalisation before int8 (edgeseg.converters.equalize)
 LOSSES = ("ce", "ohem")  # weighted cross-entropy, or the same over the hard pixels (edgeseg.training.objective)

@@ -4,6 +4,7 @@ downloaded. Tests that need ../shared skip with a reason when it is absent."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 from pathlib import Path
@@ -22,6 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGESEG_SHARED", ROOT.parent / "shared"))
 TINY_INPUT_HW = (64, 96)  # non-square on purpose
 SCENE_HW = (72, 96)
+
+
+# Training runs on whichever Keras backend KERAS_BACKEND names (CI runs the training tests on jax too, in an
+# environment without TensorFlow); converting needs TensorFlow, and the tests that convert skip without it.
+HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
+needs_tensorflow = pytest.mark.skipif(not HAS_TENSORFLOW, reason="converting needs TensorFlow (pip install '.[train]')")
 
 
 def shared_path(*parts: str) -> Path:

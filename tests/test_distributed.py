@@ -169,14 +169,14 @@ def test_two_workers_a_killed_worker_restarts_and_the_chiefs_model_converts(synt
 )
 def test_a_bad_tf_config_is_one_clear_error(text, message):
     from edgeseg.errors import EdgesegError
-    from edgeseg.training.distribute import read_tf_config
+    from edgeseg.training.backends.tf import read_tf_config
 
     with pytest.raises(EdgesegError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_tf_config(text)
 
 
 def test_the_chief_is_the_chief_task_or_worker_0():
-    from edgeseg.training.distribute import read_tf_config, role_of
+    from edgeseg.training.backends.tf import read_tf_config, role_of
 
     two = '{"cluster": {"worker": ["h1:1", "h2:1"]}, "task": {"type": "worker", "index": 1}}'
     assert role_of(*read_tf_config(two)) == ("worker 1", False)

@@ -174,7 +174,7 @@ def test_doctor_lists_gpus_and_what_training_does_with_them():
         {"index": 1, "name": "Tesla P100", "compute_capability": (6, 0), "memory_mib": None},
     ]
     checks = gpu_checks(two)
-    assert checks[0].detail == "NVIDIA H100, 80 GiB, compute capability 9.0: mixed precision on by default"
+    assert checks[0].detail == "NVIDIA H100, 80 GiB, compute capability 9.0: mixed_bfloat16 by default"
     assert checks[1].detail == "Tesla P100, compute capability 6.0: float32 (no tensor cores)"
     assert checks[2].name == "training strategy" and "mirrored over the 2 GPUs" in checks[2].detail
     assert gpu_checks([])[0].detail.startswith("none that TensorFlow sees")

@@ -388,7 +388,7 @@ def test_a_huge_model_file_is_refused_by_its_header_and_size_before_it_is_read(t
 
 
 def test_a_deeply_nested_or_huge_tf_config_is_one_line():
-    from edgeseg.training.distribute import read_tf_config
+    from edgeseg.training.backends.tf import read_tf_config
 
     with pytest.raises(EdgesegError, match="nested too deeply"):
         read_tf_config("[" * 30_000 + "]" * 30_000)

@@ -7,6 +7,7 @@ import pytest
 
 from edgeseg.errors import EdgesegError
 from edgeseg.spec import ModelSpec
+from tests.conftest import needs_tensorflow
 
 pytestmark = pytest.mark.slow
 
@@ -122,6 +123,7 @@ def test_nano_decoder_and_an_encoder_cut_at_stride_16():
     assert isinstance(nano.get_layer("decoder1a_conv"), keras.layers.Conv2D)
 
 
+@needs_tensorflow
 def test_dense_decoder_converts_to_an_all_int8_edge_tpu_ready_graph(tmp_path, synthetic_data, tiny_run):
     from edgeseg.converters.pipeline import convert
     from edgeseg.edgetpu import lint
@@ -328,6 +330,7 @@ def test_resume_through_the_cli_uses_the_saved_settings(tmp_path, synthetic_data
 
 
 @pytest.mark.slow
+@needs_tensorflow
 def test_fcn_lraspp_and_classic_unet_train_and_convert_to_strict_int8_edge_tpu_ready(synthetic_data, tmp_path):
     """train --decoder fcn (FCN-8s on MobileNetV2), --decoder lraspp (LR-ASPP) and --backbone none (the classic
     U-Net, alpha-scaled) each train and convert --int8 --strict, every op on the Edge TPU's list; info counts the

@@ -13,6 +13,7 @@ import typer
 
 from edgeseg.choices import (
     BACKBONES,
+    BACKENDS,
     DECODERS,
     DELEGATES,
     EQUALIZE,
@@ -40,6 +41,7 @@ ViewChoice = choice_enum("ViewChoice", VIEWS)
 StrategyChoice = choice_enum("StrategyChoice", STRATEGIES)
 ExportFormatChoice = choice_enum("ExportFormatChoice", EXPORT_FORMATS)
 BackboneChoice = choice_enum("BackboneChoice", BACKBONES)
+BackendChoice = choice_enum("BackendChoice", BACKENDS)
 DecoderChoice = choice_enum("DecoderChoice", DECODERS)
 KeepChoice = choice_enum("KeepChoice", KEEP)
 EqualizeChoice = choice_enum("EqualizeChoice", EQUALIZE)
@@ -94,9 +96,14 @@ def handles_errors(fn):
             raise stopped() from None
         except ModuleNotFoundError as e:  # the device-only install has no TensorFlow for train and convert
             if (e.name or "").split(".")[0] in ("tensorflow", "keras", "tensorflow_cpu"):
+                command = fn.__name__.rstrip("_")
                 raise fail(
-                    f"{fn.__name__.rstrip('_')} needs TensorFlow, which this install does not have: "
+                    f"{command} needs Keras and TensorFlow, which this install does not have: "
                     "pip install 'edgeseg[train]' (on a workstation)"
+                    + (
+                        "; or train on JAX or PyTorch: pip install 'edgeseg[jax]' or 'edgeseg[torch]'"
+                        * (command == "train")
+                    )
                 ) from None
             raise
 

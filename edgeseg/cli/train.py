@@ -9,6 +9,7 @@ import typer
 
 from edgeseg.cli.common import (
     BackboneChoice,
+    BackendChoice,
     DecoderChoice,
     FormatChoice,
     KeepChoice,
@@ -124,32 +125,54 @@ def train(
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, scale/crop, colour jitter.")] = True,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+    backend: Annotated[
+        BackendChoice | None,
+        typer.Option(
+            help="Keras' backend: tensorflow, jax or torch (default: KERAS_BACKEND, else tensorflow). jax and torch "
+            "train without TensorFlow, which only convert then needs; the model.keras is the same."
+        ),
+    ] = None,
     strategy: Annotated[
         StrategyChoice,
         typer.Option(
-            help="auto (mirrored over several GPUs, else one device), none, mirrored, or multiworker (reads "
-            "TF_CONFIG; every worker runs the same command with the same --out). --batch-size is per replica."
+            help="auto (data parallel over several GPUs, else one device), none, mirrored (tensorflow, jax), or "
+            "multiworker (tensorflow; reads TF_CONFIG; every worker runs the same command with the same --out). "
+            "--batch-size is per replica."
         ),
     ] = StrategyChoice.auto,
     mixed_precision: Annotated[
         bool | None,
         typer.Option(
             "--mixed-precision/--no-mixed-precision",
-            help="mixed_float16 with float32 logits and loss (default: on for GPUs of compute capability >= 7.0).",
+            help="bfloat16 (GPUs of compute capability >= 8.0, and CPUs) or float16 (7.x) compute with float32 "
+            "logits and loss (default: on for GPUs of compute capability >= 7.0, off on the CPU).",
         ),
     ] = None,
     jit_compile: Annotated[
-        bool, typer.Option("--jit-compile/--no-jit-compile", help="XLA (measured slower on CPUs here).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--jit-compile/--no-jit-compile",
+            help="Compile the training step with XLA (default: on for jax, which needs it to be fast; off for "
+            "tensorflow, measured slower on CPUs here, and torch).",
+        ),
+    ] = None,
 ) -> None:
     """Train a MobileNet U-Net. Keeps the best checkpoint by validation mIoU; --resume continues a run."""
     writable(folders=(out,))
-    quiet_tensorflow()
     from dataclasses import replace
 
-    from edgeseg.training.config import CONFIG_FILE, Augment, TrainConfig, resolve_init  # no TensorFlow yet
+    from edgeseg.training.backends import select_backend
+    from edgeseg.training.config import CONFIG_FILE, Augment, TrainConfig, resolve_init  # no Keras yet
 
-    where = {"strategy": strategy.value, "mixed_precision": mixed_precision, "jit_compile": jit_compile}
+    chosen = select_backend(backend.value if backend else None)  # before anything imports Keras
+    if chosen == "tensorflow":
+        quiet_tensorflow()
+    where = {
+        "backend": chosen,
+        "strategy": strategy.value,
+        "mixed_precision": mixed_precision,
+        "jit_compile": jit_compile,
+    }
     if resume and (out / CONFIG_FILE).is_file():
         cfg = replace(TrainConfig.load(out), **where)  # what it learns is saved; where it runs is this command's
         _refuse_changes(ctx, cfg)
@@ -219,7 +242,7 @@ def _range(text: str, what: str) -> tuple[float, float]:
 
 
 # What --resume may be given afresh: where the run is and how it runs, not what it learns.
-RESUME_MAY_SET = {"ctx", "data", "out", "resume", "strategy", "mixed_precision", "jit_compile"}
+RESUME_MAY_SET = {"ctx", "data", "out", "resume", "backend", "strategy", "mixed_precision", "jit_compile"}
 
 
 def _refuse_changes(ctx: typer.Context, cfg) -> None:

@@ -65,12 +65,18 @@ class KerasSegmenter(Predictor):
         return macs / 1e9, params, []
 
     def logits(self, tensor: np.ndarray) -> np.ndarray:
-        """The model's float logits for one prepared input tensor (a traced tf.function, built once)."""
-        if self._fn is None:
-            import tensorflow as tf
+        """The model's float logits for one prepared input tensor (on TensorFlow a traced tf.function, built once;
+        on JAX and PyTorch the model's own call)."""
+        import keras
 
-            self._fn = tf.function(lambda x: self.model(x, training=False), jit_compile=False)
-        return np.asarray(self._fn(tensor))
+        if self._fn is None:
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                self._fn = tf.function(lambda x: self.model(x, training=False), jit_compile=False)
+            else:
+                self._fn = lambda x: self.model(x, training=False)
+        return keras.ops.convert_to_numpy(self._fn(tensor))
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         """Run one prepared input tensor; return the float logits."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,7 +69,7 @@ class ValidationMIoU(keras.callbacks.Callback):
             chunk = self.frames[start : start + self.batch_size]
             prepared = [preprocess(f, self.spec, FLOAT_INPUT) for f in chunk]
             x = np.concatenate([t for t, _ in prepared])
-            logits = np.asarray(self.model(x, training=False))
+            logits = keras.ops.convert_to_numpy(self.model(x, training=False))  # from any backend's device
             for k, (_, geom) in enumerate(prepared):
                 pred = restore_mask(index_mask(logits[k : k + 1], LOGITS, OutputKind.SCORES), geom)
                 cm.update(self.masks[start + k], pred)
@@ -83,6 +84,43 @@ class ValidationMIoU(keras.callbacks.Callback):
         miou, accuracy = f"{self.prefix}_miou", f"{self.prefix}_pixel_accuracy"
         logs.update(self.last or {miou: float("nan"), accuracy: float("nan")})
         print(f" - {miou}: {logs[miou]:.4f} - {accuracy}: {logs[accuracy]:.4f}")
+
+
+class Throughput(keras.callbacks.Callback):
+    """Each epoch's training time, images per second and peak memory, added to the epoch's logs: Keras' progress
+    line prints them as training goes, and history.csv keeps them (epoch_seconds, images_per_second,
+    peak_memory_mib). First in the callback list, so the time is the optimizer steps' alone, without validation
+    or saving. The first epoch's time includes tracing or compiling the step.
+
+    Args:
+        images_per_epoch: the frames one epoch's steps see (steps x global batch).
+        peak_memory: () -> (where, bytes): the training device's peak memory (TrainingBackend.peak_memory).
+    """
+
+    def __init__(self, images_per_epoch: int, peak_memory: Callable[[], tuple[str, int]]):
+        super().__init__()
+        self.images, self.peak_memory = images_per_epoch, peak_memory
+        self.t0 = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        """Start the epoch's clock."""
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Stop the clock; put the epoch's throughput into its logs."""
+        seconds = time.perf_counter() - self.t0
+        if logs is not None:
+            logs.update(epoch_seconds=round(seconds, 2), images_per_second=round(self.images / max(seconds, 1e-9), 2))
+            logs.update(peak_memory_mib=round(self.peak_memory()[1] / 2**20, 1))
+
+
+def backed_up_epoch(backup: Path) -> int:
+    """The epoch a run resumes at: the count BackupAndRestore (SharedBackup) last wrote, 0 without one."""
+    try:
+        epoch = json.loads((Path(backup) / "training_metadata.json").read_text()).get("epoch", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0 else 0
 
 
 class SwapAverage(keras.callbacks.Callback):

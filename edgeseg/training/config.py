@@ -9,7 +9,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from edgeseg.choices import BACKBONES, DECODERS, FORMATS, KEEP, LOSSES, SPLITS, STRATEGIES, check_choice
+from edgeseg.choices import BACKBONES, BACKENDS, DECODERS, FORMATS, KEEP, LOSSES, SPLITS, STRATEGIES, check_choice
 from edgeseg.errors import EdgesegError
 from edgeseg.io import read_bounded
 from edgeseg.limits import MAX_JSON_BYTES
@@ -99,9 +99,10 @@ class TrainConfig:
     kd_temperature: float = 2.0
     aux_weight: float = 0.0  # an auxiliary head on the encoder's stride-16 feature, training only (0: none)
     ema: float = 0.0  # momentum of an exponential moving average of the weights, per step (0: none)
-    strategy: str = "auto"  # auto | none | mirrored | multiworker (edgeseg.training.distribute)
-    mixed_precision: bool | None = None  # None: on for GPUs of compute capability >= 7.0
-    jit_compile: bool = False  # XLA: slower on the CPUs measured here, so off unless asked for
+    backend: str | None = None  # tensorflow | jax | torch; None: the one this process's Keras runs on
+    strategy: str = "auto"  # auto | none | mirrored | multiworker (edgeseg.training.backends)
+    mixed_precision: bool | None = None  # None: bf16 or fp16 on GPUs that compute it fast, off on the CPU
+    jit_compile: bool | None = None  # XLA; None: the backend's default (on for jax, off for tensorflow and torch)
 
     def __post_init__(self) -> None:
         self.check()
@@ -112,6 +113,8 @@ class TrainConfig:
         check_choice(self.backbone, BACKBONES, "backbone")
         check_choice(self.decoder, DECODERS, "decoder")
         check_choice(self.strategy, STRATEGIES, "strategy")
+        if self.backend is not None:
+            check_choice(self.backend, BACKENDS, "backend")
         check_choice(self.keep, KEEP, "keep")
         check_choice(self.loss, LOSSES, "loss")
         self._check_extras()

@@ -1,25 +1,30 @@
-"""tf.data input pipeline for training.
+"""The training input, the same on TensorFlow, JAX and PyTorch: a keras.utils.PyDataset of augmented batches.
 
-Images and masks are read once through edgeseg.datasets (OpenCV/Pillow, with the same checks eval uses),
-kept in memory, and served by tf.data: shuffle, augmentation in TensorFlow ops (random scale and crop,
-horizontal flip, colour jitter), per-pixel weights, batching and prefetch. The dataset's ignore label
-becomes 255 inside the pipeline, and padding from the random crop is 255 too: those pixels weigh 0.
+Images and masks are read once through edgeseg.datasets (the reader eval and calibration use, a packed dataset
+included) and kept in memory. Each batch is made by edgeseg.training.augment in numpy and OpenCV, in worker
+threads: threads rather than processes, because the frames are already decoded in memory (a process pool would
+copy them, or fork a process that JAX or PyTorch have already filled with threads), and OpenCV's resizes and
+colour conversions release the GIL, so threads use the cores. Keras hands the batches to whichever backend
+trains: tf.data from a generator on TensorFlow, arrays on JAX, tensors on PyTorch.
+
+Every batch is a function of (seed, epoch, batch index) alone: the same frames in the same order with the same
+augmentation whichever worker makes it, and a resumed run picks up the epoch it stopped at.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 from edgeseg.datasets import Dataset
 from edgeseg.metrics import class_pixels
-from edgeseg.preprocess import LETTERBOX_FILL
+from edgeseg.training.augment import IGNORE, augment_pair
 from edgeseg.training.config import Augment
 
-IGNORE = 255
-PAD_PIXEL = float(LETTERBOX_FILL)  # the grey inference letterboxes with
+MAX_WORKERS = 8  # threads making batches; more buys nothing once the model waits on none
 
 
 def load_all(ds: Dataset, progress: Callable[[int, int], None] | None = None):
@@ -51,83 +56,70 @@ def median_frequency_weights(masks: list[np.ndarray], num_classes: int, cap: flo
     return np.clip(w, 1.0 / cap, cap)
 
 
-def train_pipeline(
-    images,
-    masks,
-    input_hw,
-    num_classes: int,
-    batch_size: int,
-    augment: Augment,
-    class_weights: np.ndarray | None = None,
-    seed: int = 0,
-) -> tf.data.Dataset:
-    """The training input as tf.data: shuffled, augmented in TensorFlow ops, with per-pixel weights, batched and
-    prefetched; repeats forever (Keras counts the steps).
+class TrainingBatches(keras.utils.PyDataset):
+    """One epoch of augmented training batches: (images float32 (B, h, w, 3) RGB 0..255, labels int32 (B, h, w),
+    per-pixel weights float32 (B, h, w), 0 where the label is ignored). Each epoch visits every frame once in a
+    new order; with at least `batch_size` frames the last partial batch is dropped, so every batch has one
+    shape (a traced or compiled step is built once).
 
     Args:
         images: RGB uint8 images (load_all's).
         masks: their masks, the ignore label as 255.
-        input_hw: the model's (height, width): the random crop's size.
+        input_hw: the model's (height, width).
         num_classes: for the per-class weights.
         batch_size: the global batch.
         augment: scale range, flips and colour jitter.
         class_weights: a weight per class (None: all 1).
-        seed: the shuffle's and the augmentation's seed.
+        seed: the order's and the augmentation's seed.
+        epoch: the epoch the first batch belongs to (a resumed run's).
+        workers: threads making batches (None: this machine's cores, at most MAX_WORKERS).
     """
-    h, w = input_hw
-    weights = np.zeros(256, np.float32)
-    weights[:num_classes] = 1.0 if class_weights is None else np.asarray(class_weights, np.float32)
-    weight_table = tf.constant(weights)
-    n = len(images)
 
-    def fetch(i):
-        return images[int(i)], masks[int(i)]
+    def __init__(
+        self,
+        images,
+        masks,
+        input_hw,
+        num_classes: int,
+        batch_size: int,
+        augment: Augment,
+        class_weights: np.ndarray | None = None,
+        seed: int = 0,
+        epoch: int = 0,
+        workers: int | None = None,
+    ):
+        workers = workers or max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=2 * workers)
+        self.images, self.masks, self.input_hw = images, masks, tuple(input_hw)
+        self.batch_size, self.augment, self.seed = batch_size, augment, seed
+        self.weights = np.zeros(256, np.float32)
+        self.weights[:num_classes] = 1.0 if class_weights is None else np.asarray(class_weights, np.float32)
+        self.steps = max(1, len(images) // batch_size)
+        self._start(epoch)
 
-    def load(i):
-        img, mask = tf.numpy_function(fetch, [i], [tf.uint8, tf.uint8], stateful=False)
-        img.set_shape([None, None, 3])
-        mask.set_shape([None, None])
-        return img, mask
+    def _start(self, epoch: int) -> None:
+        # changed only between epochs (on_epoch_end runs after Keras has stopped the epoch's workers)
+        self.epoch = epoch
+        self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.images))
 
-    def transform(img, mask):
-        img = tf.cast(img, tf.float32)
-        mask = mask[..., None]
-        s = tf.random.uniform([], augment.scale[0], augment.scale[1])
-        sh = tf.cast(tf.round(h * s), tf.int32)
-        sw = tf.cast(tf.round(w * s), tf.int32)
-        img = tf.image.resize(img, [sh, sw], "bilinear")
-        mask = tf.image.resize(mask, [sh, sw], "nearest")
-        ph, pw = tf.maximum(h - sh, 0), tf.maximum(w - sw, 0)
-        img = tf.pad(img, [[0, ph], [0, pw], [0, 0]], constant_values=PAD_PIXEL)
-        mask = tf.pad(mask, [[0, ph], [0, pw], [0, 0]], constant_values=IGNORE)
-        both = tf.concat([img, tf.cast(mask, tf.float32)], axis=-1)
-        both = tf.image.random_crop(both, [h, w, 4])
-        if augment.flip:
-            both = tf.image.random_flip_left_right(both)
-        img, mask = both[..., :3], tf.cast(both[..., 3], tf.int32)
-        if augment.jitter:
-            j = augment.jitter
-            x = img / 255.0
-            x = tf.image.random_brightness(x, j * 0.5)
-            x = tf.image.random_contrast(x, 1 - j, 1 + j)
-            x = tf.image.random_saturation(x, 1 - j, 1 + j)
-            x = tf.image.random_hue(x, j * 0.1)
-            img = tf.clip_by_value(x, 0.0, 1.0) * 255.0
-        pixel_weight = tf.gather(weight_table, mask)
-        label = tf.where(mask == IGNORE, 0, mask)
-        return img, label, pixel_weight
+    def __len__(self) -> int:
+        return self.steps
 
-    # In-memory data: under multi-worker training each worker holds all of it, and the DATA policy has each
-    # take its own share of every global batch (there are no files to shard by). The distributed dataset that
-    # Keras makes from this one prefetches each replica's batch to its device.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return (
-        tf.data.Dataset.range(n)
-        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        .map(transform, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(batch_size, drop_remainder=n >= batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-        .with_options(options)
-    )
+    def __getitem__(self, idx: int):
+        """Batch `idx` of the current epoch."""
+        if not 0 <= idx < self.steps:
+            raise IndexError(idx)
+        rng = np.random.default_rng((self.seed, self.epoch, idx, 1))
+        picks = self.order[idx * self.batch_size : (idx + 1) * self.batch_size]
+        h, w = self.input_hw
+        x = np.empty((len(picks), h, w, 3), np.float32)
+        labels = np.empty((len(picks), h, w), np.int32)
+        for k, i in enumerate(picks):
+            x[k], labels[k] = augment_pair(self.images[i], self.masks[i], self.input_hw, self.augment, rng)
+        weight = self.weights[labels]
+        labels[labels == IGNORE] = 0
+        return x, labels, weight
+
+    def on_epoch_end(self) -> None:
+        """The next epoch gets its own order and augmentation."""
+        self._start(self.epoch + 1)

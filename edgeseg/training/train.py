@@ -1,14 +1,14 @@
 """train: a dataset -> a run folder with model.keras (best val mIoU), spec.json and history.csv.
 
-Keras does the loop: its progress bar, its CSVLogger, its BackupAndRestore for --resume (the same epoch and
-optimizer state after an interruption). Validation mIoU is computed each epoch by edgeseg's own
-ConfusionMatrix on frames prepared by edgeseg.preprocess: the numbers `edgeseg eval` would print.
+Keras does the loop, on whichever backend this process's Keras runs (edgeseg.training.backends): its progress
+bar, its CSVLogger, its BackupAndRestore for --resume (the same epoch and optimizer state after an interruption).
+Validation mIoU is computed each epoch by edgeseg's own ConfusionMatrix on frames prepared by
+edgeseg.preprocess: the numbers `edgeseg eval` would print.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
@@ -27,41 +27,25 @@ from edgeseg.errors import EdgesegError, OutputError
 from edgeseg.io import atomic_write_text
 from edgeseg.progress import progress_bar
 from edgeseg.spec import ModelSpec
-from edgeseg.training.callbacks import BestModel, SharedBackup, StopOnSignal, SwapAverage, ValidationMIoU
+from edgeseg.training.backends import training_backend
+from edgeseg.training.callbacks import (
+    BestModel,
+    SharedBackup,
+    StopOnSignal,
+    SwapAverage,
+    Throughput,
+    ValidationMIoU,
+    backed_up_epoch,
+)
 from edgeseg.training.config import CONFIG_FILE, TrainConfig, parse_class_weights
-from edgeseg.training.data import load_all, median_frequency_weights, train_pipeline
-from edgeseg.training.distribute import fix_keras_multiworker, make_distribution, wants_mixed_precision
+from edgeseg.training.data import TrainingBatches, load_all, median_frequency_weights
 from edgeseg.training.model import build_unet, transfer_weights
 from edgeseg.training.protocol import make_protocol
+from edgeseg.training.runfolder import best_so_far, check_run_folder, last_val, run_lock
 
 __all__ = ["CONFIG_FILE", "TrainConfig", "train"]
 
-
-def _last_val(history: Path) -> float | None:
-    """The last epoch's val_miou in history.csv (None when it has none)."""
-    last = None
-    if history.is_file():
-        with history.open() as f:
-            for row in csv.DictReader(f):
-                try:
-                    last = float(row.get("val_miou", "nan"))
-                except ValueError:
-                    continue
-    return None if last is None or math.isnan(last) else last
-
-
-def _best_so_far(history: Path) -> float:
-    best = -math.inf
-    if history.is_file():
-        with history.open() as f:
-            for row in csv.DictReader(f):
-                try:
-                    v = float(row.get("val_miou", "nan"))
-                except ValueError:
-                    continue
-                if not math.isnan(v):
-                    best = max(best, v)
-    return best
+FEW_STEPS = 4  # fewer optimizer steps than this per epoch get a note
 
 
 def _class_weights(cfg: TrainConfig, masks, n: int) -> np.ndarray | None:
@@ -86,27 +70,6 @@ class TrainData:
     val_masks: list
     val_ignore: int | None
     keep: str = "best"  # which epoch model.keras holds: "best" by val mIoU, or "last"
-
-
-def check_run_folder(out: Path, resume: bool | str, log: Callable[[str], None]) -> None:
-    """Refuse to overwrite a run, or to resume one that is not there or has finished."""
-    backup = out / "backup"
-    if resume == "auto":  # multi-worker: the same command starts a run, or continues it after a restart
-        if (out / "model.keras").exists() and not backup.exists():
-            raise EdgesegError(f"{out}: this run already finished (model.keras is there, no backup to resume)")
-        if backup.exists():
-            log("a backup is there: continuing the run from its last epoch")
-        return
-    if out.exists() and any(out.iterdir()) and not resume:
-        if backup.exists() or (out / "model.keras").exists():
-            raise EdgesegError(f"{out} already holds a run: use --resume to continue it, or another --out")
-    if resume:
-        if not (out / CONFIG_FILE).is_file():
-            raise EdgesegError(f"{out}: nothing to resume (no {CONFIG_FILE})")
-        if not backup.exists():
-            if (out / "model.keras").exists():
-                raise EdgesegError(f"{out}: this run already finished (model.keras is there, no backup to resume)")
-            log("no backup found: starting from epoch 1")
 
 
 def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
@@ -137,7 +100,9 @@ def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
     return TrainData(spec, images, masks, [f for f, _ in val], [m for _, m in val], val_ds.ignore_index, protocol.keep)
 
 
-def compiled_model(cfg: TrainConfig, num_classes: int, steps: int, log: Callable[[str], None] = print):
+def compiled_model(
+    cfg: TrainConfig, num_classes: int, steps: int, log: Callable[[str], None] = print, jit: bool | None = None
+):
     """The U-Net (started from cfg.init's weights where they fit) with AdamW on a cosine schedule (one warm-up
     epoch) and the logits' cross-entropy (or an Objective for OHEM, distillation or an auxiliary head). Build it in
     the strategy's scope.
@@ -147,7 +112,10 @@ def compiled_model(cfg: TrainConfig, num_classes: int, steps: int, log: Callable
         num_classes: the dataset's classes.
         steps: optimizer steps per epoch (the schedule's unit).
         log: where the init and teacher lines go.
+        jit: compile the step with XLA (None: cfg.jit_compile, else the backend's default).
     """
+    if jit is None:
+        jit = cfg.jit_compile if cfg.jit_compile is not None else training_backend().jit_default
     total = steps * cfg.epochs
     warmup = min(steps * cfg.warmup_epochs, total // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -177,7 +145,7 @@ def compiled_model(cfg: TrainConfig, num_classes: int, steps: int, log: Callable
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile=cfg.jit_compile,  # XLA on CPU: 2x longer first step and 4x slower steps here
+            jit_compile=jit,
         )
         return model
     from edgeseg.training.objective import Objective
@@ -185,7 +153,7 @@ def compiled_model(cfg: TrainConfig, num_classes: int, steps: int, log: Callable
     teacher = load_teacher(cfg.teacher, num_classes, log) if cfg.teacher else None
     wrapped = Objective(model, cfg.loss, teacher, cfg.kd_weight, cfg.kd_temperature, cfg.aux_weight)
     wrapped(np.zeros((1, *cfg.input_hw, 3), np.float32))  # built, as BackupAndRestore needs it before fit()
-    wrapped.compile(optimizer=optimizer, jit_compile=cfg.jit_compile)
+    wrapped.compile(optimizer=optimizer, jit_compile=jit)
     return wrapped
 
 
@@ -234,50 +202,30 @@ def train(
         callbacks: Keras callbacks to run after edgeseg's own (the tests interrupt runs with them).
     """
     out = Path(cfg.out)
-    dist = make_distribution(cfg.strategy, log)
-    log(dist.describe())
+    backend = training_backend()
+    if cfg.backend and cfg.backend != backend.name:
+        raise EdgesegError(
+            f"backend {cfg.backend}: Keras runs on {backend.name} in this process; start a new one with "
+            f"KERAS_BACKEND={cfg.backend}"
+        )
+    dist = backend.distribution(cfg.strategy, log)
+    log(f"backend {backend.name}; {dist.describe()}")
     with run_lock(out) if dist.is_chief else contextlib.nullcontext():
         return _train_locked(cfg, dist, out, resume, log, callbacks)
-
-
-@contextlib.contextmanager
-def run_lock(out: Path):
-    """Hold the run folder's lock (train.lock, flock) while training: a second `edgeseg train` into the same
-    --out is refused at once instead of mixing its files with the first's. POSIX only; elsewhere no lock."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / "train.lock", "a+")  # noqa: SIM115 - held open for the run's length
-    except OSError as e:
-        raise OutputError(f"{out}: cannot write ({e.strerror or e})") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EdgesegError(
-                f"{out}: another edgeseg train is writing into this folder; give another --out"
-            ) from None
-        yield
-    finally:
-        handle.close()  # closing releases the lock
 
 
 def _train_locked(cfg, dist, out: Path, resume: bool, log, callbacks) -> dict:
     check_run_folder(out, "auto" if dist.name == "multiworker" else resume, log)
     resume = resume or (dist.name == "multiworker" and (out / "backup").exists())
-    mixed = wants_mixed_precision(cfg.mixed_precision)
+    mixed = training_backend().mixed_policy(cfg.mixed_precision)
     if mixed:
-        log("mixed precision: mixed_float16 compute, float32 logits and loss")
+        log(f"mixed precision: {mixed} compute, float32 logits and loss")
     out.mkdir(parents=True, exist_ok=True)
     work = out if dist.is_chief else Path(tempfile.mkdtemp(prefix=f"edgeseg-worker{dist.task_index}-"))
     try:
         return _fit(cfg, dist, mixed, out, work, resume, log, callbacks)
     except Exception as e:
-        if dist.name != "multiworker" or not _is_cluster_error(e):
+        if dist.name != "multiworker" or not training_backend().is_cluster_error(e):
             raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise EdgesegError(
@@ -289,14 +237,7 @@ def _train_locked(cfg, dist, out: Path, resume: bool, log, callbacks) -> dict:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _is_cluster_error(e: BaseException) -> bool:
-    """A collective op failed because a peer is gone (UnavailableError and its kin, as TensorFlow reports it)."""
-    import tensorflow as tf
-
-    return isinstance(e, tf.errors.OpError) and not isinstance(e, tf.errors.InvalidArgumentError)
-
-
-def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra_callbacks) -> dict:
+def _fit(cfg, dist, mixed: str | None, out: Path, work: Path, resume: bool, log, extra_callbacks) -> dict:
     history = work / "history.csv"
     keras.utils.set_random_seed(cfg.seed)
     data = load_train_data(cfg, log)
@@ -305,20 +246,34 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
     if weights is not None:
         log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(spec.classes, weights, strict=True)))
     global_batch = cfg.batch_size * dist.replicas  # --batch-size is per replica
-    pipeline = train_pipeline(
-        data.images, data.masks, cfg.input_hw, spec.num_classes, global_batch, cfg.augment, weights, cfg.seed
+    first_epoch = backed_up_epoch(out / "backup") if resume else 0
+    batches = TrainingBatches(
+        data.images,
+        data.masks,
+        cfg.input_hw,
+        spec.num_classes,
+        global_batch,
+        cfg.augment,
+        weights,
+        cfg.seed,
+        first_epoch,
     )
-    steps = max(1, len(data.images) // global_batch)
+    steps = len(batches)
     if dist.replicas > 1:
         log(f"batch {cfg.batch_size} per replica, {global_batch} global; {steps} steps per epoch; lr {cfg.lr:g}")
+    if steps < FEW_STEPS:
+        log(
+            f"note: {len(data.images)} training frames at batch {global_batch} make {steps} step(s) per epoch; "
+            "the schedule and the validation score move in coarse steps (a smaller --batch-size gives more)"
+        )
+    log(f"each epoch logs its seconds, images per second and the {training_backend().peak_memory()[0]} memory peak")
     previous_policy = keras.config.dtype_policy()
     if mixed:
-        keras.config.set_dtype_policy("mixed_float16")
+        keras.config.set_dtype_policy(mixed)
     try:
-        with dist.strategy.scope():
+        with dist.scope():
             model = compiled_model(cfg, spec.num_classes, steps, log)
-        if dist.name == "multiworker":
-            fix_keras_multiworker(model)
+        training_backend().prepare(model, dist)
     finally:
         keras.config.set_dtype_policy(previous_policy)
     if dist.is_chief:
@@ -342,10 +297,11 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
     raw = [ValidationMIoU(*scoring, prefix="raw_val")] if cfg.ema else []
     swap = [SwapAverage()] if cfg.ema else []
     callbacks = [
+        Throughput(steps * global_batch, training_backend().peak_memory),  # first: times the steps alone
         *raw,
         *swap,
         ValidationMIoU(*scoring),
-        BestModel(work / "model.keras", _best_so_far(history) if resume else -math.inf, saved, export, data.keep),
+        BestModel(work / "model.keras", best_so_far(history) if resume else -math.inf, saved, export, data.keep),
         *swap,  # the training weights are back before the backup is written
         keras.callbacks.CSVLogger(str(history), append=True),
         SharedBackup(str(out / "backup"), dist.is_chief),
@@ -354,11 +310,9 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
         StopOnSignal(),  # last: an epoch's backup is saved before a signal ends the run
     ]
     t0 = time.perf_counter()
-    with signals.deferred():
+    with signals.deferred(), dist.scope() if training_backend().scope_covers_fit else contextlib.nullcontext():
         try:
-            model.fit(
-                pipeline, epochs=cfg.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose="auto", shuffle=False
-            )  # tf.data shuffles
+            model.fit(batches, epochs=cfg.epochs, callbacks=callbacks, verbose="auto", shuffle=False)  # it shuffles
         except OSError as e:  # a full disk under Keras' own writers (history.csv)
             raise OutputError(
                 f"{out}: cannot write ({e.strerror or e}); --resume continues from the last whole epoch"
@@ -366,8 +320,8 @@ def _fit(cfg, dist, mixed: bool, out: Path, work: Path, resume: bool, log, extra
     seconds = time.perf_counter() - t0
     if not (work / "model.keras").exists():
         raise EdgesegError("training produced no model (validation mIoU was never a number)")
-    best = _best_so_far(history)
-    kept = best if data.keep == "best" else _last_val(history)
+    best = best_so_far(history)
+    kept = best if data.keep == "best" else last_val(history)
     if dist.is_chief:
         replace(spec, val_miou=kept).save(out / "spec.json")
     return {

@@ -1,4 +1,4 @@
-"""Where training runs: one device, the GPUs of one machine, or several machines, through tf.distribute.
+"""The TensorFlow backend: one device, the GPUs of one machine, or several machines, through tf.distribute.
 
 - none: the default strategy (one device).
 - mirrored: MirroredStrategy over this machine's GPUs, or over its logical CPU devices when there are no GPUs and
@@ -7,36 +7,18 @@
 - auto: mirrored when more than one GPU is visible, none otherwise.
 
 `--batch-size` is per replica: the global batch is batch_size x replicas, and the learning rate is used as
-given (not scaled with the global batch; scale --lr yourself when you add replicas). Mixed precision
-(mixed_float16, float32 logits and loss) is on by default for GPUs of compute capability 7.0 and above.
+given (not scaled with the global batch; scale --lr yourself when you add replicas). Mixed precision follows the
+GPUs (TrainingBackend.mixed_policy). XLA is off by default: on the CPUs measured here it made the first step 2x
+and every later step 4x slower.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
 from edgeseg.errors import EdgesegError
-
-MIXED_PRECISION_MIN_CC = (7, 0)  # tensor cores: Volta and later
-
-
-@dataclass
-class Distribution:
-    """The tf.distribute strategy a run uses, with this process's role in it (single, chief or a worker)."""
-
-    strategy: object  # a tf.distribute.Strategy
-    name: str  # none, mirrored or multiworker
-    replicas: int
-    role: str  # "single", "chief" or "worker N"
-    is_chief: bool
-    task_index: int = 0
-
-    def describe(self) -> str:
-        """One line for the log: the strategy, its replicas and this process's role."""
-        return f"strategy {self.name}, {self.replicas} replica(s), role {self.role}"
-
+from edgeseg.training.backends.base import Distribution, TrainingBackend
 
 MAX_TF_CONFIG = 64 * 1024  # characters: a cluster of a thousand workers fits
 
@@ -84,37 +66,6 @@ def role_of(task_type: str, index: int, cluster: dict) -> tuple[str, bool]:
     return f"worker {index}", False
 
 
-def make_distribution(name: str = "auto", log=print) -> Distribution:
-    """The strategy for --strategy `name` (auto: mirrored over several GPUs, else the default); multiworker reads and
-    checks TF_CONFIG, says that it waits for the other workers, and can be stopped while it does."""
-    import tensorflow as tf
-
-    from edgeseg import signals
-
-    if name == "multiworker":
-        task_type, index, cluster = read_tf_config(os.environ.get("TF_CONFIG"))
-        n = sum(len(a) for a in cluster.values())
-        log(
-            f"multiworker: {task_type} {index} of {n} in TF_CONFIG; waiting until every worker has started "
-            "(Ctrl-C or SIGTERM stops the wait)"
-        )
-        with signals.default_action():  # the wait is native code: a Python signal handler would never run
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        role, chief = role_of(task_type, index, cluster)
-        return Distribution(strategy, "multiworker", strategy.num_replicas_in_sync, role, chief, index)
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else "none"
-    if name == "none":
-        return Distribution(tf.distribute.get_strategy(), "none", 1, "single", True)
-    if name == "mirrored":
-        cpus = tf.config.list_logical_devices("CPU")
-        devices = None if gpus or len(cpus) < 2 else [d.name for d in cpus]
-        strategy = tf.distribute.MirroredStrategy(devices=devices)
-        return Distribution(strategy, "mirrored", strategy.num_replicas_in_sync, "single", True)
-    raise EdgesegError(f"unknown strategy {name!r}: choose auto, none, mirrored or multiworker")
-
-
 def gpus() -> list[dict]:
     """The GPUs TensorFlow sees: name and compute capability (memory from nvidia-smi where it is installed)."""
     import tensorflow as tf
@@ -151,14 +102,6 @@ def _nvidia_memory(index: int) -> int | None:
         return int(text.strip().splitlines()[0])
     except (OSError, ValueError, IndexError, subprocess.SubprocessError):
         return None
-
-
-def wants_mixed_precision(setting: bool | None) -> bool:
-    """--mixed-precision / --no-mixed-precision, or by default: every visible GPU has compute capability >= 7.0."""
-    if setting is not None:
-        return setting
-    found = gpus()
-    return bool(found) and all(tuple(g["compute_capability"] or (0, 0)) >= MIXED_PRECISION_MIN_CC for g in found)
 
 
 def fix_keras_multiworker(model) -> None:
@@ -211,3 +154,70 @@ def fix_keras_multiworker(model) -> None:
             self._symbolic_build(data_batch=data_batch)
 
     model._maybe_symbolic_build = types.MethodType(symbolic_build_from_local_batch, model)
+
+
+def _distributed(strategy, name: str, role: str = "single", chief: bool = True, index: int = 0) -> Distribution:
+    return Distribution(name, strategy.num_replicas_in_sync, role, chief, index, strategy.scope, strategy)
+
+
+class TensorFlowBackend(TrainingBackend):
+    """Keras on TensorFlow: tf.distribute for several GPUs or machines."""
+
+    name = "tensorflow"
+    strategies = ("auto", "none", "mirrored", "multiworker")
+
+    def distribution(self, strategy: str = "auto", log=print) -> Distribution:
+        """The strategy for --strategy `strategy` (auto: mirrored over several GPUs, else the default);
+        multiworker reads and checks TF_CONFIG, says that it waits for the other workers, and can be stopped
+        while it does."""
+        import tensorflow as tf
+
+        from edgeseg import signals
+
+        self.check_strategy(strategy)
+        if strategy == "multiworker":
+            task_type, index, cluster = read_tf_config(os.environ.get("TF_CONFIG"))
+            n = sum(len(a) for a in cluster.values())
+            log(
+                f"multiworker: {task_type} {index} of {n} in TF_CONFIG; waiting until every worker has started "
+                "(Ctrl-C or SIGTERM stops the wait)"
+            )
+            with signals.default_action():  # the wait is native code: a Python signal handler would never run
+                found = tf.distribute.MultiWorkerMirroredStrategy()
+            role, chief = role_of(task_type, index, cluster)
+            return _distributed(found, "multiworker", role, chief, index)
+        gpus = tf.config.list_logical_devices("GPU")
+        if strategy == "auto":
+            strategy = "mirrored" if len(gpus) > 1 else "none"
+        if strategy == "none":
+            return _distributed(tf.distribute.get_strategy(), "none")
+        cpus = tf.config.list_logical_devices("CPU")
+        devices = None if gpus or len(cpus) < 2 else [d.name for d in cpus]
+        return _distributed(tf.distribute.MirroredStrategy(devices=devices), "mirrored")
+
+    def accelerators(self) -> list[dict]:
+        """The GPUs TensorFlow sees."""
+        return gpus()
+
+    def device_memory(self) -> tuple[str, int] | None:
+        """The first GPU's peak memory, as TensorFlow's allocator counts it."""
+        import tensorflow as tf
+
+        if not tf.config.list_logical_devices("GPU"):
+            return None
+        return "GPU", int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+
+    def prepare(self, model, dist: Distribution) -> None:
+        """The multi-worker fix (fix_keras_multiworker), under --strategy multiworker only."""
+        if dist.name == "multiworker":
+            fix_keras_multiworker(model)
+
+    def is_cluster_error(self, e: BaseException) -> bool:
+        """A collective op failed because a peer is gone (UnavailableError and its kin, as TensorFlow reports
+        it)."""
+        import tensorflow as tf
+
+        return isinstance(e, tf.errors.OpError) and not isinstance(e, tf.errors.InvalidArgumentError)
+
+
+BACKEND = TensorFlowBackend()

@@ -1,0 +1,101 @@
+"""A training run's folder: refusing to overwrite a run or to resume one that is not there, the lock that keeps a
+second `edgeseg train` out of it, and what its history.csv says of the epochs so far."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from edgeseg.errors import EdgesegError, OutputError
+from edgeseg.training.config import CONFIG_FILE
+
+
+def last_val(history: Path) -> float | None:
+    """The last epoch's val_miou in history.csv (None when it has none)."""
+    last = None
+    if history.is_file():
+        with history.open() as f:
+            for row in csv.DictReader(f):
+                try:
+                    last = float(row.get("val_miou", "nan"))
+                except ValueError:
+                    continue
+    return None if last is None or math.isnan(last) else last
+
+
+def best_so_far(history: Path) -> float:
+    """The best val_miou in history.csv (-inf when it has none)."""
+    best = -math.inf
+    if history.is_file():
+        with history.open() as f:
+            for row in csv.DictReader(f):
+                try:
+                    v = float(row.get("val_miou", "nan"))
+                except ValueError:
+                    continue
+                if not math.isnan(v):
+                    best = max(best, v)
+    return best
+
+
+def check_run_folder(out: Path, resume: bool | str, log: Callable[[str], None]) -> None:
+    """Refuse to overwrite a run, or to resume one that is not there or has finished."""
+    backup = out / "backup"
+    if resume == "auto":  # multi-worker: the same command starts a run, or continues it after a restart
+        if (out / "model.keras").exists() and not backup.exists():
+            raise EdgesegError(f"{out}: this run already finished (model.keras is there, no backup to resume)")
+        if backup.exists():
+            log("a backup is there: continuing the run from its last epoch")
+        return
+    if out.exists() and any(out.iterdir()) and not resume:
+        if backup.exists() or (out / "model.keras").exists():
+            raise EdgesegError(f"{out} already holds a run: use --resume to continue it, or another --out")
+    if resume:
+        if not (out / CONFIG_FILE).is_file():
+            raise EdgesegError(f"{out}: nothing to resume (no {CONFIG_FILE})")
+        if not backup.exists():
+            if (out / "model.keras").exists():
+                raise EdgesegError(f"{out}: this run already finished (model.keras is there, no backup to resume)")
+            log("no backup found: starting from epoch 1")
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold the run folder's lock (train.lock, flock) while training: a second `edgeseg train` into the same
+    --out is refused at once instead of mixing its files with the first's. POSIX only; elsewhere no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock = out / "train.lock"
+    made_folder, made_lock = not out.exists(), not lock.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a+")  # noqa: SIM115 - held open for the run's length
+    except OSError as e:
+        raise OutputError(f"{out}: cannot write ({e.strerror or e})") from None
+    held = failed = False
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            raise EdgesegError(
+                f"{out}: another edgeseg train is writing into this folder; give another --out"
+            ) from None
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        if held and failed and made_lock:  # a start that failed leaves no folder holding only its lock
+            with contextlib.suppress(OSError):
+                if [p.name for p in out.iterdir()] == [lock.name]:
+                    lock.unlink()
+                    if made_folder:
+                        out.rmdir()
+        handle.close()  # closing releases the lock
