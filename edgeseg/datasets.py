@@ -7,6 +7,7 @@
 - camvid: SegNet's lists `train.txt` / `val.txt` / `test.txt`, one `image mask` pair a line.
 - voc: Pascal VOC: `JPEGImages/`, `SegmentationClass/` palette PNGs, `ImageSets/Segmentation/{split}.txt`;
   255 is ignored.
+- pack: one file written by `edgeseg pack` (edgeseg.packfile): frames, masks, classes and splits together.
 
 Every failure (unreadable file, sizes that differ, a mask value that is not a class) is a DataError that
 names the file.
@@ -98,8 +99,11 @@ def voc_colours(n: int = 21) -> tuple[tuple[int, int, int], ...]:
 def detect_format(root: Path) -> str:
     """Which layout a dataset has (voc, camvid, coco or generic); DataError when it is none of them."""
     from edgeseg.coco import coco_files
+    from edgeseg.packfile import is_pack
 
     root = Path(root)
+    if is_pack(root):
+        return "pack"
     if root.is_file() and coco_files(root):
         return "coco"
     if not root.is_dir():
@@ -131,7 +135,7 @@ def open_dataset(root: Path, split: str = "val", format: str = "auto") -> Datase
 
         ds = open_coco(root, split)
     else:
-        ds = {"generic": _open_generic, "camvid": _open_camvid, "voc": _open_voc}[fmt](root, split)
+        ds = {"generic": _open_generic, "camvid": _open_camvid, "voc": _open_voc, "pack": _open_pack}[fmt](root, split)
     if not ds.samples:
         raise DataError(f"{root}: the {split} split has no samples")
     return ds
@@ -156,6 +160,16 @@ def _open_camvid(root: Path, split: str) -> Dataset:
     if not found:
         raise DataError(f"{root}: no {split}.txt list")
     return Dataset(root, "camvid", split, samples, CAMVID_CLASSES, CAMVID_COLOURS, CAMVID_VOID)
+
+
+def _open_pack(root: Path, split: str) -> Dataset:
+    """A packed dataset's split: its frames are paths inside the pack (PACK/images/NAME), which
+    edgeseg.images reads from it; their names are the source's, so --hold-out's prefixes find the same frames."""
+    from edgeseg.packfile import open_pack
+
+    info = open_pack(root)
+    samples = [Sample(root / f.image, root / f.mask) for f in info.split(split)]
+    return Dataset(root, "pack", split, samples, info.classes, info.colours, info.ignore_index)
 
 
 def _resolve(root: Path, entry: str) -> Path:

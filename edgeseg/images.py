@@ -3,6 +3,7 @@ wrong kind or with values that are not classes each give a DataError that names 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -19,10 +20,9 @@ def read_image(path: Path, orient: bool = True) -> np.ndarray:
     """A colour image as BGR uint8 (8-bit greyscale and alpha are turned into BGR), turned upright by its EXIF
     orientation, or as its pixels are stored with orient=False (to line up with a mask, which has no EXIF)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such image")
-    _check_pixels(path)
-    data = np.fromfile(path, dtype=np.uint8)
+    raw = _file_bytes(path, "image")
+    _check_pixels(path, raw)
+    data = np.frombuffer(raw, dtype=np.uint8)
     try:
         flags = cv2.IMREAD_COLOR if orient else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
         img = cv2.imdecode(data, flags) if data.size else None
@@ -36,10 +36,9 @@ def read_image(path: Path, orient: bool = True) -> np.ndarray:
 def read_mask(path: Path, colours: tuple[tuple[int, int, int], ...] | None = None) -> np.ndarray:
     """A mask as uint8 class indices. Palette PNGs give their indices; RGB masks map through `colours`."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such mask")
+    data = _file_bytes(path, "mask")
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             _check_size(path, *im.size)  # from the header, before the pixels are decoded
             im.load()
             mode = im.mode
@@ -67,12 +66,27 @@ def read_mask(path: Path, colours: tuple[tuple[int, int, int], ...] | None = Non
     return arr
 
 
-def _check_pixels(path: Path) -> None:
+def _file_bytes(path: Path, what: str) -> bytes:
+    """A file's bytes, or a packed dataset's member's (edgeseg.packfile) when the path names one."""
+    if path.is_file():
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    from edgeseg.packfile import member_bytes
+
+    data = member_bytes(path)
+    if data is None:
+        raise DataError(f"{path}: no such {what}")
+    return data
+
+
+def _check_pixels(path: Path, data: bytes) -> None:
     """Refuse an image whose header claims more than MAX_IMAGE_PIXELS, before anything decodes it (a
     16000x16000 PNG mask, or a header that claims 60000x60000, would take gigabytes). PIL reads the header
     only; a file PIL cannot identify is left to the decoder that follows."""
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
     except Image.DecompressionBombError as e:  # PIL's own limit, which it checks on opening
         raise _too_large(path, e) from None

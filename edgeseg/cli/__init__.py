@@ -5,7 +5,7 @@ never import TensorFlow.
 - train.py: train
 - convert.py: convert, quant-report, edgetpu
 - device.py: run, bench, eval
-- tools.py: doctor, synth, demo, info
+- tools.py: doctor, synth, pack, demo, info
 - common.py: error handling, shared option types, helpers
 """
 
@@ -36,6 +36,7 @@ app.command()(convert.edgetpu)
 app.command()(tools.info)
 app.command()(tools.doctor)
 app.command()(tools.synth)
+app.command()(tools.pack)
 app.command()(tools.demo)
 
 
