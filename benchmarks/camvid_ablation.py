@@ -4,6 +4,7 @@ whole sequences the model never saw.
     python benchmarks/camvid_ablation.py --model nano --variant baseline [--epochs 30] [--hold-out 0006R0] [--seed 0]
     python benchmarks/camvid_ablation.py --model nano --variant baseline --int8   # and its int8 on the proxy
     python benchmarks/camvid_ablation.py --table      # the markdown table of every run so far
+    python benchmarks/camvid_ablation.py --model nano --data camvid.segpack [--backend jax]   # from a pack
 
 The protocol: train on CamVid train+val with the held-out sequence's frames removed (0006R0 by default: 101
 frames of a sequence the test split does not share either), validate on that sequence, keep the last epoch (a
@@ -190,6 +191,8 @@ def main() -> None:
     ap.add_argument("--hold-out", default="0006R0")
     ap.add_argument("--seed", type=int, default=0, help="the run's seed: another seed of a row measures its noise")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--data", type=Path, help="CamVid as a folder or an `edgeseg pack` file (default: ../shared's)")
+    ap.add_argument("--backend", default="tensorflow", help="Keras backend to train on (the run's name says which)")
     ap.add_argument("--int8", action="store_true", help="also score the model's int8 conversion on the proxy")
     ap.add_argument("--equalize", action="store_true", help="with --int8: convert with activation equalisation")
     ap.add_argument("--table", action="store_true", help="only write the table of the runs so far")
@@ -199,7 +202,8 @@ def main() -> None:
         print(table())
         return
     size, decoder = PRESETS[args.model]
-    data = Path(os.path.relpath((args.shared / "data" / "camvid").resolve(), ROOT))
+    data = Path(os.path.relpath((args.data or args.shared / "data" / "camvid").resolve(), ROOT))
+    packed = data.is_file()
     imagenet = Path(os.path.relpath((args.shared / "weights").resolve(), ROOT)) / (
         "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5"
     )
@@ -213,6 +217,9 @@ def main() -> None:
             subprocess.run([*script, "--out", weights_file, *flags], cwd=ROOT, check=True)
     run_name = f"{args.model}_{args.variant}" + ("" if args.epochs == 30 else f"_{args.epochs}ep")
     run_name += "" if args.seed == 0 else f"_seed{args.seed}"
+    run_name += ("_pack" if packed else "") + ("" if args.backend == "tensorflow" else f"_{args.backend}")
+    if args.int8 and packed:
+        sys.exit("--int8 scores on a CamVid folder: give --data a folder (or leave it out)")
     out = Path("runs") / "ablation" / run_name
     (ROOT / out).mkdir(parents=True, exist_ok=True)
     log = ROOT / out / "log.txt"
@@ -221,6 +228,7 @@ def main() -> None:
     recipe.update(zip(extra[::2], extra[1::2], strict=True))  # a variant's option-value pairs replace the recipe's
     options = ["--data", data, "--out", out, *(a for pair in recipe.items() for a in pair)]
     options += ["--train-splits", "train,val", "--hold-out", args.hold_out, "--keep", "last"]
+    options += [] if args.backend == "tensorflow" else ["--backend", args.backend]
     t0 = time.time()
     resume = (ROOT / out / "backup").exists()
     # a finished run is not trained again: its training time (and the machine that took it) stay as first measured
@@ -243,7 +251,9 @@ def main() -> None:
     result = {
         "model": args.model,
         "variant": args.variant,
-        "what": what,
+        "what": what
+        + (", from the default pack (WebP q85)" if packed else "")
+        + ("" if args.backend == "tensorflow" else f", on {args.backend}"),
         "command": "edgeseg train " + shlex.join(str(a) for a in options),
         "epochs": len(hist),
         "seed": args.seed,

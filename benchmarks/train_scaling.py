@@ -1,5 +1,5 @@
-"""Training throughput (images/s) with 1 and 2 replicas on this machine: MirroredStrategy over logical CPU
-devices, the way `edgeseg train --strategy mirrored` runs, each configuration in a fresh process.
+"""Training throughput (images/s) with 1 and 2 replicas on this machine, on TensorFlow: MirroredStrategy over
+logical CPU devices, the way `edgeseg train --strategy mirrored` runs, each configuration in a fresh process.
 
     python benchmarks/train_scaling.py [--replicas 1,2] [--size 256x192] [--batch-size 8] [--epochs 3]
 
@@ -8,6 +8,7 @@ weights, on synthetic scenes; --batch-size is per replica, as in `edgeseg train`
 not timed; images/s is the median of the later epochs. Results: benchmarks/results/train_scaling.{json,md}.
 On a 2-core CPU two replicas share the same two cores, so expect no gain there: the point is that the
 strategy runs and what it costs. GPUs (one, with and without mixed precision) need a machine that has them.
+Throughput per backend (TensorFlow, JAX, PyTorch) is benchmarks/train_throughput.py.
 """
 
 from __future__ import annotations
@@ -33,19 +34,19 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 if replicas > 1:
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
 import keras
-from edgeseg.training.data import Augment, load_all, train_pipeline
-from edgeseg.training.distribute import make_distribution
+from edgeseg.training.data import Augment, TrainingBatches, load_all
+from edgeseg.training.backends.tf import TensorFlowBackend
 from edgeseg.training.train import TrainConfig, compiled_model
 from edgeseg.datasets import open_dataset
 
-dist = make_distribution("mirrored" if replicas > 1 else "none")
+dist = TensorFlowBackend().distribution("mirrored" if replicas > 1 else "none")
 ds = open_dataset(data, "train")
 images, masks = load_all(ds)
 cfg = TrainConfig(data=data, out="-", input_hw=(h, w), decoder="nano", batch_size=batch, epochs=epochs)
 global_batch = batch * dist.replicas
-steps = max(1, len(images) // global_batch)
-pipeline = train_pipeline(images, masks, (h, w), ds.num_classes, global_batch, Augment(), None, 0)
-with dist.strategy.scope():
+pipeline = TrainingBatches(images, masks, (h, w), ds.num_classes, global_batch, Augment(), None, 0, 0)
+steps = len(pipeline)
+with dist.scope():
     model = compiled_model(cfg, ds.num_classes, steps)
 times = []
 
@@ -56,7 +57,7 @@ class Clock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         times.append(time.perf_counter() - self.t0)
 
-model.fit(pipeline.repeat(), epochs=epochs, steps_per_epoch=steps, callbacks=[Clock()], verbose=0)
+model.fit(pipeline, epochs=epochs, callbacks=[Clock()], verbose=0)
 later = sorted(times[1:])
 median = later[len(later) // 2]
 print(json.dumps({"replicas": dist.replicas, "strategy": dist.name, "global_batch": global_batch,

@@ -238,7 +238,7 @@ def test_every_public_function_and_class_says_what_it_is_for_and_no_module_is_ov
 
 # What may be committed: the product's own weights in edgeseg/assets/, small text and pictures elsewhere. Two
 # wheels (17 MB) once sat at the root for a month with nothing referring to them.
-BINARY_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tgz", ".npz", ".h5", ".keras", ".tflite", ".onnx", ".espack")
+BINARY_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tgz", ".npz", ".h5", ".keras", ".tflite", ".onnx", ".segpack")
 MAX_TRACKED_BYTES = 1_000_000
 
 
