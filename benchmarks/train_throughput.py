@@ -14,8 +14,8 @@ epoch 0 includes compiling the step and is not counted: the rate is the median o
 seconds per CamVid epoch are the recipe's 468 train+val frames at that rate.
 
 Beside each rate: the training GMACs per image (3x the forward pass: the backward pass costs about twice the
-forward) and the rate as a share of this CPU's float32 roof, a 2048x2048 matrix product timed with numpy and with
-the backend's own matmul. Results: benchmarks/results/train_throughput.{json,md}.
+forward) and the rate as a share of this CPU's float32 roof: the fastest of a 2048x2048 matrix product timed with
+numpy and with each backend's own matmul. Results: benchmarks/results/train_throughput.{json,md}.
 """
 
 from __future__ import annotations
@@ -181,6 +181,8 @@ def main() -> None:
         roof = child_json(py, b, ROOF)
         report["backends"][b] = {"python": py, "matmul_roof_gmac_s": roof["gmac_s"]}
         print(f"{b}: matmul {roof['gmac_s']:.0f} GMAC/s", flush=True)
+    measured = [v["matmul_roof_gmac_s"] for v in report["backends"].values() if "matmul_roof_gmac_s" in v]
+    report["float32_roof_gmac_s"] = max([report["numpy_float32_roof_gmac_s"], *measured])
     with tempfile.TemporaryDirectory() as tmp:
         pack, report["frames"] = frames(args.shared, args.frames, Path(tmp))
         for model in models:
@@ -196,10 +198,10 @@ def main() -> None:
                 if "error" not in res:
                     gmac_s = res["images_per_second"] * report["models"][model]["train_gmacs_per_image"]
                     res["train_gmac_s"] = gmac_s
-                    res["share_of_numpy_roof"] = gmac_s / report["numpy_float32_roof_gmac_s"]
+                    res["share_of_roof"] = gmac_s / report["float32_roof_gmac_s"]
                     print(
                         f"  {res['images_per_second']:.2f} images/s, {res['camvid_epoch_seconds']:.0f} s per CamVid "
-                        f"epoch, {100 * res['share_of_numpy_roof']:.0f}% of the float roof",
+                        f"epoch, {100 * res['share_of_roof']:.0f}% of the float roof",
                         flush=True,
                     )
                 else:
@@ -213,14 +215,15 @@ def main() -> None:
 
 def markdown(report: dict, args) -> str:
     env = report["environment"]
-    roof = report["numpy_float32_roof_gmac_s"]
+    roof = report["float32_roof_gmac_s"]
     lines = [
         f"# Training throughput per backend, {env['cpu']} ({env['cores']} cores)",
         "",
         f"`{report['command'].strip()}`",
         "",
         f"Frames: {report['frames']}, packed; batch 8; epochs {args.epochs} (the first, compiling, not counted).",
-        f"Float32 roof: numpy {roof:.0f} GMAC/s; each backend's own matmul: "
+        f"Float32 roof {roof:.0f} GMAC/s, the fastest of numpy ({report['numpy_float32_roof_gmac_s']:.0f}) and each "
+        "backend's own matmul: "
         + ", ".join(
             f"{b} {v['matmul_roof_gmac_s']:.0f}" for b, v in report["backends"].items() if "matmul_roof_gmac_s" in v
         )
@@ -239,7 +242,7 @@ def markdown(report: dict, args) -> str:
         lines.append(
             f"| {r['model']} | {cost} | {r['backend']} | {r['images_per_second']:.2f} | "
             f"{r['camvid_epoch_seconds']:.0f} | {r['first_epoch_extra_s']:.0f} | {r['train_gmac_s']:.1f} | "
-            f"{100 * r['share_of_numpy_roof']:.1f}% | {r['peak_memory_mib']:.0f} |"
+            f"{100 * r['share_of_roof']:.1f}% | {r['peak_memory_mib']:.0f} |"
         )
     for b, v in report["backends"].items():
         if "skipped" in v:

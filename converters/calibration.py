@@ -9,7 +9,7 @@ calibration never shows gets activation ranges that were never measured for it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,12 @@ class CalibrationSet:
 
 
 def calibration_set(
-    source: Path, spec: ModelSpec, count: int = 200, seed: int = 0, format: str = "auto"
+    source: Path,
+    spec: ModelSpec,
+    count: int = 200,
+    seed: int = 0,
+    format: str = "auto",
+    hold_out: tuple[str, ...] = (),
 ) -> CalibrationSet:
     """`count` images drawn (seeded) from a dataset's train split (else all of it) or from an image folder, with
     the class coverage counted where there are masks and warnings for classes never shown and for small sets.
@@ -62,6 +67,7 @@ def calibration_set(
         count: how many images.
         seed: the draw's seed.
         format: the dataset's layout (auto: detected).
+        hold_out: file-name prefixes left out (the sequences the model was validated on, from its spec).
     """
     source = Path(source)
     if count < 1:
@@ -72,7 +78,7 @@ def calibration_set(
         fmt = None
     rng = np.random.default_rng(seed)
     if fmt is None:
-        images = list_images(source)
+        images = [p for p in list_images(source) if not (hold_out and p.name.startswith(hold_out))]
         if not images:
             raise DataError(f"{source}: no images for calibration")
         pick = sorted(rng.choice(len(images), size=min(count, len(images)), replace=False).tolist())
@@ -82,8 +88,20 @@ def calibration_set(
             ds = open_dataset(source, "train", fmt)
         except DataError:
             ds = open_dataset(source, "all", fmt)
+        if hold_out:
+            kept = [s for s in ds.samples if not s.image.name.startswith(hold_out)]
+            if not kept:
+                raise DataError(f"{source}: every calibration frame is held out ({', '.join(hold_out)})")
+            ds = replace(ds, samples=kept)
         pick = sorted(rng.choice(len(ds), size=min(count, len(ds)), replace=False).tolist())
         cal = CalibrationSet(source, [ds.samples[i].image for i in pick], ds, pick)
+        if tuple(ds.classes) != tuple(spec.classes):
+            # another dataset's masks say nothing of which of the model's classes its images show
+            cal.warnings.append(
+                f"the calibration dataset's classes ({_names(ds.classes)}) are not the model's "
+                f"({_names(spec.classes)}): its images calibrate, its masks are not read"
+            )
+            return _small(cal)
         cal.class_pixels = _coverage(ds, pick, spec)
         never = [c for c, n in cal.class_pixels.items() if n == 0]
         if never:
@@ -91,12 +109,21 @@ def calibration_set(
                 f"calibration images never show class(es) {', '.join(never)}: their int8 ranges are "
                 "guessed from other classes; add images that contain them"
             )
+    return _small(cal)
+
+
+def _small(cal: CalibrationSet) -> CalibrationSet:
     if len(cal) < SMALL_CALIBRATION:
         cal.warnings.append(
             f"only {len(cal)} calibration images (< {SMALL_CALIBRATION}): int8 ranges may be too "
             "narrow; give more with --calibration / --num-calibration"
         )
     return cal
+
+
+def _names(classes) -> str:
+    shown = ", ".join(classes[:4])
+    return shown + (f", ... {len(classes)} in all" if len(classes) > 4 else "")
 
 
 def _coverage(ds: Dataset, pick: list[int], spec: ModelSpec) -> dict[str, int]:

@@ -231,11 +231,23 @@ def with_cost(keras) -> ModelSpec:
     return replace(keras.spec, extra={**keras.spec.extra, "cost": cost})
 
 
+def held_out(spec: ModelSpec) -> tuple[str, ...]:
+    """The file-name prefixes the model's run held out of training (train --hold-out), from its spec."""
+    protocol = spec.extra.get("protocol") if isinstance(spec.extra, dict) else None
+    prefixes = protocol.get("hold_out") if isinstance(protocol, dict) else None
+    if not isinstance(prefixes, list):
+        return ()
+    return tuple(p for p in prefixes if isinstance(p, str) and p)
+
+
 def calibration_for(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSet:
     """The calibration set `o` asks for, drawn from `source`; its warnings said through o.log."""
     if not source or not Path(source).exists():
         raise EdgesegError("int8 needs calibration images: give a dataset or an image folder with --calibration")
-    cal = calibration_set(Path(source), spec, o.num_calibration)
+    held = held_out(spec)
+    cal = calibration_set(Path(source), spec, o.num_calibration, hold_out=held)
+    if held:
+        o.log(f"calibration leaves out the frames held out of training ({', '.join(held)}), as eval scores them")
     for w in cal.warnings:
         o.log(f"warning: {w}")
     return cal

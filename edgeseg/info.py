@@ -51,6 +51,7 @@ def model_info(path: Path) -> dict:
         "model": str(path),
         "size_bytes": len(buf),
         "spec": spec,
+        "score": _score(path, spec),
         "standard_metadata": read_standard_metadata(buf, path.name),
         "inputs": [_tensor(graph.tensors[i]) for i in graph.inputs],
         "outputs": [_tensor(graph.tensors[i]) for i in graph.outputs],
@@ -67,6 +68,41 @@ def model_info(path: Path) -> dict:
     }
 
 
+def _score(path: Path, spec: dict | None) -> dict | None:
+    """The model's accuracy as far as it is known, the held-out figure first: a shipped model's score on
+    CamVid's test split; else the val mIoU its spec records, said to be on frames it trained on when it was."""
+    from edgeseg.assets import shipped_score
+
+    trained_on_val = None
+    if spec is not None:
+        protocol = (spec.get("extra") or {}).get("protocol") or {}
+        if isinstance(protocol.get("disjoint"), bool):
+            trained_on_val = not protocol["disjoint"]
+    val = None if spec is None or spec.get("val_miou") is None else 100 * spec["val_miou"]
+    held = shipped_score(path)
+    if held:
+        where, miou, how = held
+        return {"held_out": {"where": where, "miou": miou, "how": how}, "val_miou": val, "val_trained_on": True}
+    if val is None:
+        return None
+    if trained_on_val is False:
+        return {"held_out": {"where": spec["extra"]["protocol"].get("val", "val"), "miou": val, "how": "held out"}}
+    return {"held_out": None, "val_miou": val, "val_trained_on": trained_on_val}
+
+
+def _score_line(score: dict | None) -> str | None:
+    if not score:
+        return None
+    parts = []
+    if score.get("held_out"):
+        h = score["held_out"]
+        parts.append(f"mIoU {h['miou']:.2f} on {h['where']} ({h['how']})")
+    if score.get("val_miou") is not None:
+        said = {True: " (frames it trained on: not a test)", False: "", None: ""}[score.get("val_trained_on")]
+        parts.append(f"val mIoU {score['val_miou']:.2f}{said}")
+    return "  score   " + "; ".join(parts)
+
+
 def format_info(d: dict) -> list[str]:
     """The terminal lines for `edgeseg info`."""
     lines = [f"{Path(d['model']).name}: {d['size_bytes'] / 1e6:.2f} MB"]
@@ -81,8 +117,9 @@ def format_info(d: dict) -> list[str]:
             + (" ..." if len(spec["classes"]) > 12 else "")
             + (f"; backbone {spec['backbone']}" if spec.get("backbone") else "")
             + (f", decoder {spec['decoder']}" if spec.get("decoder") else "")
-            + (f"; val mIoU {100 * spec['val_miou']:.2f}" if spec.get("val_miou") is not None else "")
         )
+        if _score_line(d.get("score")):
+            lines.append(_score_line(d["score"]))
     else:
         std = d.get("standard_metadata") or {}
         if std:

@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-exec .venv/bin/edgeseg demo --out "${1:-runs/demo}" --overwrite
+.venv/bin/edgeseg demo --out "${1:-runs/demo}" --overwrite
+echo "edgeseg is installed in .venv: 'source .venv/bin/activate' to type edgeseg commands (or run .venv/bin/edgeseg)"

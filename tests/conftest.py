@@ -46,6 +46,22 @@ def synthetic_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sessions(tmp_path_factory) -> Path:
+    """A generic dataset of 20 frames from two recording sessions, sessA_00..15 and sessB_00..03 (every 10th by
+    name is the val split, as in the generic layout)."""
+    from edgeseg import synthetic
+
+    root = synthetic.write_dataset(tmp_path_factory.mktemp("sessions") / "data", count=20, hw=(72, 96), seed=3)
+    images = sorted((root / "images").iterdir())
+    for i, img in enumerate(images):
+        name = f"sessA_{i:02d}" if i < 16 else f"sessB_{i - 16:02d}"
+        mask = root / "masks" / f"{img.stem}.png"
+        img.rename(img.with_name(name + img.suffix))
+        mask.rename(mask.with_name(name + ".png"))
+    return root
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, synthetic_data) -> Path:
     """A MobileNetV2-0.35 U-Net trained for 3 epochs on 36 synthetic scenes (about 30 s)."""
     from edgeseg.training.train import TrainConfig, train

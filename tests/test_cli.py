@@ -27,7 +27,42 @@ def assert_one_line_error(result, pattern, code=1):
     assert re.search(pattern, lines[0]), lines[0]
 
 
-COMMANDS = ["train", "convert", "run", "bench", "eval", "quant-report", "edgetpu", "info", "doctor", "synth", "demo"]
+COMMANDS = [
+    "train",
+    "convert",
+    "run",
+    "bench",
+    "eval",
+    "quant-report",
+    "edgetpu",
+    "info",
+    "doctor",
+    "synth",
+    "pack",
+    "demo",
+]
+
+
+def test_every_option_has_help_and_a_plain_metavar_and_there_is_a_version():
+    """The CLI reads as one tool (issue 34): no option without help, no Python type as a metavar, sizes as WxH
+    everywhere, and --version."""
+    from importlib.metadata import version
+
+    import typer.main
+
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.output.strip() == f"edgeseg {version('edgeseg')}"
+    for command in COMMANDS:
+        r = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert r.exit_code == 0, r.output
+        for bad in ("range>", "list[", "<str>", "<float>", "<bool>"):
+            assert bad not in r.output, (command, bad, r.output)
+        params = typer.main.get_command(app).commands[command].params
+        for p in params:
+            assert (p.help or "").strip(), f"{command} {p.opts} has no help"
+        for name in ("--size", "--frame-size", "--camera-size"):
+            if f"\n  {name} " in r.output:
+                assert f"\n  {name} WxH " in r.output, (command, name)
 
 
 def test_help_lists_exactly_the_commands_in_order_each_with_one_red_line_errors():

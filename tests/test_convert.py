@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,3 +233,33 @@ def test_an_agreement_below_the_floor_is_warned_in_the_result_and_on_the_termina
     )
     assert r.exit_code == 0, r.output
     assert "agrees with Keras on only" in r.output and "expected at least 101% for float32" in r.output
+
+
+def test_convert_takes_a_shipped_name_and_writes_under_the_working_folder_never_into_the_package(tmp_path, monkeypatch):
+    """`edgeseg convert nano` converts the shipped nano's Keras weights (issue 34): its output goes to
+    runs/convert/ under the working folder, since the default for other models (beside the model) would write
+    into the installed package."""
+    from typer.testing import CliRunner
+
+    from converters.targets import target_for
+    from edgeseg.assets import HERE, resolve_keras, shipped_keras
+    from edgeseg.cli import app
+
+    keras_nano = shipped_keras("nano")
+    if keras_nano is None:
+        pytest.skip("this install has no camvid_nano.keras")
+    assert resolve_keras("nano") == keras_nano
+    with pytest.raises(ModelError, match="no such model file .*shipped model: nano, small"):
+        resolve_keras(tmp_path / "missing.keras")
+    target = target_for("openvino", "float32")
+    assert target.default_output(keras_nano) == Path("runs/convert/camvid_nano_openvino.xml")
+    assert target.default_output(tmp_path / "run" / "model.keras") == tmp_path / "run" / "model_openvino.xml"
+    before = sorted(p.name for p in HERE.iterdir())
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["convert", "nano", "--verify", "2"])
+    assert r.exit_code == 0, r.output
+    out = Path("runs/convert/camvid_nano_float32.tflite")
+    assert f"wrote {out}" in r.output and (tmp_path / out).is_file()
+    assert sorted(p.name for p in HERE.iterdir()) == before  # nothing new inside the package
+    r = CliRunner().invoke(app, ["convert", "tiny", "--verify", "2"])
+    assert r.exit_code == 1 and "tiny: no such model file" in r.output

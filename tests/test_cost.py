@@ -144,6 +144,15 @@ def test_info_command_reports_the_shipped_model(tmp_path):
     assert d["spec"]["classes"][0] == "Sky" and d["inputs"][0]["shape"] == [1, 288, 384, 3]
     assert d["ops"]["CONV_2D"] == 46 and sum(d["ops"].values()) == d["op_count"] == 82
     assert "2.077 GMACs per frame" in r.output and "82 of 82 ops (100%)" in r.output
+    # issue 34: the figure it leads with is on frames the model never saw; val is said to be trained on
+    lines = r.output.splitlines()
+    score = next(i for i, ln in enumerate(lines) if ln.startswith("  score"))
+    assert score == next(i for i, ln in enumerate(lines) if ln.startswith("  spec")) + 1
+    assert lines[score] == (
+        "  score   mIoU 58.69 on CamVid test (233 frames, scored independently); "
+        "val mIoU 78.00 (frames it trained on: not a test)"
+    ), lines[score]
+    assert d["score"]["held_out"]["miou"] == 58.69 and d["score"]["val_trained_on"] is True
 
 
 def test_info_refuses_what_is_not_a_tflite(tmp_path):

@@ -31,21 +31,6 @@ def one_line(result, pattern, code=1):
 
 
 @pytest.fixture(scope="module")
-def sessions(tmp_path_factory) -> Path:
-    """A generic dataset of 20 frames from two 'sequences': sessA_00..15 and sessB_00..03."""
-    from edgeseg import synthetic
-
-    root = synthetic.write_dataset(tmp_path_factory.mktemp("sessions") / "data", count=20, hw=(72, 96), seed=3)
-    images = sorted((root / "images").iterdir())
-    for i, img in enumerate(images):
-        name = f"sessA_{i:02d}" if i < 16 else f"sessB_{i - 16:02d}"
-        mask = root / "masks" / f"{img.stem}.png"
-        img.rename(img.with_name(name + img.suffix))
-        mask.rename(mask.with_name(name + ".png"))
-    return root
-
-
-@pytest.fixture(scope="module")
 def packs(sessions, tmp_path_factory) -> dict[str, Path]:
     from edgeseg.packing import pack_dataset
 

@@ -1,6 +1,7 @@
 """The training protocol (which frames train, which validate, which epoch is kept) and fine-tuning with --init."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,3 +252,60 @@ def test_the_ablations_proxy_folder_holds_the_frames_the_hold_out_trained_and_va
     image, mask = val.read(2)  # a link to the frame it names, image and labels alike
     assert val.samples[2].image.name == "0006R0_3.png" and mask.max() == 0 and image.shape[:2] == (6, 8)
     assert ablation.proxy_dataset(camvid, "0006R0", dest) == 3  # made again from scratch, not on top
+
+
+def test_held_out_means_one_set_for_train_eval_and_calibration(sessions, tiny_run):
+    """Issue 34: `train --hold-out sessB_` trains on every other frame (the val split's too, none left in neither
+    set), `eval --hold-out sessB_` scores exactly the held-out frames, and calibration leaves them out."""
+    from typer.testing import CliRunner
+
+    from converters.calibration import calibration_set
+    from converters.pipeline import held_out
+    from edgeseg.cli import app
+    from edgeseg.datasets import open_dataset
+    from edgeseg.spec import ModelSpec
+    from edgeseg.training.protocol import make_protocol
+
+    p = make_protocol(sessions, "auto", ("train",), ("sessB_",), None, "auto")
+    assert _stems(p.val) == {f"sessB_{i:02d}" for i in range(4)}
+    assert _stems(p.train) == {f"sessA_{i:02d}" for i in range(16)}  # the val split's sessA frame trains too
+    assert "used by neither" not in p.note and p.to_dict()["hold_out"] == ["sessB_"]
+    explicit = make_protocol(sessions, "auto", ("val",), ("sessB_",), None, "auto")  # a split asked for is kept
+    val_split = {s.image.stem for s in open_dataset(sessions, "val").samples}
+    assert _stems(explicit.train) == {n for n in val_split if not n.startswith("sessB_")}
+    unused = 20 - len(explicit.train) - 4
+    assert f"{unused} frames of the splits it does not train on (train) are used by neither" in explicit.note
+
+    r = CliRunner().invoke(
+        app, ["eval", str(tiny_run / "model.keras"), "--data", str(sessions), "--hold-out", "sessB_"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "(held out sessB_, 4 images)" in r.output
+    r = CliRunner().invoke(app, ["eval", str(tiny_run / "model.keras"), "--data", str(sessions), "--hold-out", "x9"])
+    assert r.exit_code == 1 and "--hold-out x9: no frame's file name starts with it" in r.output
+
+    spec = ModelSpec.load(tiny_run / "spec.json")
+    spec.extra["protocol"] = p.to_dict()
+    assert held_out(spec) == ("sessB_",)
+    cal = calibration_set(sessions, spec, 200, hold_out=held_out(spec))
+    names = {Path(f).stem for f in cal.images}
+    assert names and not any(n.startswith("sessB_") for n in names)
+    assert len(calibration_set(sessions, spec, 200).images) > len(cal.images)  # without it, they were drawn
+
+
+def test_calibrating_on_a_dataset_of_other_classes_says_so_instead_of_missing_classes(sessions):
+    """Issue 34: the CamVid model calibrated on a 5-class dataset said it 'never shows Pole, Road, ...', reading
+    the dataset's mask values as CamVid's classes; it now says that the classes differ."""
+    from dataclasses import replace
+
+    from converters.calibration import calibration_set
+    from edgeseg.assets import HERE
+    from edgeseg.spec import ModelSpec
+
+    camvid = ModelSpec.load(HERE / "camvid_nano.spec.json")
+    cal = calibration_set(sessions, camvid, 8)
+    assert any("are not the model's (Sky, Building, Pole, Road, ... 11 in all)" in w for w in cal.warnings)
+    assert not any("never show" in w for w in cal.warnings) and cal.class_pixels is None
+    ds = open_dataset(sessions, "train")
+    own = replace(camvid, classes=tuple(ds.classes), colours=tuple(ds.colours))
+    assert not any("are not the model's" in w for w in calibration_set(sessions, own, 8).warnings)

@@ -15,6 +15,12 @@ SHIPPED = {"nano": "camvid_nano_int8.tflite", "small": "camvid_small_int8.tflite
 # The float Keras models the int8 ones were converted from (spec beside each, <stem>.spec.json): what
 # `edgeseg train --init nano|small` fine-tunes from.
 SHIPPED_KERAS = {"nano": "camvid_nano.keras", "small": "camvid_small.keras"}
+# What each shipped model scores on frames it never trained on: CamVid's test split (233 frames at 480x360, void
+# ignored), scored independently of this repository, which does not hold that split (issue 33); `info` leads with it
+SHIPPED_SCORES = {
+    "nano": ("CamVid test", 54.49, "233 frames, scored independently"),
+    "small": ("CamVid test", 58.69, "233 frames, scored independently"),
+}
 DEFAULT_NAME = "small"
 DEFAULT_MODEL = SHIPPED[DEFAULT_NAME]
 
@@ -29,6 +35,41 @@ def shipped_keras(name: str) -> Path | None:
     """The float Keras model a shipped model was converted from, or None when this install does not have it."""
     p = HERE / SHIPPED_KERAS[name]
     return p if p.is_file() else None
+
+
+def resolve_keras(text: str | Path) -> Path:
+    """A shipped model's name (nano, small) or a path -> an existing Keras model file (what `convert` and
+    `train --init` start from); ModelError otherwise."""
+    text = str(text)
+    if text in SHIPPED_KERAS and not Path(text).exists():
+        p = shipped_keras(text)
+        if p is None:
+            raise ModelError(f"the shipped model {text!r} has no Keras weights ({SHIPPED_KERAS[text]}) in this install")
+        return p
+    p = Path(text)
+    if not p.is_file():
+        raise ModelError(
+            f"{p}: no such model file ({'a folder, not a file' if p.is_dir() else 'give a path'}, "
+            f"or a shipped model: {', '.join(SHIPPED_KERAS)})"
+        )
+    return p
+
+
+def shipped_score(path: str | Path) -> tuple[str, float, str] | None:
+    """(where, mIoU in %, how) of a shipped model's held-out score, when `path` is one of the shipped files."""
+    for name in SHIPPED:
+        if any(Path(path).resolve() == (HERE / f).resolve() for f in (SHIPPED[name], SHIPPED_KERAS[name])):
+            return SHIPPED_SCORES[name]
+    return None
+
+
+def inside_package(path: str | Path) -> bool:
+    """Whether `path` lies inside the installed edgeseg package (where no command writes its outputs)."""
+    try:
+        Path(path).resolve().relative_to(HERE.parent.resolve())
+    except ValueError:
+        return False
+    return True
 
 
 def default_model() -> Path | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import typer
 
 from edgeseg.cli import convert, device, tools, train
+from edgeseg.cli.common import Command
 
 app = typer.Typer(
     help="Semantic segmentation from a dataset to a camera on a small device.",
@@ -26,18 +27,38 @@ app = typer.Typer(
 )
 
 # in the order `edgeseg --help` lists them: the workstation's verbs, the device's, then the tools
-app.command()(train.train)
-app.command()(convert.convert)
-app.command()(device.run)
-app.command()(device.bench)
-app.command("eval")(device.eval_)
-app.command("quant-report")(convert.quant_report)
-app.command()(convert.edgetpu)
-app.command()(tools.info)
-app.command()(tools.doctor)
-app.command()(tools.synth)
-app.command()(tools.pack)
-app.command()(tools.demo)
+app.command(cls=Command)(train.train)
+app.command(cls=Command)(convert.convert)
+app.command(cls=Command)(device.run)
+app.command(cls=Command)(device.bench)
+app.command("eval", cls=Command)(device.eval_)
+app.command("quant-report", cls=Command)(convert.quant_report)
+app.command(cls=Command)(convert.edgetpu)
+app.command(cls=Command)(tools.info)
+app.command(cls=Command)(tools.doctor)
+app.command(cls=Command)(tools.synth)
+app.command(cls=Command)(tools.pack)
+app.command(cls=Command)(tools.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"edgeseg {version('edgeseg')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("edgeseg (not installed: run from a source tree)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print edgeseg's version and exit."
+    ),
+) -> None:
+    """Semantic segmentation from a dataset to a camera on a small device."""
 
 
 def main() -> None:

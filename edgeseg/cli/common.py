@@ -50,7 +50,7 @@ RknnPlatformChoice = choice_enum("RknnPlatformChoice", RKNN_PLATFORMS)
 
 RuntimeOpt = Annotated[RuntimeChoice, typer.Option(help="Runtime (auto: the one the model file calls for).")]
 DelegateOpt = Annotated[DelegateChoice, typer.Option(help="cpu, edgetpu, or auto (by file).")]
-ThreadsOpt = Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="Interpreter threads.")]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, metavar="N", help="Interpreter threads.")]
 LabelsOpt = Annotated[
     Path | None,
     typer.Option(
@@ -62,6 +62,36 @@ LabelsOpt = Annotated[
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the results (JSON) here.")]
 
 MODEL_HELP = "The model by path or shipped name (nano, small), instead of the MODEL argument."
+
+
+# Typer labels a value by its Python type (<int range>, <float range>, <list[str]>); the help shows these instead
+PLAIN_METAVARS = {
+    "<int range>": "<int>",
+    "<float range>": "<number>",
+    "<float>": "<number>",
+    "<str>": "<text>",
+    "<list[str]>": "<text>",
+}
+
+
+class Command(typer.core.TyperCommand):
+    """Every edgeseg command: options keep the metavar they were given, and the rest get a plain one
+    (PLAIN_METAVARS) instead of the Python type Typer would print."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for p in self.params:
+            flag = getattr(p, "is_flag", False)
+            if flag or (isinstance(p, typer.core.TyperOption) and p.metavar is not None):
+                continue
+            try:
+                label = p.display_type(None)  # a choice needs the context: it keeps its own label
+            except (AttributeError, TypeError):
+                continue
+            if isinstance(p, typer.core.TyperOption):
+                p.metavar = PLAIN_METAVARS.get(label)
+            elif label in ("<str>", "<list[str]>"):  # an argument's name says what it is (MODEL, models...)
+                p.display_type_rich = lambda ctx: None
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -27,7 +27,14 @@ from edgeseg.limits import MAX_IMAGES
 
 @handles_errors
 def convert(
-    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Trained .keras model.")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL",
+            help="Trained .keras model, or a shipped model's name (nano, small: its Keras weights; the output then "
+            "goes to runs/convert/).",
+        ),
+    ],
     *,
     to: Annotated[
         ExportFormatChoice | None,
@@ -122,8 +129,11 @@ def convert(
         equalize=equalize.value,
         progress=sys.stderr.isatty(),
     )
-    options.check()  # a wrong combination is one line before TensorFlow loads
-    writable(out, json_out, folders=(report, model.parent if out is None else None))  # default: beside it
+    target = options.check()  # a wrong combination is one line before TensorFlow loads
+    from edgeseg.assets import resolve_keras
+
+    model = resolve_keras(model)
+    writable(out or target.default_output(model, options.io), json_out, folders=(report,))
     quiet_tensorflow()
     from edgeseg.converters.pipeline import convert as run_conversion
 

@@ -62,13 +62,17 @@ def bench(
         list[str] | None,
         typer.Option("--model", help="A model to add, by path or shipped name (nano, small); repeat for more."),
     ] = None,
-    threads: Annotated[str | None, typer.Option(help="Interpreter threads: N, or a sweep like 1,2,4.")] = None,
+    threads: Annotated[
+        str | None, typer.Option(metavar="N[,N...]", help="Interpreter threads: N, or a sweep like 1,2,4.")
+    ] = None,
     runs: Annotated[
         int, typer.Option(min=1, max=MAX_RUNS, help="Timed runs per model (each of invoke-only and end-to-end).")
     ] = 100,
     warmup: Annotated[int, typer.Option(min=0, max=MAX_RUNS, help="Untimed runs first.")] = 10,
     rounds: Annotated[int, typer.Option(min=1, max=10_000, help="Interleave the models in this many rounds.")] = 5,
-    frame_size: Annotated[str, typer.Option(help="Frame WIDTHxHEIGHT for the end-to-end timing.")] = "640x480",
+    frame_size: Annotated[
+        str, typer.Option(metavar="WxH", help="Frame WIDTHxHEIGHT for the end-to-end timing.")
+    ] = "640x480",
     data: Annotated[
         Path | None, typer.Option(exists=True, help="Also score mIoU on this dataset (a folder, or a COCO JSON).")
     ] = None,
@@ -179,7 +183,7 @@ def run(
         str | None, typer.Option(help="Video file, image folder or glob, rtsp:// or http:// URL, or synthetic[:WxH].")
     ] = None,
     picamera: Annotated[bool, typer.Option("--picamera", help="Raspberry Pi camera via Picamera2.")] = False,
-    camera_size: Annotated[str | None, typer.Option(help="Ask the camera for WIDTHxHEIGHT.")] = None,
+    camera_size: Annotated[str | None, typer.Option(metavar="WxH", help="Ask the camera for WIDTHxHEIGHT.")] = None,
     camera_fps: Annotated[
         float | None, typer.Option(min=0.1, max=MAX_FPS, help="Ask the camera for this frame rate.")
     ] = None,
@@ -302,6 +306,14 @@ def eval_(
     ] = None,
     model_opt: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
     split: Annotated[SplitChoice, typer.Option(help="Which split to score.")] = SplitChoice.val,
+    hold_out: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PREFIX[,PREFIX]",
+            help="Score the frames whose file names start with these prefixes, from every split: the frames "
+            "train --hold-out validated on (instead of --split).",
+        ),
+    ] = None,
     format: Annotated[FormatChoice, typer.Option(help="Dataset layout.")] = FormatChoice.auto,
     limit: Annotated[int | None, typer.Option(min=1, max=MAX_IMAGES, help="Score only the first N images.")] = None,
     threads: ThreadsOpt = None,
@@ -331,7 +343,7 @@ def eval_(
     model = one_model(model, model_opt, default=False)
     if model.suffix == ".keras":
         quiet_tensorflow()
-    ds = open_dataset(data, split.value, format.value)
+    ds = open_dataset(data, split.value, format.value) if hold_out is None else held_out_frames(data, hold_out, format)
     m = open_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, spec=spec, labels=labels)
     res = evaluate(m, ds, limit, progress=progress("eval"), save_masks=save_masks)
     res["model"] = str(model)
@@ -346,3 +358,19 @@ def eval_(
         write_json(json_out, res)
     if save_masks is not None:
         typer.echo(f"masks written to {save_masks}/")
+
+
+def held_out_frames(data: Path, text: str, format: FormatChoice):
+    """The frames of every split whose file names start with one of the comma-separated prefixes in `text`."""
+    from dataclasses import replace
+
+    from edgeseg.datasets import open_dataset
+
+    prefixes = tuple(p.strip() for p in text.split(","))
+    if not all(prefixes):
+        raise EdgesegError(f"--hold-out {text!r}: give file-name prefixes separated by commas")
+    pool = open_dataset(data, "all", format.value)
+    samples = [s for s in pool.samples if s.image.name.startswith(prefixes)]
+    if not samples:
+        raise EdgesegError(f"--hold-out {text}: no frame's file name starts with it")
+    return replace(pool, split=f"held out {'+'.join(prefixes)}", samples=samples)

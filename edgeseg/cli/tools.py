@@ -51,7 +51,7 @@ def doctor(
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the synthetic dataset into (generic layout).")],
     count: Annotated[int, typer.Option(min=2, max=MAX_IMAGES, help="Number of scenes.")] = 300,
-    size: Annotated[str, typer.Option(help="Scene size WIDTHxHEIGHT.")] = "160x120",
+    size: Annotated[str, typer.Option(metavar="WxH", help="Scene size WIDTHxHEIGHT.")] = "160x120",
     seed: Annotated[int, typer.Option(help="Seed: the same seed writes the same scenes.")] = 0,
     video: Annotated[Path | None, typer.Option(help="Also write a synthetic video (.mp4) here.")] = None,
     frames: Annotated[int, typer.Option(min=1, max=MAX_IMAGES, help="Frames in the video.")] = 150,
@@ -80,7 +80,8 @@ def pack(
     data: Annotated[Path, typer.Argument(exists=True, help="Dataset: a folder in any layout, or a COCO JSON.")],
     out: Annotated[Path, typer.Option(help="The pack file to write (.segpack).")],
     size: Annotated[
-        str | None, typer.Option(help="Resize every frame to WIDTHxHEIGHT (default: each frame's own size).")
+        str | None,
+        typer.Option(metavar="WxH", help="Resize every frame to WIDTHxHEIGHT (default: each frame's own size)."),
     ] = None,
     quality: Annotated[
         int, typer.Option(min=1, max=100, help="WebP quality of the images (85: CamVid at 480x360 packs to 17.5 MB).")

@@ -60,7 +60,10 @@ def train(
         ),
     ] = None,
     size: Annotated[
-        str | None, typer.Option(help="Model input WIDTHxHEIGHT, multiples of 32 (default: --init's, else 224x224).")
+        str | None,
+        typer.Option(
+            metavar="WxH", help="Model input WIDTHxHEIGHT, multiples of 32 (default: --init's, else 224x224)."
+        ),
     ] = None,
     backbone: Annotated[
         BackboneChoice | None,
@@ -116,14 +119,18 @@ def train(
         str, typer.Option(help="Augmentation: random scale LOW,HIGH before the crop to the input size.")
     ] = "0.75,1.5",
     weights: Annotated[str | None, typer.Option(help="Backbone weights: none, imagenet or a .weights.h5 file.")] = None,
-    epochs: Annotated[int, typer.Option(min=1, max=100_000)] = 30,
-    batch_size: Annotated[int, typer.Option(min=1, max=4096)] = 8,
+    epochs: Annotated[int, typer.Option(min=1, max=100_000, help="Passes over the training frames.")] = 30,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=4096, help="Frames per step (per replica, with --strategy mirrored).")
+    ] = 8,
     lr: Annotated[
         float, typer.Option(min=1e-8, max=10.0, help="Peak learning rate (cosine decay after one warm-up epoch).")
     ] = 2e-3,
     class_weights: Annotated[str, typer.Option(help="none, median (median-frequency balancing) or a list.")] = "none",
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, scale/crop, colour jitter.")] = True,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seeds the weights, the augmentation and the batches' order: a run repeats with it.")
+    ] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
     backend: Annotated[
         BackendChoice | None,

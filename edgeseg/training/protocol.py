@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgeseg.choices import KEEP
 from edgeseg.datasets import Dataset, open_dataset
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import DataError, EdgesegError
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,13 @@ class Protocol:
     keep: str
     disjoint: bool
     note: str
+    hold_out: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        """What the spec records of it (spec.extra["protocol"])."""
+        """What the spec records of it (spec.extra["protocol"]): `convert` leaves the held-out frames out of its
+        calibration, and `eval --hold-out` scores them."""
         return {
+            "hold_out": list(self.hold_out),
             "train_splits": self.train.split,
             "train_frames": len(self.train),
             "val": self.val.split,
@@ -77,7 +80,12 @@ def make_protocol(
     """
     if keep not in KEEP:
         raise EdgesegError(f"unknown keep {keep!r}: choose one of {', '.join(KEEP)}")
+    if hold_out and train_splits == ("train",):
+        # the held-out sequences validate, so the val split is not needed for it and trains too (only a split
+        # the dataset has): no frame is left in neither set without a word
+        train_splits = tuple(s for s in ("train", "val") if _has_split(Path(data), s, fmt))
     train = _merged(Path(data), train_splits, fmt)
+    unused = ""
     if hold_out:
         pool = open_dataset(Path(data), "all", fmt)
         val = replace(pool, split=f"held out {'+'.join(hold_out)}", samples=_held(pool, hold_out, True))
@@ -85,6 +93,13 @@ def make_protocol(
         if not len(val):
             raise EdgesegError(f"--hold-out {','.join(hold_out)}: no frame's file name starts with it")
         how = f"validates on the {len(val)} frames of {', '.join(hold_out)}, held out of training"
+        used = {s.image for s in train.samples} | {s.image for s in val.samples}
+        left = len(pool) - len(used & {s.image for s in pool.samples})
+        if left:
+            others = ", ".join(
+                s for s in ("train", "val", "test") if s not in train_splits and _has_split(Path(data), s, fmt)
+            )
+            unused = f"; {left} frames of the splits it does not train on ({others}) are used by neither"
     elif val_data is not None:
         val = open_dataset(Path(val_data), "val", fmt)
         how = f"validates on {val_data}'s val split ({len(val)} frames)"
@@ -108,4 +123,12 @@ def make_protocol(
         how += "; keeps the last epoch (a fixed schedule)"
     else:
         how += ", which it also trains on: keeps the last epoch (a fixed schedule), its val mIoU is not a test"
-    return Protocol(train, val, chosen, disjoint, f"trains on {train.split} ({len(train)} frames), {how}")
+    note = f"trains on {train.split} ({len(train)} frames), {how}{unused}"
+    return Protocol(train, val, chosen, disjoint, note, tuple(hold_out))
+
+
+def _has_split(root: Path, split: str, fmt: str) -> bool:
+    try:
+        return len(open_dataset(root, split, fmt)) > 0
+    except DataError:
+        return False
