@@ -93,8 +93,11 @@ def build_int8(job: Job) -> bytes:
 
 
 def _convert(job: Job, conv) -> bytes:
+    from edgeseg.quiet import libraries_quiet
+
     try:
-        flat = conv.convert()
+        with libraries_quiet():  # the converter's own notes (fully_quantize: 0, ..., its UserWarning on int8 inputs)
+            flat = conv.convert()
     except Exception as e:  # the converter raises ConverterError and friends with long MLIR logs
         raise ModelError(f"TFLite conversion failed: {str(e).strip().splitlines()[-1][:300]}") from None
     flat = embed_metadata(bytes(flat), SPEC_METADATA_NAME, job.spec.to_json().encode())

@@ -126,6 +126,8 @@ def run_demo(
         ],
         echo,
     )
+    picture = side_by_side(i8, data, out / "side_by_side.png")
+    echo(f"wrote {picture}: input, truth and the int8 model's prediction for 3 val scenes")
     overlay = out / "overlay.mp4"
     _step(
         [
@@ -173,6 +175,7 @@ def run_demo(
             "float32": str(f32),
             "int8": str(i8),
             "overlay": str(overlay),
+            "picture": str(picture),
             "results": str(res),
         },
     }
@@ -182,6 +185,35 @@ def run_demo(
     echo("\n" + table)
     echo(f"\nwrote {out / 'summary.md'}, {out / 'summary.json'}; overlay video {overlay}")
     return summary
+
+
+def side_by_side(model: Path, data: Path, out: Path, frames: int = 3, scale: int = 2) -> Path:
+    """A picture of what the model does: for the first `frames` scenes of the val split, the input, the true
+    mask and the model's mask side by side, each `scale` times its size (a 160x120 scene: 960x240 a row)."""
+    import cv2
+    import numpy as np
+
+    from edgeseg.datasets import open_dataset
+    from edgeseg.io import write_image
+    from edgeseg.models import open_model
+    from edgeseg.overlay import colourise, palette_bgr
+
+    ds = open_dataset(data, "val")
+    m = open_model(model)
+    lut = palette_bgr(m.spec)
+    rows = []
+    for i in range(min(frames, len(ds))):
+        img, truth = ds.read(i)
+        pred = m.segment(img)
+        if ds.ignore_index is not None:  # unlabelled pixels drawn as the background
+            truth = np.where(truth == ds.ignore_index, 0, truth).astype(np.uint8)
+        panels = [img, colourise(truth, lut), colourise(pred.astype(np.uint8), lut)]
+        h, w = img.shape[:2]
+        big = [cv2.resize(p, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST) for p in panels]
+        for p, label in zip(big, ("input", "truth", "prediction (int8)"), strict=True):
+            cv2.putText(p, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        rows.append(np.hstack(big))
+    return write_image(out, np.vstack(rows))
 
 
 def _table(s: dict) -> str:

@@ -20,7 +20,10 @@ from edgeseg.errors import OutputError
 from edgeseg.io import atomic_path, atomic_write_text, write_image
 
 CLASSES = ("background", "disc", "box", "triangle", "bar")
-COLOURS = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200))  # RGB, for overlays
+# RGB, for overlays: each far from the colour its shapes are drawn in (_BASE_BGR), so that an overlay shows the
+# prediction and does not look like the input (red discs show cyan, green boxes magenta, yellow triangles blue,
+# blue bars orange)
+COLOURS = ((0, 0, 0), (0, 230, 230), (230, 0, 230), (40, 70, 255), (255, 150, 0))
 # Base BGR colour of each shape class; every shape jitters it.
 _BASE_BGR = {1: (60, 60, 200), 2: (70, 170, 60), 3: (40, 200, 220), 4: (200, 120, 30)}
 DEFAULT_HW = (120, 160)  # height, width: non-square on purpose

@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -365,3 +366,21 @@ def test_equalize_takes_a_mode(tiny_run, tmp_path):
     r = invoke("convert", tiny_run / "model.keras", "--int8", "--out", out, "--equalize")  # the old flag form
     assert r.exit_code == 2 and "requires an argument" in r.output, r.output
     assert not out.exists()
+
+
+def test_quiet_by_default_and_the_libraries_lines_with_verbose(tmp_path):
+    """Issue 34: LiteRT's 'INFO: Created TensorFlow Lite XNNPACK delegate' line on every command is held back;
+    `edgeseg -v` shows it. A subprocess, since the line is written by C++ to the process's stderr."""
+    import subprocess
+    import sys
+
+    from edgeseg.assets import default_model
+
+    if default_model() is None:
+        pytest.skip("no shipped model in this checkout")
+    cmd = [sys.executable, "-m", "edgeseg", "bench", "nano", "--runs", "2", "--warmup", "0", "--rounds", "1"]
+    quiet = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "EDGESEG_VERBOSE": ""})
+    assert quiet.returncode == 0, quiet.stderr
+    assert "camvid_nano_int8.tflite" in quiet.stdout and "XNNPACK" not in quiet.stderr + quiet.stdout
+    loud = subprocess.run([*cmd[:3], "-v", *cmd[3:]], capture_output=True, text=True, cwd=tmp_path)
+    assert loud.returncode == 0 and "Created TensorFlow Lite XNNPACK delegate" in loud.stderr, loud.stderr

@@ -122,3 +122,28 @@ def test_the_shipped_models_old_spec_loads_with_typed_fields():
         spec = ModelSpec.from_json(read_spec_json(read_model_bytes(path)))
         assert spec.decoder == decoder and spec.backbone.startswith("mobilenet_v2")
         assert spec.dataset_format == "camvid" and 0.5 < spec.val_miou < 0.8 and "embedded" not in spec.extra
+
+
+def test_the_demo_draws_a_picture_whose_overlay_colours_are_not_the_shapes_own(synthetic_data, tmp_path):
+    """Issue 34: the demo's overlay looked like its input because the synthetic shapes were drawn in their class
+    colours; now each class's display colour is far from its shapes' colour, and the demo writes input, truth and
+    prediction side by side."""
+    import cv2
+    import numpy as np
+
+    from edgeseg import synthetic
+    from edgeseg.assets import default_model
+    from edgeseg.demo import side_by_side
+
+    for c, bgr in synthetic._BASE_BGR.items():
+        drawn = np.array(bgr[::-1], float)
+        assert np.abs(np.array(synthetic.COLOURS[c], float) - drawn).sum() > 250, (c, synthetic.COLOURS[c], bgr)
+    if default_model() is None:
+        pytest.skip("no shipped model in this checkout")
+    out = side_by_side(default_model(), synthetic_data, tmp_path / "pic.png")
+    pic = cv2.imread(str(out))
+    h, w = 72, 96  # SCENE_HW
+    assert pic.shape == (3 * 2 * h, 3 * 2 * w, 3) and pic.shape[1] >= 320
+    row = pic[: 2 * h]
+    inp, truth = row[:, : 2 * w], row[:, 2 * w : 4 * w]
+    assert np.abs(inp.astype(int) - truth.astype(int)).mean() > 20  # the truth panel is not the input again

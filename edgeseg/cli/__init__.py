@@ -57,8 +57,17 @@ def _options(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print edgeseg's version and exit."
     ),
+    verbose: bool = typer.Option(
+        False, "-v", "--verbose", help="Also show the libraries' own log lines (TensorFlow, LiteRT, converters)."
+    ),
 ) -> None:
     """Semantic segmentation from a dataset to a camera on a small device."""
+    if verbose:
+        import os
+
+        from edgeseg.quiet import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
 
 
 def main() -> None:

@@ -177,42 +177,20 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
-# What TensorFlow prints on stderr while it is imported, line by line, that says nothing to a user: absl's
-# note that logging is not set up yet, oneDNN's numerics note, and the CPU-feature guard's build advice.
-TF_IMPORT_NOISE = (
-    "WARNING: All log messages before absl::InitializeLog()",
-    "oneDNN custom operations are on",
-    "This TensorFlow binary is optimized to use available CPU instructions",
-    "To enable the following instructions",
-)
-
-
 def quiet_tensorflow() -> None:
     """Import TensorFlow (when installed) with its C++ log lines kept off the terminal: TF_CPP_MIN_LOG_LEVEL does
-    not silence what absl prints before its logging starts, so stderr is caught at the file descriptor while
-    TensorFlow loads, and every line that is not known noise is passed on."""
+    not silence what absl prints before its logging starts (edgeseg.quiet)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     import importlib.util
     import sys
-    import tempfile
 
     if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:
-        os.dup2(caught.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            lines = caught.read().decode("utf-8", "replace").splitlines()
-    for line in lines:
-        if line.strip() and not any(noise in line for noise in TF_IMPORT_NOISE):
-            print(line, file=sys.stderr)
+    from edgeseg.quiet import libraries_quiet
+
+    with libraries_quiet():
+        import tensorflow  # noqa: F401
 
 
 def progress(desc: str):

@@ -173,25 +173,31 @@ class Segmenter(Predictor):
 
     def _interpreter(self, buf: bytes, delegates: list):
         """An interpreter for the model bytes with batch 1 and its tensors allocated."""
+        from edgeseg.quiet import libraries_quiet
+
         try:
-            it = self.runtime.interpreter_cls(
-                model_content=buf, num_threads=self.threads, experimental_delegates=delegates or None
-            )
-            inputs = it.get_input_details()
-            if len(inputs) != 1:
-                raise ModelError(f"{self.path.name}: expected one input tensor, found {len(inputs)}")
-            shape = [int(s) for s in inputs[0]["shape"]]
-            if len(shape) == 4 and shape[0] != 1:
-                it.resize_tensor_input(inputs[0]["index"], [1] + shape[1:])
-            it.allocate_tensors()
+            with libraries_quiet():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" at every model
+                it = self.runtime.interpreter_cls(
+                    model_content=buf, num_threads=self.threads, experimental_delegates=delegates or None
+                )
+                inputs = it.get_input_details()
+                if len(inputs) != 1:
+                    raise ModelError(f"{self.path.name}: expected one input tensor, found {len(inputs)}")
+                shape = [int(s) for s in inputs[0]["shape"]]
+                if len(shape) == 4 and shape[0] != 1:
+                    it.resize_tensor_input(inputs[0]["index"], [1] + shape[1:])
+                it.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"{self.path.name}: the interpreter rejects this model ({first_line(e)})") from None
         return it
 
     def _fix_input_hw(self, hw: tuple[int, int]) -> None:
+        from edgeseg.quiet import libraries_quiet
+
         try:
-            self.interpreter.resize_tensor_input(self._in_idx, [1, *hw, 3], strict=True)
-            self.interpreter.allocate_tensors()
+            with libraries_quiet():
+                self.interpreter.resize_tensor_input(self._in_idx, [1, *hw, 3], strict=True)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"{self.path.name}: cannot run at {hw[1]}x{hw[0]} ({first_line(e)})") from None
         self.output = tensor_info(self.interpreter.get_output_details()[0])
