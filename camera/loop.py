@@ -96,7 +96,7 @@ class LoopStats:
     reconnects: int = 0
     seconds: float = 0.0
     interrupted: bool = False
-    stopped_by: str | None = None  # SIGINT or SIGTERM when interrupted
+    stopped_by: str | None = None  # SIGINT, SIGTERM or SIGHUP when interrupted
     ended_early: str | None = None  # a file source that stopped before its declared frame count
     record_dropped: int = 0  # frames left out of the recording because its encoder fell behind
     stages: dict = field(default_factory=lambda: {k: RingStat() for k in STAGES})
@@ -266,9 +266,10 @@ def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopSt
         t_start = time.perf_counter()
         try:
             _feed(model, source, capture, output, opts, window, t_start)
-        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (edgeseg.signals raises Terminated for it)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM or SIGHUP (edgeseg.signals raises Terminated for them)
             stats.interrupted = True
-            stats.stopped_by = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+            got = signals.received()
+            stats.stopped_by = signals.signal.Signals(got).name if isinstance(e, Terminated) and got else "SIGINT"
     finally:
         # A second Ctrl-C while the recording is closed and renamed is noted, not obeyed: it used to lose it.
         with signals.finishing(say=opts.log):

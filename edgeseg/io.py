@@ -128,6 +128,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
                     os.fsync(f.fileno())
         except OSError as e:  # a full disk (ENOSPC) shows up here: the temp file goes, the target is untouched
             raise _cannot_write(Path(path), e) from None
+        if not special_file(tmp) and tmp.stat().st_size != len(data):  # what reached the disk, before the rename
+            raise OutputError(f"{path}: wrote {tmp.stat().st_size} of {len(data)} bytes (disk full?)")
     return Path(path)
 
 
@@ -137,18 +139,19 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 
 def write_image(path: Path, image) -> Path:
-    """An image file (format from the suffix) written atomically with OpenCV; OutputError when it cannot be.
-    cv2.imwrite reports failure (a full disk, a bad suffix) by returning False, never by raising."""
+    """An image file (format from the suffix) encoded in memory with OpenCV, then written atomically and checked
+    (atomic_write_bytes); OutputError when it cannot be. cv2.imwrite on a full disk returned True and left an
+    empty file, which was then renamed into place: encoding first, then writing, sees the failure."""
     import cv2
 
-    with atomic_path(path) as tmp:
-        try:
-            ok = cv2.imwrite(str(tmp), image)
-        except cv2.error:
-            ok = False
-        if not ok:
-            raise OutputError(f"{path}: cannot write the image (disk full, or no encoder for {Path(path).suffix!r})")
-    return Path(path)
+    suffix = Path(path).suffix or ".png"
+    try:
+        ok, buf = cv2.imencode(suffix, image)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise OutputError(f"{path}: cannot encode the image (no encoder for {suffix!r})")
+    return atomic_write_bytes(path, buf.tobytes())
 
 
 def read_bounded(path: Path, max_bytes: int, what: str) -> str:

@@ -1,10 +1,12 @@
-"""SIGTERM (what systemd, `docker stop` and `kill` send) takes the same clean way out as Ctrl-C.
+"""SIGTERM (what systemd, `docker stop` and `kill` send) and SIGHUP (a closed terminal, a dropped SSH session:
+the usual end of a run on a Pi) take the same clean way out as Ctrl-C.
 
 Python's default for SIGTERM is to die on the spot: a recording was left as a hidden 0-frame temp file and no
 stats were written. While a command runs, SIGTERM raises Terminated, a KeyboardInterrupt, so every `finally`
 and context manager that handles Ctrl-C (joining threads, closing the recording and renaming it into place,
 removing temp files, writing stats) runs for it too. The exit code tells the two apart: 130 for SIGINT, 143
-(128 + 15) for SIGTERM, 0 only for a run that ended by itself. A second SIGTERM during the clean-up kills.
+(128 + 15) for SIGTERM, 129 for SIGHUP, 0 only for a run that ended by itself. A second one during the clean-up
+kills.
 
 Where an exception at an arbitrary point could tear a file that is not written atomically (Keras'
 BackupAndRestore writes its checkpoint in place), `deferred()` only notes the signal, and the code raises it
@@ -20,23 +22,26 @@ from collections.abc import Iterator
 
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 128 + signal.SIGTERM
+# the signals that end a command the way SIGTERM does (SIGHUP where the platform has it)
+STOPS = (signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
 
 
 class Terminated(KeyboardInterrupt):
-    """Raised in the main thread by SIGTERM."""
+    """Raised in the main thread by SIGTERM or SIGHUP."""
 
 
 _received: int | None = None
 
 
 def received() -> int | None:
-    """The signal that stopped this command (SIGINT or SIGTERM), or None."""
+    """The signal that stopped this command (SIGINT, SIGTERM or SIGHUP), or None."""
     return _received
 
 
 def exit_code() -> int:
-    """The exit status for the signal that stopped the command: 143 for SIGTERM, 130 for Ctrl-C."""
-    return EXIT_SIGTERM if _received == signal.SIGTERM else EXIT_SIGINT
+    """The exit status for the signal that stopped the command: 128 + its number (143 SIGTERM, 129 SIGHUP), 130
+    for Ctrl-C."""
+    return 128 + int(_received) if _received in STOPS else EXIT_SIGINT
 
 
 def note_interrupt() -> None:
@@ -47,7 +52,8 @@ def note_interrupt() -> None:
 
 
 def _on_sigterm(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process
+    for s in STOPS:
+        signal.signal(s, signal.SIG_DFL)  # a second one ends the process
     _raise(signum)
 
 
@@ -68,10 +74,10 @@ def _handling(handler, signums: tuple[int, ...]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def graceful_sigterm() -> Iterator[None]:
-    """While the block runs (in the main thread), SIGTERM raises Terminated."""
+    """While the block runs (in the main thread), SIGTERM and SIGHUP raise Terminated."""
     global _received
     _received = None
-    with _handling(_on_sigterm, (signal.SIGTERM,)):
+    with _handling(_on_sigterm, STOPS):
         yield
 
 
@@ -89,7 +95,7 @@ def _note(signum, frame) -> None:
 def _raise(signum: int) -> None:
     global _received
     _received = signum
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    raise Terminated() if signum in STOPS else KeyboardInterrupt()
 
 
 def raise_pending() -> None:
@@ -105,7 +111,7 @@ def default_action() -> Iterator[None]:
     """While the block runs (in the main thread), SIGINT and SIGTERM do what they do by default: end the process
     at once. For a native call that blocks without returning to Python (a cluster waiting for its workers), where
     a Python handler would never run and the process would be deaf to both."""
-    with _handling(signal.SIG_DFL, (signal.SIGINT, signal.SIGTERM)):
+    with _handling(signal.SIG_DFL, (signal.SIGINT, *STOPS)):
         yield
 
 
@@ -124,7 +130,7 @@ def finishing(say=None) -> Iterator[None]:
         if count >= 3:
             _raise(signum)
 
-    with _handling(ignore, (signal.SIGINT, signal.SIGTERM)):
+    with _handling(ignore, (signal.SIGINT, *STOPS)):
         yield
 
 
@@ -134,5 +140,5 @@ def deferred() -> Iterator[None]:
     raise_pending() where stopping is safe. A second identical signal stops at once."""
     global _pending
     _pending = None
-    with _handling(_note, (signal.SIGINT, signal.SIGTERM)):
+    with _handling(_note, (signal.SIGINT, *STOPS)):
         yield

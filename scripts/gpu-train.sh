@@ -17,7 +17,7 @@ LR="${LR:-2e-3}"
 DATA="${DATA:-.gpu/camvid.segpack}"
 WEIGHTS="${WEIGHTS:-.gpu/imagenet.weights.h5}"
 PY="${PYTHON:-python3}"
-if ! "$PY" -c 'import keras' 2>/dev/null; then
+if ! "$PY" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("keras") is None)'; then
     "$PY" -m pip install --quiet --no-index --no-deps .gpu/wheels/*.whl
 fi
 export KERAS_BACKEND="$BACKEND" PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

@@ -175,3 +175,40 @@ def test_train_on_a_backend_without_tensorflow_writes_a_model_that_loads(synthet
 
     assert json.loads((out / "config.json").read_text())["backend"] == backend
     assert Path(out / "model.keras").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_gpu_script_trains_small_then_nano_from_it_and_skips_what_is_done(synthetic_data, tmp_path):
+    """scripts/gpu-train.sh (recipe v3 on a lent GPU) run here at toy sizes on whichever backend this
+    environment has: small, then nano distilled from small's model.keras, each run in $OUT/<name>/; a second
+    run finds both done and trains nothing."""
+    import json
+
+    import keras
+
+    from edgeseg.packing import pack_dataset
+
+    pack = pack_dataset(synthetic_data, tmp_path / "data.segpack").path
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "DATA": str(pack),
+        "WEIGHTS": "none",
+        "EPOCHS": "1",
+        "BATCH": "6",
+        "SMALL_SIZE": "96x64",
+        "NANO_SIZE": "96x64",
+        "BACKEND": keras.backend.backend(),
+        "PYTHON": sys.executable,
+        "HOLD_OUT": "scene_0001",
+    }
+    r = subprocess.run(["bash", "scripts/gpu-train.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    for name in ("small", "nano"):
+        assert (out / name / "model.keras").is_file() and (out / name / "history.csv").is_file()
+    nano = json.loads((out / "nano" / "config.json").read_text())
+    assert nano["teacher"].endswith("small/model.keras") and nano["hold_out"] == ["scene_0001"]
+    assert [ln.split(":")[0] for ln in (out / "times.txt").read_text().splitlines()] == ["small", "nano"]
+    again = subprocess.run(["bash", "scripts/gpu-train.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.count("done before") == 2, again.stdout + again.stderr

@@ -262,7 +262,8 @@ def test_decoders_get_explicit_limits_and_say_which_file(toy_models, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- 5. SIGTERM
-def test_sigterm_during_run_leaves_a_playable_recording_and_stats(toy_models, tmp_path):
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])  # SIGHUP: a closed terminal or SSH session (issue 35)
+def test_sigterm_during_run_leaves_a_playable_recording_and_stats(toy_models, tmp_path, signame):
     out = tmp_path / "o.mp4"
     proc = edgeseg_proc(
         "run",
@@ -279,14 +280,15 @@ def test_sigterm_during_run_leaves_a_playable_recording_and_stats(toy_models, tm
     try:
         assert "Ctrl-C stops" in proc.stdout.readline()
         time.sleep(1.5)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(getattr(signal, signame))
         stdout, stderr = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 143, stderr  # told apart from success (0) and from Ctrl-C (130)
-    assert "Traceback" not in stderr and "terminated (SIGTERM)" in stderr
+    said = {"SIGTERM": "terminated (SIGTERM)", "SIGHUP": "hung up (SIGHUP)"}[signame]
+    assert proc.returncode == 128 + getattr(signal, signame), stderr  # not success (0), not Ctrl-C (130)
+    assert "Traceback" not in stderr and said in stderr
     s = json.loads((tmp_path / "s.json").read_text())
-    assert s["interrupted"] and s["stopped_by"] == "SIGTERM" and s["frames"] > 10
+    assert s["interrupted"] and s["stopped_by"] == signame and s["frames"] > 10
     assert count_frames(out) == s["frames"]
     assert leftovers(tmp_path) == []
 

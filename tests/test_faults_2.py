@@ -573,3 +573,32 @@ def test_synth_does_not_overwrite_a_dataset_and_train_prints_no_tensorflow_noise
     )
     for noise in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard", "To enable the following"):
         assert noise not in proc.stderr, proc.stderr
+
+
+def test_masks_saved_onto_a_full_disk_are_one_line_and_no_empty_png(toy_models, tmp_path):
+    """Issue 35: cv2.imwrite on a full disk returned True and left a zero-byte PNG, renamed into place, and `run
+    --save-masks` said it wrote them. Images are now encoded in memory and written by the one checked writer."""
+    m = toy_models["scores_int8"]
+    full = _in_mount_namespace(
+        'mount -t tmpfs -o size=64k tmpfs "$T" && mkdir "$T/m" && (dd if=/dev/zero of="$T/fill" bs=4k 2>/dev/null;'
+        f' true) && "$PY" -m edgeseg run {m} --source synthetic:96x64 --no-show --max-frames 5 --save-masks "$T/m";'
+        ' echo "rc=$?"; find "$T/m" -type f -size 0; echo end',
+        tmp_path,
+    )
+    assert "rc=1" in full.stdout and "Traceback" not in full.stderr, full.stdout + full.stderr
+    errors = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and ("No space left" in errors[0] or "disk full" in errors[0]), full.stderr
+    assert full.stdout.split("rc=1")[1].strip() == "end"  # no empty file left in the folder
+
+
+def test_write_image_refuses_what_it_cannot_encode_and_checks_what_reached_the_disk(tmp_path):
+    from edgeseg.errors import OutputError
+    from edgeseg.io import write_image
+
+    img = np.full((8, 8, 3), 7, np.uint8)
+    assert cv2.imread(str(write_image(tmp_path / "a.png", img))).tolist() == img.tolist()
+    with pytest.raises(OutputError, match="no encoder for '.nope'"):
+        write_image(tmp_path / "a.nope", img)
+    with pytest.raises(OutputError, match="No space left|disk full"):
+        write_image(Path("/dev/full"), img)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]

@@ -105,7 +105,9 @@ def stopped() -> typer.Exit:
     from edgeseg import signals
 
     signals.note_interrupt()
-    what = "terminated (SIGTERM)" if signals.received() == signals.signal.SIGTERM else "interrupted"
+    got = signals.received()
+    what = {signals.signal.SIGTERM: "terminated (SIGTERM)", getattr(signals.signal, "SIGHUP", None): "hung up (SIGHUP)"}
+    what = what.get(got, "interrupted")
     typer.secho(what, fg=typer.colors.YELLOW, err=True)
     return typer.Exit(signals.exit_code())
 

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -95,7 +96,7 @@ def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
         extra={"protocol": protocol.to_dict()},
     )
     log(f"data: {spec.num_classes} classes ({train_ds.format} layout at {cfg.data}); {protocol.note}")
-    images, masks = load_all(train_ds, progress_bar("reading train", force=True))
+    images, masks = load_all(train_ds, progress_bar("reading train"))
     val = [val_ds.read(i) for i in range(len(val_ds))]
     return TrainData(spec, images, masks, [f for f, _ in val], [m for _, m in val], val_ds.ignore_index, protocol.keep)
 
@@ -312,7 +313,9 @@ def _fit(cfg, dist, mixed: str | None, out: Path, work: Path, resume: bool, log,
     t0 = time.perf_counter()
     with signals.deferred(), dist.scope() if training_backend().scope_covers_fit else contextlib.nullcontext():
         try:
-            model.fit(batches, epochs=cfg.epochs, callbacks=callbacks, verbose="auto", shuffle=False)  # it shuffles
+            # a bar on a terminal, one line an epoch in a log file (no per-step lines with terminal codes)
+            verbose = 1 if sys.stdout.isatty() else 2
+            model.fit(batches, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)  # it shuffles
         except OSError as e:  # a full disk under Keras' own writers (history.csv)
             raise OutputError(
                 f"{out}: cannot write ({e.strerror or e}); --resume continues from the last whole epoch"
