@@ -248,9 +248,17 @@ def test_resume_refuses_options_that_would_change_the_run_and_finds_its_data_fro
         os.chdir(ROOT)
     assert Path(loaded.data).resolve() == synthetic_data.resolve() and loaded.out == str(out)
     (out / "backup").mkdir()
-    for extra, named in ((["--epochs", "50"], "--epochs"), (["--size", "96x64", "--lr", "0.1"], "--size, --lr")):
+    for extra, named in (
+        (["--epochs", "50"], "--epochs"),
+        (["--size", "96x64", "--lr", "0.1"], "--size, --lr"),
+        (["--size", "64x32", "--epochs", "3", "--decoder", "tiny"], "--epochs would"),  # only the one that differs
+    ):
         line = one_line_error(invoke("train", "--data", synthetic_data, "--out", out, "--resume", *extra), named)
         assert "would change it: start a new run, with --init" in line
+    # issue 35: the original options repeated change nothing, so the run resumes (and finishes its 2 epochs)
+    same = ["--size", "64x32", "--alpha", "0.35", "--decoder", "tiny", "--batch-size", "12", "--epochs", "2"]
+    r = invoke("train", "--data", synthetic_data, "--out", out, "--resume", *same)
+    assert r.exit_code == 0 and "would change" not in r.output and "resuming" in r.output, r.output
 
 
 @pytest.mark.slow

@@ -180,13 +180,10 @@ def train(
         "mixed_precision": mixed_precision,
         "jit_compile": jit_compile,
     }
-    if resume and (out / CONFIG_FILE).is_file():
-        cfg = replace(TrainConfig.load(out), **where)  # what it learns is saved; where it runs is this command's
-        _refuse_changes(ctx, cfg)
-        typer.echo(f"resuming {out} with its saved settings")
-    else:
+
+    def fresh() -> TrainConfig:  # the run the options on this command line describe
         arch = resolve_init(init)[1] if init else {}
-        cfg = TrainConfig(
+        return TrainConfig(
             data=str(data),
             out=str(out),
             format=format.value,
@@ -214,6 +211,13 @@ def train(
             keep=keep.value,
             **where,
         )
+
+    if resume and (out / CONFIG_FILE).is_file():
+        cfg = replace(TrainConfig.load(out), **where)  # what it learns is saved; where it runs is this command's
+        _refuse_changes(ctx, cfg, fresh)
+        typer.echo(f"resuming {out} with its saved settings")
+    else:
+        cfg = fresh()
     from edgeseg.training.train import train as run_training
 
     result = run_training(cfg, resume=resume, log=typer.echo)
@@ -250,18 +254,37 @@ def _range(text: str, what: str) -> tuple[float, float]:
 
 # What --resume may be given afresh: where the run is and how it runs, not what it learns.
 RESUME_MAY_SET = {"ctx", "data", "out", "resume", "backend", "strategy", "mixed_precision", "jit_compile"}
+# an option and the TrainConfig field it sets, where the names differ
+OPTION_FIELDS = {"size": "input_hw", "scale_range": "augment"}
 
 
-def _refuse_changes(ctx: typer.Context, cfg) -> None:
+def _refuse_changes(ctx: typer.Context, cfg, fresh) -> None:
     """--resume continues a run as it was started: an option given on the command line that would change what
-    it learns (its epochs, size, data splits...) is refused, naming the options, rather than silently ignored."""
+    it learns (its epochs, size, data splits...) is refused, naming the options, rather than silently ignored.
+    An option repeated with the value the run was started with changes nothing and is accepted (`fresh()` is the
+    config this command line describes)."""
     from edgeseg.errors import EdgesegError
+    from edgeseg.training.config import PATH_FIELDS
 
     def given_here(name: str) -> bool:  # by name: Typer may carry its own copy of click's ParameterSource
         source = ctx.get_parameter_source(name)
         return source is not None and source.name == "COMMANDLINE"
 
+    def same(field: str, a, b) -> bool:
+        if field in PATH_FIELDS and isinstance(a, str) and isinstance(b, str):
+            return a == b or Path(a).resolve() == Path(b).resolve()
+        return _plain(a) == _plain(b)
+
     given = [name for name in ctx.params if name not in RESUME_MAY_SET and given_here(name)]
+    if given:
+        try:
+            asked = fresh()
+        except EdgesegError:
+            asked = None  # the command line alone does not describe a run: every option given counts as a change
+        field = {name: OPTION_FIELDS.get(name, name) for name in given}
+        given = [
+            n for n in given if asked is None or not same(field[n], getattr(asked, field[n]), getattr(cfg, field[n]))
+        ]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise EdgesegError(
@@ -269,3 +292,16 @@ def _refuse_changes(ctx: typer.Context, cfg) -> None:
             f"{cfg.input_hw[1]}x{cfg.input_hw[0]}); {flags} would change it: start a new run, with "
             f"--init {Path(cfg.out) / 'model.keras'} to keep what it learnt"
         )
+
+
+def _plain(v):
+    """A config value compared as data: tuples and lists alike, dataclasses as their fields."""
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(v) and not isinstance(v, type):
+        return _plain(asdict(v))
+    if isinstance(v, list | tuple):
+        return tuple(_plain(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
