@@ -4,6 +4,7 @@ the Raspberry Pi camera) behind edgeseg.camera.frames.FrameSource, and open_sour
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob as globlib
 import os
 import time
@@ -132,6 +133,8 @@ class ImageFolderSource(FrameSource):
         p = Path(pattern)
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS)
+        elif p.is_file():  # a file that exists is that file, even when its name has glob characters (shot[2].png)
+            files = [p] if p.suffix.lower() in IMAGE_EXTS else []
         else:
             files = sorted(Path(f) for f in globlib.glob(pattern) if Path(f).suffix.lower() in IMAGE_EXTS)
         if not files:
@@ -252,13 +255,33 @@ def open_source(
     if "://" in source and not source.startswith("file://"):
         return CaptureSource(source, live=True)
     path = Path(source.removeprefix("file://"))
-    if path.is_dir() or any(c in source for c in "*?["):
+    _check_source_kind(path, source)
+    if path.is_dir() or (not path.exists() and any(c in source for c in "*?[")):
         return ImageFolderSource(source)
     if not path.exists():
         raise SourceError(f"{source}: no such file")
     if path.suffix.lower() in IMAGE_EXTS:
         return ImageFolderSource(str(path))
     return CaptureSource(str(path), live=False)
+
+
+def _check_source_kind(path: Path, source: str) -> None:
+    """Refuse, before anything opens it, a path that is neither a regular file, a folder nor a camera's device
+    node: a FIFO blocks in open() (deaf to Ctrl-C and SIGTERM) and a socket or another device never ends."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ENOENT:  # no such file: a glob pattern, or said by the caller
+            return
+        raise SourceError(f"{source}: cannot read ({e.strerror or type(e).__name__})") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    if stat.S_ISCHR(mode) and path.name.startswith("video"):  # /dev/video0: a V4L2 camera, OpenCV opens it
+        return
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    raise SourceError(f"{source}: is {kind}, not a video, an image or a folder (use --camera N for a camera)")
 
 
 class Paced(FrameSource):

@@ -610,3 +610,21 @@ def test_write_image_refuses_what_it_cannot_encode_and_checks_what_reached_the_d
     with pytest.raises(OutputError, match="No space left|disk full"):
         write_image(Path("/dev/full"), img)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_sources_that_block_or_never_end_are_refused_before_opening_and_odd_names_are_files(toy_models, tmp_path):
+    """Issue 35: a FIFO as --source blocked in open(), deaf to Ctrl-C and SIGTERM; a file named shot[2].png was
+    read as a glob; --duration 0 said no frame could be read; bench --threads 1,,2 was accepted."""
+    m = toy_models["scores_int8"]
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    t0 = time.perf_counter()
+    one_line_error(invoke("run", m, "--source", fifo, "--no-show"), r"feed: is a FIFO, not a video")
+    assert time.perf_counter() - t0 < 10
+    odd = tmp_path / "shot[2].png"
+    cv2.imwrite(str(odd), np.zeros((64, 96, 3), np.uint8))
+    r = invoke("run", m, "--source", odd, "--no-show", "--stats", tmp_path / "s.json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "s.json").read_text())["frames"] == 1
+    one_line_error(invoke("run", m, "--source", "synthetic:96x64", "--no-show", "--duration", "0"), "above 0 seconds")
+    one_line_error(invoke("bench", m, "--threads", "1,,2", "--runs", 1), r"--threads: expected N or a list")

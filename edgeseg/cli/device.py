@@ -39,7 +39,7 @@ def _thread_list(text: str | None) -> list[int | None]:
     if not text:
         return [None]
     try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
+        vals = [int(v) for v in text.split(",")]  # an empty item (1,,2) is an int() error: refused
         if not vals or min(vals) < 1:
             raise ValueError
     except ValueError:
@@ -173,7 +173,11 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
 @handles_errors
 def run(
     model: Annotated[
-        str | None, typer.Argument(help="A segmentation .tflite, or a shipped model: nano or small (default: small).")
+        str | None,
+        typer.Argument(
+            help="A segmentation model (.tflite, .onnx, OpenVINO .xml, ncnn .param, .rknn, .keras), or a shipped "
+            "model: nano or small (default: small)."
+        ),
     ] = None,
     model_opt: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
     camera: Annotated[
@@ -201,7 +205,7 @@ def run(
         typer.Option(help="[HOST:]PORT: serve the live view to a browser (binds 127.0.0.1 unless a host is given)."),
     ] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, max=10**9, help="Stop after N frames.")] = None,
-    duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after this many seconds.")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after this many seconds (above 0).")] = None,
     realtime: Annotated[
         bool,
         typer.Option(
@@ -226,6 +230,8 @@ def run(
     from edgeseg.camera.sources import open_source
     from edgeseg.models import open_model
 
+    if duration is not None and duration <= 0:
+        raise EdgesegError(f"--duration {duration:g}: give a time above 0 seconds")
     model = one_model(model, model_opt, default=True)
     writable(record, json_out, folders=(save_masks, save_frames))
     if record is not None:
