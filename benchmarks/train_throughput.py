@@ -73,6 +73,17 @@ def find_python(backend: str, given: str | None) -> str | None:
     return None
 
 
+def _portable(path: str) -> str:
+    """A Python's path as the results record it: relative to the repository or the home folder, not this machine's."""
+    p = Path(path)
+    for base, shown in ((ROOT, "."), (Path.home(), "~")):
+        try:
+            return str(Path(shown) / p.relative_to(base))
+        except ValueError:
+            continue
+    return p.name
+
+
 def numpy_roof() -> float:
     import numpy as np
 
@@ -179,7 +190,7 @@ def main() -> None:
             print(f"{b}: skipped, no Python with it", flush=True)
             continue
         roof = child_json(py, b, ROOF)
-        report["backends"][b] = {"python": py, "matmul_roof_gmac_s": roof["gmac_s"]}
+        report["backends"][b] = {"python": _portable(py), "matmul_roof_gmac_s": roof["gmac_s"]}
         print(f"{b}: matmul {roof['gmac_s']:.0f} GMAC/s", flush=True)
     measured = [v["matmul_roof_gmac_s"] for v in report["backends"].values() if "matmul_roof_gmac_s" in v]
     report["float32_roof_gmac_s"] = max([report["numpy_float32_roof_gmac_s"], *measured])

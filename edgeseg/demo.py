@@ -189,7 +189,15 @@ def run_demo(
 
 def side_by_side(model: Path, data: Path, out: Path, frames: int = 3, scale: int = 2) -> Path:
     """A picture of what the model does: for the first `frames` scenes of the val split, the input, the true
-    mask and the model's mask side by side, each `scale` times its size (a 160x120 scene: 960x240 a row)."""
+    mask and the model's mask side by side, each `scale` times its size (a 160x120 scene: 960x240 a row).
+
+    Args:
+        model: the model to run (any edgeseg reads).
+        data: a dataset with a val split.
+        out: the PNG to write.
+        frames: how many scenes, one row each.
+        scale: how many times each panel's size.
+    """
     import cv2
     import numpy as np
 

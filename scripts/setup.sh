@@ -12,9 +12,20 @@ if [ ! -x .venv/bin/python ]; then
     echo "creating .venv with $("$PYTHON" -V)"
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
+# pip's own notes (setuptools' editable-install warning, a pip.conf's missing find-links) go to a log that is
+# shown only when an install fails
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+pip_quiet() {
+    if ! .venv/bin/python -m pip install --quiet "$@" >"$LOG" 2>&1; then
+        cat "$LOG" >&2
+        echo "pip install $* failed (its output above)" >&2
+        exit 1
+    fi
+}
+pip_quiet --upgrade pip
 echo "installing edgeseg[train,device,dev,onnx,openvino,ncnn,docs,coco] into .venv (TensorFlow is large: the first time takes a few minutes)"
-.venv/bin/python -m pip install --quiet -e ".[train,device,dev,onnx,openvino,ncnn,docs,coco]"
+pip_quiet -e ".[train,device,dev,onnx,openvino,ncnn,docs,coco]"
 # ncnn's converter: pnnx's wheel declares PyTorch (2 GB with its CUDA libraries), which its converter binary
 # does not use, so it is installed without its dependencies
-.venv/bin/python -m pip install --quiet --no-deps "pnnx>=20240410"
+pip_quiet --no-deps "pnnx>=20240410"

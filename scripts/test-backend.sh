@@ -17,8 +17,13 @@ PYTHON="${PYTHON:-python3}"
 VENV=".venv-$BACKEND"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 echo "installing edgeseg[$BACKEND,dev] into $VENV (no TensorFlow)"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e "${EXTRA[@]}"
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+if ! { "$VENV/bin/python" -m pip install --quiet --upgrade pip && "$VENV/bin/python" -m pip install --quiet -e "${EXTRA[@]}"; } >"$LOG" 2>&1; then
+    cat "$LOG" >&2
+    echo "could not install edgeseg[$BACKEND,dev] into $VENV (pip's output above)" >&2
+    exit 1
+fi
 if "$VENV/bin/python" -c 'import tensorflow' 2>/dev/null; then
     echo "$VENV has TensorFlow: this check is for training without it" >&2
     exit 1
@@ -26,4 +31,4 @@ fi
 if [ $# -eq 0 ]; then
     set -- tests/test_backends.py tests/test_pack.py tests/test_training.py tests/test_protocol.py
 fi
-KERAS_BACKEND="$BACKEND" exec "$VENV/bin/python" -m pytest -p no:cacheprovider -q "$@"
+KERAS_BACKEND="$BACKEND" "$VENV/bin/python" -m pytest -p no:cacheprovider -q "$@"

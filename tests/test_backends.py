@@ -35,7 +35,8 @@ def test_a_backend_is_chosen_before_keras_loads_and_a_missing_one_is_one_line(mo
     monkeypatch.setitem(sys.modules, "keras", None)  # as if Keras were not loaded yet
     monkeypatch.setattr(backends, "running_backend", lambda: None)
     extra = backends.BACKEND_TABLE[here].extra
-    with pytest.raises(EdgesegError, match=rf"needs {here}, .*pip install 'edgeseg\[{extra}\]'"):
+    display = backends.BACKEND_TABLE[here].display
+    with pytest.raises(EdgesegError, match=rf"needs {display}, .*pip install 'edgeseg\[{extra}\]'"):
         backends.select_backend(here)
 
 

@@ -263,3 +263,20 @@ def test_convert_takes_a_shipped_name_and_writes_under_the_working_folder_never_
     assert sorted(p.name for p in HERE.iterdir()) == before  # nothing new inside the package
     r = CliRunner().invoke(app, ["convert", "tiny", "--verify", "2"])
     assert r.exit_code == 1 and "tiny: no such model file" in r.output
+
+
+def test_a_float_convert_with_no_images_to_check_on_says_so(tiny_run, tmp_path):
+    """Issue 34: a float conversion whose spec's training data is not there skipped its accuracy check silently."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for name in ("model.keras", "spec.json"):
+        shutil.copy(tiny_run / name, moved / name)  # the spec's data path, relative to the run, now leads nowhere
+    r = CliRunner().invoke(app, ["convert", str(moved / "model.keras")])
+    assert r.exit_code == 0, r.output
+    assert "argmax agreement with the Keras model: not checked, no images (give --calibration DATASET)" in r.output

@@ -20,12 +20,12 @@ def history(run):
 def test_run_folder_holds_model_spec_and_history(tiny_run, synthetic_data):
     spec = ModelSpec.load(tiny_run / "spec.json")
     assert spec.input_hw == (64, 96) and spec.classes[0] == "background" and spec.num_classes == 5
-    assert spec.val_miou > 0 and spec.decoder
+    assert spec.val_miou > 0.1 and spec.decoder  # it learns enough that its conversions have a model to agree with
     # the data is recorded relative to the run folder (no machine's absolute path), and found again from it
     assert not Path(spec.train_data).is_absolute() and spec.train_data.startswith("..")
     assert spec.train_data_from(tiny_run).resolve() == synthetic_data.resolve()
     rows = history(tiny_run)
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in rows] == list(range(10))
     assert max(float(r["val_miou"]) for r in rows) == pytest.approx(spec.val_miou)
     assert not (tiny_run / "backup").exists()  # removed once the run finished
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])  # it learns

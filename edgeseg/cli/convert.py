@@ -154,6 +154,8 @@ def convert(
         typer.echo(f"calibrated on {r.calibration_images} images")
     if r.agreement is not None:
         typer.echo(f"argmax agreement with the Keras model: {100 * r.agreement:.2f}% of pixels on {r.verified_on}")
+    elif r.verified_on:  # said, not skipped in silence: a conversion nobody compared with Keras
+        typer.echo(f"argmax agreement with the Keras model: not checked, {r.verified_on}")
     for w in r.warnings:
         if f"warning: {w}" not in said:  # what was said before the work is not said again
             typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)

@@ -21,17 +21,19 @@ from edgeseg.errors import EdgesegError
 
 
 class BackendEntry(NamedTuple):
-    """One backend: the module that implements it, the library it needs, and the pip extra that brings it."""
+    """One backend: the module that implements it, the library it needs (its import name and the name it goes
+    by), and the pip extra that brings it."""
 
     module: str
     library: str
     extra: str
+    display: str
 
 
 BACKEND_TABLE = {
-    "tensorflow": BackendEntry("edgeseg.training.backends.tf", "tensorflow", "train"),
-    "jax": BackendEntry("edgeseg.training.backends.jax", "jax", "jax"),
-    "torch": BackendEntry("edgeseg.training.backends.torch", "torch", "torch"),
+    "tensorflow": BackendEntry("edgeseg.training.backends.tf", "tensorflow", "train", "TensorFlow"),
+    "jax": BackendEntry("edgeseg.training.backends.jax", "jax", "jax", "JAX"),
+    "torch": BackendEntry("edgeseg.training.backends.torch", "torch", "torch", "PyTorch"),
 }
 assert tuple(BACKEND_TABLE) == BACKENDS
 
@@ -64,7 +66,7 @@ def select_backend(name: str | None) -> str:
         )
     if importlib.util.find_spec(entry.library) is None:
         raise EdgesegError(
-            f"--backend {name} needs {entry.library}, which this environment does not have: "
+            f"--backend {name} needs {entry.display}, which this environment does not have: "
             f"pip install 'edgeseg[{entry.extra}]'"
         )
     os.environ["KERAS_BACKEND"] = name
