@@ -273,8 +273,8 @@ def test_a_float_convert_with_no_images_to_check_on_says_so(tiny_run, tmp_path):
 
     from edgeseg.cli import app
 
-    moved = tmp_path / "elsewhere"
-    moved.mkdir()
+    moved = tmp_path / "a" / "b" / "c"  # deeper than the run: its relative data path leads nowhere from here
+    moved.mkdir(parents=True)
     for name in ("model.keras", "spec.json"):
         shutil.copy(tiny_run / name, moved / name)  # the spec's data path, relative to the run, now leads nowhere
     r = CliRunner().invoke(app, ["convert", str(moved / "model.keras")])
