@@ -179,6 +179,7 @@ def test_train_on_a_backend_without_tensorflow_writes_a_model_that_loads(synthet
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_the_gpu_script_trains_small_then_nano_from_it_and_skips_what_is_done(synthetic_data, tmp_path):
     """scripts/gpu-train.sh (recipe v3 on a lent GPU) run here at toy sizes on whichever backend this
     environment has: small, then nano distilled from small's model.keras, each run in $OUT/<name>/; a second

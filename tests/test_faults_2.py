@@ -182,6 +182,7 @@ def _tiny_cfg(data, out, **kw):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_a_sigkill_while_the_backup_is_written_leaves_one_that_resumes(synthetic_data, tmp_path):
     """The process dies (SIGKILL) half-way through writing epoch 2's backup weights: the backup on disk is still
     epoch 1's, whole, and --resume finishes the run."""

@@ -19,6 +19,7 @@ def edgeseg(*args, cwd):
     return proc.stdout
 
 
+@pytest.mark.heavy
 def test_synth_train_convert_eval_run(tmp_path):
     data, run = tmp_path / "data", tmp_path / "run"
     out = edgeseg(

@@ -210,6 +210,7 @@ def test_resume_continues_the_same_run(tmp_path, synthetic_data):
         train(cfg, resume=True, log=lambda *_: None)
 
 
+@pytest.mark.heavy
 def test_ema_scores_and_saves_the_average_and_resumes_with_both(tmp_path, synthetic_data):
     """`train --ema M`: each epoch is scored and model.keras saved with the weights' moving average, training goes
     on with its own weights, and an interrupted run resumes with both as they were (the backup holds both)."""
@@ -331,6 +332,7 @@ def test_resume_through_the_cli_uses_the_saved_settings(tmp_path, synthetic_data
 
 @pytest.mark.slow
 @needs_tensorflow
+@pytest.mark.heavy
 def test_fcn_lraspp_and_classic_unet_train_and_convert_to_strict_int8_edge_tpu_ready(synthetic_data, tmp_path):
     """train --decoder fcn (FCN-8s on MobileNetV2), --decoder lraspp (LR-ASPP) and --backbone none (the classic
     U-Net, alpha-scaled) each train and convert --int8 --strict, every op on the Edge TPU's list; info counts the
