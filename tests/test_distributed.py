@@ -47,6 +47,10 @@ def test_mirrored_over_two_logical_cpus_per_replica_batches_and_mixed_precision_
     code = (
         "import tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]; "
         "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2); "
+        # float16 with loss scaling, what a GPU of compute capability 7.x gets: a CPU asked for mixed precision
+        # gets bfloat16 (no loss scaling), and the loss-scale optimizer, mirrored with --ema, must stay covered
+        "from edgeseg.training.backends.base import TrainingBackend; "
+        "TrainingBackend.mixed_policy = lambda self, setting: 'mixed_float16' if setting else None; "
         "import sys; from edgeseg.cli import main; sys.argv = ['edgeseg'] + sys.argv[1:]; main()"
     )
     run = tmp_path / "m"
