@@ -110,7 +110,11 @@ def test_mediapipe_image_segmenter_matches_edgeseg(tiny_run, uint8_model, synthe
                 assert np.abs(conf - ours.scores).max() < 1e-3, (kind, path.name)
             else:
                 # Both sides resample: MediaPipe resizes the image bilinearly and upsamples the confidences; edgeseg
-                # resizes with OpenCV and upsamples the mask. The confidences stay close (5e-4 on average when
-                # measured); the masks differ at near-ties, which a 3-epoch model has many of (94-98% agree).
-                assert agree >= 0.9, (kind, path.name, agree)
-                assert np.abs(conf - ours.scores).mean() < 5e-3, (kind, path.name)
+                # resizes with OpenCV and upsamples the mask. Measured with the 10-epoch tiny model: the float
+                # model's confidences differ by 5e-4 to 8e-4 on average and its masks agree on 99.8%; the uint8
+                # model's inputs differ by a step here and there, which its int8 layers carry through, so its
+                # confidences differ by 0.017 to 0.020 (four to five of its 1/256 output steps) and its masks
+                # agree on 96.6 to 99.9%. (The 3-epoch model's near-uniform outputs had kept both under 5e-3.)
+                assert agree >= 0.95, (kind, path.name, agree)
+                bound = 5e-3 if kind == "float" else 8 / 256  # float: resampling alone; uint8: eight output steps
+                assert np.abs(conf - ours.scores).mean() < bound, (kind, path.name)
