@@ -218,17 +218,30 @@ def _load_classes_json(path: Path) -> dict:
     for i, c in enumerate(info["classes"]):
         if not isinstance(c, str) or not c:
             raise DataError(f"{path}: classes[{i}] must be a name (text), got {c!r:.60}")
-    colours = info.get("colours") or info.get("colors")
-    if colours is not None:
-        if not isinstance(colours, list) or len(colours) != len(info["classes"]):
-            raise DataError(f"{path}: {len(info['classes'])} classes but colours is not a list of as many")
-        for i, c in enumerate(colours):
-            if not (isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)):
-                raise DataError(f"{path}: colours[{i}] must be three integers 0..255, got {c!r:.60}")
+    _check_colours(path, info["classes"], info.get("colours") or info.get("colors"))
     ignore = info.get("ignore_index")
     if ignore is not None and not (isinstance(ignore, int) and not isinstance(ignore, bool) and 0 <= ignore <= 255):
         raise DataError(f"{path}: ignore_index must be null or an integer 0..255, got {ignore!r:.60}")
     return info
+
+
+def _check_colours(path: Path, classes: list, colours) -> None:
+    """classes.json's colours: one [r, g, b] (0..255) per class, no two alike (an RGB mask maps colours to
+    classes: two classes with one colour would be merged without a word)."""
+    if colours is None:
+        return
+    if not isinstance(colours, list) or len(colours) != len(classes):
+        raise DataError(f"{path}: {len(classes)} classes but colours is not a list of as many")
+    first: dict[tuple, int] = {}
+    for i, c in enumerate(colours):
+        if not (isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)):
+            raise DataError(f"{path}: colours[{i}] must be three integers 0..255, got {c!r:.60}")
+        j = first.setdefault(tuple(c), i)
+        if j != i:
+            raise DataError(
+                f"{path}: classes {classes[j]!r} and {classes[i]!r} share the colour {c}: "
+                "a colour mask could not tell them apart"
+            )
 
 
 def _generic_pairs(images_dir: Path, masks_dir: Path) -> list[Sample]:

@@ -629,3 +629,23 @@ def test_sources_that_block_or_never_end_are_refused_before_opening_and_odd_name
     assert json.loads((tmp_path / "s.json").read_text())["frames"] == 1
     one_line_error(invoke("run", m, "--source", "synthetic:96x64", "--no-show", "--duration", "0"), "above 0 seconds")
     one_line_error(invoke("bench", m, "--threads", "1,,2", "--runs", 1), r"--threads: expected N or a list")
+
+
+def test_degenerate_datasets_are_one_line_not_a_wrong_answer(tmp_path):
+    """Issue 35: eval on masks that are all void died with a TypeError and wrote no --json; a classes.json that
+    gave two classes one colour merged them silently (mIoU 0.77 became 0.97)."""
+    root = tmp_path / "void"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(root / "images" / f"f{i}.png"), np.full((64, 96, 3), 40 * i, np.uint8))
+        cv2.imwrite(str(root / "masks" / f"f{i}.png"), np.full((64, 96), 255, np.uint8))
+    names = [f"c{i}" for i in range(11)]
+    (root / "classes.json").write_text(json.dumps({"classes": names, "ignore_index": 255}))
+    out = tmp_path / "e.json"
+    line = one_line_error(invoke("eval", "nano", "--data", root, "--split", "all", "--json", out), "no labelled pixel")
+    assert "the 3 masks scored (all)" in line and "ignore index 255" in line and not out.exists()
+    colours = [[i, i, i] for i in range(11)]
+    colours[7] = colours[3]
+    (root / "classes.json").write_text(json.dumps({"classes": names, "colours": colours}))
+    one_line_error(invoke("eval", "nano", "--data", root, "--split", "all"), r"classes 'c3' and 'c7' share the colour")

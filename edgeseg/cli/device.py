@@ -352,6 +352,11 @@ def eval_(
     ds = open_dataset(data, split.value, format.value) if hold_out is None else held_out_frames(data, hold_out, format)
     m = open_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, spec=spec, labels=labels)
     res = evaluate(m, ds, limit, progress=progress("eval"), save_masks=save_masks)
+    if res["miou"] is None:  # every pixel of every mask scored is the ignore index: there is nothing to score
+        raise EdgesegError(
+            f"{ds.root}: the {res['images']} masks scored ({ds.split}) have no labelled pixel, only the ignore "
+            f"index {ds.ignore_index}: no mIoU to report"
+        )
     res["model"] = str(model)
     d = m.describe()
     res["gmacs"], res["params"] = d["gmacs"], d["params"]
