@@ -190,17 +190,41 @@ def _images(path: Path, images: list) -> dict[int, tuple[Path, int, int]]:
             raise DataError(f"{path}: images[{k}] must have an integer id, a file_name, and a width and height")
         if im["id"] in out:
             raise DataError(f"{path}: images[{k}]: id {im['id']} is listed twice")
-        out[im["id"]] = (_find_image(path, k, im["file_name"]), im["height"], im["width"])
+        found = _find_image(path, k, im["file_name"])
+        _check_size(path, k, found, im["width"], im["height"])
+        out[im["id"]] = (found, im["height"], im["width"])
     return out
 
 
 def _find_image(path: Path, k: int, name: str) -> Path:
+    """The image a file_name names, beside the JSON or in an images/ folder; a name that is absolute or climbs
+    out (..) is refused: an export names files inside the dataset, and a hostile one could read any file."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    if any(p.is_absolute() or p.drive or ".." in p.parts for p in (PurePosixPath(name), PureWindowsPath(name))):
+        raise DataError(
+            f"{path}: images[{k}].file_name {name!r:.80} must name a file inside the dataset (no absolute path, no ..)"
+        )
     here = path.parent
     for folder in (here, here.parent / "images", here / "images", here.parent):
         candidate = folder / name
         if candidate.is_file():
             return candidate
     raise DataError(f"{path}: images[{k}].file_name {name!r} is not beside it nor in images/")
+
+
+def _check_size(path: Path, k: int, image: Path, width: int, height: int) -> None:
+    """The width and height the export claims against the image file's own header, before a mask is drawn at that
+    size (a claim of 65535x65535 drew 8.5 GB of masks before it was refused)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image) as im:
+            real = im.size
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError):
+        return  # unreadable here: the image reader says so, naming the file, when it is read
+    if real not in ((width, height), (height, width)):  # turned: an EXIF orientation, which tools apply or not
+        raise DataError(f"{path}: images[{k}] says {width}x{height} but {image.name} is {real[0]}x{real[1]}")
 
 
 def _check_annotation(path: Path, k: int, ann, images: dict, categories: dict) -> None:

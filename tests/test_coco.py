@@ -193,6 +193,19 @@ def test_a_roboflow_export_has_its_splits(tmp_path):
             r"annotations\[0\]\.segmentation\[0\] must be a polygon",
         ),
         (lambda d: {**d, "categories": [{"id": 7}]}, r"categories\[0\] must have an integer id and a name"),
+        # issue 35: names that leave the dataset, and sizes the image does not have (masks were drawn at 65535x65535)
+        (
+            lambda d: {**d, "images": [{**d["images"][0], "file_name": "/etc/hostname"}, *d["images"][1:]]},
+            r"images\[0\]\.file_name '/etc/hostname' must name a file inside the dataset",
+        ),
+        (
+            lambda d: {**d, "images": [{**d["images"][0], "file_name": "../../f0.png"}, *d["images"][1:]]},
+            r"images\[0\]\.file_name '\.\./\.\./f0\.png' must name a file inside the dataset",
+        ),
+        (
+            lambda d: {**d, "images": [{**d["images"][0], "width": 65535, "height": 65535}, *d["images"][1:]]},
+            r"images\[0\] says 65535x65535 but f0\.png is 40x24",
+        ),
     ],
 )
 def test_a_broken_coco_file_is_one_line_naming_the_file_and_field(toy_models, tmp_path, damage, said):
