@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -649,3 +650,46 @@ def test_degenerate_datasets_are_one_line_not_a_wrong_answer(tmp_path):
     colours[7] = colours[3]
     (root / "classes.json").write_text(json.dumps({"classes": names, "colours": colours}))
     one_line_error(invoke("eval", "nano", "--data", root, "--split", "all"), r"classes 'c3' and 'c7' share the colour")
+
+
+def _failing_onnx(path: Path) -> Path:
+    """An ONNX model that opens but fails inside ONNX Runtime on every run: a Reshape whose target shape holds
+    fewer elements than its input (1x32x48x3 to 1x32x48x2)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["image", "shape"], ["scores"])],
+        "failing",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 32, 48, 3])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 32, 48, 2])],
+        [numpy_helper.from_array(np.array([1, 32, 48, 2], np.int64), "shape")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_a_runtime_that_fails_while_running_is_one_line_in_run_eval_and_the_api(tmp_path):
+    """Issue 35: an ONNX model failing inside ONNX Runtime was a traceback from run and eval and a non-EdgesegError
+    from the API; every predictor's invoke now says the runtime's error in one line."""
+    pytest.importorskip("onnxruntime")
+    from edgeseg import load_model
+
+    path = _failing_onnx(tmp_path / "fails.onnx")
+    model = load_model(path)
+    with pytest.raises(EdgesegError, match=r"fails\.onnx: onnx\w* failed while running it \("):
+        model.predict(np.zeros((32, 48, 3), np.uint8))
+    said = r"fails\.onnx: .* failed while running it"
+    r = invoke("run", path, "--source", "synthetic:48x32", "--no-show", "--max-frames", 2)
+    errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]  # after run's one starting line
+    assert r.exit_code == 1 and "Traceback" not in r.output and len(errors) == 1, r.output
+    assert re.search(said, errors[0]) and r.output.strip().endswith(errors[0]), r.output
+    data = tmp_path / "d"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    cv2.imwrite(str(data / "images" / "a.png"), np.zeros((32, 48, 3), np.uint8))
+    cv2.imwrite(str(data / "masks" / "a.png"), np.zeros((32, 48), np.uint8))
+    (data / "classes.json").write_text(json.dumps({"classes": ["a", "b"]}))
+    one_line_error(invoke("eval", path, "--data", data, "--split", "all"), said)

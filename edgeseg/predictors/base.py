@@ -51,6 +51,15 @@ class Predictor(ABC):
     suffix: str = ""  # the format's file suffix, for a model given as bytes
     needs_spec: bool = False  # a format that carries no tensor conventions (Keras) must have a spec
     runtime_name: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        """Every runtime's invoke and invoke_only turn the runtime's own exceptions into one ModelError."""
+        super().__init_subclass__(**kwargs)
+        for name in ("invoke", "invoke_only"):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "runtime_errors_said", False):
+                setattr(cls, name, _runtime_errors(fn))
+
     runtime_version: str = "unknown"
     delegate: str = "cpu"
 
@@ -290,3 +299,29 @@ def check_frame(frame) -> np.ndarray:
     if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)) or 0 in frame.shape:
         raise DataError(f"a frame is H x W x 3 (BGR), H x W x 4 or H x W (grey), not shape {list(frame.shape)}")
     return frame[..., 0] if frame.ndim == 3 and frame.shape[2] == 1 else frame
+
+
+def _runtime_errors(fn):
+    """`fn` (a predictor's invoke) with any exception of the runtime's own (ONNX Runtime's Fail, OpenVINO's
+    RuntimeError, ncnn's and RKNN's) raised as a ModelError that names the model and the runtime: `run` and
+    `eval` say it in one line and the Python API raises an EdgesegError, never the runtime's traceback."""
+    import functools
+
+    from edgeseg.errors import EdgesegError
+
+    @functools.wraps(fn)
+    def wrapped(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except (EdgesegError, MemoryError):
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever the runtime raises, said in one line
+            text = (str(e).strip().splitlines() or [""])[0][:200]
+            where = getattr(self, "path", None)
+            name = where.name if isinstance(where, Path) else "the model"
+            raise ModelError(
+                f"{name}: {self.runtime_name or 'the runtime'} failed while running it ({type(e).__name__}: {text})"
+            ) from None
+
+    wrapped.runtime_errors_said = True
+    return wrapped
