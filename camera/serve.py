@@ -69,6 +69,22 @@ MAX_PENDING = 64
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
+def unspecified(host: str) -> bool:
+    """Whether binding `host` listens on every interface."""
+    import ipaddress
+
+    if host in WILDCARD_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        pass
+    try:
+        return socket.inet_aton(host) == bytes(4)  # "0", "0.0": inet_aton's shorthands for 0.0.0.0
+    except OSError:
+        return False
+
+
 class StreamHandler(BaseHTTPRequestHandler):
     """One request; `self.server.frames` is the FrameServer that holds the newest frame and the stats."""
 
@@ -114,7 +130,7 @@ class StreamHandler(BaseHTTPRequestHandler):
                 self._send(fs.page, "text/html; charset=utf-8")
             elif path == "/stats.json":
                 with fs.cond:
-                    body = json.dumps(fs.stats).encode()
+                    body = json.dumps({**fs.stats, "client_errors": fs.client_errors}).encode()
                 self._send(body, "application/json")
             elif path == "/snapshot.jpg":
                 with fs.cond:
@@ -195,6 +211,11 @@ class StreamServer(ThreadingHTTPServer):
             return
         super().process_request(request, client_address)
 
+    def handle_error(self, request, client_address):
+        """A connection that failed (a client gone mid-reply, a TLS hello on the HTTP port, a request cut short)
+        is counted, not printed: any client on the network could otherwise fill the terminal with tracebacks."""
+        self.frames.client_errors += 1
+
     def process_request_thread(self, request, client_address):
         """Serve one connection, then free its slot."""
         try:
@@ -231,6 +252,7 @@ class FrameServer:
         self.seq = 0
         self.streams = threading.BoundedSemaphore(max_connections)
         self.stats: dict = {}
+        self.client_errors = 0  # connections that ended in an error (StreamServer.handle_error)
         self.viewers = 0
         self.closed = False
         self.quality = quality
@@ -245,8 +267,9 @@ class FrameServer:
 
     @property
     def exposed(self) -> bool:
-        """Listening on every interface: anyone who can reach this machine can watch."""
-        return self.host in WILDCARD_HOSTS
+        """Listening on every interface: anyone who can reach this machine can watch. Every spelling of the
+        unspecified address counts: 0.0.0.0, ::, and the shorthands the socket layer also takes (0, 0.0)."""
+        return unspecified(self.host)
 
     @property
     def url(self) -> str:

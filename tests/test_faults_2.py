@@ -693,3 +693,37 @@ def test_a_runtime_that_fails_while_running_is_one_line_in_run_eval_and_the_api(
     cv2.imwrite(str(data / "masks" / "a.png"), np.zeros((32, 48), np.uint8))
     (data / "classes.json").write_text(json.dumps({"classes": ["a", "b"]}))
     one_line_error(invoke("eval", path, "--data", data, "--split", "all"), said)
+
+
+def test_the_viewer_is_quiet_about_clients_that_break_off_and_warns_for_every_spelling_of_everywhere(capfd):
+    """Issue 35: a client that went away mid-stream, or spoke TLS to the HTTP port, printed a traceback per
+    connection on the run's terminal; `--serve 0:PORT` (0 is 0.0.0.0 to the socket layer) bound every interface
+    without the warning."""
+    import struct
+
+    import edgeseg.camera.serve as serve
+
+    assert all(serve.unspecified(h) for h in ("0", "0.0", "0.0.0.0", "::", "0:0::0", ""))
+    assert not any(serve.unspecified(h) for h in ("127.0.0.1", "::1", "localhost", "192.168.1.2"))
+    fs = serve.FrameServer("127.0.0.1", 0)
+    try:
+        fs.publish(solid((0, 0, 255), (240, 320)))
+        tls_hello = bytes.fromhex("16030100f4010000f00303") + os.urandom(200)
+        for payload in (tls_hello, b"GET /stats.js", b"GET /snapshot.jpg HTTP/1.0\r\n\r\n"):
+            s = socket.create_connection(("127.0.0.1", fs.port), timeout=5)  # say it, then vanish with a reset
+            s.sendall(payload)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+            time.sleep(0.2)
+        time.sleep(0.3)
+        stats = json.loads(_get(fs.port, "/stats.json").split(b"\r\n\r\n", 1)[1])
+        assert stats["client_errors"] >= 1  # counted (with the default handler: a traceback each)
+    finally:
+        fs.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "ConnectionResetError" not in err, err
+    fs = serve.FrameServer("0", 0)
+    try:
+        assert fs.exposed and "anyone who can reach this machine" in fs.describe()
+    finally:
+        fs.close()
