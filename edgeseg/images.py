@@ -83,16 +83,50 @@ def _file_bytes(path: Path, what: str) -> bytes:
 
 def _check_pixels(path: Path, data: bytes) -> None:
     """Refuse an image whose header claims more than MAX_IMAGE_PIXELS, before anything decodes it (a
-    16000x16000 PNG mask, or a header that claims 60000x60000, would take gigabytes). PIL reads the header
-    only; a file PIL cannot identify is left to the decoder that follows."""
+    16000x16000 PNG mask, or a header that claims 60000x60000, would take gigabytes). The size is read from the
+    content, whatever the name says: PIL reads the header of what it knows; Radiance HDR and PFM, which OpenCV
+    decodes and PIL does not know, are sized from their own headers (a 9 MB HDR named .png decoded to
+    12000x12000 past the cap); any other content OpenCV could decode but nothing here can size is refused."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
     except Image.DecompressionBombError as e:  # PIL's own limit, which it checks on opening
         raise _too_large(path, e) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return
+        size = _other_header_size(data)
+        if size is None:
+            if _opencv_would_decode(data):
+                raise DataError(
+                    f"{path}: an image format whose size cannot be read before decoding it; convert it to PNG or JPEG"
+                ) from None
+            return  # not an image at all: the decoder that follows says so
+        w, h = size
     _check_size(path, w, h)
+
+
+def _other_header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a Radiance HDR or PFM header, the formats OpenCV decodes that PIL does not open."""
+    import re
+
+    head = data[:4096]
+    if head.startswith(b"#?"):  # Radiance RGBE: header lines, a blank line, then "-Y H +X W"
+        m = re.search(rb"\n\n([-+])Y (\d+) ([-+])X (\d+)", head)
+        return (int(m.group(4)), int(m.group(2))) if m else (2**31, 2**31)  # unreadable: refused as too large
+    if head[:3] in (b"PF\n", b"Pf\n", b"PF\r", b"Pf\r"):
+        m = re.match(rb"P[Ff]\s+(\d+)\s+(\d+)", head)
+        return (int(m.group(1)), int(m.group(2))) if m else (2**31, 2**31)
+    return None
+
+
+def _opencv_would_decode(data: bytes) -> bool:
+    """Whether the content starts like an image format OpenCV may decode and nothing here can size: OpenEXR,
+    JPEG XL, and the ISO media family (AVIF, HEIF)."""
+    return (
+        data[:4] == b"\x76\x2f\x31\x01"
+        or data[:2] == b"\xff\x0a"
+        or data[4:12] == b"JXL \r\n\x87\n"
+        or (data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1", b"msf1"))
+    )
 
 
 def _check_size(path: Path, w: int, h: int) -> None:

@@ -727,3 +727,25 @@ def test_the_viewer_is_quiet_about_clients_that_break_off_and_warns_for_every_sp
         assert fs.exposed and "anyone who can reach this machine" in fs.describe()
     finally:
         fs.close()
+
+
+def test_the_pixel_cap_reads_the_size_from_the_content_whatever_the_name(toy_models, tmp_path):
+    """Issue 35: a 9 MB Radiance HDR named .png decoded to 12000x12000 past the 7680x7680 cap (2.2 GB in run):
+    PIL could not identify it, and OpenCV then decoded it by content."""
+    from edgeseg.images import read_image
+
+    hdr = cv2.imencode(".hdr", np.ones((16, 24, 3), np.float32))[1].tobytes()
+    assert b"-Y 16 +X 24" in hdr
+    big = tmp_path / "big.png"
+    big.write_bytes(hdr.replace(b"-Y 16 +X 24", b"-Y 12000 +X 12000"))
+    with pytest.raises(DataError, match=r"big\.png: image is 12000x12000"):
+        read_image(big)
+    r = invoke("run", toy_models["scores_int8"], "--source", big, "--no-show")  # said as a frame it skips
+    assert r.exit_code == 1 and "Traceback" not in r.output and "image is 12000x12000" in r.output, r.output
+    small = tmp_path / "small.png"
+    small.write_bytes(hdr)
+    assert read_image(small).shape == (16, 24, 3)  # a small one still reads
+    exr = tmp_path / "x.png"
+    exr.write_bytes(b"\x76\x2f\x31\x01" + bytes(200))
+    with pytest.raises(DataError, match=r"x\.png: an image format whose size cannot be read before decoding"):
+        read_image(exr)
