@@ -749,3 +749,18 @@ def test_the_pixel_cap_reads_the_size_from_the_content_whatever_the_name(toy_mod
     exr.write_bytes(b"\x76\x2f\x31\x01" + bytes(200))
     with pytest.raises(DataError, match=r"x\.png: an image format whose size cannot be read before decoding"):
         read_image(exr)
+
+
+def test_a_reader_that_goes_away_costs_no_stats_and_no_traceback(toy_models, tmp_path):
+    """Issue 35: `edgeseg run ... | head -1` exited 1 with no message and no --stats. Now the stats are written
+    before the summary is printed, and a broken pipe is one line and exit 141, as a Unix tool's."""
+    stats = tmp_path / "s.json"
+    cmd = [sys.executable, "-m", "edgeseg", "run", str(toy_models["scores_int8"]), "--source", "synthetic:96x64"]
+    cmd += ["--no-show", "--max-frames", "30", "--stats", str(stats)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "Ctrl-C stops" in proc.stdout.readline()
+    proc.stdout.close()  # what head -1 does after its line
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "stopped: the output's reader went away (broken pipe)", err
+    assert json.loads(stats.read_text())["frames"] == 30

@@ -3,6 +3,7 @@ choices (edgeseg.choices), and small helpers for sizes, outputs and models. Stan
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -112,6 +113,9 @@ def stopped() -> typer.Exit:
     return typer.Exit(signals.exit_code())
 
 
+EXIT_SIGPIPE = 141  # 128 + SIGPIPE: what a Unix tool whose reader went away exits with
+
+
 def handles_errors(fn):
     """A domain error becomes one red line and exit 1; Ctrl-C exits 130 without a traceback."""
 
@@ -126,6 +130,13 @@ def handles_errors(fn):
             raise fail(str(e)) from None
         except KeyboardInterrupt:
             raise stopped() from None
+        except BrokenPipeError:  # the reader of our output went away (| head -1): say so once, exit as Unix does
+            import sys
+
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            typer.secho("stopped: the output's reader went away (broken pipe)", err=True)
+            raise typer.Exit(EXIT_SIGPIPE) from None
         except ModuleNotFoundError as e:  # the device-only install has no TensorFlow for train and convert
             if (e.name or "").split(".")[0] in ("tensorflow", "keras", "tensorflow_cpu"):
                 command = fn.__name__.rstrip("_")

@@ -278,6 +278,8 @@ def run(
         typer.echo(f"{model.name} on {src.name}" + ("" if show else " (no window)") + "; Ctrl-C stops")
         stats = run_loop(m, src, opts)
     d = stats.to_dict()
+    if json_out:  # the file first, then the talk: a reader that goes away (| head -1) costs no --stats
+        write_json(json_out, d)
     _print_run_stats(d)
     if record:
         typer.echo(f"wrote {record}")
@@ -285,8 +287,6 @@ def run(
         typer.echo(f"wrote {d['frames']} masks to {save_masks}")
     if save_frames:
         typer.echo(f"wrote {d['frames']} rendered frames to {save_frames}")
-    if json_out:
-        write_json(json_out, d)
     if stats.interrupted:
         raise stopped()
 
