@@ -211,7 +211,18 @@ train(TrainConfig(data={str(synthetic_data)!r}, out={str(out)!r}, input_hw=(32, 
     assert r.exit_code == 0, r.output
     with (out / "history.csv").open() as f:
         epochs = [int(line.split(",")[0]) for line in f.readlines()[1:]]
-    assert epochs[-1] == 2 and (out / "model.keras").is_file()
+    assert epochs == [0, 1, 2] and (out / "model.keras").is_file()  # one row an epoch: epoch 1's is not twice
+
+
+def test_resume_drops_the_history_rows_the_backup_does_not_hold(tmp_path):
+    """Issue 35: killed after epoch 1's row was written but before its backup was saved, the run repeats epoch 1
+    on --resume; history.csv then held two different rows for it."""
+    from edgeseg.training.runfolder import trim_history
+
+    h = tmp_path / "history.csv"
+    h.write_text("epoch,loss,val_miou\n0,0.9,0.1\n1,0.8,0.2\n")
+    assert trim_history(h, 1) == 1 and h.read_text() == "epoch,loss,val_miou\n0,0.9,0.1\n"
+    assert trim_history(h, 5) == 0 and trim_history(tmp_path / "none.csv", 0) == 0
 
 
 @pytest.mark.parametrize(

@@ -99,3 +99,31 @@ def run_lock(out: Path):
                     if made_folder:
                         out.rmdir()
         handle.close()  # closing releases the lock
+
+
+def trim_history(history: Path, first_epoch: int) -> int:
+    """Keep the rows of history.csv for epochs before `first_epoch` (the epoch a resumed run starts at) and drop
+    the rest, rewriting the file atomically; how many rows were dropped. A run killed after an epoch's row was
+    written but before its backup was saved repeats that epoch on --resume: without this, history.csv held two
+    different rows for it."""
+    from edgeseg.io import atomic_write_text
+
+    if not history.is_file():
+        return 0
+    with history.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return 0
+    try:
+        col = rows[0].index("epoch")
+    except ValueError:
+        return 0
+    kept = [rows[0]] + [r for r in rows[1:] if len(r) > col and r[col].isdigit() and int(r[col]) < first_epoch]
+    dropped = len(rows) - len(kept)
+    if dropped:
+        import io
+
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(kept)
+        atomic_write_text(history, text.getvalue())
+    return dropped

@@ -42,7 +42,7 @@ from edgeseg.training.config import CONFIG_FILE, TrainConfig, parse_class_weight
 from edgeseg.training.data import TrainingBatches, load_all, median_frequency_weights
 from edgeseg.training.model import build_unet, transfer_weights
 from edgeseg.training.protocol import make_protocol
-from edgeseg.training.runfolder import best_so_far, check_run_folder, last_val, run_lock
+from edgeseg.training.runfolder import best_so_far, check_run_folder, last_val, run_lock, trim_history
 
 __all__ = ["CONFIG_FILE", "TrainConfig", "train"]
 
@@ -282,6 +282,8 @@ def _fit(cfg, dist, mixed: str | None, out: Path, work: Path, resume: bool, log,
         spec.save(out / "spec.json")
     if not resume and history.exists():
         history.unlink()
+    elif resume:  # rows of epochs the backup does not hold (killed after the row, before the backup): gone
+        trim_history(history, first_epoch)
 
     best_epoch = {}
 
