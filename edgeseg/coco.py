@@ -251,10 +251,38 @@ def _check_annotation(path: Path, k: int, ann, images: dict, categories: dict) -
                 raise DataError(f"{where}.segmentation.counts must be run lengths that sum to {h}x{w}")
         elif not isinstance(counts, str):
             raise DataError(f"{where}.segmentation.counts must be a list of run lengths or an RLE string")
+        else:  # compressed: checked here, before pycocotools reads it (a bad one was its traceback)
+            runs = _rle_string_runs(counts)
+            if runs is None or any(r < 0 for r in runs) or sum(runs) != h * w:
+                raise DataError(f"{where}.segmentation.counts is not a compressed RLE of {h}x{w} pixels")
     else:
         raise DataError(f"{where}.segmentation must be polygons or RLE")
     if ann.get("iscrowd") not in (None, 0, 1, False, True):
         raise DataError(f"{where}.iscrowd must be 0 or 1")
+
+
+def _rle_string_runs(text: str) -> list[int] | None:
+    """The run lengths of COCO's compressed RLE string (pycocotools' rleFrString, in Python), or None when the
+    string is not one: characters outside its alphabet, or a number cut short."""
+    runs: list[int] = []
+    p = 0
+    while p < len(text):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(text):
+                return None
+            c = ord(text[p]) - 48
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
 
 
 def _is_int(v) -> bool:

@@ -193,7 +193,22 @@ def test_a_roboflow_export_has_its_splits(tmp_path):
             r"annotations\[0\]\.segmentation\[0\] must be a polygon",
         ),
         (lambda d: {**d, "categories": [{"id": 7}]}, r"categories\[0\] must have an integer id and a name"),
-        # issue 35: names that leave the dataset, and sizes the image does not have (masks were drawn at 65535x65535)
+        # issue 35: RLE strings that are not one (a pycocotools traceback), names that leave the dataset, and sizes
+        # the image does not have (masks were drawn at 65535x65535)
+        (
+            lambda d: {
+                **d,
+                "annotations": [{**d["annotations"][1], "segmentation": {"size": [24, 40], "counts": "~~"}}],
+            },
+            r"annotations\[0\]\.segmentation\.counts is not a compressed RLE of 24x40 pixels",
+        ),
+        (
+            lambda d: {
+                **d,
+                "annotations": [{**d["annotations"][1], "segmentation": {"size": [24, 40], "counts": "0"}}],
+            },
+            r"annotations\[0\]\.segmentation\.counts is not a compressed RLE of 24x40 pixels",
+        ),
         (
             lambda d: {**d, "images": [{**d["images"][0], "file_name": "/etc/hostname"}, *d["images"][1:]]},
             r"images\[0\]\.file_name '/etc/hostname' must name a file inside the dataset",
