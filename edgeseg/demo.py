@@ -56,7 +56,7 @@ def run_demo(
     except (ImportError, ValueError):
         raise EdgesegError(
             "the demo trains and converts a model, which needs TensorFlow: pip install 'edgeseg[train]' "
-            "(on a device, try: edgeseg run --model nano --source synthetic --no-show)"
+            "(on a device, try: edgeseg run nano --source synthetic --no-show)"
         ) from None
     data, run, res = out / "data", out / "run", out / "results"
     video = out / "synthetic.mp4"

@@ -285,7 +285,7 @@ def recommend_model(info: str | None, cores: int | None) -> tuple[str, str]:
 def _recommend(info: str | None = None, cores: int | None = None) -> Check:
     info = read_sys("/proc/cpuinfo") if info is None else info
     name, why = recommend_model(info, cores or os.cpu_count())
-    return Check("INFO", "model for this CPU", f"{name} ({why})", f"edgeseg run --model {name} --camera 0")
+    return Check("INFO", "model for this CPU", f"{name} ({why})", f"edgeseg run {name} --camera 0")
 
 
 def run_checks(

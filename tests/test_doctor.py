@@ -110,7 +110,8 @@ def test_doctor_recommends_a_shipped_model_by_cpu_class():
     assert recommend_model(EPYC_AVX2, 1)[0] == "nano"
     assert recommend_model("", None)[0] == "small"
     line = next(c for c in run_checks() if c.name == "model for this CPU")
-    assert line.detail.split()[0] in ("nano", "small") and line.hint.startswith("edgeseg run --model ")
+    name = line.detail.split()[0]
+    assert name in ("nano", "small") and line.hint.startswith(f"edgeseg run {name} ")
 
 
 def test_a_picamera2_that_fails_to_import_is_explained_not_a_traceback(tmp_path):

@@ -60,7 +60,11 @@ def bench(
     ] = None,
     model_opt: Annotated[
         list[str] | None,
-        typer.Option("--model", help="A model to add, by path or shipped name (nano, small); repeat for more."),
+        typer.Option(
+            "--model",
+            hidden=True,  # kept for scripts that use it: the MODELS argument is the one way the help shows
+            help="A model to add, by path or shipped name (nano, small); repeat for more.",
+        ),
     ] = None,
     threads: Annotated[
         str | None, typer.Option(metavar="N[,N...]", help="Interpreter threads: N, or a sweep like 1,2,4.")
@@ -179,7 +183,7 @@ def run(
             "model: nano or small (default: small)."
         ),
     ] = None,
-    model_opt: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
+    model_opt: Annotated[str | None, typer.Option("--model", hidden=True, help=MODEL_HELP)] = None,
     camera: Annotated[
         int | None, typer.Option(min=0, max=MAX_CAMERA_INDEX, help="Camera index (V4L2 /dev/videoN).")
     ] = None,
@@ -310,7 +314,7 @@ def eval_(
     data: Annotated[
         Path | None, typer.Option(exists=True, help="Dataset: a folder in any layout, or a COCO JSON.")
     ] = None,
-    model_opt: Annotated[str | None, typer.Option("--model", help=MODEL_HELP)] = None,
+    model_opt: Annotated[str | None, typer.Option("--model", hidden=True, help=MODEL_HELP)] = None,
     split: Annotated[SplitChoice, typer.Option(help="Which split to score.")] = SplitChoice.val,
     hold_out: Annotated[
         str | None,
