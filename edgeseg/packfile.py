@@ -98,10 +98,12 @@ def member_bytes(path: Path) -> bytes | None:
     """The bytes of a pack member named by a path inside the pack (PACK/images/NAME), checked against its
     SHA-256; None when no folder above `path` is a pack."""
     path = Path(path)
-    if len(path.parts) < 3 or path.parent.name not in MEMBER_FOLDERS or not is_pack(path.parent.parent):
-        return None
     pack = path.parent.parent
+    if len(path.parts) < 3 or path.parent.name not in MEMBER_FOLDERS or not pack.is_file():
+        return None
     stat = pack.stat()
+    if not _is_pack_version(str(pack), stat.st_mtime_ns, stat.st_size):
+        return None
     return _reader(str(pack), stat.st_mtime_ns, stat.st_size).read(f"{path.parent.name}/{path.name}")
 
 
@@ -141,6 +143,11 @@ class _Reader:
         if hashlib.sha256(data).hexdigest() != expected:
             raise DataError(f"{self.path}: {name} does not match its SHA-256 in the manifest (the pack is damaged)")
         return data
+
+
+@functools.lru_cache(maxsize=64)
+def _is_pack_version(path: str, mtime_ns: int, size: int) -> bool:
+    return is_pack(Path(path))  # once per file version: a training run reads every member of one pack
 
 
 @functools.lru_cache(maxsize=8)

@@ -10,24 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from edgeseg.cli import app
 from tests.conftest import TINY_INPUT_HW, needs_tensorflow
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line(result, pattern, code=1):
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, result.output
-    assert re.search(pattern, lines[0]), lines[0]
+from tests.test_cli import assert_one_line_error as one_line
+from tests.test_cli import invoke
 
 
 @pytest.fixture(scope="module")

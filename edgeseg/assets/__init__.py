@@ -40,19 +40,7 @@ def shipped_keras(name: str) -> Path | None:
 def resolve_keras(text: str | Path) -> Path:
     """A shipped model's name (nano, small) or a path -> an existing Keras model file (what `convert` and
     `train --init` start from); ModelError otherwise."""
-    text = str(text)
-    if text in SHIPPED_KERAS and not Path(text).exists():
-        p = shipped_keras(text)
-        if p is None:
-            raise ModelError(f"the shipped model {text!r} has no Keras weights ({SHIPPED_KERAS[text]}) in this install")
-        return p
-    p = Path(text)
-    if not p.is_file():
-        raise ModelError(
-            f"{p}: no such model file ({'a folder, not a file' if p.is_dir() else 'give a path'}, "
-            f"or a shipped model: {', '.join(SHIPPED_KERAS)})"
-        )
-    return p
+    return _resolve(text, SHIPPED_KERAS, shipped_keras, "has no Keras weights ({file}) in this install")
 
 
 def shipped_score(path: str | Path) -> tuple[str, float, str] | None:
@@ -79,17 +67,22 @@ def default_model() -> Path | None:
 
 def resolve_model(text: str | Path) -> Path:
     """A shipped model's name (nano, small) or a path -> an existing model file; ModelError otherwise."""
+    return _resolve(text, SHIPPED, shipped_model, "({file}) is not in this install")
+
+
+def _resolve(text: str | Path, table: dict[str, str], shipped, missing: str) -> Path:
+    """`text` as a name in `table` (whose file `shipped(name)` finds, `missing` saying so when it cannot) unless
+    a file of that name exists, else as a path to an existing file; ModelError naming what was given."""
     text = str(text)
-    if text in SHIPPED and not Path(text).exists():
-        p = shipped_model(text)
+    if text in table and not Path(text).exists():
+        p = shipped(text)
         if p is None:
-            raise ModelError(f"the shipped model {text!r} ({SHIPPED[text]}) is not in this install")
+            raise ModelError(f"the shipped model {text!r} " + missing.format(file=table[text]))
         return p
     p = Path(text)
     if not p.is_file():
-        names = ", ".join(SHIPPED)
         raise ModelError(
             f"{p}: no such model file ({'a folder, not a file' if p.is_dir() else 'give a path'}, "
-            f"or a shipped model: {names})"
+            f"or a shipped model: {', '.join(table)})"
         )
     return p

@@ -13,32 +13,28 @@ from edgeseg.errors import EdgesegError, OutputError
 from edgeseg.training.config import CONFIG_FILE
 
 
-def last_val(history: Path) -> float | None:
-    """The last epoch's val_miou in history.csv (None when it has none)."""
-    last = None
+def _val_mious(history: Path) -> list[float]:
+    """Each epoch's val_miou in history.csv, in order (NaN where a row has none); empty without the file."""
+    found = []
     if history.is_file():
         with history.open() as f:
             for row in csv.DictReader(f):
                 try:
-                    last = float(row.get("val_miou", "nan"))
+                    found.append(float(row.get("val_miou", "nan")))
                 except ValueError:
                     continue
-    return None if last is None or math.isnan(last) else last
+    return found
+
+
+def last_val(history: Path) -> float | None:
+    """The last epoch's val_miou in history.csv (None when it has none)."""
+    found = _val_mious(history)
+    return None if not found or math.isnan(found[-1]) else found[-1]
 
 
 def best_so_far(history: Path) -> float:
     """The best val_miou in history.csv (-inf when it has none)."""
-    best = -math.inf
-    if history.is_file():
-        with history.open() as f:
-            for row in csv.DictReader(f):
-                try:
-                    v = float(row.get("val_miou", "nan"))
-                except ValueError:
-                    continue
-                if not math.isnan(v):
-                    best = max(best, v)
-    return best
+    return max((v for v in _val_mious(history) if not math.isnan(v)), default=-math.inf)
 
 
 def check_run_folder(out: Path, resume: bool | str, log: Callable[[str], None]) -> None:
