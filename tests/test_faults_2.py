@@ -270,8 +270,11 @@ def test_resume_refuses_options_that_would_change_the_run_and_finds_its_data_fro
         assert "would change it: start a new run, with --init" in line
     # issue 35: the original options repeated change nothing, so the run resumes (and finishes its 2 epochs)
     same = ["--size", "64x32", "--alpha", "0.35", "--decoder", "tiny", "--batch-size", "12", "--epochs", "2"]
-    r = invoke("train", "--data", synthetic_data, "--out", out, "--resume", *same)
+    r = invoke("train", "--out", out, "--resume", *same)  # no --data: the run's own
     assert r.exit_code == 0 and "would change" not in r.output and "resuming" in r.output, r.output
+    # with neither --data nor a run to resume, one line says what is missing
+    one_line_error(invoke("train", "--out", tmp_path / "new", "--resume"), "train needs --data")
+    one_line_error(invoke("train", "--out", tmp_path / "new"), "train needs --data")
 
 
 @pytest.mark.slow

@@ -305,8 +305,8 @@ def test_train_config_round_trips_and_refuses_what_it_does_not_know(tmp_path):
 
 @pytest.mark.slow
 def test_resume_through_the_cli_uses_the_saved_settings(tmp_path, synthetic_data):
-    """An interrupted run resumed with `edgeseg train --resume`: the CLI reads config.json (not its own
-    defaults, which differ here in size and epochs) and finishes the run's epochs."""
+    """An interrupted run resumed with `edgeseg train --out RUN --resume`: the CLI reads config.json (its data, and
+    not its own defaults, which differ here in size and epochs) and finishes the run's epochs."""
     import keras
     from typer.testing import CliRunner
 
@@ -323,7 +323,7 @@ def test_resume_through_the_cli_uses_the_saved_settings(tmp_path, synthetic_data
     )
     with pytest.raises(KeyboardInterrupt):
         train(cfg, log=lambda *_: None, callbacks=[StopAfterFirstEpoch()])
-    r = CliRunner().invoke(app, ["train", "--data", str(synthetic_data), "--out", str(out), "--resume"])
+    r = CliRunner().invoke(app, ["train", "--out", str(out), "--resume"])  # the run folder knows its data
     assert r.exit_code == 0, r.output
     assert f"resuming {out} with its saved settings" in r.output
     assert [int(row["epoch"]) for row in history(out)] == [0, 1]  # 2 epochs, not the CLI's default 30

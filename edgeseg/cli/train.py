@@ -25,7 +25,13 @@ from edgeseg.cli.common import (
 @handles_errors
 def train(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Option(exists=True, help="Dataset: a folder in any layout, or a COCO JSON.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            help="Dataset: a folder in any layout, a COCO JSON or a pack (with --resume: the run's own, unless moved).",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Run folder: model.keras, spec.json, history.csv.")] = Path("runs/train"),
     format: Annotated[FormatChoice, typer.Option(help="Dataset layout.")] = FormatChoice.auto,
     val_data: Annotated[
@@ -168,6 +174,7 @@ def train(
     writable(folders=(out,))
     from dataclasses import replace
 
+    from edgeseg.errors import EdgesegError
     from edgeseg.training.backends import select_backend
     from edgeseg.training.config import CONFIG_FILE, Augment, TrainConfig, resolve_init  # no Keras yet
 
@@ -181,10 +188,15 @@ def train(
         "jit_compile": jit_compile,
     }
 
+    saved = TrainConfig.load(out) if resume and (out / CONFIG_FILE).is_file() else None
+    if data is None and saved is None:
+        raise EdgesegError("train needs --data: a dataset folder, a COCO JSON or a pack")
+    data_path = str(data) if data is not None else saved.data  # a resumed run's data may have moved
+
     def fresh() -> TrainConfig:  # the run the options on this command line describe
         arch = resolve_init(init)[1] if init else {}
         return TrainConfig(
-            data=str(data),
+            data=data_path,
             out=str(out),
             format=format.value,
             input_hw=parse_size(size, "--size") if size else arch.get("input_hw", (224, 224)),
@@ -212,8 +224,8 @@ def train(
             **where,
         )
 
-    if resume and (out / CONFIG_FILE).is_file():
-        cfg = replace(TrainConfig.load(out), **where)  # what it learns is saved; where it runs is this command's
+    if saved is not None:
+        cfg = replace(saved, data=data_path, **where)  # what it learns is saved; where it runs is this command's
         _refuse_changes(ctx, cfg, fresh)
         typer.echo(f"resuming {out} with its saved settings")
     else:
