@@ -169,7 +169,7 @@ def convert(
     t0 = time.perf_counter()
     model_path = Path(model_path)
     keras = KerasSegmenter(model_path, spec=ModelSpec.load(o.spec) if isinstance(o.spec, str | Path) else o.spec)
-    spec = with_cost(keras)
+    spec = with_cost(keras, target.precision)
     out = Path(out) if out else target.default_output(model_path, o.io)
     trained_on = spec.train_data_from(model_path.parent)
     cal = calibration_for(o, spec, o.calibration or trained_on) if target.calibrated else None
@@ -223,11 +223,14 @@ def _build(job: Job, target: Target, check: _Check, mode: str) -> tuple[ModelFil
     return built
 
 
-def with_cost(keras) -> ModelSpec:
-    """The Keras model's spec with its cost per frame (GMACs and parameters, counted on the Keras graph) in
-    `extra["cost"]`: formats whose graphs edgeseg does not count (ONNX, OpenVINO, ncnn) report it from there."""
+def with_cost(keras, precision: str | None = None) -> ModelSpec:
+    """The Keras model's spec with its cost per frame (GMACs and parameters, counted on the Keras graph) and the
+    build's precision in `extra["cost"]`: formats whose graphs edgeseg does not count (ONNX, OpenVINO, ncnn) report
+    it from there, and `bench` holds a model against the int8 or the float roof by it."""
     d = keras.describe()
     cost = {"gmacs": d["gmacs"], "params": d["params"], "input_hw": list(keras.spec.input_hw)}
+    if precision:
+        cost["precision"] = precision
     return replace(keras.spec, extra={**keras.spec.extra, "cost": cost})
 
 
@@ -379,7 +382,7 @@ def rknn_simulator(
     if precision not in ("int8", "fp16"):
         raise EdgesegError(f"RKNN builds int8 or fp16, not {precision!r}")
     keras = KerasSegmenter(Path(model_path))
-    spec = with_cost(keras)
+    spec = with_cost(keras, precision)
     cal = None
     if precision == "int8":
         source = calibration or spec.train_data_from(Path(model_path).parent)

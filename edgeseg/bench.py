@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg.errors import EdgesegError
 from edgeseg.host import environment, int8_dot_text, peak_rss_mb, rss_mb
 from edgeseg.preprocess import preprocess
 from edgeseg.stats import summarise
@@ -70,6 +71,9 @@ def bench_models(
     data=None,
     progress: Callable[[int, int], None] | None = None,
     keep_samples: bool = False,
+    roof: bool = True,
+    profile: bool = False,
+    profile_runs: int = 50,
 ) -> dict:
     """Benchmark every model at every thread count, interleaved in rounds so that the machine's drift hits all alike.
 
@@ -84,16 +88,22 @@ def bench_models(
         data: a Dataset to score mIoU on as well (None: timing only).
         progress: called with (done, total).
         keep_samples: keep every sample (for plots), not only the summaries.
+        roof: measure this CPU's int8 and float roofs at each thread count (edgeseg.roof), and give every row its
+            share of the roof of its precision.
+        profile: also profile every model op by op (edgeseg.profile), `profile_runs` runs each.
 
     Returns:
-        {"environment", "peak_rss_mb", "runs", "warmup", "rounds", "frame_hw", "results": one row per model and
-        thread count, with its describe() and the invoke-only and end-to-end summaries}.
+        {"environment", "peak_rss_mb", "runs", "warmup", "rounds", "frame_hw", "roofs", "results": one row per
+        model and thread count, with its describe(), the invoke-only and end-to-end summaries, its roof share and
+        its profile where asked}.
     """
+
     frame = synthetic_frame(frame_hw)
     per_round = max(1, runs // rounds)
     results = []
     steps = len(threads) * len(paths) * (2 * warmup + 2 * per_round * rounds + (len(data) if data else 0))
     done = 0
+    roofs: list[dict] = []
 
     def tick(n: int = 1) -> None:
         nonlocal done
@@ -102,6 +112,8 @@ def bench_models(
             progress(done, steps)
 
     for th in threads:
+        here = _roofs_at(th) if roof else {}
+        roofs.extend(here.values())
         timers = []
         for path in paths:
             before = rss_mb()
@@ -132,6 +144,10 @@ def bench_models(
                 "end_to_end": summarise(timer.e2e_ms),
                 "stages_p50_ms": {k: float(np.nanmedian(v)) for k, v in timer.stages.items()},
             }
+            if roof:
+                row |= _roof_share(timer.model, d["gmacs"], row["invoke"].get("p50_ms"), here)
+            if profile:
+                row["profile"] = _profile(timer.model, profile_runs)
             if keep_samples:
                 row["samples_ms"] = {"invoke": timer.invoke_ms, "end_to_end": timer.e2e_ms}
             if data is not None:
@@ -153,8 +169,41 @@ def bench_models(
         "warmup": warmup,
         "rounds": rounds,
         "frame_hw": list(frame_hw),
+        "roofs": roofs,
         "results": results,
     }
+
+
+def _roofs_at(threads: int | None) -> dict[str, dict]:
+    """This CPU's int8 and float roofs at a thread count (measured first, on a quiet machine: the probe runs in
+    well under a second here); a roof that cannot be measured says why."""
+    from edgeseg.roof import measure_roof
+
+    out = {}
+    for precision in ("int8", "float"):
+        try:
+            out[precision] = measure_roof(threads, precision)
+        except EdgesegError as e:
+            out[precision] = {"precision": precision, "threads": threads, "unavailable": str(e)}
+    return out
+
+
+def _roof_share(model, gmacs: float | None, p50_ms: float | None, roofs: dict) -> dict:
+    """A row's precision and its share of this CPU's roof for that precision."""
+    from edgeseg.roof import model_precision, roof_share
+
+    precision = model_precision(model)
+    return {"precision": precision, "roof_share": roof_share(gmacs, p50_ms, roofs.get(precision))}
+
+
+def _profile(model, runs: int) -> dict:
+    """A row's profile as JSON values, or the one line saying why its runtime has none (bench goes on)."""
+    from edgeseg.profile import profile_model
+
+    try:
+        return profile_model(model, runs=runs).to_dict()
+    except EdgesegError as e:
+        return {"unavailable": str(e)}
 
 
 def bench_model(
@@ -205,6 +254,9 @@ COLUMNS = (
     "e2e_p99",
     "e2e_fps",
     "miou",
+    "gmacs_per_s",
+    "roof_share",
+    "precision",
     "runtime",
     "delegate",
     "fastest",
@@ -235,6 +287,9 @@ def rows(report: dict) -> list[dict]:
                 "e2e_p99": round(e2e["p99_ms"], 3),
                 "e2e_fps": round(e2e["fps"], 1),
                 "miou": None if r.get("miou") is None else round(100 * r["miou"], 2),
+                "gmacs_per_s": None if not r["gmacs"] else round(r["gmacs"] / (inv["p50_ms"] / 1e3), 1),
+                "roof_share": None if r.get("roof_share") is None else round(100 * r["roof_share"], 1),
+                "precision": r.get("precision"),
                 "runtime": f"{r['runtime']} {r['runtime_version']}",
                 "delegate": r["delegate"],
             }
@@ -268,9 +323,10 @@ def to_markdown(report: dict) -> str:
         f"{report['warmup']} warm-up, interleaved in {report['rounds']} rounds; end-to-end on a "
         f"{report['frame_hw'][1]}x{report['frame_hw'][0]} frame.",
         "",
+        *([roof_text(report["roofs"]), ""] if report.get("roofs") else []),
         "| model | GMACs | params (M) | runtime | threads | size (MB) | init (ms) | invoke p50 | p90 | p99 | FPS "
-        "| end-to-end p50 | p90 | p99 | FPS | mIoU (%) |",
-        "| --- | ---: | ---: | --- |" + " ---: |" * 12,
+        "| end-to-end p50 | p90 | p99 | FPS | mIoU (%) | GMAC/s | roof share |",
+        "| --- | ---: | ---: | --- |" + " ---: |" * 14,
     ]
     for r in rows(report):
         gm = "n/a" if r["gmacs"] is None else f"{r['gmacs']:.3f}"
@@ -281,9 +337,39 @@ def to_markdown(report: dict) -> str:
             f"{r['size_mb']} | "
             f"{r['init_ms']} | {r['invoke_p50']} | {r['invoke_p90']} | {r['invoke_p99']} | {r['invoke_fps']} | "
             f"{r['e2e_p50']} | {r['e2e_p90']} | {r['e2e_p99']} | {r['e2e_fps']} | "
-            f"{'' if r['miou'] is None else r['miou']} |"
+            f"{'' if r['miou'] is None else r['miou']} | {'' if r['gmacs_per_s'] is None else r['gmacs_per_s']} | "
+            f"{'' if r['roof_share'] is None else str(r['roof_share']) + '% of ' + r['precision']} |"
         )
+    for r in report["results"]:
+        if r.get("profile"):
+            lines += ["", profile_markdown(r["profile"])]
     return "\n".join(lines) + "\n"
+
+
+def roof_text(roofs: list[dict]) -> str:
+    """One line: this CPU's roofs at each thread count, as the probe measured them."""
+    parts = []
+    for rf in roofs:
+        th = rf["threads"] or "default"
+        if rf.get("gmacs_per_s"):
+            parts.append(f"{rf['precision']} {rf['gmacs_per_s']:.0f} GMAC/s at {th} thread(s)")
+        else:
+            parts.append(f"{rf['precision']} unmeasured at {th} thread(s) ({rf.get('unavailable')})")
+    return "Roof (LiteRT probe: two 1x1 convolutions, 512 channels at 64x64, 2.15 GMACs): " + "; ".join(parts)
+
+
+def profile_text(d: dict) -> str:
+    """A row's profile as text (or the one line saying why there is none)."""
+    from edgeseg.profile import Profile, to_text
+
+    return d["unavailable"] if "unavailable" in d else to_text(Profile.from_dict(d))
+
+
+def profile_markdown(d: dict) -> str:
+    """A row's profile as markdown (or the one line saying why there is none)."""
+    from edgeseg.profile import Profile, to_markdown
+
+    return d["unavailable"] if "unavailable" in d else to_markdown(Profile.from_dict(d))
 
 
 def plots(report: dict, folder: Path) -> list[Path]:

@@ -282,6 +282,28 @@ def recommend_model(info: str | None, cores: int | None) -> tuple[str, str]:
     return "small", "unknown CPU: the default"
 
 
+def roof_check(threads: tuple[int, ...] | None = None) -> Check:
+    """This CPU's int8 and float roofs (edgeseg.roof's probe on LiteRT), at 1 thread and at all cores."""
+    from edgeseg.errors import EdgesegError
+    from edgeseg.roof import measure_roof
+
+    cores = os.cpu_count() or 1
+    threads = threads or tuple(sorted({1, cores}))
+    parts = []
+    try:
+        for th in threads:
+            int8, flt = measure_roof(th, "int8"), measure_roof(th, "float")
+            parts.append(f"{th} thread(s): int8 {int8['gmacs_per_s']:.0f}, float {flt['gmacs_per_s']:.0f} GMAC/s")
+    except EdgesegError as e:
+        return Check("WARN", "roof", f"not measured: {e}")
+    return Check(
+        "INFO",
+        "roof",
+        "; ".join(parts),
+        "what a model's GMACs can run at here: edgeseg bench shows each model's share",
+    )
+
+
 def _recommend(info: str | None = None, cores: int | None = None) -> Check:
     info = read_sys("/proc/cpuinfo") if info is None else info
     name, why = recommend_model(info, cores or os.cpu_count())
@@ -332,6 +354,8 @@ def run_checks(
         checks += cameras()
     checks.append(_governor())
     checks.append(int8_dot_check())
+    if any(c.status == "OK" and c.name in ("ai-edge-litert", "tflite-runtime") for c in checks):
+        checks.append(roof_check())
     checks.append(_recommend())
     checks += _board()
     display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")

@@ -92,8 +92,25 @@ def bench(
         Path | None,
         typer.Option("--plots", file_okay=False, help="Write latency.png (and iou.png with --data) into this folder."),
     ] = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Also show where one inference spends its time: per op, by op type and by block "
+            "(LiteRT, ONNX Runtime, OpenVINO).",
+        ),
+    ] = False,
+    roof: Annotated[
+        bool,
+        typer.Option(
+            "--roof/--no-roof",
+            help="Measure this CPU's int8 and float roofs (a shipped probe, under a second here) and give every "
+            "model its share of them.",
+        ),
+    ] = True,
 ) -> None:
-    """Time models side by side: size, init, memory, invoke-only and end-to-end p50/p90/p99, FPS, mIoU."""
+    """Time models side by side: size, init, memory, invoke-only and end-to-end p50/p90/p99, FPS, mIoU, share of
+    this CPU's roof; --profile shows where the time goes."""
     from edgeseg.assets import resolve_model
     from edgeseg.bench import bench_models, plots, to_csv, to_markdown
     from edgeseg.io import atomic_write_text
@@ -120,6 +137,8 @@ def bench(
         ds,
         progress=progress("bench"),
         keep_samples=plots_dir is not None,
+        roof=roof,
+        profile=profile,
     )
     _print_bench(report, runs, warmup, rounds, frame_size, with_miou=ds is not None)
     if json_out:
@@ -141,7 +160,7 @@ def bench(
 
 
 def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: str, with_miou: bool) -> None:
-    from edgeseg.bench import rows
+    from edgeseg.bench import profile_text, roof_text, rows
     from edgeseg.host import int8_dot_text
 
     env = report["environment"]
@@ -149,12 +168,16 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
         f"{env['cpu']}, {env['cores']} cores, governor {env['governor'] or 'n/a'}, {int8_dot_text(env)}; "
         f"{runs} runs after {warmup} warm-up, {rounds} interleaved rounds; end-to-end at {frame_size}"
     )
+    with_roof = bool(report.get("roofs"))
+    if with_roof:
+        typer.echo(roof_text(report["roofs"]))
     table = rows(report)
     name_w = max(12, *(len(r["model"]) for r in table))
     rt_w = max(7, *(len(r["runtime"].split()[0]) for r in table))
     typer.echo(
         f"{'model':<{name_w}} {'runtime':<{rt_w}} {'GMACs':>6} {'params':>7} {'thr':>3} {'MB':>6} {'init':>7} "
         f"{'inv p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}"
+        + (f" {'roof':>10}" if with_roof else "")
         + ("  mIoU" if with_miou else "")
     )
     for r in table:
@@ -164,14 +187,25 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
             f"{str(r['threads']):>3} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
             f"{r['invoke_p50']:8.2f} {r['invoke_p90']:7.2f} {r['invoke_p99']:7.2f} {r['invoke_fps']:7.1f} "
             f"{r['e2e_p50']:8.2f} {r['e2e_p90']:7.2f} {r['e2e_p99']:7.2f} {r['e2e_fps']:7.1f}"
+            + (f" {_share(r):>10}" if with_roof else "")
             + (f" {r['miou']:6.2f}" if with_miou and r["miou"] is not None else "")
             + ("  <- fastest" if r["fastest"] else "")
         )
     typer.echo(
         "(ms; GMACs and params per frame, from the graph; runtime "
         + ", ".join(sorted({r["runtime"] + " " + r["delegate"] for r in rows(report)}))
+        + ("; roof: the invoke's GMAC/s over the roof of the model's precision" if with_roof else "")
         + ")"
     )
+    for r in report["results"]:
+        if r.get("profile"):
+            typer.echo("")
+            typer.echo(profile_text(r["profile"]))
+
+
+def _share(row: dict) -> str:
+    """A row's roof share as "59% int8" (n/a where its GMACs or the roof are unknown)."""
+    return "n/a" if row["roof_share"] is None else f"{row['roof_share']:.0f}% {row['precision']}"
 
 
 @handles_errors
