@@ -60,8 +60,11 @@ def test_bench_eval_run_without_tensorflow(tiny_tflite, synthetic_data, tmp_path
     from edgeseg.synthetic import write_video
 
     model = tiny_tflite["int8"]
-    check(run_blocked(cli("bench", model, "--runs", 5, "--json", tmp_path / "b.json")))
-    assert json.loads((tmp_path / "b.json").read_text())["results"][0]["runtime"] == "litert"
+    check(run_blocked(cli("bench", model, "--runs", 5, "--profile", "--json", tmp_path / "b.json")))
+    row = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    assert row["runtime"] == "litert"
+    # issue 37: the roof (a probe built in memory) and the per-op profile need no TensorFlow either
+    assert row["precision"] == "int8" and row["roof_share"] > 0 and len(row["profile"]["ops"]) > 10
     check(run_blocked(cli("eval", model, "--data", synthetic_data, "--json", tmp_path / "e.json")))
     assert json.loads((tmp_path / "e.json").read_text())["miou"] > 0
     video = write_video(tmp_path / "v.mp4", frames=6, hw=(48, 64))

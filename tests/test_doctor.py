@@ -21,6 +21,9 @@ def test_doctor_reports_runtime_xnnpack_and_opencv(tmp_path, monkeypatch):
     assert checks["Edge TPU"]["status"] in ("INFO", "OK") and "libedgetpu" in checks["Edge TPU"]["detail"]
     assert checks["cameras"]["status"] == "WARN" and "no camera opens" in checks["cameras"]["detail"]
     assert "OK   ai-edge-litert" in r.output
+    # issue 37: this CPU's roofs at 1 thread (and at all cores), from the probe
+    assert checks["roof"]["status"] == "INFO" and "1 thread(s): int8 " in checks["roof"]["detail"]
+    assert "GMAC/s" in checks["roof"]["detail"]
     monkeypatch.setattr(sources, "available_cameras", lambda: [0, 2])
     r = runner.invoke(app, ["doctor", "--json", str(tmp_path / "d.json")])
     checks = {c["name"]: c for c in json.loads((tmp_path / "d.json").read_text())["checks"]}
