@@ -92,3 +92,37 @@ def test_preprocess_accepts_grey_and_bgra_frames():
     for f in (grey, bgra):
         t, g = preprocess(f, s, UINT8_RAW)
         assert t.shape == (1, 32, 64, 3) and (t == 200).all() and g.frame_hw == (10, 20)
+
+
+@pytest.mark.parametrize("frame_hw", [(480, 640), (1080, 1920), (720, 1280), (481, 641)])
+def test_a_big_shrink_averages_by_whole_factors_and_stays_close_to_one_step_area(frame_hw):
+    """issue 37: 640x480 -> 256x192 by INTER_AREA cost 0.6 ms (OpenCV's fast path takes whole factors only);
+    resize_to averages by the largest whole factor first, then finishes bilinear, within a grey level or two."""
+    import cv2
+
+    from edgeseg.preprocess import _whole_factor, resize_to
+    from edgeseg.synthetic import scene
+
+    frame = scene(3, frame_hw)[0]
+    frame = cv2.GaussianBlur(frame, (0, 0), 1.0) + np.random.default_rng(0).integers(0, 20, frame.shape, np.uint8)
+    out = resize_to(frame, 192, 256)
+    assert out.shape == (192, 256, 3) and out.dtype == np.uint8
+    area = cv2.resize(frame, (256, 192), interpolation=cv2.INTER_AREA)
+    assert np.abs(out.astype(int) - area).mean() < 2.5
+    assert _whole_factor(640, 256) == 2 and _whole_factor(1920, 256) == 6 and _whole_factor(1080, 192) == 5
+    assert _whole_factor(641, 256) == 1  # a prime width: no whole factor, the one-step average
+    # a shrink under 2x is bilinear, as training resizes
+    small = resize_to(frame, frame_hw[0] * 2 // 3, frame_hw[1] * 2 // 3)
+    lin = cv2.resize(frame, (frame_hw[1] * 2 // 3, frame_hw[0] * 2 // 3), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(small, lin)
+
+
+def test_channel_swap_gives_the_same_tensor_as_the_reversed_view(frame_nonsquare):
+    img = np.ascontiguousarray(frame_nonsquare[:32, :64])
+    for t in (INT8_RAW, UINT8_RAW):
+        out = to_tensor(img, spec(), t)
+        want = reference_quantize(img[..., ::-1].astype(np.float32), t)[None]
+        assert out.dtype == t.dtype and np.array_equal(out, want)
+    assert np.array_equal(to_tensor(img[:, :, :], spec(channel_order="BGR"), UINT8_RAW)[0], img)
+    view = frame_nonsquare[:32, 10:74]  # a strided view in: the same values
+    assert np.array_equal(to_tensor(view, spec(), UINT8_RAW), to_tensor(np.ascontiguousarray(view), spec(), UINT8_RAW))
