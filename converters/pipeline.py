@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgeseg.choices import EQUALIZE, IO_DTYPES, RKNN_PLATFORMS, check_choice
+from edgeseg.choices import EQUALIZE, IO_DTYPES, OUTPUT_SIZES, RKNN_PLATFORMS, check_choice
 from edgeseg.converters.calibration import CalibrationSet, calibration_set, verification_frames
 from edgeseg.converters.files import ModelFiles
 from edgeseg.converters.job import Job
@@ -54,6 +54,8 @@ class ConvertOptions:
             activation on the calibration images (edgeseg.converters.equalize; the float function is unchanged):
             "off", "on", or "auto" (build both, keep the one whose argmax agrees with Keras' more on at least
             AUTO_CHECK_IMAGES held-out images). True and False mean "on" and "off".
+        output_size: "input", or "half": the model's last resize stops at half the input size
+            (edgeseg.converters.output_size).
         progress: show bars while calibrating and reporting.
         log: where progress lines and warnings go.
     """
@@ -71,6 +73,7 @@ class ConvertOptions:
     edgetpu: bool = False
     platform: str = "rk3588"
     equalize: str | bool = "off"
+    output_size: str = "input"
     progress: bool = True
     log: Callable[[str], None] = print
 
@@ -80,6 +83,7 @@ class ConvertOptions:
         if self.io_dtype is not None:
             check_choice(self.io_dtype, IO_DTYPES, "input/output type")
         check_choice(self.platform, RKNN_PLATFORMS, "RKNN platform")
+        check_choice(self.output_size, OUTPUT_SIZES, "--output-size")
         self.equalize_mode  # noqa: B018 (checks it)
         if self.mediapipe and target.format != "tflite":
             raise EdgesegError("--mediapipe writes TFLite Metadata: it cannot go with --to onnx")
@@ -169,6 +173,10 @@ def convert(
     t0 = time.perf_counter()
     model_path = Path(model_path)
     keras = KerasSegmenter(model_path, spec=ModelSpec.load(o.spec) if isinstance(o.spec, str | Path) else o.spec)
+    if o.output_size == "half":
+        from edgeseg.converters.output_size import halve_output
+
+        halve_output(keras)
     spec = with_cost(keras, target.precision)
     out = Path(out) if out else target.default_output(model_path, o.io)
     trained_on = spec.train_data_from(model_path.parent)

@@ -49,6 +49,7 @@ VIEWS = ("overlay", "mask", "side-by-side")
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's, for training (edgeseg.training.backends)
 KEEP = ("auto", "best", "last")  # which epoch a training run keeps (edgeseg.training.protocol)
+OUTPUT_SIZES = ("input", "half")  # where a converted model's last resize stops (edgeseg.converters.output_size)
 EQUALIZE = ("off", "on", "auto")  # activation equalisation before int8 (edgeseg.converters.equalize)
 LOSSES = ("ce", "ohem")  # weighted cross-entropy, or the same over the hard pixels (edgeseg.training.objective)
 

@@ -280,3 +280,41 @@ def test_a_float_convert_with_no_images_to_check_on_says_so(tiny_run, tmp_path):
     r = CliRunner().invoke(app, ["convert", str(moved / "model.keras")])
     assert r.exit_code == 0, r.output
     assert "argmax agreement with the Keras model: not checked, no images (give --calibration DATASET)" in r.output
+
+
+def test_output_size_half_stops_the_last_resize_at_half_the_input(tiny_run, tiny_tflite, synthetic_data, tmp_path):
+    """issue 37: --output-size half. The same trained weights, the last resize at half the input size: the output
+    tensor is half as high and wide, its argmax still agrees with the float model's, the mask comes back at the
+    frame's size, and a model that does not end in edgeseg's "logits" resize is refused in one line."""
+    import keras
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+    from edgeseg.converters.pipeline import convert
+    from edgeseg.models import open_model
+    from edgeseg.synthetic import scene
+
+    quiet = dict(progress=False, log=lambda *_: None)
+    res = convert(
+        tiny_run / "model.keras", tmp_path / "half.tflite", precision="int8", output_size="half",
+        calibration=synthetic_data, num_calibration=24, **quiet,
+    )  # fmt: skip
+    full, half = Segmenter(tiny_tflite["int8"]), Segmenter(res.path)
+    (h, w) = full.spec.input_hw
+    assert full.output.shape[1:3] == (h, w) and half.output.shape[1:3] == (h // 2, w // 2)
+    assert res.agreement > 0.9 and res.ops.fully_int8
+    frame = scene(5, (90, 130))[0]
+    a, b = full.segment(frame), half.segment(frame)
+    assert a.shape == b.shape == (90, 130) and (a == b).mean() > 0.85
+    assert half.describe()["gmacs"] == pytest.approx(full.describe()["gmacs"])  # a resize has no MACs
+    assert open_model(res.path).input_hw == (h, w)
+    # a model that ends in something else
+    inp = keras.Input((16, 16, 3))
+    plain = keras.Model(inp, keras.layers.Conv2D(2, 1, name="logits")(inp))
+    plain.save(tmp_path / "plain.keras")
+    (tmp_path / "plain.spec.json").write_text(ModelSpec(input_hw=(16, 16), classes=("a", "b")).to_json())
+    with pytest.raises(ModelError, match="--output-size half needs a model that ends in an even bilinear resize"):
+        convert(tmp_path / "plain.keras", tmp_path / "p.tflite", output_size="half", **quiet)
+    r = CliRunner().invoke(app, ["convert", str(tiny_run / "model.keras"), "--output-size", "quarter"])
+    assert r.exit_code != 0 and "quarter" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "p.tflite").exists()

@@ -23,6 +23,7 @@ from edgeseg.choices import (
     IO_DTYPES,
     KEEP,
     LOSSES,
+    OUTPUT_SIZES,
     RKNN_PLATFORMS,
     RUNTIMES,
     SPLITS,
@@ -46,6 +47,7 @@ BackendChoice = choice_enum("BackendChoice", BACKENDS)
 DecoderChoice = choice_enum("DecoderChoice", DECODERS)
 KeepChoice = choice_enum("KeepChoice", KEEP)
 EqualizeChoice = choice_enum("EqualizeChoice", EQUALIZE)
+OutputSizeChoice = choice_enum("OutputSizeChoice", OUTPUT_SIZES)
 LossChoice = choice_enum("LossChoice", LOSSES)
 RknnPlatformChoice = choice_enum("RknnPlatformChoice", RKNN_PLATFORMS)
 
