@@ -247,11 +247,12 @@ def quant_report(
         ),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=1, max=MAX_IMAGES, help="Score only the first N images.")] = None,
-    equalize: Annotated[
+    equalized: Annotated[
         bool,
         typer.Option(
-            help="Per-layer statistics with the activations equalised (give it when the int8 model was converted "
-            "with them equalised: --equalize on, or auto where its result says equalized.applied)."
+            "--equalized",
+            help="The int8 model was converted with its activations equalised (convert --equalize on, or auto where "
+            "its result says equalized.applied): the per-layer statistics equalise them too.",
         ),
     ] = False,
 ) -> None:
@@ -267,7 +268,7 @@ def quant_report(
         calibration=calibration,
         limit=limit,
         keras_path=keras,
-        equalize=equalize,
+        equalize=equalized,
     )
 
 
