@@ -368,7 +368,7 @@ def test_equalize_takes_a_mode(tiny_run, tmp_path):
     assert not out.exists()
     # issue 34: quant-report's flag says what the int8 model is (--equalized), not the mode convert takes
     help_text = invoke("quant-report", "--help").output
-    assert "--equalized" in help_text and "--equalize " not in help_text and "--no-equalize" not in help_text
+    assert "  --equalized " in help_text and "  --equalize " not in help_text and "--no-equalize" not in help_text
 
 
 def test_quiet_by_default_and_the_libraries_lines_with_verbose(tmp_path):
