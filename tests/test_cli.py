@@ -387,3 +387,14 @@ def test_quiet_by_default_and_the_libraries_lines_with_verbose(tmp_path):
     assert "camvid_nano_int8.tflite" in quiet.stdout and "XNNPACK" not in quiet.stderr + quiet.stdout
     loud = subprocess.run([*cmd[:3], "-v", *cmd[3:]], capture_output=True, text=True, cwd=tmp_path)
     assert loud.returncode == 0 and "Created TensorFlow Lite XNNPACK delegate" in loud.stderr, loud.stderr
+    # FFmpeg's and OpenCV's own lines about a corrupt file stay off the terminal: our one line says it
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_") and k != "EDGESEG_VERBOSE"}
+    run = [sys.executable, "-m", "edgeseg", "run", "nano", "--source", str(bad), "--no-show", "--max-frames", "2"]
+    quiet = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path, env=env)
+    lines = [ln for ln in (quiet.stdout + quiet.stderr).splitlines() if ln.strip()]
+    assert quiet.returncode == 1 and lines == [f"error: {bad}: cannot open as a video (corrupt file, unsupported "
+                                               "codec or unreachable stream)"], lines  # fmt: skip
+    loud = subprocess.run([*run[:3], "-v", *run[3:]], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert "moov atom not found" in loud.stderr, loud.stderr

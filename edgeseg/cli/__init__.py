@@ -52,6 +52,10 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# OpenCV reads these when it loads: its own log, and the FFmpeg it reads video with (AV_LOG_QUIET)
+QUIET_OPENCV = {"OPENCV_LOG_LEVEL": "SILENT", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
+
+
 @app.callback()
 def _options(
     version: bool = typer.Option(
@@ -62,12 +66,15 @@ def _options(
     ),
 ) -> None:
     """Semantic segmentation from a dataset to a camera on a small device."""
-    if verbose:
-        import os
+    import os
 
+    if verbose:
         from edgeseg.quiet import VERBOSE_ENV
 
         os.environ[VERBOSE_ENV] = "1"
+    else:  # OpenCV's and FFmpeg's own lines ("moov atom not found", libpng's) above our one-line errors
+        for name, value in QUIET_OPENCV.items():
+            os.environ.setdefault(name, value)  # read when OpenCV loads; a user's own setting wins
 
 
 def main() -> None:
