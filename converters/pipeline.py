@@ -84,6 +84,7 @@ class ConvertOptions:
             check_choice(self.io_dtype, IO_DTYPES, "input/output type")
         check_choice(self.platform, RKNN_PLATFORMS, "RKNN platform")
         check_choice(self.output_size, OUTPUT_SIZES, "--output-size")
+        target.ready()  # a missing toolkit is said now, not after TensorFlow loads and calibration runs
         self.equalize_mode  # noqa: B018 (checks it)
         if self.mediapipe and target.format != "tflite":
             raise EdgesegError("--mediapipe writes TFLite Metadata: it cannot go with --to onnx")

@@ -5,6 +5,7 @@ pair in choices.TARGETS, which the CLI's options are built from)."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from edgeseg.converters import ncnn, onnx, openvino, rknn, tflite
 from edgeseg.converters.files import ModelFiles
 from edgeseg.converters.job import Job
 from edgeseg.converters.verify import OpReport
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, missing_extra
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Target:
         tag: what the default file name adds to the model's stem ("_float32"); an int8 TFLite model is named
             by its input and output type instead ("_int8", "_uint8").
         calibrated: needs calibration images.
+        needs: what must be installed, checked before TensorFlow loads or anything calibrates (ready()).
     """
 
     format: str
@@ -40,6 +42,13 @@ class Target:
     suffix: str
     tag: str
     calibrated: bool = False
+    needs: tuple[Callable[[], object], ...] = ()
+
+    def ready(self) -> None:
+        """EdgesegError naming the extra to install when a package this target needs is missing: said in one line
+        up front, not after minutes of calibrating (nothing is imported: find_spec only)."""
+        for check in self.needs:
+            check()
 
     @property
     def name(self) -> str:
@@ -57,21 +66,43 @@ class Target:
         return Path("runs") / "convert" / name if inside_package(model_path) else Path(model_path).with_name(name)
 
 
+def _module(name: str, what: str, extra: str) -> Callable[[], None]:
+    def check() -> None:
+        if importlib.util.find_spec(name) is None:
+            raise missing_extra(what, extra)
+
+    return check
+
+
+_ONNX = (_module("tf2onnx", "tf2onnx and onnx (for ONNX)", "onnx"), _module("onnx", "onnx", "onnx"))
+_ORT = _module("onnxruntime", "onnxruntime (for ONNX int8 calibration)", "onnx")
+_OV = _module("openvino", "openvino", "openvino")
+_NNCF = _module("nncf", "nncf (for OpenVINO int8)", "openvino")
+_ONNXOPT = _module("onnxoptimizer", "onnxoptimizer (for ncnn and RKNN)", "ncnn")
+_NCNN = (*_ONNX, _ONNXOPT, ncnn.pnnx_binary)
+_RKNN = (*_ONNX, _ONNXOPT, rknn.rknn_python)
+
 TABLE = {
     ("tflite", "float32"): Target("tflite", "float32", tflite.build_float32, tflite.ops, ".tflite", "_float32"),
     ("tflite", "fp16"): Target("tflite", "fp16", tflite.build_fp16, tflite.ops, ".tflite", "_float16"),
     ("tflite", "dynamic"): Target("tflite", "dynamic", tflite.build_dynamic, tflite.ops, ".tflite", "_dynamic"),
     ("tflite", "int8"): Target("tflite", "int8", tflite.build_int8, tflite.ops, ".tflite", "_int8", calibrated=True),
-    ("onnx", "float32"): Target("onnx", "float32", onnx.build_float32, onnx.ops, ".onnx", ""),
-    ("onnx", "int8"): Target("onnx", "int8", onnx.build_int8, onnx.ops, ".onnx", "_int8", calibrated=True),
-    ("openvino", "float32"): Target("openvino", "float32", openvino.build_float32, openvino.ops, ".xml", "_openvino"),
-    ("openvino", "int8"): Target(
-        "openvino", "int8", openvino.build_int8, openvino.ops, ".xml", "_openvino_int8", calibrated=True
+    ("onnx", "float32"): Target("onnx", "float32", onnx.build_float32, onnx.ops, ".onnx", "", needs=_ONNX),
+    ("onnx", "int8"): Target(
+        "onnx", "int8", onnx.build_int8, onnx.ops, ".onnx", "_int8", calibrated=True, needs=(*_ONNX, _ORT)
     ),
-    ("ncnn", "float32"): Target("ncnn", "float32", ncnn.build_float32, ncnn.ops, ".param", "_ncnn"),
-    ("ncnn", "fp16"): Target("ncnn", "fp16", ncnn.build_fp16, ncnn.ops, ".param", "_ncnn_fp16"),
-    ("rknn", "int8"): Target("rknn", "int8", rknn.build_int8, rknn.ops, ".rknn", "_rknn_int8", calibrated=True),
-    ("rknn", "fp16"): Target("rknn", "fp16", rknn.build_fp16, rknn.ops, ".rknn", "_rknn_fp16"),
+    ("openvino", "float32"): Target(
+        "openvino", "float32", openvino.build_float32, openvino.ops, ".xml", "_openvino", needs=(_OV,)
+    ),
+    ("openvino", "int8"): Target(
+        "openvino", "int8", openvino.build_int8, openvino.ops, ".xml", "_openvino_int8", True, (_OV, _NNCF)
+    ),
+    ("ncnn", "float32"): Target("ncnn", "float32", ncnn.build_float32, ncnn.ops, ".param", "_ncnn", needs=_NCNN),
+    ("ncnn", "fp16"): Target("ncnn", "fp16", ncnn.build_fp16, ncnn.ops, ".param", "_ncnn_fp16", needs=_NCNN),
+    ("rknn", "int8"): Target(
+        "rknn", "int8", rknn.build_int8, rknn.ops, ".rknn", "_rknn_int8", calibrated=True, needs=_RKNN
+    ),
+    ("rknn", "fp16"): Target("rknn", "fp16", rknn.build_fp16, rknn.ops, ".rknn", "_rknn_fp16", needs=_RKNN),
 }
 
 

@@ -318,3 +318,28 @@ def test_output_size_half_stops_the_last_resize_at_half_the_input(tiny_run, tiny
     r = CliRunner().invoke(app, ["convert", str(tiny_run / "model.keras"), "--output-size", "quarter"])
     assert r.exit_code != 0 and "quarter" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "p.tflite").exists()
+
+
+def test_a_missing_toolkit_is_said_before_anything_loads_or_calibrates(monkeypatch):
+    """issue 35: `convert --to openvino --int8` with no NNCF calibrated for minutes, then said it was missing.
+    Every target checks what it needs first (find_spec, nothing imported): one line, exit 1, TensorFlow not loaded."""
+    import importlib.util
+    import sys
+
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    real = importlib.util.find_spec
+    gone = {"nncf", "tf2onnx", "onnxoptimizer"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in gone else real(name, *a))
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # to see whether this command loads it
+    for args, said in (
+        (["--to", "openvino", "--int8"], "nncf (for OpenVINO int8) is not installed: pip install 'edgeseg[openvino]'"),
+        (["--to", "onnx"], "tf2onnx and onnx (for ONNX) is not installed: pip install 'edgeseg[onnx]'"),
+        (["--to", "ncnn"], "is not installed: pip install 'edgeseg[onnx]'"),
+    ):
+        r = CliRunner().invoke(app, ["convert", "nano", *args])
+        lines = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert r.exit_code == 1 and len(lines) == 1 and said in lines[0], r.output
+        assert "calibrat" not in r.output and "tensorflow" not in sys.modules
