@@ -28,3 +28,16 @@ class SourceError(EdgesegError):
 def missing_extra(package: str, extra: str) -> EdgesegError:
     """The error for an optional package that is not installed, naming the extra that brings it."""
     return EdgesegError(f"{package} is not installed: pip install 'edgeseg[{extra}]'")
+
+
+def first_sentence(text: str, limit: int = 240) -> str:
+    """A library's message cut to its first sentence (or, past `limit` characters, at a word, with "..."), so a
+    one-line error never stops mid-word."""
+    line = " ".join(str(text).split())
+    for end in (". ", "; "):
+        cut = line.find(end)
+        if 0 < cut < limit:
+            return line[: cut + 1].rstrip(";.") if end == "; " else line[: cut + 1]
+    if len(line) <= limit:
+        return line
+    return line[:limit].rsplit(" ", 1)[0].rstrip(",;:") + "..."

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.errors import ModelError
+from edgeseg.errors import ModelError, first_sentence
 from edgeseg.host import installed_version
 from edgeseg.predictors.base import Predictor
 from edgeseg.tensors import TensorInfo
@@ -30,7 +30,10 @@ def load_keras(path: Path):
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # keras raises many kinds for a file that is not a model
-        raise ModelError(f"{path}: not a loadable Keras model ({str(e).splitlines()[0][:160]})") from None
+        said = first_sentence(str(e))
+        if "safe_mode" in str(e) or "unsafe_deserialization" in str(e):
+            said += " edgeseg loads .keras files in Keras' safe mode and never runs code from them"
+        raise ModelError(f"{path}: not a loadable Keras model ({said})") from None
 
 
 class KerasSegmenter(Predictor):

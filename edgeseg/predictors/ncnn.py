@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.errors import ModelError, missing_extra
+from edgeseg.errors import ModelError, first_sentence, missing_extra
 from edgeseg.host import installed_version
 from edgeseg.io import caught_stderr
 from edgeseg.predictors.base import Predictor
@@ -67,7 +67,7 @@ class NcnnSegmenter(Predictor):
         with caught_stderr() as said:  # ncnn prints its complaint: it goes into the one message
             param_rc = self.net.load_param(str(path))
             weights_rc = self.net.load_model(str(weights)) if param_rc == 0 else 0
-        why = f" ({said[0][:160]})" if said else ""
+        why = f" ({first_sentence(said[0])})" if said else ""
         if param_rc != 0:
             raise ModelError(f"{path.name}: ncnn rejects this .param{why}")
         if weights_rc != 0:

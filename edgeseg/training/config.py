@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from edgeseg.choices import BACKBONES, BACKENDS, DECODERS, FORMATS, KEEP, LOSSES, SPLITS, STRATEGIES, check_choice
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import EdgesegError, first_sentence
 from edgeseg.io import read_bounded
 from edgeseg.limits import MAX_JSON_BYTES
 
@@ -185,7 +185,7 @@ class TrainConfig:
                 d["augment"] = Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()})
             return cls(**d)
         except (TypeError, ValueError, OverflowError) as e:
-            raise EdgesegError(f"training settings: {type(e).__name__}: {str(e)[:160]}") from None
+            raise EdgesegError(f"training settings: {type(e).__name__}: {first_sentence(str(e))}") from None
 
     @classmethod
     def load(cls, run_dir: Path) -> TrainConfig:
