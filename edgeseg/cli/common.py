@@ -98,9 +98,18 @@ class Command(typer.core.TyperCommand):
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Say `message` as one red line on stderr; the Exit to raise with `code`."""
+    """Say `message` as one red line on stderr; the Exit to raise with `code`. On a terminal the line starts by
+    clearing the one the cursor is on: a progress bar cut off by the error (Keras' or tqdm's) would otherwise
+    have the error written at its end."""
+    import sys
+
+    if sys.stderr.isatty():
+        sys.stderr.write(CLEAR_LINE)
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code)
+
+
+CLEAR_LINE = "\r\033[K"  # back to the line's start, erase to its end
 
 
 def stopped() -> typer.Exit:
