@@ -229,7 +229,8 @@ def _check_size(path: Path, k: int, image: Path, width: int, height: int) -> Non
 
 def _check_annotation(path: Path, k: int, ann, images: dict, categories: dict) -> None:
     where = f"{path}: annotations[{k}]"
-    if not isinstance(ann, dict) or ann.get("image_id") not in images or ann.get("category_id") not in categories:
+    ids = (ann.get("image_id"), ann.get("category_id")) if isinstance(ann, dict) else (None, None)
+    if not all(map(_is_int, ids)) or ids[0] not in images or ids[1] not in categories:  # ints first: a list is no key
         raise DataError(f"{where} must name an image_id and a category_id that the file lists")
     _, h, w = images[ann["image_id"]]
     seg = ann.get("segmentation")

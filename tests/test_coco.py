@@ -221,6 +221,15 @@ def test_a_roboflow_export_has_its_splits(tmp_path):
             lambda d: {**d, "images": [{**d["images"][0], "width": 65535, "height": 65535}, *d["images"][1:]]},
             r"images\[0\] says 65535x65535 but f0\.png is 40x24",
         ),
+        # found by benchmarks/fuzz_coco.py: an id that is a list or an object (unhashable) was a TypeError
+        (
+            lambda d: {**d, "annotations": [{**d["annotations"][0], "image_id": [1]}]},
+            r"annotations\[0\] must name an image_id and a category_id that the file lists",
+        ),
+        (
+            lambda d: {**d, "annotations": [{**d["annotations"][0], "category_id": {"id": 1}}]},
+            r"annotations\[0\] must name an image_id and a category_id that the file lists",
+        ),
     ],
 )
 def test_a_broken_coco_file_is_one_line_naming_the_file_and_field(toy_models, tmp_path, damage, said):
