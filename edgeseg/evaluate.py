@@ -86,18 +86,27 @@ def evaluate(
 
 
 def mask_names(ds: Dataset, n: int) -> list[str]:
-    """A file name for the predicted mask of each of the first n images: `<stem>.png`, or, for stems that two
-    images share, the image's path within the dataset with its folders and suffix joined by '__'."""
-    stems = [s.image.stem for s in ds.samples[:n]]
+    """A file name for the predicted mask of each of the first n images, all different (also where case does not
+    count, as on an SD card's FAT or on macOS): `<stem>.png`; for stems that two images share, the image's path
+    within the dataset with its folders and suffix joined by '__'; and where even that meets a name already
+    given, a number after it."""
+    stems = [s.image.stem.lower() for s in ds.samples[:n]]
     shared = {stem for stem in stems if stems.count(stem) > 1}
-    out = []
+    out: list[str] = []
+    taken: set[str] = set()
     for s in ds.samples[:n]:
-        if s.image.stem not in shared:
-            out.append(f"{s.image.stem}.png")
-            continue
-        try:
-            rel = s.image.resolve().relative_to(Path(ds.root).resolve())
-        except ValueError:
-            rel = Path(s.image.name)
-        out.append("__".join(rel.parts).replace(".", "_") + ".png")
+        if s.image.stem.lower() not in shared:
+            base = s.image.stem
+        else:
+            try:
+                rel = s.image.resolve().relative_to(Path(ds.root).resolve())
+            except ValueError:
+                rel = Path(s.image.name)
+            base = "__".join(rel.parts).replace(".", "_")
+        name, k = f"{base}.png", 1
+        while name.lower() in taken:
+            k += 1
+            name = f"{base}-{k}.png"
+        taken.add(name.lower())
+        out.append(name)
     return out

@@ -175,6 +175,22 @@ def test_save_masks_gives_images_that_share_a_stem_a_mask_each(toy_models, tmp_p
     assert len(written) == 4 and len(set(written)) == 4, written  # no mask overwrote another
 
 
+def test_mask_names_stay_apart_whatever_the_folders_and_the_case(tmp_path):
+    """Joining folders with '__' could meet another name (p/a__b/c.png and p__a/b/c.png), and A.png and a.png are
+    one file on FAT or macOS: every name is different, also without case."""
+    from types import SimpleNamespace
+
+    from edgeseg.evaluate import mask_names
+
+    files = ["p/a__b/c.png", "p__a/b/c.png", "x/A.png", "y/a.png", "z/a.jpg", "p__a__b__c_png.png"]
+    ds = SimpleNamespace(root=tmp_path, samples=[SimpleNamespace(image=tmp_path / f) for f in files])
+    names = mask_names(ds, len(files))
+    assert len({n.lower() for n in names}) == len(files), names
+    assert names[0] == "p__a__b__c_png.png" and names[1] == "p__a__b__c_png-2.png"
+    assert names[2:5] == ["x__A_png.png", "y__a_png.png", "z__a_jpg.png"] and names[5] == "p__a__b__c_png-3.png"
+    assert all(n.endswith(".png") and "/" not in n for n in names)
+
+
 # ------------------------------------------------------------------------------- 2. training that survives a crash
 def _tiny_cfg(data, out, **kw):
     from edgeseg.training.config import TrainConfig
