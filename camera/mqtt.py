@@ -45,7 +45,8 @@ def parse_mqtt_url(url: str) -> dict:
     topic = unquote(parts.path.lstrip("/"))
     if not parts.hostname:
         raise EdgesegError(f"--publish {redact(url)}: no broker host (mqtt://HOST[:PORT]/TOPIC)")
-    if not topic or any(c in topic for c in "+#\0") or parts.query or parts.fragment:
+    after_user = url.rpartition("@")[2]  # urlsplit takes a # for a fragment: look for it in the raw text
+    if not topic or any(c in topic for c in "+\0") or "#" in after_user or "?" in after_user:
         raise EdgesegError(
             f"--publish {redact(url)}: give a topic without wildcards (+, #) after the host: mqtt://HOST/TOPIC"
         )
@@ -217,6 +218,8 @@ class MqttSink(Sink):
             self.availability_mids.add(info.mid)
             info.wait_for_publish(max(0.1, deadline - time.monotonic()))
         self._stop()
+        if self.qos:  # kept for a broker that did not come back before the end: lost, and counted
+            self.dropped += max(0, self.sent - self.delivered)
         self.state = "closed"
 
 

@@ -71,7 +71,7 @@ class Zones:
 
     def __init__(self, zones: list[Zone], source: str = "zones"):
         self.zones, self.source = list(zones), source
-        self._pixels: dict[tuple[int, int], list[np.ndarray]] = {}  # frame size -> each zone's flat pixel indices
+        self._masks: dict[tuple[int, int], list[np.ndarray]] = {}  # frame size -> each zone's uint8 mask
 
     @property
     def names(self) -> list[str]:
@@ -93,29 +93,29 @@ class Zones:
                         f"classes ({', '.join(classes)})"
                     )
 
-    def _indices(self, hw: tuple[int, int]) -> list[np.ndarray]:
-        if hw not in self._pixels:
+    def masks(self, hw: tuple[int, int]) -> list[np.ndarray]:
+        """Each zone as a uint8 mask (1 inside) of a frame of `hw` (height, width); made once per size."""
+        if hw not in self._masks:
             import cv2
 
             out = []
             for z in self.zones:
                 m = np.zeros(hw, np.uint8)
                 cv2.fillPoly(m, [z.points(hw)], 1)
-                out.append(np.flatnonzero(m))
-            if len(self._pixels) > 8:  # a camera that keeps changing size must not grow this
-                self._pixels.clear()
-            self._pixels[hw] = out
-        return self._pixels[hw]
+                out.append(m)
+            if len(self._masks) > 8:  # a camera that keeps changing size must not grow this
+                self._masks.clear()
+            self._masks[hw] = out
+        return self._masks[hw]
 
     def shares(self, mask: np.ndarray, classes: tuple[str, ...]) -> dict[str, dict[str, float]]:
         """Zone name -> each class's share of the zone's pixels (0..1, summing to 1; all 0 for a zone too thin to
         hold a pixel at this frame size)."""
         from edgeseg.result import class_shares
 
-        flat = mask.ravel()
         return {
-            z.name: class_shares(flat[idx], classes)
-            for z, idx in zip(self.zones, self._indices(mask.shape[:2]), strict=True)
+            z.name: class_shares(mask, classes, where)
+            for z, where in zip(self.zones, self.masks(mask.shape[:2]), strict=True)
         }
 
     def draw(self, image: np.ndarray, offset_x: int = 0, width: int | None = None) -> None:
@@ -127,8 +127,8 @@ class Zones:
         w = width or image.shape[1]
         for z in self.zones:
             pts = z.points((h, w)) + [offset_x, 0]
-            cv2.polylines(image, [pts], True, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.polylines(image, [pts], True, ZONE_BGR, 1, cv2.LINE_AA)
+            cv2.polylines(image, [pts], True, (0, 0, 0), 4, cv2.LINE_AA)  # a dark edge: readable over any class
+            cv2.polylines(image, [pts], True, ZONE_BGR, 2, cv2.LINE_AA)
             x, y = pts[:, 0].min(), max(12, pts[:, 1].min() - 4)
             cv2.putText(image, z.name, (int(x), int(y)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3, cv2.LINE_AA)
             cv2.putText(image, z.name, (int(x), int(y)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, ZONE_BGR, 1, cv2.LINE_AA)
