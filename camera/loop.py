@@ -37,6 +37,7 @@ from edgeseg.camera.sources import Paced
 from edgeseg.errors import SourceError
 from edgeseg.io import atomic_path, write_image
 from edgeseg.predictors import Predictor
+from edgeseg.result import class_counts
 from edgeseg.signals import Terminated
 from edgeseg.stats import RingStat, summarise
 from edgeseg.zones import Zones
@@ -172,13 +173,16 @@ class _Output:
         t0 = time.perf_counter_ns()
         mask = self.model.finish(out, cap.prepared[1])
         t1 = time.perf_counter_ns()
+        counts = None  # pixels per class, counted once for the legend and the result
+        if self.results is not None or self.opts.legend:
+            counts = class_counts(mask, self.model.spec.num_classes)
         if self.results is not None:
-            self.results.frame(cap.index, mask, wall_time(cap.t_capture), (t1 - cap.t_capture) / 1e6)
+            self.results.frame(cap.index, mask, wall_time(cap.t_capture), (t1 - cap.t_capture) / 1e6, counts)
         fps = self.health.tick(t1)
         hud = [f"{fps:.1f} FPS" if fps is not None else "-- FPS", f"inference {invoke_ms:.1f} ms"]
         if self.capture.dropped:
             hud.append(f"dropped {self.capture.dropped}")
-        image = self.renderer(cap.frame, mask, hud)
+        image = self.renderer(cap.frame, mask, hud, counts)
         if self.record_tmp is not None:
             size = (image.shape[1], image.shape[0])
             if self.writer is None:

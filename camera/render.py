@@ -39,8 +39,11 @@ class Renderer:
         self.zones = zones
         self.lut = palette_bgr(spec)
 
-    def __call__(self, frame: np.ndarray, mask: np.ndarray, hud_lines: list[str] = ()) -> np.ndarray:
-        """The frame drawn as the view asks, with the legend of the classes present and the HUD lines."""
+    def __call__(
+        self, frame: np.ndarray, mask: np.ndarray, hud_lines: list[str] = (), counts: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The frame drawn as the view asks, with the legend of the classes present (from `counts`, the mask's
+        pixels per class, when the caller has them) and the HUD lines."""
         if self.view == "overlay":
             out = blend(frame, mask, self.lut, self.alpha)
         elif self.view == "mask":
@@ -51,7 +54,8 @@ class Renderer:
             w = frame.shape[1]
             self.zones.draw(out, offset_x=w if self.view == "side-by-side" else 0, width=w)
         if self.legend:
-            draw_legend(out, self.spec, classes_present(mask, self.spec.num_classes))
+            present = counts > 0 if counts is not None else classes_present(mask, self.spec.num_classes)
+            draw_legend(out, self.spec, present)
         if self.hud and hud_lines:
             draw_hud(out, list(hud_lines))
         return out

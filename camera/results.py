@@ -50,9 +50,12 @@ class Results:
         self.recent: collections.deque = collections.deque(maxlen=EVENTS_KEPT)
         self.event_count = 0
 
-    def frame(self, index: int, mask: np.ndarray, t_wall: float, latency_ms: float) -> list[dict]:
+    def frame(
+        self, index: int, mask: np.ndarray, t_wall: float, latency_ms: float, counts: np.ndarray | None = None
+    ) -> list[dict]:
         """One frame's mask (at the frame's size): its events, returned; its result and events offered to the
-        sinks. `t_wall` is the capture time (seconds since the epoch)."""
+        sinks. `t_wall` is the capture time (seconds since the epoch); `counts` the mask's pixels per class when
+        the caller has counted them."""
         result = Result(
             mask=mask,
             frame=None,
@@ -63,6 +66,7 @@ class Results:
             model=self.model,
             latency_ms=latency_ms,
             zones=self.zones,
+            counts=counts,
         )
         events = self.events.update(result.zone_shares(), t_wall, index) if self.events is not None else []
         if self.sinks and self.every.due():

@@ -44,10 +44,14 @@ def class_counts(mask: np.ndarray, n: int, where: np.ndarray | None = None) -> n
 def class_shares(mask: np.ndarray, classes: tuple[str, ...], where: np.ndarray | None = None) -> dict[str, float]:
     """Each class's share of the mask's pixels (only where `where` is set), 0..1, for every class the model has
     (they sum to 1; all 0 when no pixel is counted)."""
-    counts = class_counts(mask, len(classes), where)
+    return shares(class_counts(mask, len(classes), where), classes)
+
+
+def shares(counts: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+    """Pixel counts per class -> class name -> share (0..1, rounded to SHARE_DECIMALS)."""
     total = counts.sum()
-    shares = counts / total if total else counts.astype(np.float64)
-    return {name: round(float(v), SHARE_DECIMALS) for name, v in zip(classes, shares, strict=True)}
+    frac = counts / total if total else counts.astype(np.float64)
+    return {name: round(float(v), SHARE_DECIMALS) for name, v in zip(classes, frac, strict=True)}
 
 
 def encode_mask(mask: np.ndarray) -> dict:
@@ -78,6 +82,8 @@ class Result:
         model: the model's file name.
         latency_ms: milliseconds from the frame's capture to this result (default: the sum of the timings).
         zones: the zones whose shares to_dict() reports (edgeseg.zones.Zones), or None.
+        counts: the mask's pixels per class when already counted (the loop counts once for the legend and the
+            result), else counted when asked for.
     """
 
     mask: np.ndarray
@@ -91,6 +97,7 @@ class Result:
     model: str = ""
     latency_ms: float | None = None
     zones: Zones | None = None
+    counts: np.ndarray | None = field(default=None, repr=False, compare=False)  # pixels per class, if known
     _zone_shares: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -110,7 +117,9 @@ class Result:
 
     def class_shares(self) -> dict[str, float]:
         """Each class's share of the frame's pixels, 0..1, for every class of the model (summing to 1)."""
-        return class_shares(self.mask, self.spec.classes)
+        if self.counts is None:
+            self.counts = class_counts(self.mask, self.spec.num_classes)
+        return shares(self.counts, self.spec.classes)
 
     def zone_shares(self) -> dict[str, dict[str, float]]:
         """Zone name -> each class's share of that zone's pixels ({} without zones); computed once."""

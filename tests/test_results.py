@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,8 +95,9 @@ def test_stream_and_run_jsonl_give_the_same_object(tmp_path):
 
     zones = write_json(tmp_path / "zones.json", BOTTOM)
     api = [r.to_dict() for r in load_model("nano").stream("synthetic:160x120", max_frames=5, zones=zones)]
-    r = edgeseg("run", "nano", "--source", "synthetic:160x120", "--max-frames", 5, "--no-show", "--jsonl", "-",
-                "--zones", zones)  # fmt: skip
+    r = edgeseg(
+        "run", "nano", "--source", "synthetic:160x120", "--max-frames", 5, "--no-show", "--jsonl", "-", "--zones", zones
+    )
     assert r.returncode == 0, r.stderr
     cli = [json.loads(line) for line in r.stdout.splitlines()]  # stdout carries the JSON lines alone
     assert [d["frame"] for d in cli] == [0, 1, 2, 3, 4] == [d["frame"] for d in api]
@@ -151,10 +153,13 @@ def test_zone_events_have_hysteresis_and_a_minimum_duration():
         ({"zones": {"a": {"polygon": [[0, 0], [1, 0], [1, 1]], "events": [{"class": "car"}]}}}, "events[0]"),
         ({"zones": {"a": {"polygon": [[0, 0], [1, 0], [1, 1]], "events": [{"class": "car", "enter": 0}]}}}, "enter"),
         (
-            {"zones": {"a": {"polygon": [[0, 0], [1, 0], [1, 1]], "events": [{"class": "car", "enter": 0.2,
-                                                                               "leave": 0.3}]}}},
+            {
+                "zones": {
+                    "a": {"polygon": [[0, 0], [1, 0], [1, 1]], "events": [{"class": "car", "enter": 0.2, "leave": 0.3}]}
+                }
+            },
             "events[0].leave",
-        ),  # fmt: skip
+        ),
         ({"zones": {"a": {"polygon": [[0, 0], [1, 0], [True, 1]]}}}, "polygon[2]"),
     ],
 )
@@ -167,14 +172,20 @@ def test_bad_zones_json_names_the_field(tmp_path, data, field):
 def test_bad_zones_file_is_one_line_from_run(tmp_path):
     bad = tmp_path / "zones.json"
     bad.write_text('{"zones": {"a": {"polygon": [[0, 0], [1, 0], [1, 1]], "polygon": []}}}')
-    one_line_error(edgeseg("run", "nano", "--source", "synthetic", "--max-frames", 1, "--no-show", "--zones", bad),
-                   "appears twice")  # fmt: skip
-    unknown = write_json(tmp_path / "z2.json", {"zones": {"a": {"polygon": [[0, 0], [1, 0], [1, 1]],
-                                                                "events": [{"class": "Dog", "enter": 0.1}]}}})  # fmt: skip
-    one_line_error(edgeseg("run", "nano", "--source", "synthetic", "--max-frames", 1, "--no-show", "--zones", unknown),
-                   "'Dog' is not one of the model's classes")  # fmt: skip
-    one_line_error(edgeseg("run", "nano", "--source", "synthetic", "--no-show", "--zones", tmp_path / "none.json"),
-                   "none.json")  # fmt: skip
+    one_line_error(
+        edgeseg("run", "nano", "--source", "synthetic", "--max-frames", 1, "--no-show", "--zones", bad), "appears twice"
+    )
+    unknown = write_json(
+        tmp_path / "z2.json",
+        {"zones": {"a": {"polygon": [[0, 0], [1, 0], [1, 1]], "events": [{"class": "Dog", "enter": 0.1}]}}},
+    )
+    one_line_error(
+        edgeseg("run", "nano", "--source", "synthetic", "--max-frames", 1, "--no-show", "--zones", unknown),
+        "'Dog' is not one of the model's classes",
+    )
+    one_line_error(
+        edgeseg("run", "nano", "--source", "synthetic", "--no-show", "--zones", tmp_path / "none.json"), "none.json"
+    )
 
 
 class Scene(FrameSource):
@@ -201,8 +212,18 @@ def test_events_go_to_every_sink_and_into_the_stats(seg, tmp_path):
     """A zone over the bottom half: class_1 fills it for 8 frames. One enter and one leave, each in the JSON lines,
     the webhook's POSTs and the stats; frame results go to the JSON lines only."""
     hook = Hook(fail_first=0)
-    zones = Zones(parse_zones({"zones": {"bottom": {"polygon": [[0, 0.55], [1, 0.55], [1, 1], [0, 1]],
-                                                    "events": [{"class": "class_1", "enter": 0.5, "leave": 0.2}]}}}))  # fmt: skip
+    zones = Zones(
+        parse_zones(
+            {
+                "zones": {
+                    "bottom": {
+                        "polygon": [[0, 0.55], [1, 0.55], [1, 1], [0, 1]],
+                        "events": [{"class": "class_1", "enter": 0.5, "leave": 0.2}],
+                    }
+                }
+            }
+        )
+    )
     out = tmp_path / "r.jsonl"
     sinks = open_sinks(jsonl=str(out), webhook=hook.url, opts=SinkOptions(log=lambda *_: None))
     stats = run_loop(seg, Scene(), LoopOptions(log=lambda *_: None, zones=zones, sinks=sinks))
@@ -228,8 +249,11 @@ def test_zones_are_drawn_on_the_view_the_browser_gets(seg):
         port, got = free_port(), {}
 
         def loop():
-            got["stats"] = run_loop(seg, Live(hw=(120, 160), period=0.03, frames=200),
-                                    LoopOptions(log=lambda *_: None, serve=("127.0.0.1", port), zones=z, duration=3))  # fmt: skip
+            got["stats"] = run_loop(
+                seg,
+                Live(hw=(120, 160), period=0.03, frames=200),
+                LoopOptions(log=lambda *_: None, serve=("127.0.0.1", port), zones=z, duration=3),
+            )
 
         t = threading.Thread(target=loop)
         t.start()
@@ -444,8 +468,11 @@ def test_broker_killed_and_restarted_mid_run_costs_no_fps_and_no_message(broker,
     sinks = open_sinks(publish=broker.url(), opts=SinkOptions(qos=1, log=logs.append))
     src = Paced(SyntheticSource((96, 128)), fps=40)
     got = {}
-    t = threading.Thread(target=lambda: got.setdefault("stats", run_loop(seg, src, LoopOptions(
-        log=lambda *_: None, duration=11.0, sinks=sinks))))  # fmt: skip
+    t = threading.Thread(
+        target=lambda: got.setdefault(
+            "stats", run_loop(seg, src, LoopOptions(log=lambda *_: None, duration=11.0, sinks=sinks))
+        )
+    )
     t0 = time.time()
     t.start()
     time.sleep(2.5)
@@ -504,6 +531,8 @@ def test_password_from_the_environment_or_a_file_and_a_wrong_one_is_one_line(tmp
 
 @needs_mosquitto
 def test_mqtts_with_a_ca_made_here_and_the_tls_errors(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl to make the test CA")
     b = Broker(tmp_path / "b", tls=True).start()
     try:
         sub = Subscriber(b)
@@ -545,8 +574,24 @@ def test_sigterm_mid_run_says_offline(tmp_path):
     b = Broker(tmp_path / "b").start()
     try:
         sub = Subscriber(b, topics=("edgeseg/availability",))
-        p = subprocess.Popen([sys.executable, "-m", "edgeseg", "run", "nano", "--source", "synthetic", "--no-show",
-                              "--publish", b.url()], env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "edgeseg",
+                "run",
+                "nano",
+                "--source",
+                "synthetic",
+                "--no-show",
+                "--publish",
+                b.url(),
+            ],
+            env=ENV,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         assert sub.wait_for("edgeseg/availability", 1, timeout=60) == [b"online"]
         p.send_signal(signal.SIGTERM)
         p.wait(30)
