@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgeseg.camera.sinks import Sink, SinkOptions
+from edgeseg.camera.sink import Sink, SinkOptions
 from edgeseg.errors import OutputError
 
 

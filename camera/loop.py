@@ -36,8 +36,8 @@ from edgeseg.camera.sinks import Every, SinkThread
 from edgeseg.camera.sources import Paced
 from edgeseg.errors import SourceError
 from edgeseg.io import atomic_path, write_image
+from edgeseg.pixels import class_counts
 from edgeseg.predictors import Predictor
-from edgeseg.result import class_counts
 from edgeseg.signals import Terminated
 from edgeseg.stats import RingStat, summarise
 from edgeseg.zones import Zones

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from edgeseg.camera.sinks import Sink, SinkOptions, redact
+from edgeseg.camera.sink import Sink, SinkOptions, redact
 from edgeseg.errors import EdgesegError
 
 USER_ENV, PASSWORD_ENV = "EDGESEG_MQTT_USERNAME", "EDGESEG_MQTT_PASSWORD"
@@ -62,7 +62,14 @@ def parse_mqtt_url(url: str) -> dict:
 
 def credentials(url_user: str | None, url_password: str | None, password_file: Path | None, log) -> tuple:
     """(username, password): the user from the URL or EDGESEG_MQTT_USERNAME; the password from the file, else
-    EDGESEG_MQTT_PASSWORD, else the URL (said to show in `ps`)."""
+    EDGESEG_MQTT_PASSWORD, else the URL (said to show in `ps`).
+
+    Args:
+        url_user: the URL's user, or None.
+        url_password: the URL's password, or None.
+        password_file: --mqtt-password-file, or None.
+        log: where the note about a password in the URL goes.
+    """
     user = url_user or os.environ.get(USER_ENV) or None
     if password_file is not None:
         from edgeseg.io import read_bounded

@@ -53,9 +53,15 @@ class Results:
     def frame(
         self, index: int, mask: np.ndarray, t_wall: float, latency_ms: float, counts: np.ndarray | None = None
     ) -> list[dict]:
-        """One frame's mask (at the frame's size): its events, returned; its result and events offered to the
-        sinks. `t_wall` is the capture time (seconds since the epoch); `counts` the mask's pixels per class when
-        the caller has counted them."""
+        """One frame's events, returned; its result and events offered to the sinks.
+
+        Args:
+            index: the frame's number from the source.
+            mask: its class mask, at the frame's size.
+            t_wall: its capture time, seconds since the epoch.
+            latency_ms: milliseconds from its capture to this mask.
+            counts: the mask's pixels per class when the caller has counted them (else counted here).
+        """
         result = Result(
             mask=mask,
             frame=None,

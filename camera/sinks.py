@@ -12,16 +12,13 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
+from edgeseg.camera.sink import Sink, SinkOptions, redact
 from edgeseg.errors import EdgesegError
 
 QUEUE_SIZE = 256  # messages waiting for a sink's thread; at 30 FPS about 8 s of frame results
 BATCH_S = 0.02  # a sink's thread sends what has come, then naps this long
-KINDS = ("frame", "event")
 
 # scheme -> (module, class): the one table the --publish and --webhook URLs are looked up in
 SCHEMES = {
@@ -30,45 +27,6 @@ SCHEMES = {
     "http": ("edgeseg.camera.webhook", "WebhookSink"),
     "https": ("edgeseg.camera.webhook", "WebhookSink"),
 }
-
-
-class Sink:
-    """One place results go. send() runs on the sink's own thread (SinkThread) and may take its time."""
-
-    kinds: tuple[str, ...] = KINDS
-    name = "sink"
-
-    def __init__(self):
-        self.sent = 0  # messages handed on (written, published, posted)
-        self.dropped = 0  # messages that could not be kept
-
-    def send(self, kind: str, message: dict) -> None:
-        """Deliver one message ("frame" or "event"); count it in sent or dropped."""
-        raise NotImplementedError
-
-    def status(self) -> dict:
-        """The sink's state as JSON values (the loop's --stats and /stats.json)."""
-        return {"sink": self.name, "sent": self.sent, "dropped": self.dropped}
-
-    def close(self) -> None:
-        """Flush and release what the sink holds."""
-
-
-@dataclass
-class SinkOptions:
-    """What the sinks are opened with besides their URL.
-
-    Args:
-        qos: MQTT quality of service, 0 or 1.
-        ca_file: the CA certificate (PEM) an mqtts:// broker's certificate is checked against.
-        password_file: a file whose first line is the MQTT password (else EDGESEG_MQTT_PASSWORD, else the URL's).
-        log: where a sink's notes go (a broker lost and found again, a webhook that failed).
-    """
-
-    qos: int = 1
-    ca_file: Path | None = None
-    password_file: Path | None = None
-    log: Callable[[str], None] = print
 
 
 def sink_class(url: str, allowed: tuple[str, ...], what: str) -> type[Sink]:
@@ -80,22 +38,6 @@ def sink_class(url: str, allowed: tuple[str, ...], what: str) -> type[Sink]:
         raise EdgesegError(f"{what} {redact(url)}: expected a URL starting {' or '.join(s + '://' for s in allowed)}")
     module, cls = SCHEMES[scheme]
     return getattr(importlib.import_module(module), cls)
-
-
-def redact(url: str) -> str:
-    """The URL without its password (for messages and stats)."""
-    parts = urlsplit(url) if "://" in url else None
-    if parts is None or parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if _port(parts) else "")
-    return parts._replace(netloc=netloc).geturl()
-
-
-def _port(parts) -> int | None:
-    try:
-        return parts.port
-    except ValueError:
-        return None
 
 
 class Every:

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from edgeseg.camera.sinks import Sink, SinkOptions, redact
+from edgeseg.camera.sink import Sink, SinkOptions, redact
 from edgeseg.errors import EdgesegError
 
 TOKEN_ENV = "EDGESEG_WEBHOOK_TOKEN"

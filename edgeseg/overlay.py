@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edgeseg.pixels import class_counts
 from edgeseg.spec import ModelSpec
 
 
@@ -26,8 +27,6 @@ def colourise(mask: np.ndarray, lut: np.ndarray) -> np.ndarray:
 
 def classes_present(mask: np.ndarray, num_classes: int) -> np.ndarray:
     """Which classes a mask shows (bool per class)."""
-    from edgeseg.result import class_counts
-
     return class_counts(mask, num_classes) > 0
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from edgeseg.errors import EdgesegError
 from edgeseg.limits import MAX_JSON_BYTES
+from edgeseg.pixels import class_shares
 
 MAX_ZONES = 64
 MAX_POINTS = 256
@@ -111,8 +112,6 @@ class Zones:
     def shares(self, mask: np.ndarray, classes: tuple[str, ...]) -> dict[str, dict[str, float]]:
         """Zone name -> each class's share of the zone's pixels (0..1, summing to 1; all 0 for a zone too thin to
         hold a pixel at this frame size)."""
-        from edgeseg.result import class_shares
-
         return {
             z.name: class_shares(mask, classes, where)
             for z, where in zip(self.zones, self.masks(mask.shape[:2]), strict=True)
