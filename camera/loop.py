@@ -26,44 +26,24 @@ import numpy as np
 
 from edgeseg import signals
 from edgeseg.camera.frames import FrameSource
+from edgeseg.camera.health import HEALTH_STALE_S, Health
 from edgeseg.camera.reader import Captured, CaptureThread
 from edgeseg.camera.record import DISK_CHECK_EVERY, check_disk, check_recording
 from edgeseg.camera.recorder import Recorder
 from edgeseg.camera.render import Renderer
+from edgeseg.camera.results import Results, wall_time
+from edgeseg.camera.sinks import Every, SinkThread
 from edgeseg.camera.sources import Paced
 from edgeseg.errors import SourceError
 from edgeseg.io import atomic_path, write_image
+from edgeseg.pixels import class_counts
 from edgeseg.predictors import Predictor
 from edgeseg.signals import Terminated
-from edgeseg.stats import RateMeter, summarise
+from edgeseg.stats import RingStat, summarise
+from edgeseg.zones import Zones
 
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "render")
-FPS_WINDOW_S = 2.0  # the HUD's frame rate: frames finished in the last 2 s
 STALL_WARN_S = 3.0
-
-
-class RingStat:
-    """The last `size` samples of a timing, in a preallocated array (constant memory)."""
-
-    def __init__(self, size: int = 65536):
-        self.buf = np.zeros(size, np.float32)
-        self.n = 0
-
-    def add(self, v: float) -> None:
-        """Record one sample (the oldest is overwritten when the ring is full)."""
-        self.buf[self.n % len(self.buf)] = v
-        self.n += 1
-
-    def values(self) -> np.ndarray:
-        """The samples held, oldest first when the ring has not wrapped."""
-        return self.buf[: min(self.n, len(self.buf))]
-
-    def p50(self, recent: int = 256) -> float | None:
-        """Median of the newest `recent` samples (cheap enough to call every frame)."""
-        if not self.n:
-            return None
-        k = min(recent, self.n, len(self.buf))
-        return float(np.median(self.buf[(self.n - k + np.arange(k)) % len(self.buf)]))
 
 
 @dataclass
@@ -84,6 +64,11 @@ class LoopOptions:
     reconnect: bool = True
     serve: tuple[str, int] | None = None
     log: Callable[[str], None] = print
+    zones: Zones | None = None  # drawn, their class shares in each result, their events
+    sinks: list[SinkThread] = field(default_factory=list)  # opened (open_sinks); the loop closes them
+    publish_every: Every | None = None  # the rate cap on frame results (events always go)
+    mask_every: Every | None = None  # how often a frame result carries its mask (None: never)
+    health_stale_s: float = HEALTH_STALE_S  # /healthz is 503 after this long without a frame
 
 
 @dataclass
@@ -99,6 +84,10 @@ class LoopStats:
     stopped_by: str | None = None  # SIGINT, SIGTERM or SIGHUP when interrupted
     ended_early: str | None = None  # a file source that stopped before its declared frame count
     record_dropped: int = 0  # frames left out of the recording because its encoder fell behind
+    events: list = field(default_factory=list)  # the zone events (the newest EVENTS_KEPT), and their count
+    events_total: int = 0
+    sinks: list = field(default_factory=list)  # each sink's status at the end
+    messages_dropped: int = 0
     stages: dict = field(default_factory=lambda: {k: RingStat() for k in STAGES})
     age: RingStat = field(default_factory=RingStat)
 
@@ -120,6 +109,10 @@ class LoopStats:
             "stopped_by": self.stopped_by,
             "ended_early": self.ended_early,
             "record_dropped": self.record_dropped,
+            "events_total": self.events_total,
+            "events": self.events,
+            "sinks": self.sinks,
+            "messages_dropped": self.messages_dropped,
             "stages": {k: summarise(v.values()) for k, v in self.stages.items() if v.n},
             "frame_age": summarise(self.age.values()),
         }
@@ -137,9 +130,11 @@ class _Output:
         record_tmp: Path | None,
         fps: float | None,
         server,
+        results: Results | None = None,
     ):
         self.model, self.opts, self.stats, self.capture = model, opts, stats, capture
-        self.renderer = Renderer(model.spec, opts.view, opts.alpha, opts.legend, opts.hud)
+        self.renderer = Renderer(model.spec, opts.view, opts.alpha, opts.legend, opts.hud, opts.zones)
+        self.results = results
         self.record_tmp, self.fps, self.server = record_tmp, fps or 30.0, server
         self.writer = None
         self.q: queue.Queue = queue.Queue(maxsize=2)
@@ -147,7 +142,10 @@ class _Output:
         self.latest_lock = threading.Lock()
         self.window_shown = False  # the main thread has shown a frame (so a vanished window was closed)
         self.error: BaseException | None = None
-        self.rate = RateMeter(FPS_WINDOW_S)  # frames finished per second: the HUD's and /stats.json's FPS
+        # frames finished per second (the HUD's and /stats.json's FPS), the source's state, the sinks'
+        self.health = Health(capture, stats, results, opts.health_stale_s)
+        if server is not None:
+            server.live(self.health.snapshot, self.health.healthy)
         self.thread = threading.Thread(target=self._run, name="edgeseg-render", daemon=True)
         self.thread.start()
 
@@ -175,11 +173,16 @@ class _Output:
         t0 = time.perf_counter_ns()
         mask = self.model.finish(out, cap.prepared[1])
         t1 = time.perf_counter_ns()
-        fps = self.rate.tick(t1)
+        counts = None  # pixels per class, counted once for the legend and the result
+        if self.results is not None or self.opts.legend:
+            counts = class_counts(mask, self.model.spec.num_classes)
+        if self.results is not None:
+            self.results.frame(cap.index, mask, wall_time(cap.t_capture), (t1 - cap.t_capture) / 1e6, counts)
+        fps = self.health.tick(t1)
         hud = [f"{fps:.1f} FPS" if fps is not None else "-- FPS", f"inference {invoke_ms:.1f} ms"]
         if self.capture.dropped:
             hud.append(f"dropped {self.capture.dropped}")
-        image = self.renderer(cap.frame, mask, hud)
+        image = self.renderer(cap.frame, mask, hud, counts)
         if self.record_tmp is not None:
             size = (image.shape[1], image.shape[0])
             if self.writer is None:
@@ -207,21 +210,10 @@ class _Output:
         s.age.add((t2 - cap.t_capture) / 1e6)
         s.frames += 1
         if self.server is not None:
-            self.server.publish(image, self.snapshot())
+            self.server.publish(image)
         if self.opts.show:
             with self.latest_lock:
                 self.latest = image
-
-    def snapshot(self) -> dict:
-        s = self.stats
-        return {
-            "frames": s.frames,
-            "fps": self.rate.rate(),
-            "dropped": self.capture.dropped,
-            "corrupt": self.capture.corrupt,
-            "invoke_p50_ms": s.stages["invoke"].p50(),
-            "age_p50_ms": s.age.p50(),
-        }
 
     def take_latest(self) -> np.ndarray | None:
         with self.latest_lock:
@@ -256,13 +248,14 @@ def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopSt
     capture = output = None
     t_start = time.perf_counter()
     try:
+        results = _start_results(opts, model, source, stats, stack)  # first: the sinks are closed whatever fails
         record_tmp = stack.enter_context(atomic_path(opts.record, visible=True)) if opts.record else None
         for folder in (opts.save_masks, opts.save_frames):
             if folder is not None:
                 Path(folder).mkdir(parents=True, exist_ok=True)
         server = _start_server(opts, model, stack) if opts.serve else None
         capture = CaptureThread(source, model.prepare, opts.reconnect, log=opts.log).start()
-        output = _Output(model, opts, stats, capture, record_tmp, source.fps, server)
+        output = _Output(model, opts, stats, capture, record_tmp, source.fps, server, results)
         t_start = time.perf_counter()
         try:
             _feed(model, source, capture, output, opts, window, t_start)
@@ -304,6 +297,24 @@ def _finish(stack: contextlib.ExitStack, capture, output, stats: LoopStats, wind
             raise
         return
     stack.__exit__(*exc)
+
+
+def _start_results(opts: LoopOptions, model: Predictor, source: FrameSource, stats: LoopStats, stack):
+    """The results and sinks when there are any (closed with the stack: what they hold is sent first, and their
+    final states go into the stats)."""
+    if opts.zones is None and not opts.sinks:
+        return None
+    results = Results(
+        model.spec, Path(model.path).name, source.name, opts.zones, opts.sinks, opts.publish_every, opts.mask_every
+    )
+
+    def close() -> None:
+        results.close()
+        stats.sinks, stats.messages_dropped = [s.status() for s in results.sinks], results.messages_dropped
+        stats.events, stats.events_total = list(results.recent), results.event_count
+
+    stack.callback(close)
+    return results
 
 
 def _start_server(opts: LoopOptions, model: Predictor, stack: contextlib.ExitStack):

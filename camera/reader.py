@@ -67,6 +67,7 @@ class CaptureThread:
         self.dropped = 0
         self.corrupt = 0
         self.reconnects = 0
+        self.reconnecting = False
         self.backoff = BACKOFF_START_S
         self.thread = threading.Thread(target=self._run, name="edgeseg-capture", daemon=True)
 
@@ -127,6 +128,13 @@ class CaptureThread:
         source fails again before delivering a frame, so a dead camera is not hammered."""
         started = time.monotonic()
         self.log(f"{self.source.name} stopped delivering frames: reconnecting in {self.backoff:.1f} s")
+        self.reconnecting = True
+        try:
+            return self._reopen_with_backoff(started)
+        finally:
+            self.reconnecting = False
+
+    def _reopen_with_backoff(self, started: float) -> bool:
         while not self.stop_event.wait(self.backoff):
             self.backoff = min(self.backoff * 2, BACKOFF_MAX_S)
             try:
@@ -161,6 +169,13 @@ class CaptureThread:
                 if remaining is not None and remaining <= 0:
                     return None
                 self.cond.wait(remaining if remaining is not None else 0.5)
+
+    @property
+    def state(self) -> str:
+        """The source's state for the live health: "live", "reconnecting" or "ended"."""
+        if self.ended:
+            return "ended"
+        return "reconnecting" if self.reconnecting else "live"
 
     @property
     def finished(self) -> bool:

@@ -3,7 +3,9 @@
 GET /            the page (the stream and the stats, refreshed every half second)
 GET /stream.mjpg multipart/x-mixed-replace JPEG stream
 GET /snapshot.jpg the newest frame
-GET /stats.json  the loop's current statistics
+GET /stats.json  the loop's live statistics: FPS over the last 2 s (0 while no frame comes), the source's state,
+                 reconnects, drops, the sinks' states, uptime
+GET /healthz     200 while frames flow, 503 after --health-timeout seconds without one (for a watchdog)
 Binds 127.0.0.1 unless a host is given (an IPv6 host in brackets: [::1]:8080); a wildcard host (0.0.0.0, ::)
 is said to expose the view to the network. Frames are encoded only while someone is watching, and a new viewer
 (a stream that starts, a snapshot) gets the newest frame, encoded then, never an old one.
@@ -36,7 +38,10 @@ async function refresh() {
     const s = await (await fetch('/stats.json', {cache: 'no-store'})).json();
     const rows = [['frames', s.frames], ['FPS', (s.fps || 0).toFixed(1)], ['dropped', s.dropped],
                   ['invoke p50 ms', s.invoke_p50_ms == null ? '-' : s.invoke_p50_ms.toFixed(2)],
-                  ['frame age p50 ms', s.age_p50_ms == null ? '-' : s.age_p50_ms.toFixed(1)]];
+                  ['frame age p50 ms', s.age_p50_ms == null ? '-' : s.age_p50_ms.toFixed(1)],
+                  ['source', s.source_state || '-'], ['reconnects', s.reconnects || 0]];
+    if (s.mqtt) rows.push(['MQTT', s.mqtt]);
+    if (s.events != null) rows.push(['events', s.events]);
     document.querySelector('#stats tbody').innerHTML =
       rows.map(r => `<tr><td>${r[0]}</td><td id="stat-${r[0].split(' ')[0]}">${r[1]}</td></tr>`).join('');
   } catch (e) {}
@@ -112,8 +117,8 @@ class StreamHandler(BaseHTTPRequestHandler):
         """Say nothing per request: the terminal belongs to the loop."""
         pass
 
-    def _send(self, body: bytes, ctype: str) -> None:
-        self.send_response(HTTPStatus.OK)
+    def _send(self, body: bytes, ctype: str, status: HTTPStatus = HTTPStatus.OK) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -129,9 +134,12 @@ class StreamHandler(BaseHTTPRequestHandler):
             if path in ("/", "/index.html"):
                 self._send(fs.page, "text/html; charset=utf-8")
             elif path == "/stats.json":
-                with fs.cond:
-                    body = json.dumps({**fs.stats, "client_errors": fs.client_errors}).encode()
+                body = json.dumps({**fs.current_stats(), "client_errors": fs.client_errors}).encode()
                 self._send(body, "application/json")
+            elif path == "/healthz":
+                ok = fs.healthy()
+                body = json.dumps({"healthy": ok, "since_frame_s": fs.current_stats().get("since_frame_s")}).encode()
+                self._send(body, "application/json", HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE)
             elif path == "/snapshot.jpg":
                 with fs.cond:
                     fs.cond.wait_for(lambda: fs.latest is not None or fs.closed, timeout=5)
@@ -252,6 +260,8 @@ class FrameServer:
         self.seq = 0
         self.streams = threading.BoundedSemaphore(max_connections)
         self.stats: dict = {}
+        self.stats_fn = None  # the loop's live statistics, read at each request (live())
+        self.healthy_fn = None
         self.client_errors = 0  # connections that ended in an error (StreamServer.handle_error)
         self.viewers = 0
         self.closed = False
@@ -286,6 +296,22 @@ class FrameServer:
             f"serving the live view at {self.url} on every interface ({self.host or '0.0.0.0'}): anyone who can "
             "reach this machine can watch; --serve 127.0.0.1:PORT keeps it to this machine"
         )
+
+    def live(self, stats_fn, healthy_fn) -> None:
+        """Serve statistics read at each request (stats_fn() -> dict) and a health check (healthy_fn() -> bool),
+        so that /stats.json and /healthz tell the truth while no frame comes."""
+        self.stats_fn, self.healthy_fn = stats_fn, healthy_fn
+
+    def current_stats(self) -> dict:
+        """The live statistics, else the last published ones."""
+        if self.stats_fn is not None:
+            return self.stats_fn()
+        with self.cond:
+            return dict(self.stats)
+
+    def healthy(self) -> bool:
+        """The health check's answer (True when there is none and a frame has come)."""
+        return self.healthy_fn() if self.healthy_fn is not None else self.latest is not None
 
     def publish(self, image: np.ndarray, stats: dict | None = None) -> None:
         """Offer a new frame (encoded only while someone watches a stream) and the current stats."""

@@ -12,6 +12,7 @@ from edgeseg.camera.sources import open_source
 from edgeseg.errors import SourceError
 from edgeseg.predictors import Predictor
 from edgeseg.result import Result
+from edgeseg.zones import Zones
 
 
 def source_kind(source: int | str | Path) -> dict:
@@ -36,6 +37,7 @@ def stream(
     max_frames: int | None = None,
     reconnect: bool = True,
     size_wh: tuple[int, int] | None = None,
+    zones: Zones | None = None,
 ) -> Iterator[Result]:
     """Results for the frames of `source`. A live source yields its newest frame (stale ones are dropped); a
     file yields every frame in order. Stopping the iteration stops the capture thread.
@@ -47,6 +49,7 @@ def stream(
         max_frames: stop after this many frames (default: when the source ends).
         reconnect: reopen a live source that stops delivering.
         size_wh: ask a camera for this (width, height).
+        zones: zones whose class shares each Result's to_dict() carries (edgeseg.zones.load_zones).
     """
     kind = source_kind(source)
     lores = (model.spec.input_hw[1], model.spec.input_hw[0]) if "picamera" in kind else None
@@ -67,13 +70,25 @@ def stream(
                 t1 = time.perf_counter_ns()
                 mask = model.finish(out, item.prepared[1])
                 t2 = time.perf_counter_ns()
+                wall = time.time() - (t2 - item.t_capture) / 1e9
                 timings = {
                     "capture": item.capture_ms,
                     "preprocess": item.prepare_ms,
                     "invoke": (t1 - t0) / 1e6,
                     "postprocess": (t2 - t1) / 1e6,
                 }
-                yield Result(mask=mask, frame=item.frame, spec=model.spec, timings=timings, index=n)
+                yield Result(
+                    mask=mask,
+                    frame=item.frame,
+                    spec=model.spec,
+                    timings=timings,
+                    index=n,
+                    time=wall,
+                    source=src.name,
+                    model=Path(model.path).name,
+                    latency_ms=(t2 - item.t_capture) / 1e6,
+                    zones=zones,
+                )
                 n += 1
         finally:
             capture.stop()

@@ -57,6 +57,7 @@ class Model:
         max_frames: int | None = None,
         reconnect: bool = True,
         size_wh: tuple[int, int] | None = None,
+        zones: Path | str | None = None,
     ) -> Iterator[Result]:
         """Results for the frames of a source, from the same pipelined capture as `edgeseg run`: a thread reads
         and prepares the next frame while this one runs. A live source yields its newest frame (stale ones are
@@ -68,11 +69,20 @@ class Model:
             max_frames: stop after this many frames (default: when the source ends).
             reconnect: reopen a live source that stops delivering.
             size_wh: ask a camera for this (width, height).
+            zones: a zones.json: each Result's to_dict() then carries its zones' class shares, as
+                `edgeseg run --zones` publishes them.
+
+        Each Result's to_dict() is the JSON object `edgeseg run --publish/--jsonl` sends for a frame.
         """
         from edgeseg.camera.stream import source_kind, stream
 
         source_kind(source)  # a wrong kind of source is said now, not at the first next()
-        return stream(self.predictor, source, max_frames=max_frames, reconnect=reconnect, size_wh=size_wh)
+        z = None
+        if zones is not None:
+            from edgeseg.zones import load_zones
+
+            z = load_zones(zones, self.spec.classes)  # a bad file is said now, not at the first next()
+        return stream(self.predictor, source, max_frames=max_frames, reconnect=reconnect, size_wh=size_wh, zones=z)
 
     def describe(self) -> dict:
         """Runtime, delegate, threads, input and output tensors, classes, GMACs and params per frame."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edgeseg.pixels import class_counts
 from edgeseg.spec import ModelSpec
 
 
@@ -26,11 +27,7 @@ def colourise(mask: np.ndarray, lut: np.ndarray) -> np.ndarray:
 
 def classes_present(mask: np.ndarray, num_classes: int) -> np.ndarray:
     """Which classes a mask shows (bool per class)."""
-    if mask.dtype == np.uint8:
-        counts = cv2.calcHist([mask], [0], None, [256], [0, 256]).ravel()
-    else:
-        counts = np.bincount(mask.ravel(), minlength=num_classes)
-    return counts[:num_classes] > 0
+    return class_counts(mask, num_classes) > 0
 
 
 def blend(frame: np.ndarray, mask: np.ndarray, lut: np.ndarray, alpha: float = 0.5) -> np.ndarray:

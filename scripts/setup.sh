@@ -24,6 +24,7 @@ pip_quiet() {
     fi
 }
 pip_quiet --upgrade pip
+# the device extra brings paho-mqtt (run --publish) beside the runtime
 echo "installing edgeseg[train,device,dev,onnx,openvino,ncnn,docs,coco] into .venv (TensorFlow is large: the first time takes a few minutes)"
 pip_quiet -e ".[train,device,dev,onnx,openvino,ncnn,docs,coco]"
 # ncnn's converter: pnnx's wheel declares PyTorch (2 GB with its CUDA libraries), which its converter binary

@@ -4,7 +4,8 @@ never import TensorFlow.
 
 - train.py: train
 - convert.py: convert, quant-report, edgetpu
-- device.py: run, bench, eval
+- run.py: run (and where its results go)
+- device.py: bench, eval
 - tools.py: doctor, synth, pack, demo, info
 - common.py: error handling, shared option types, helpers
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from edgeseg.cli import convert, device, tools, train
+from edgeseg.cli import convert, device, run, tools, train
 from edgeseg.cli.common import Command
 
 app = typer.Typer(
@@ -29,7 +30,7 @@ app = typer.Typer(
 # in the order `edgeseg --help` lists them: the workstation's verbs, the device's, then the tools
 app.command(cls=Command)(train.train)
 app.command(cls=Command)(convert.convert)
-app.command(cls=Command)(device.run)
+app.command(cls=Command)(run.run)
 app.command(cls=Command)(device.bench)
 app.command("eval", cls=Command)(device.eval_)
 app.command("quant-report", cls=Command)(convert.quant_report)

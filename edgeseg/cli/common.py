@@ -185,12 +185,12 @@ def writable(*files: Path | None, folders: tuple[Path | None, ...] = ()) -> None
             check_writable(d, folder=True)
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write `data` as JSON to `path` atomically and say where."""
+def write_json(path: Path, data: dict, echo=typer.echo) -> None:
+    """Write `data` as JSON to `path` atomically and say where (with `echo`)."""
     from edgeseg.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
-    typer.echo(f"wrote {path}")
+    echo(f"wrote {path}")
 
 
 def _json_default(o):

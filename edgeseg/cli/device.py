@@ -1,8 +1,7 @@
-"""edgeseg run, bench and eval: the device path (never TensorFlow for a .tflite)."""
+"""edgeseg bench and eval: the device path (never TensorFlow for a .tflite); run is in run.py."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +18,6 @@ from edgeseg.cli.common import (
     RuntimeOpt,
     SplitChoice,
     ThreadsOpt,
-    ViewChoice,
     default_model,
     fmt,
     handles_errors,
@@ -27,12 +25,11 @@ from edgeseg.cli.common import (
     parse_size,
     progress,
     quiet_tensorflow,
-    stopped,
     writable,
     write_json,
 )
 from edgeseg.errors import EdgesegError
-from edgeseg.limits import MAX_CAMERA_INDEX, MAX_FPS, MAX_IMAGES, MAX_RUNS
+from edgeseg.limits import MAX_IMAGES, MAX_RUNS
 
 
 def _thread_list(text: str | None) -> list[int | None]:
@@ -206,138 +203,6 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
 def _share(row: dict) -> str:
     """A row's roof share as "59% int8" (n/a where its GMACs or the roof are unknown)."""
     return "n/a" if row["roof_share"] is None else f"{row['roof_share']:.0f}% {row['precision']}"
-
-
-@handles_errors
-def run(
-    model: Annotated[
-        str | None,
-        typer.Argument(
-            help="A segmentation model (.tflite, .onnx, OpenVINO .xml, ncnn .param, .rknn, .keras), or a shipped "
-            "model: nano or small (default: small)."
-        ),
-    ] = None,
-    model_opt: Annotated[str | None, typer.Option("--model", hidden=True, help=MODEL_HELP)] = None,
-    camera: Annotated[
-        int | None, typer.Option(min=0, max=MAX_CAMERA_INDEX, help="Camera index (V4L2 /dev/videoN).")
-    ] = None,
-    source: Annotated[
-        str | None, typer.Option(help="Video file, image folder or glob, rtsp:// or http:// URL, or synthetic[:WxH].")
-    ] = None,
-    picamera: Annotated[bool, typer.Option("--picamera", help="Raspberry Pi camera via Picamera2.")] = False,
-    camera_size: Annotated[str | None, typer.Option(metavar="WxH", help="Ask the camera for WIDTHxHEIGHT.")] = None,
-    camera_fps: Annotated[
-        float | None, typer.Option(min=0.1, max=MAX_FPS, help="Ask the camera for this frame rate.")
-    ] = None,
-    show: Annotated[bool, typer.Option("--show/--no-show", help="Open a window (q or Esc quits).")] = True,
-    record: Annotated[Path | None, typer.Option(help="Write the rendered video here (.mp4).")] = None,
-    save_masks: Annotated[
-        Path | None, typer.Option(file_okay=False, help="Write each frame's class-index PNG into this folder.")
-    ] = None,
-    save_frames: Annotated[
-        Path | None,
-        typer.Option(file_okay=False, help="Write each rendered frame (the view, legend and HUD) as a PNG here."),
-    ] = None,
-    serve: Annotated[
-        str | None,
-        typer.Option(help="[HOST:]PORT: serve the live view to a browser (binds 127.0.0.1 unless a host is given)."),
-    ] = None,
-    max_frames: Annotated[int | None, typer.Option(min=1, max=10**9, help="Stop after N frames.")] = None,
-    duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after this many seconds (above 0).")] = None,
-    realtime: Annotated[
-        bool,
-        typer.Option(
-            "--realtime",
-            help="Pace a file at its frame rate, dropping frames inference cannot keep up with, as a camera would.",
-        ),
-    ] = False,
-    reconnect: Annotated[
-        bool, typer.Option("--reconnect/--no-reconnect", help="Reopen a live source that stops delivering.")
-    ] = True,
-    view: Annotated[ViewChoice, typer.Option(help="What to draw.")] = ViewChoice.overlay,
-    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Mask opacity over the frame.")] = 0.5,
-    legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Class legend.")] = True,
-    threads: ThreadsOpt = None,
-    runtime: RuntimeOpt = RuntimeChoice.auto,
-    delegate: DelegateOpt = DelegateChoice.auto,
-    labels: LabelsOpt = None,
-    json_out: Annotated[Path | None, typer.Option("--stats", help="Write loop statistics (JSON) here.")] = None,
-) -> None:
-    """Segment a camera, a video, images or a stream in real time: show, record, serve to a browser."""
-    from edgeseg.camera.loop import LoopOptions, run_loop
-    from edgeseg.camera.sources import open_source
-    from edgeseg.models import open_model
-
-    if duration is not None and duration <= 0:
-        raise EdgesegError(f"--duration {duration:g}: give a time above 0 seconds")
-    model = one_model(model, model_opt, default=True)
-    writable(record, json_out, folders=(save_masks, save_frames))
-    if record is not None:
-        from edgeseg.camera.record import check_record_path
-
-        check_record_path(record)
-    from edgeseg.host import has_display
-
-    if show and not has_display():
-        stale = os.environ.get("DISPLAY")
-        why = f"DISPLAY={stale} is set but no X server answers" if stale else "no display"
-        typer.secho(f"{why}: running without a window (--no-show)", fg=typer.colors.YELLOW, err=True)
-        show = False
-    serve_at = None
-    if serve:
-        from edgeseg.camera.serve import parse_serve
-
-        serve_at = parse_serve(serve)
-    m = open_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, labels=labels)
-    lores = (m.spec.input_hw[1], m.spec.input_hw[0]) if picamera else None
-    opts = LoopOptions(
-        show=show,
-        record=record,
-        save_masks=save_masks,
-        save_frames=save_frames,
-        max_frames=max_frames,
-        duration=duration,
-        alpha=alpha,
-        view=view.value,
-        legend=legend,
-        realtime=realtime,
-        reconnect=reconnect,
-        serve=serve_at,
-        log=lambda msg: typer.secho(msg, fg=typer.colors.YELLOW, err=True),
-    )
-    with open_source(
-        camera,
-        source,
-        picamera,
-        parse_size(camera_size, "--camera-size")[::-1] if camera_size else None,
-        camera_fps,
-        lores,
-    ) as src:
-        typer.echo(f"{model.name} on {src.name}" + ("" if show else " (no window)") + "; Ctrl-C stops")
-        stats = run_loop(m, src, opts)
-    d = stats.to_dict()
-    if json_out:  # the file first, then the talk: a reader that goes away (| head -1) costs no --stats
-        write_json(json_out, d)
-    _print_run_stats(d)
-    if record:
-        typer.echo(f"wrote {record}")
-    if save_masks:
-        typer.echo(f"wrote {d['frames']} masks to {save_masks}")
-    if save_frames:
-        typer.echo(f"wrote {d['frames']} rendered frames to {save_frames}")
-    if stats.interrupted:
-        raise stopped()
-
-
-def _print_run_stats(d: dict) -> None:
-    typer.echo(
-        f"{d['frames']} frames in {d['seconds']:.1f} s ({fmt(d['fps'])} FPS); dropped {d['dropped']}, "
-        f"corrupt {d['corrupt']}, reconnects {d['reconnects']}" + (" (interrupted)" if d["interrupted"] else "")
-    )
-    typer.echo(f"{'stage (ms)':<14}{'p50':>8}{'p90':>8}{'p99':>8}")
-    for name, st in list(d["stages"].items()) + [("frame age", d["frame_age"])]:
-        if st:
-            typer.echo(f"{name:<14}{st['p50_ms']:8.2f}{st['p90_ms']:8.2f}{st['p99_ms']:8.2f}")
 
 
 @handles_errors
