@@ -169,7 +169,9 @@ class MqttSink(Sink):
         self.first.set()
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
-        if self.closing or not self.first.is_set():
+        # only a connection that was up is "lost": a refusal says its own line (at start, the one error line,
+        # which this thread must not race with a "lost the broker" of its own)
+        if self.closing or self.state != "connected":
             return
         if self.lost_at is None:
             self.lost_at = time.monotonic()
