@@ -44,6 +44,13 @@ def half_model(name: str) -> Path:
     return path
 
 
+def anonymous(text: str, before: Path | None = None) -> str:
+    """Results name files as the repository and the run cache do, not by this machine's absolute paths."""
+    if before is not None:
+        text = text.replace(f"{before.resolve()}/", "OLD_CHECKOUT/")
+    return text.replace(f"{ROOT}/", "").replace(str(CACHE), "~/.cache/edgeseg-runs")
+
+
 def row_text(label: str, r: dict) -> str:
     st = r["stages_p50_ms"]
     inv = r["invoke"]["p50_ms"]
@@ -70,7 +77,7 @@ def main() -> None:
     lines = [
         f"Measured on {env['cpu']} ({env['cores']} cores), LiteRT {report['after']['results'][0]['runtime_version']}, "
         f"{args.runs} runs per model in 5 interleaved rounds; end-to-end on a 640x480 frame. "
-        "Command: `python benchmarks/where_time_goes.py --before /tmp/before`.",
+        "Command: `python benchmarks/where_time_goes.py --before OLD_CHECKOUT` (4dec020).",
         "",
         "Roof: "
         + "; ".join(f"{r['precision']} {r['gmacs_per_s']:.0f} GMAC/s at {r['threads']} thread(s)" for r in roofs),
@@ -83,11 +90,13 @@ def main() -> None:
         for r in report.get(label, {}).get("results", []):
             lines.append(row_text(label, r))
     OUT.mkdir(parents=True, exist_ok=True)
+    report = json.loads(anonymous(json.dumps(report), args.before))
     (OUT / "where_time_goes.json").write_text(json.dumps(report, indent=1))
     from edgeseg.bench import profile_markdown
 
     profiles = [r["profile"] for r in report["after"]["results"] if r.get("profile") and r["threads"] == 1]
-    (OUT / "where_time_goes.md").write_text("\n".join(lines) + "\n\n" + "\n\n".join(map(profile_markdown, profiles)))
+    text = "\n".join(lines) + "\n\n" + "\n\n".join(map(profile_markdown, profiles))
+    (OUT / "where_time_goes.md").write_text(anonymous(text, args.before))
     print("\n".join(lines))
     print(f"wrote {OUT / 'where_time_goes.json'} and {OUT / 'where_time_goes.md'}")
 

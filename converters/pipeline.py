@@ -245,11 +245,7 @@ def with_cost(keras, precision: str | None = None) -> ModelSpec:
 
 def held_out(spec: ModelSpec) -> tuple[str, ...]:
     """The file-name prefixes the model's run held out of training (train --hold-out), from its spec."""
-    protocol = spec.extra.get("protocol") if isinstance(spec.extra, dict) else None
-    prefixes = protocol.get("hold_out") if isinstance(protocol, dict) else None
-    if not isinstance(prefixes, list):
-        return ()
-    return tuple(p for p in prefixes if isinstance(p, str) and p)
+    return spec.held_out()
 
 
 def calibration_for(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSet:

@@ -119,6 +119,7 @@ def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10, equaliz
     from edgeseg.converters.equalize import equalized
     from edgeseg.converters.tflite import int8_settings, keras_converter
     from edgeseg.preprocess import preprocess
+    from edgeseg.quiet import libraries_quiet
     from edgeseg.tensors import FLOAT_INPUT
 
     conv = keras_converter(keras_seg.model)
@@ -129,7 +130,8 @@ def layer_statistics(keras_seg, frames: list[np.ndarray], top: int = 10, equaliz
             yield [t]
 
     int8_settings(conv, dataset, "float32")  # the debugger compares float with int8 inside a float-I/O model
-    with equalized(keras_seg.model, tensors) if equalize else nullcontext():  # the debugger converts in here
+    # the debugger converts and runs in here: the converter's notes and tf.lite.Interpreter's deprecation are noise
+    with equalized(keras_seg.model, tensors) if equalize else nullcontext(), libraries_quiet():
         debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=dataset)
         debugger.run()
     buf = io.StringIO()

@@ -31,7 +31,10 @@ NOISE = (
     "Estimated count of arithmetic ops",
 )
 # Python warnings from libraries that are notes, not problems: the converter's about int8 inputs it calibrates itself
-QUIET_WARNINGS = ("Statistics for quantized inputs were expected",)
+QUIET_WARNINGS = (
+    "Statistics for quantized inputs were expected",
+    "tf.lite.Interpreter is deprecated",  # TensorFlow's, inside its own QuantizationDebugger
+)
 
 
 def verbose() -> bool:

@@ -124,6 +124,23 @@ class ModelSpec:
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
 
+    def held_out(self) -> tuple[str, ...]:
+        """The file-name prefixes the model's run held out of training (train --hold-out), from its protocol."""
+        protocol = self.extra.get("protocol") if isinstance(self.extra, dict) else None
+        prefixes = protocol.get("hold_out") if isinstance(protocol, dict) else None
+        if not isinstance(prefixes, list):
+            return ()
+        return tuple(p for p in prefixes if isinstance(p, str) and p)
+
+    def trained_on(self, prefixes: tuple[str, ...]) -> bool | None:
+        """Whether the model's run may have trained on frames with these file-name prefixes: False when its run
+        held every one of them out (train --hold-out), True otherwise, None where the spec records no run."""
+        protocol = self.extra.get("protocol") if isinstance(self.extra, dict) else None
+        if not isinstance(protocol, dict):
+            return None
+        held = self.held_out()
+        return not all(any(p.startswith(h) for h in held) for p in prefixes)
+
     def to_json(self) -> str:
         """The spec as JSON text (what travels inside a model)."""
         return json.dumps(self.to_dict(), indent=2)

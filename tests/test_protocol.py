@@ -281,12 +281,18 @@ def test_held_out_means_one_set_for_train_eval_and_calibration(sessions, tiny_ru
     )
     assert r.exit_code == 0, r.output
     assert "(held out sessB_, 4 images)" in r.output
+    # the tiny run held nothing out: eval --hold-out says its score may be no check (a new user reused a run
+    # folder and read a score on frames the model trained on as a held-out one)
+    assert "warning: model.keras may have trained on these frames (its run held out nothing" in r.output
     r = CliRunner().invoke(app, ["eval", str(tiny_run / "model.keras"), "--data", str(sessions), "--hold-out", "x9"])
     assert r.exit_code == 1 and "--hold-out x9: no frame's file name starts with it" in r.output
 
     spec = ModelSpec.load(tiny_run / "spec.json")
     spec.extra["protocol"] = p.to_dict()
     assert held_out(spec) == ("sessB_",)
+    assert spec.trained_on(("sessB_",)) is False and spec.trained_on(("sessB_0",)) is False
+    assert spec.trained_on(("sessA_",)) is True and spec.trained_on(("sessB_", "sessA_")) is True
+    assert ModelSpec(input_hw=(8, 8), classes=("a", "b")).trained_on(("sessB_",)) is None  # no run recorded
     cal = calibration_set(sessions, spec, 200, hold_out=held_out(spec))
     names = {Path(f).stem for f in cal.images}
     assert names and not any(n.startswith("sessB_") for n in names)

@@ -254,6 +254,8 @@ def eval_(
         quiet_tensorflow()
     ds = open_dataset(data, split.value, format.value) if hold_out is None else held_out_frames(data, hold_out, format)
     m = open_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, spec=spec, labels=labels)
+    if hold_out is not None:
+        _warn_if_trained_on(m.spec, model, ds.split.removeprefix("held out ").split("+"))
     res = evaluate(m, ds, limit, progress=progress("eval"), save_masks=save_masks)
     if res["miou"] is None:  # every pixel of every mask scored is the ignore index: there is nothing to score
         raise EdgesegError(
@@ -272,6 +274,18 @@ def eval_(
         write_json(json_out, res)
     if save_masks is not None:
         typer.echo(f"masks written to {save_masks}/")
+
+
+def _warn_if_trained_on(spec, model: Path, prefixes: list[str]) -> None:
+    """eval --hold-out on a model whose own run did not hold those frames out: the score may be no check."""
+    if spec.trained_on(tuple(prefixes)):
+        held = ", ".join(spec.held_out()) or "nothing"
+        typer.secho(
+            f"warning: {model.name} may have trained on these frames (its run held out {held}; train --hold-out "
+            "keeps them out): this score may be no check on frames it never saw",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 def held_out_frames(data: Path, text: str, format: FormatChoice):

@@ -29,10 +29,12 @@ def doctor(
     """Check this machine: runtimes, XNNPACK, Edge TPU, cameras, OpenCV build, Picamera2."""
     from edgeseg.camera.checks import camera_checks
     from edgeseg.doctor import as_dicts, run_checks
+    from edgeseg.quiet import libraries_quiet
     from edgeseg.training.checks import gpu_checks
 
     writable(json_out)
-    checks = run_checks(gpus=gpu_checks, cameras=camera_checks)
+    with libraries_quiet():  # TensorFlow's load lines (the GPU check) and LiteRT's at the runtime checks
+        checks = run_checks(gpus=gpu_checks, cameras=camera_checks)
     colours = {"OK": typer.colors.GREEN, "WARN": typer.colors.YELLOW, "FAIL": typer.colors.RED, "INFO": None}
     width = max(len(c.name) for c in checks)
     for c in checks:
