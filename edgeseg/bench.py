@@ -159,6 +159,7 @@ def bench_models(
                     ev["pixel_accuracy"],
                     ev["per_class_iou"],
                 )
+                row["predicted_outside_classes"] = ev["predicted_outside_classes"]
             results.append(row)
     env = environment()
     peak = peak_rss_mb()

@@ -63,12 +63,15 @@ def evaluate(
         save_masks.mkdir(parents=True, exist_ok=True)
     cm = ConfusionMatrix(ds.num_classes, ds.ignore_index)
     times = []
+    outside = total = 0  # predicted pixels with a class the dataset does not have (a model of other classes)
     for i in range(n):
         frame, target = ds.read(i)
         t0 = time.perf_counter_ns()
         pred = model.segment(frame)
         times.append((time.perf_counter_ns() - t0) / 1e6)
         cm.update(target, pred)
+        outside += int(np.count_nonzero(pred >= ds.num_classes))
+        total += pred.size
         if save_masks is not None:
             write_image(save_masks / names[i], pred.astype(np.uint8))
         if progress:
@@ -81,8 +84,22 @@ def evaluate(
         format=ds.format,
         ignore_index=ds.ignore_index,
         mean_predict_ms=float(np.mean(times)) if times else None,
+        predicted_outside_classes=outside / total if total else 0.0,
     )
     return out
+
+
+def outside_warning(res: dict, model_name: str) -> str | None:
+    """The warning for a model that predicted classes the dataset does not have (an index-map model that names
+    none of its own, scored on a dataset of other classes), or None."""
+    share = res.get("predicted_outside_classes") or 0.0
+    if share <= 0:
+        return None
+    n = len(res.get("per_class_iou") or {})
+    return (
+        f"{model_name} predicted class values beyond the dataset's {n} classes on {100 * share:.1f}% of the pixels: "
+        "its classes are not the dataset's, and the mIoU counts those pixels as misses"
+    )
 
 
 def mask_names(ds: Dataset, n: int) -> list[str]:

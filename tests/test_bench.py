@@ -143,3 +143,30 @@ def test_latency_plot_goes_log_when_models_are_30x_apart(tmp_path):
     ]
     (path,) = plots({"results": res}, tmp_path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_model_of_other_classes_is_said_in_bench_and_eval(toy_models, tmp_path):
+    """New-user walkthrough (issue 34): a peer index-map model (21 Pascal classes, no spec) scored on a 2-class
+    dataset gave an mIoU with no word that the classes differ. An index-map model names no classes of its own,
+    so it cannot be refused up front; its predictions beyond the dataset's classes are counted and said."""
+    import cv2
+
+    from tests.toy import solid
+
+    root = tmp_path / "two"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for k in range(3):  # blue frames: the toy index model answers class 2, which a 2-class dataset has not
+        cv2.imwrite(str(root / "images" / f"f{k}.png"), solid((255, 0, 0), (30, 70)))
+        cv2.imwrite(str(root / "masks" / f"f{k}.png"), np.zeros((30, 70), np.uint8))
+    (root / "classes.json").write_text(json.dumps({"classes": ["a", "b"]}))
+    model = str(toy_models["index_int64"])
+    r = runner.invoke(app, ["eval", model, "--data", str(root), "--split", "all", "--json", str(tmp_path / "e.json")])
+    assert r.exit_code == 0, r.output
+    said = "index_int64.tflite predicted class values beyond the dataset's 2 classes on 100.0% of the pixels"
+    assert said in r.output
+    assert json.loads((tmp_path / "e.json").read_text())["predicted_outside_classes"] == 1.0
+    r = runner.invoke(app, ["bench", model, "--data", str(root), "--split", "all", "--runs", "2", "--threads", "1,2"])
+    assert r.exit_code == 0 and r.output.count(said) == 1, r.output  # once for the model, not per thread count
+    ok = runner.invoke(app, ["eval", str(toy_models["scores_float"]), "--data", str(root), "--split", "all"])
+    assert "beyond the dataset" not in ok.output  # a scores model with 3 classes is refused before, not warned

@@ -194,6 +194,14 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
         + ("; roof: the invoke's GMAC/s over the roof of the model's precision" if with_roof else "")
         + ")"
     )
+    from edgeseg.evaluate import outside_warning
+
+    warned = set()
+    for r in report["results"]:  # once a model, not once a thread count
+        said = outside_warning(r, Path(r["model"]).name)
+        if said and said.split(" predicted")[0] not in warned:
+            warned.add(said.split(" predicted")[0])
+            typer.secho(f"warning: {said}", fg=typer.colors.YELLOW, err=True)
     for r in report["results"]:
         if r.get("profile"):
             typer.echo("")
@@ -243,7 +251,7 @@ def eval_(
 ) -> None:
     """Score a model on a dataset: mIoU, per-class IoU and pixel accuracy, at the labels' resolution."""
     from edgeseg.datasets import open_dataset
-    from edgeseg.evaluate import evaluate
+    from edgeseg.evaluate import evaluate, outside_warning
     from edgeseg.models import open_model
 
     if data is None:
@@ -270,6 +278,8 @@ def eval_(
     for name, v in res["per_class_iou"].items():
         typer.echo(f"  {name:<{width}}  {'   n/a' if v is None else f'{100 * v:6.2f}'}")
     typer.echo(f"mIoU {100 * res['miou']:.2f}  pixel accuracy {100 * res['pixel_accuracy']:.2f}")
+    if said := outside_warning(res, model.name):
+        typer.secho(f"warning: {said}", fg=typer.colors.YELLOW, err=True)
     if json_out:
         write_json(json_out, res)
     if save_masks is not None:
