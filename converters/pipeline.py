@@ -179,7 +179,7 @@ def convert(
 
         halve_output(keras)
     spec = with_cost(keras, target.precision)
-    out = Path(out) if out else target.default_output(model_path, o.io)
+    out = Path(out) if out else target.default_output(model_path, o.io, o.output_size)
     trained_on = spec.train_data_from(model_path.parent)
     cal = calibration_for(o, spec, o.calibration or trained_on) if target.calibrated else None
     job = Job(keras, spec, cal, o.io, o.mediapipe, progress=o.progress, log=o.log, platform=o.platform)

@@ -55,13 +55,14 @@ class Target:
         """How results and messages call it: "tflite int8", "onnx float32"."""
         return f"{self.format} {self.precision}"
 
-    def default_output(self, model_path: Path, io_dtype: str = "int8") -> Path:
-        """Where the converted model goes when no --out is given: beside the model, named by target; a model
-        shipped inside the package (convert nano) goes to runs/convert/ under the working folder instead, never
-        into the installed package."""
+    def default_output(self, model_path: Path, io_dtype: str = "int8", output_size: str = "input") -> Path:
+        """Where the converted model goes when no --out is given: beside the model, named by target (and "_half"
+        for --output-size half); a model shipped inside the package (convert nano) goes to runs/convert/ under
+        the working folder instead, never into the installed package."""
         from edgeseg.assets import inside_package
 
         tag = f"_{io_dtype}" if self.format == "tflite" and self.precision == "int8" else self.tag
+        tag += "_half" if output_size == "half" else ""
         name = f"{Path(model_path).stem}{tag}{self.suffix}"
         return Path("runs") / "convert" / name if inside_package(model_path) else Path(model_path).with_name(name)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgeseg import load_model
+from edgeseg import EdgesegError, load_model
 
 
 def drive_command(result) -> str:
@@ -46,4 +46,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except EdgesegError as e:  # no camera, a bad model...: edgeseg's errors are one line, say it as one
+        raise SystemExit(f"error: {e}") from None

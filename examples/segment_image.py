@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 
-from edgeseg import load_model
+from edgeseg import EdgesegError, load_model
 
 
 def main() -> None:
@@ -30,9 +30,9 @@ def main() -> None:
             "nothing about it; give a photo of a street to see what the model is for"
         )
     else:
-        frame = cv2.imread(str(args.image))
-        if frame is None:
-            raise SystemExit(f"{args.image}: not a readable image")
+        from edgeseg.images import read_image  # edgeseg's reader: one clear error, EXIF orientation applied
+
+        frame = read_image(args.image)
         out = args.out or args.image.with_name(args.image.stem + "_overlay.png")
     seg = load_model(args.model)
     result = seg.predict(frame, scores=True)
@@ -46,4 +46,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except EdgesegError as e:  # a missing or corrupt image, a bad model: one line
+        raise SystemExit(f"error: {e}") from None

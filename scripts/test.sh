@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv, then run the test suite (a few minutes on 2 cores). Extra arguments go to pytest.
+# Set up .venv, then run the test suite (about 11 minutes on 2 cores; README.md has the figure). Extra arguments
+# go to pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh

@@ -254,6 +254,8 @@ def test_convert_takes_a_shipped_name_and_writes_under_the_working_folder_never_
     target = target_for("openvino", "float32")
     assert target.default_output(keras_nano) == Path("runs/convert/camvid_nano_openvino.xml")
     assert target.default_output(tmp_path / "run" / "model.keras") == tmp_path / "run" / "model_openvino.xml"
+    half = target_for("tflite", "int8").default_output(keras_nano, "int8", "half")  # not the full-size one's name
+    assert half == Path("runs/convert/camvid_nano_int8_half.tflite")
     before = sorted(p.name for p in HERE.iterdir())
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(app, ["convert", "nano", "--verify", "2"])

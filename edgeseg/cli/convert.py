@@ -142,7 +142,7 @@ def convert(
     from edgeseg.assets import resolve_keras
 
     model = resolve_keras(model)
-    writable(out or target.default_output(model, options.io), json_out, folders=(report,))
+    writable(out or target.default_output(model, options.io, options.output_size), json_out, folders=(report,))
     quiet_tensorflow()
     from edgeseg.converters.pipeline import convert as run_conversion
 
@@ -153,7 +153,9 @@ def convert(
         typer.secho(msg, fg=typer.colors.YELLOW, err=True) if msg.startswith("warning:") else typer.echo(msg)
 
     r = run_conversion(model, out, replace(options, log=log))
-    typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, {r.target}, {r.seconds:.1f} s)")
+    made = ", output at half the input size" * (options.output_size == "half")
+    made += ", with MediaPipe's ImageSegmenter metadata" * mediapipe
+    typer.echo(f"wrote {r.path} ({r.size_bytes / 1e6:.2f} MB, {r.target}{made}, {r.seconds:.1f} s)")
     for companion in r.files[1:]:
         typer.echo(f"  and {companion} beside it")
     typer.echo("ops: " + ", ".join(f"{k} {v}" for k, v in sorted(r.ops.ops.items())))

@@ -171,8 +171,9 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
     table = rows(report)
     name_w = max(12, *(len(r["model"]) for r in table))
     rt_w = max(7, *(len(r["runtime"].split()[0]) for r in table))
+    thr_w = max(3, *(len(str(r["threads"])) for r in table))  # "default" when no --threads
     typer.echo(
-        f"{'model':<{name_w}} {'runtime':<{rt_w}} {'GMACs':>6} {'params':>7} {'thr':>3} {'MB':>6} {'init':>7} "
+        f"{'model':<{name_w}} {'runtime':<{rt_w}} {'GMACs':>6} {'params':>7} {'thr':>{thr_w}} {'MB':>6} {'init':>7} "
         f"{'inv p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7} {'e2e p50':>8} {'p90':>7} {'p99':>7} {'FPS':>7}"
         + (f" {'roof':>10}" if with_roof else "")
         + ("  mIoU" if with_miou else "")
@@ -181,7 +182,7 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
         params = "n/a" if r["params_m"] is None else fmt(r["params_m"], "6.2f") + "M"
         typer.echo(
             f"{r['model']:<{name_w}} {r['runtime'].split()[0]:<{rt_w}} {fmt(r['gmacs'], '6.3f'):>6} {params:>7} "
-            f"{str(r['threads']):>3} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
+            f"{str(r['threads']):>{thr_w}} {r['size_mb']:6.2f} {r['init_ms']:7.1f} "
             f"{r['invoke_p50']:8.2f} {r['invoke_p90']:7.2f} {r['invoke_p99']:7.2f} {r['invoke_fps']:7.1f} "
             f"{r['e2e_p50']:8.2f} {r['e2e_p90']:7.2f} {r['e2e_p99']:7.2f} {r['e2e_fps']:7.1f}"
             + (f" {_share(r):>10}" if with_roof else "")

@@ -54,7 +54,9 @@ def run(
         float | None, typer.Option(min=0.1, max=MAX_FPS, help="Ask the camera for this frame rate.")
     ] = None,
     show: Annotated[bool, typer.Option("--show/--no-show", help="Open a window (q or Esc quits).")] = True,
-    record: Annotated[Path | None, typer.Option(help="Write the rendered video here (.mp4).")] = None,
+    record: Annotated[
+        Path | None, typer.Option(help="Write the rendered video here (.mp4, .webm, .mov, .mkv or .avi).")
+    ] = None,
     save_masks: Annotated[
         Path | None, typer.Option(file_okay=False, help="Write each frame's class-index PNG into this folder.")
     ] = None,
@@ -67,7 +69,9 @@ def run(
         typer.Option(help="[HOST:]PORT: serve the live view to a browser (binds 127.0.0.1 unless a host is given)."),
     ] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, max=10**9, help="Stop after N frames.")] = None,
-    duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after this many seconds (above 0).")] = None,
+    duration: Annotated[
+        float | None, typer.Option(metavar="SECONDS", help="Stop after this many seconds (more than 0).")
+    ] = None,
     realtime: Annotated[
         bool,
         typer.Option(
@@ -211,8 +215,8 @@ def run(
     _print_run_stats(d, echo)
     for what in (
         record and f"wrote {record}",
-        save_masks and f"wrote {d['frames']} masks to {save_masks}",
-        save_frames and f"wrote {d['frames']} rendered frames to {save_frames}",
+        save_masks and f"wrote {_count(d['frames'], 'mask')} to {save_masks}",
+        save_frames and f"wrote {_count(d['frames'], 'rendered frame')} to {save_frames}",
         jsonl not in (None, "-") and f"wrote {_sent(d, 'jsonl')} JSON lines to {jsonl}",
     ):
         if what:
@@ -275,3 +279,8 @@ def _print_run_stats(d: dict, echo=typer.echo) -> None:
     for name, st in list(d["stages"].items()) + [("frame age", d["frame_age"])]:
         if st:
             echo(f"{name:<14}{st['p50_ms']:8.2f}{st['p90_ms']:8.2f}{st['p99_ms']:8.2f}")
+
+
+def _count(n: int, what: str) -> str:
+    """'1 mask', '2 masks'."""
+    return f"{n} {what}{'' if n == 1 else 's'}"

@@ -82,8 +82,7 @@ class ValidationMIoU(keras.callbacks.Callback):
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs"):
             self.last = self.evaluate()
         miou, accuracy = f"{self.prefix}_miou", f"{self.prefix}_pixel_accuracy"
-        logs.update(self.last or {miou: float("nan"), accuracy: float("nan")})
-        print(f" - {miou}: {logs[miou]:.4f} - {accuracy}: {logs[accuracy]:.4f}")
+        logs.update(self.last or {miou: float("nan"), accuracy: float("nan")})  # Keras' epoch line shows them
 
 
 class Throughput(keras.callbacks.Callback):
