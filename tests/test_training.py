@@ -293,6 +293,10 @@ def test_train_config_round_trips_and_refuses_what_it_does_not_know(tmp_path):
         data="d", out=str(tmp_path), input_hw=(32, 64), decoder="tiny", augment=Augment.none(), val_data="v", epochs=7
     )
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # through JSON, as on disk
+    # issue 34: the size as the CLI writes it (--size WxH) is taken too, and becomes (height, width)
+    assert TrainConfig(data="d", out=str(tmp_path), input_hw="64x32", decoder="tiny").input_hw == (32, 64)
+    with pytest.raises(EdgesegError, match="input_hw"):
+        TrainConfig(data="d", out=str(tmp_path), input_hw="64 by 32")
     (tmp_path / "config.json").write_text(json.dumps({**cfg.to_dict(), "epochz": 3}))
     with pytest.raises(EdgesegError, match="unknown keys \\['epochz'\\]"):
         TrainConfig.load(tmp_path)

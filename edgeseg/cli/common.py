@@ -202,19 +202,10 @@ def _json_default(o):
 
 
 def quiet_tensorflow() -> None:
-    """Import TensorFlow (when installed) with its C++ log lines kept off the terminal: TF_CPP_MIN_LOG_LEVEL does
-    not silence what absl prints before its logging starts (edgeseg.quiet)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    import importlib.util
-    import sys
+    """TensorFlow imported with its load lines kept off the terminal (edgeseg.quiet.quiet_tensorflow)."""
+    from edgeseg.quiet import quiet_tensorflow as quietly
 
-    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
-        return
-    from edgeseg.quiet import libraries_quiet
-
-    with libraries_quiet():
-        import tensorflow  # noqa: F401
+    quietly()
 
 
 def progress(desc: str):

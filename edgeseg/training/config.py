@@ -74,7 +74,7 @@ class TrainConfig:
     data: str
     out: str
     format: str = "auto"
-    input_hw: tuple[int, int] = (224, 224)
+    input_hw: tuple[int, int] | str = (224, 224)  # (height, width), or "WxH" as the CLI's --size
     backbone: str = "mobilenet_v2"
     alpha: float = 1.0
     decoder: str = "base"
@@ -105,6 +105,10 @@ class TrainConfig:
     jit_compile: bool | None = None  # XLA; None: the backend's default (on for jax, off for tensorflow and torch)
 
     def __post_init__(self) -> None:
+        if isinstance(self.input_hw, str):  # "WxH", as the CLI's --size writes it: (height, width) here
+            from edgeseg.limits import parse_wh
+
+            object.__setattr__(self, "input_hw", parse_wh(self.input_hw, "input_hw"))
         self.check()
 
     def check(self) -> None:

@@ -6,6 +6,7 @@ Validation mIoU is computed each epoch by edgeseg's own ConfusionMatrix on frame
 edgeseg.preprocess: the numbers `edgeseg eval` would print.
 """
 
+# ruff: noqa: E402 - TensorFlow is imported quietly (edgeseg.quiet) before anything imports Keras
 from __future__ import annotations
 
 import contextlib
@@ -20,6 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edgeseg.quiet import quiet_tensorflow
+
+quiet_tensorflow()  # before Keras loads TensorFlow: its absl and oneDNN lines stay off a script's terminal too
 import keras
 import numpy as np
 
