@@ -92,7 +92,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     report = json.loads(anonymous(json.dumps(report), args.before))
     (OUT / "where_time_goes.json").write_text(json.dumps(report, indent=1))
-    from edgeseg.bench import profile_markdown
+    from edgeseg.profile import profile_markdown
 
     profiles = [r["profile"] for r in report["after"]["results"] if r.get("profile") and r["threads"] == 1]
     text = "\n".join(lines) + "\n\n" + "\n\n".join(map(profile_markdown, profiles))

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
 from edgeseg.host import environment, int8_dot_text, peak_rss_mb, rss_mb
 from edgeseg.preprocess import preprocess
 from edgeseg.stats import summarise
@@ -97,6 +96,8 @@ def bench_models(
         model and thread count, with its describe(), the invoke-only and end-to-end summaries, its roof share and
         its profile where asked}.
     """
+    from edgeseg.profilers import profile_row
+    from edgeseg.roof import roofs_at, row_roof
 
     frame = synthetic_frame(frame_hw)
     per_round = max(1, runs // rounds)
@@ -112,7 +113,7 @@ def bench_models(
             progress(done, steps)
 
     for th in threads:
-        here = _roofs_at(th) if roof else {}
+        here = roofs_at(th) if roof else {}
         roofs.extend(here.values())
         timers = []
         for path in paths:
@@ -145,9 +146,9 @@ def bench_models(
                 "stages_p50_ms": {k: float(np.nanmedian(v)) for k, v in timer.stages.items()},
             }
             if roof:
-                row |= _roof_share(timer.model, d["gmacs"], row["invoke"].get("p50_ms"), here)
+                row |= row_roof(timer.model, d["gmacs"], row["invoke"].get("p50_ms"), here)
             if profile:
-                row["profile"] = _profile(timer.model, profile_runs)
+                row["profile"] = profile_row(timer.model, profile_runs)
             if keep_samples:
                 row["samples_ms"] = {"invoke": timer.invoke_ms, "end_to_end": timer.e2e_ms}
             if data is not None:
@@ -173,38 +174,6 @@ def bench_models(
         "roofs": roofs,
         "results": results,
     }
-
-
-def _roofs_at(threads: int | None) -> dict[str, dict]:
-    """This CPU's int8 and float roofs at a thread count (measured first, on a quiet machine: the probe runs in
-    well under a second here); a roof that cannot be measured says why."""
-    from edgeseg.roof import measure_roof
-
-    out = {}
-    for precision in ("int8", "float"):
-        try:
-            out[precision] = measure_roof(threads, precision)
-        except EdgesegError as e:
-            out[precision] = {"precision": precision, "threads": threads, "unavailable": str(e)}
-    return out
-
-
-def _roof_share(model, gmacs: float | None, p50_ms: float | None, roofs: dict) -> dict:
-    """A row's precision and its share of this CPU's roof for that precision."""
-    from edgeseg.roof import model_precision, roof_share
-
-    precision = model_precision(model)
-    return {"precision": precision, "roof_share": roof_share(gmacs, p50_ms, roofs.get(precision))}
-
-
-def _profile(model, runs: int) -> dict:
-    """A row's profile as JSON values, or the one line saying why its runtime has none (bench goes on)."""
-    from edgeseg.profile import profile_model
-
-    try:
-        return profile_model(model, runs=runs).to_dict()
-    except EdgesegError as e:
-        return {"unavailable": str(e)}
 
 
 def bench_model(
@@ -316,6 +285,9 @@ def to_csv(report: dict) -> str:
 
 def to_markdown(report: dict) -> str:
     """The report's table as markdown, under a line that names the machine and how it was measured."""
+    from edgeseg.profile import profile_markdown
+    from edgeseg.roof import roof_text
+
     env = report["environment"]
     lines = [
         f"Environment: {env['cpu']} ({env['cores']} cores, governor {env['governor'] or 'n/a'}, "
@@ -345,32 +317,6 @@ def to_markdown(report: dict) -> str:
         if r.get("profile"):
             lines += ["", profile_markdown(r["profile"])]
     return "\n".join(lines) + "\n"
-
-
-def roof_text(roofs: list[dict]) -> str:
-    """One line: this CPU's roofs at each thread count, as the probe measured them."""
-    parts = []
-    for rf in roofs:
-        th = rf["threads"] or "default"
-        if rf.get("gmacs_per_s"):
-            parts.append(f"{rf['precision']} {rf['gmacs_per_s']:.0f} GMAC/s at {th} thread(s)")
-        else:
-            parts.append(f"{rf['precision']} unmeasured at {th} thread(s) ({rf.get('unavailable')})")
-    return "Roof (LiteRT probe: two 1x1 convolutions, 512 channels at 64x64, 2.15 GMACs): " + "; ".join(parts)
-
-
-def profile_text(d: dict) -> str:
-    """A row's profile as text (or the one line saying why there is none)."""
-    from edgeseg.profile import Profile, to_text
-
-    return d["unavailable"] if "unavailable" in d else to_text(Profile.from_dict(d))
-
-
-def profile_markdown(d: dict) -> str:
-    """A row's profile as markdown (or the one line saying why there is none)."""
-    from edgeseg.profile import Profile, to_markdown
-
-    return d["unavailable"] if "unavailable" in d else to_markdown(Profile.from_dict(d))
 
 
 def plots(report: dict, folder: Path) -> list[Path]:

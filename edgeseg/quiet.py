@@ -69,18 +69,3 @@ def libraries_quiet(noise: tuple[str, ...] = NOISE):
             for line in lines:
                 if line.strip() and not any(n in line for n in noise):
                     print(line, file=sys.stderr)
-
-
-def quiet_tensorflow() -> None:
-    """Import TensorFlow (when installed, and Keras is to run on it) with its C++ log lines kept off the
-    terminal: TF_CPP_MIN_LOG_LEVEL does not silence what absl prints before its logging starts."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    import importlib.util
-
-    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return
-    if importlib.util.find_spec("tensorflow") is None:
-        return
-    with libraries_quiet():
-        import tensorflow  # noqa: F401

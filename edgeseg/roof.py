@@ -14,14 +14,23 @@ import time
 
 import numpy as np
 
-from edgeseg.profile import ProfileUnavailable, pack_model, schema
+from edgeseg.errors import EdgesegError
+from edgeseg.profile import ProfileUnavailable
+from edgeseg.profilers import pack_model, random_input, schema
 
 CHANNELS, SIDE, LAYERS = 512, 64, 2
 PROBE_MACS = LAYERS * SIDE * SIDE * CHANNELS * CHANNELS  # 2.147 GMACs
 
 
 def probe_model(precision: str = "int8", channels: int = CHANNELS, side: int = SIDE, layers: int = LAYERS) -> bytes:
-    """The roof probe as .tflite bytes: `layers` 1x1 convolutions, channels to channels at side x side."""
+    """The roof probe as .tflite bytes: `layers` 1x1 convolutions, channels to channels at side x side.
+
+    Args:
+        precision: "int8" (per-channel int8 weights, int32 biases, int8 activations) or "float".
+        channels: input and output channels of every convolution.
+        side: the feature map's height and width.
+        layers: how many convolutions.
+    """
     s = schema()
     rng = np.random.default_rng(0)
     int8 = precision == "int8"
@@ -91,7 +100,14 @@ def probe_model(precision: str = "int8", channels: int = CHANNELS, side: int = S
 @functools.lru_cache(maxsize=16)
 def measure_roof(threads: int | None, precision: str = "int8", runtime: str = "auto", budget_s: float = 2.0) -> dict:
     """GMAC/s of the probe on LiteRT's interpreter here (XNNPACK, as the models run): the median of up to 30 runs
-    inside `budget_s` after one untimed. {"precision", "threads", "gmacs_per_s", "p50_ms", "runs"}."""
+    inside `budget_s` after one untimed. {"precision", "threads", "runtime", "gmacs_per_s", "p50_ms", "runs"}.
+
+    Args:
+        threads: interpreter threads (None: the runtime's default).
+        precision: "int8" or "float".
+        runtime: the TFLite runtime (edgeseg.predictors.tflite.pick_runtime; another model's runtime: auto).
+        budget_s: the time the timed runs may take (at least 3 are run).
+    """
     from edgeseg.predictors.tflite import pick_runtime
     from edgeseg.quiet import libraries_quiet
 
@@ -103,8 +119,6 @@ def measure_roof(threads: int | None, precision: str = "int8", runtime: str = "a
         except (ValueError, RuntimeError) as e:
             raise ProfileUnavailable(f"the roof probe does not run on {rt.name} here ({e})") from None
     d = it.get_input_details()[0]
-    from edgeseg.profile import random_input
-
     it.set_tensor(d["index"], random_input(d["shape"], d["dtype"]))
     it.invoke()
     times: list[float] = []
@@ -153,12 +167,12 @@ def _quantised_graph(predictor) -> bool | None:
     try:
         if predictor.runtime_name == "openvino":
             return any(op.get_type_name() in QUANTISED_OPS for op in predictor.model.get_ops())
-        if predictor.runtime_name == "onnxruntime":
-            import onnx  # the workstation's; a device with ONNX Runtime alone falls back to the input's type
+        if predictor.runtime_name == "onnxruntime":  # op types are plain strings in the protobuf: no onnx needed
+            import mmap
 
-            graph = onnx.load(str(predictor.path), load_external_data=False).graph
-            return any(node.op_type in QUANTISED_OPS for node in graph.node)
-    except Exception:  # noqa: BLE001 - an unreadable graph leaves the decision to the input's type
+            with open(predictor.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return any(data.find(op.encode()) >= 0 for op in QUANTISED_OPS)
+    except (OSError, ValueError, RuntimeError):  # an unreadable graph leaves the decision to the input's type
         return None
     return None
 
@@ -168,3 +182,40 @@ def roof_share(gmacs: float | None, p50_ms: float | None, roof: dict | None) -> 
     if not gmacs or not p50_ms or not roof or not roof.get("gmacs_per_s"):
         return None
     return gmacs / (p50_ms / 1e3) / roof["gmacs_per_s"]
+
+
+def roofs_at(threads: int | None) -> dict[str, dict]:
+    """This CPU's int8 and float roofs at a thread count (measured first, on a quiet machine: the probe runs in
+    well under a second here); a roof that cannot be measured says why."""
+    out = {}
+    for precision in ("int8", "float"):
+        try:
+            out[precision] = measure_roof(threads, precision)
+        except EdgesegError as e:
+            out[precision] = {"precision": precision, "threads": threads, "unavailable": str(e)}
+    return out
+
+
+def row_roof(model, gmacs: float | None, p50_ms: float | None, roofs: dict) -> dict:
+    """A row's precision and its share of this CPU's roof for that precision.
+
+    Args:
+        model: the loaded model (its precision picks the roof).
+        gmacs: its GMACs per frame (None where not counted).
+        p50_ms: its invoke's median.
+        roofs: the roofs at the row's thread count, by precision (roofs_at).
+    """
+    precision = model_precision(model)
+    return {"precision": precision, "roof_share": roof_share(gmacs, p50_ms, roofs.get(precision))}
+
+
+def roof_text(roofs: list[dict]) -> str:
+    """One line: this CPU's roofs at each thread count, as the probe measured them."""
+    parts = []
+    for rf in roofs:
+        th = rf["threads"] or "default"
+        if rf.get("gmacs_per_s"):
+            parts.append(f"{rf['precision']} {rf['gmacs_per_s']:.0f} GMAC/s at {th} thread(s)")
+        else:
+            parts.append(f"{rf['precision']} unmeasured at {th} thread(s) ({rf.get('unavailable')})")
+    return "Roof (LiteRT probe: two 1x1 convolutions, 512 channels at 64x64, 2.15 GMACs): " + "; ".join(parts)

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from edgeseg.cli import app
 from edgeseg.cost import graph_cost, model_cost
-from edgeseg.profile import ProfileUnavailable, block_of, litert_profile, profile_model
+from edgeseg.profile import ProfileUnavailable, block_of
+from edgeseg.profilers import litert_profile, profile_model
 from edgeseg.roof import PROBE_MACS, measure_roof, model_precision, probe_model, roof_share
 from edgeseg.tflite_file import read_model_graph
 
@@ -107,9 +108,10 @@ def test_onnx_runtime_and_openvino_profiles_account_for_their_runs(tmp_path):
             ]
             assert [o.block for o in convs] == ["encoder"] * 6 + ["head"]
         assert all(o.ms >= 0 for o in prof.ops) and prof.ops_ms > 0
-        # the nodes' times add up to the profiled run, and to the plain invoke
+        # the nodes' times add up to the run they were measured in (the plain invoke, timed in other runs, is
+        # reported beside it: on a loaded machine it can differ from the profiled runs more than the nodes do)
         assert 0.9 <= prof.coverage <= 1.1, (runtime, prof.coverage)
-        assert 0.9 <= prof.ops_ms / prof.invoke_ms <= 1.1, (runtime, prof.ops_ms, prof.invoke_ms)
+        assert prof.invoke_ms > 0 and prof.profiled_ms > 0
         assert model_precision(model) == "float"
 
 

@@ -202,8 +202,8 @@ def _json_default(o):
 
 
 def quiet_tensorflow() -> None:
-    """TensorFlow imported with its load lines kept off the terminal (edgeseg.quiet.quiet_tensorflow)."""
-    from edgeseg.quiet import quiet_tensorflow as quietly
+    """TensorFlow imported with its load lines kept off the terminal (edgeseg.training.quiet_tf)."""
+    from edgeseg.training.quiet_tf import quiet_tensorflow as quietly
 
     quietly()
 

@@ -157,8 +157,10 @@ def bench(
 
 
 def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: str, with_miou: bool) -> None:
-    from edgeseg.bench import profile_text, roof_text, rows
+    from edgeseg.bench import rows
     from edgeseg.host import int8_dot_text
+    from edgeseg.profile import profile_text
+    from edgeseg.roof import roof_text
 
     env = report["environment"]
     typer.echo(

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgeseg.quiet import quiet_tensorflow
+from edgeseg.training.quiet_tf import quiet_tensorflow
 
 quiet_tensorflow()  # before Keras loads TensorFlow: its absl and oneDNN lines stay off a script's terminal too
 import keras
