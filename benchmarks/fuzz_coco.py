@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fuzz_tflite import classify  # noqa: E402
+from fuzz_tflite import BAD, outcomes_of, tally  # noqa: E402
 
 from edgeseg.io import atomic_write_text  # noqa: E402
 
@@ -172,23 +172,7 @@ def run_one(i: int, kind: str, folder: Path, timeout: float) -> dict:
     except subprocess.TimeoutExpired as e:
         stdout, code, hung = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), None, True
     stdout = stdout.replace(f"{folder}/", "")
-    records, running = {}, None
-    for line in stdout.splitlines():
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "start" in d:
-            running = d["start"]
-        elif "cmd" in d:
-            records[d["cmd"]] = d
-            running = None
-    outcomes = {}
-    for cmd in COMMANDS:
-        if cmd in records:
-            outcomes[cmd] = classify(code, records[cmd], False)
-        else:
-            outcomes[cmd] = classify(code, None, hung) if cmd == running else "not run"
+    outcomes, records = outcomes_of(stdout, code, hung, COMMANDS)
     return {
         "mutation": i,
         "kind": kind,
@@ -236,7 +220,7 @@ def main() -> None:
                 r["what"] = what
                 results.append(r)
                 shutil.rmtree(folder, ignore_errors=True)
-                bad = [c for c, o in r["outcomes"].items() if o in ("traceback", "signal", "hang", "odd exit")]
+                bad = [c for c, o in r["outcomes"].items() if o in BAD]
                 print(
                     f"[{n}/{len(jobs)}] {r['kind']:<6} {what[:60]:<60} "
                     + " ".join(f"{c}={o}" for c, o in r["outcomes"].items())
@@ -244,15 +228,10 @@ def main() -> None:
                     flush=True,
                 )
         seconds = time.time() - t0
-    outcomes = ("success", "clean error", "traceback", "signal", "hang", "odd exit", "not run")
-    table = {kind: {cmd: {o: 0 for o in outcomes} for cmd in COMMANDS} for kind in KINDS}
-    for r in results:
-        for cmd, o in r["outcomes"].items():
-            table[r["kind"]][cmd][o] += 1
-    totals = {o: sum(table[k][c][o] for k in KINDS for c in COMMANDS) for o in outcomes}
+    table, totals, table_lines = tally(results, KINDS, COMMANDS)
     from edgeseg.host import environment
 
-    bad = [r for r in results if any(o in ("traceback", "signal", "hang", "odd exit") for o in r["outcomes"].values())]
+    bad = [r for r in results if any(o in BAD for o in r["outcomes"].values())]
     summary = {
         "dataset": "4 images, 10 categories: polygons, uncompressed and compressed RLE, a crowd region",
         "mutations": len(results),
@@ -269,13 +248,8 @@ def main() -> None:
         f"{summary['mutations']} mutations of a COCO dataset ({summary['dataset']}; seed {args.seed}), each through "
         f"`eval nano --data` and `pack`; {seconds / 60:.1f} min. Outcomes per command run:",
         "",
-        "| kind | command | " + " | ".join(outcomes[:-1]) + " |",
-        "| --- | --- |" + " ---: |" * (len(outcomes) - 1),
+        *table_lines,
     ]
-    for kind in KINDS:
-        for cmd in COMMANDS:
-            lines.append(f"| {kind} | {cmd} | " + " | ".join(str(table[kind][cmd][o]) for o in outcomes[:-1]) + " |")
-    lines += ["", "Totals: " + ", ".join(f"{o} {v}" for o, v in totals.items() if v)]
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print(lines[-1])
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")

@@ -104,6 +104,51 @@ def classify(code: int | None, record: dict | None, hung: bool) -> str:
     return "success" if record["code"] == 0 else "clean error" if record["code"] in (1, 2) else "odd exit"
 
 
+def outcomes_of(stdout: str, code: int | None, hung: bool, commands) -> tuple[dict, dict]:
+    """(outcome per command, its JSON record) from a child's output: a command that started and printed no record
+    is the one that died (a signal) or hung; one that never started was not run."""
+    records, running = {}, None
+    for line in stdout.splitlines():
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "start" in d:
+            running = d["start"]
+        elif "cmd" in d:
+            records[d["cmd"]] = d
+            running = None
+    outcomes = {}
+    for cmd in commands:
+        if cmd in records:
+            outcomes[cmd] = classify(code, records[cmd], False)
+        else:
+            outcomes[cmd] = classify(code, None, hung) if cmd == running else "not run"
+    return outcomes, records
+
+
+OUTCOMES = ("success", "clean error", "traceback", "signal", "hang", "odd exit", "not run")
+BAD = ("traceback", "signal", "hang", "odd exit")
+
+
+def tally(results: list[dict], kinds, commands) -> tuple[dict, dict, list[str]]:
+    """(outcomes by kind and command, totals, the markdown table's lines) of a fuzz run's results."""
+    table = {kind: {cmd: {o: 0 for o in OUTCOMES} for cmd in commands} for kind in kinds}
+    for r in results:
+        for cmd, o in r["outcomes"].items():
+            table[r["kind"]][cmd][o] += 1
+    totals = {o: sum(table[k][c][o] for k in kinds for c in commands) for o in OUTCOMES}
+    lines = [
+        "| kind | command | " + " | ".join(OUTCOMES[:-1]) + " |",
+        "| --- | --- |" + " ---: |" * (len(OUTCOMES) - 1),
+    ]
+    for kind in kinds:
+        for cmd in commands:
+            lines.append(f"| {kind} | {cmd} | " + " | ".join(str(table[kind][cmd][o]) for o in OUTCOMES[:-1]) + " |")
+    lines += ["", "Totals: " + ", ".join(f"{o} {v}" for o, v in totals.items() if v)]
+    return table, totals, lines
+
+
 def run_one(i: int, kind: str, path: Path, data_dir: Path, timeout: float) -> dict:
     t0 = time.time()
     hung = False
@@ -120,26 +165,7 @@ def run_one(i: int, kind: str, path: Path, data_dir: Path, timeout: float) -> di
     except subprocess.TimeoutExpired as e:
         stdout, code, hung = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), None, True
     stdout = stdout.replace(f"{path.parent}{os.sep}", "")  # messages name the mutant, not this run's temp folder
-    records = {}
-    running = None
-    for line in stdout.splitlines():
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "start" in d:
-            running = d["start"]
-        elif "cmd" in d:
-            records[d["cmd"]] = d
-            running = None
-    outcomes = {}
-    for cmd in COMMANDS:
-        if cmd in records:
-            outcomes[cmd] = classify(code, records[cmd], False)
-        elif cmd == running:
-            outcomes[cmd] = classify(code, None, hung)
-        else:
-            outcomes[cmd] = "not run"
+    outcomes, records = outcomes_of(stdout, code, hung, COMMANDS)
     return {
         "mutation": i,
         "kind": kind,
@@ -253,7 +279,7 @@ def main() -> None:
                 r["offsets"] = offsets
                 results.append(r)
                 path.unlink(missing_ok=True)
-                bad = [c for c, o in r["outcomes"].items() if o in ("traceback", "signal", "hang", "odd exit")]
+                bad = [c for c, o in r["outcomes"].items() if o in BAD]
                 print(
                     f"[{n}/{len(jobs)}] {r['kind']:<9} "
                     + " ".join(f"{c}={o}" for c, o in r["outcomes"].items())
@@ -262,12 +288,7 @@ def main() -> None:
                 )
         seconds = time.time() - t0
 
-    outcomes = ("success", "clean error", "traceback", "signal", "hang", "odd exit", "not run")
-    table = {kind: {cmd: {o: 0 for o in outcomes} for cmd in COMMANDS} for kind in KINDS}
-    for r in results:
-        for cmd, o in r["outcomes"].items():
-            table[r["kind"]][cmd][o] += 1
-    totals = {o: sum(table[k][c][o] for k in KINDS for c in COMMANDS) for o in outcomes}
+    table, totals, table_lines = tally(results, KINDS, COMMANDS)
     from edgeseg.host import environment
 
     summary = {
@@ -278,9 +299,7 @@ def main() -> None:
         "totals": totals,
         "by_kind": table,
         "environment": {k: v for k, v in environment().items() if k in ("cpu", "machine", "os", "python")},
-        "bad": [
-            r for r in results if any(o in ("traceback", "signal", "hang", "odd exit") for o in r["outcomes"].values())
-        ],
+        "bad": [r for r in results if any(o in BAD for o in r["outcomes"].values())],
         "errors_seen": sorted({e.split(": ", 1)[-1][:120] for r in results for e in r["errors"].values()})[:80],
     }
     atomic_write_text(args.out, json.dumps(summary, indent=2) + "\n")
@@ -288,13 +307,8 @@ def main() -> None:
         f"{summary['mutations']} mutations of `{summary['model']}` (seed {args.seed}), each through "
         f"{', '.join(COMMANDS)}; {seconds / 60:.1f} min. Outcomes per command run:",
         "",
-        "| kind | command | " + " | ".join(outcomes[:-1]) + " |",
-        "| --- | --- |" + " ---: |" * (len(outcomes) - 1),
+        *table_lines,
     ]
-    for kind in KINDS:
-        for cmd in COMMANDS:
-            lines.append(f"| {kind} | {cmd} | " + " | ".join(str(table[kind][cmd][o]) for o in outcomes[:-1]) + " |")
-    lines += ["", "Totals: " + ", ".join(f"{o} {v}" for o, v in totals.items() if v)]
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines[-1:]))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
