@@ -51,7 +51,7 @@ class JsonlSink(Sink):
             self.broken = True
             self.dropped += 1
             self.log(
-                f"--jsonl {self.target}: cannot write ({getattr(e, 'strerror', None) or type(e).__name__}); "
+                f"warning: --jsonl {self.target}: cannot write ({getattr(e, 'strerror', None) or type(e).__name__}); "
                 "results are no longer written there"
             )
 
@@ -60,6 +60,15 @@ class JsonlSink(Sink):
         return {**super().status(), "target": self.target}
 
     def close(self) -> None:
-        """Close the file (stdout is left open)."""
-        if self.owned:
+        """Close the file (stdout is left open). A last flush that fails (a full disk) was said, or is said now."""
+        if not self.owned:
+            return
+        try:
             self.f.close()
+        except OSError as e:
+            if not self.broken:
+                self.broken = True
+                self.log(
+                    f"warning: --jsonl {self.target}: cannot write ({e.strerror or type(e).__name__}); "
+                    "its last lines are lost"
+                )

@@ -79,7 +79,10 @@ def credentials(url_user: str | None, url_password: str | None, password_file: P
     if os.environ.get(PASSWORD_ENV) is not None:
         return user, os.environ[PASSWORD_ENV]
     if url_password is not None:
-        log(f"the MQTT password is in --publish's URL, which `ps` shows: use {PASSWORD_ENV} or --mqtt-password-file")
+        log(
+            f"warning: the MQTT password is in --publish's URL, which `ps` shows: use {PASSWORD_ENV} or "
+            "--mqtt-password-file"
+        )
     return user, url_password
 
 

@@ -76,7 +76,7 @@ class WebhookSink(Sink):
         self.dropped += 1
         if not self.failing:
             self.failing = True
-            self.log(f"webhook: {self.shown}: {why}; an event was dropped after {attempt + 1} tries")
+            self.log(f"warning: webhook {self.shown}: {why}; an event was dropped after {attempt + 1} tries")
 
     def status(self) -> dict:
         """The URL (without a password), sent, dropped, retries."""

@@ -34,8 +34,8 @@ def halve_output(keras_model) -> None:
         or any(f % 2 for f in size)
     ):
         raise ModelError(
-            f"{keras_model.path.name}: --output-size half needs a model that ends in an even bilinear resize "
-            "named 'logits', as edgeseg's decoders do"
+            f"{keras_model.path.name}: --output-size half needs a model that ends in an UpSampling2D by an even "
+            "factor named 'logits', as edgeseg's decoders do"
         )
     half = (size[0] // 2, size[1] // 2)
     x = last.input

@@ -146,7 +146,12 @@ def litert_profile(predictor, tensor: np.ndarray, runs: int = 50, rounds: int = 
                 for k, d in enumerate(it.get_input_details()):
                     it.set_tensor(d["index"], random_input(d["shape"], d["dtype"], seed=k))
             except (ValueError, RuntimeError) as e:
-                raise ProfileUnavailable(f"{predictor.path.name}: op #{i} cannot run alone ({e})") from None
+                from edgeseg.errors import first_sentence
+
+                op = graph.ops[i].name
+                raise ProfileUnavailable(
+                    f"{predictor.path.name}: its op #{i} ({op}) cannot run alone ({first_sentence(str(e))})"
+                ) from None
             timers.append((i, it.invoke))
     whole = predictor.interpreter.invoke
     samples: dict[int, list[float]] = {i: [] for i, _ in timers}

@@ -208,9 +208,29 @@ def _polygon(pts, at: str, bad) -> tuple[tuple[float, float], ...]:
             raise bad(f"{at}[{i}]", f"expected [x, y] with 0 <= x, y <= 1 (fractions of the frame), got {p!r}")
     xy = np.asarray(pts, np.float64)
     area = 0.5 * abs(np.dot(xy[:, 0], np.roll(xy[:, 1], 1)) - np.dot(xy[:, 1], np.roll(xy[:, 0], 1)))
+    if _crosses_itself(xy):  # a bow-tie: its signed areas cancel, and its "inside" is not what was drawn
+        raise bad(at, "the polygon crosses itself: give its points in order around the zone")
     if area < 1e-6:
         raise bad(at, "the polygon encloses no area (its points are on one line)")
     return tuple((float(x), float(y)) for x, y in pts)
+
+
+def _crosses_itself(xy: np.ndarray) -> bool:
+    """Whether two edges of the closed polygon that share no corner cross (touching does not count)."""
+    a, b = xy, np.roll(xy, -1, axis=0)  # edge k runs from a[k] to b[k]
+
+    def side(p, q, r):  # the sign of the turn p -> q -> r, for every pair of edges at once
+        return np.sign(
+            (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0])
+        )
+
+    a1, b1, a2, b2 = a[:, None], b[:, None], a[None, :], b[None, :]
+    cross = (side(a1, b1, a2) * side(a1, b1, b2) < 0) & (side(a2, b2, a1) * side(a2, b2, b1) < 0)
+    n = len(xy)
+    k = np.arange(n)
+    apart = (np.abs(k[:, None] - k[None, :]) > 1) & ~((k[:, None] == 0) & (k[None, :] == n - 1))
+    apart &= ~((k[:, None] == n - 1) & (k[None, :] == 0))
+    return bool((cross & apart).any())
 
 
 RULE_KEYS = {"class", "enter", "leave", "min_duration"}

@@ -170,3 +170,6 @@ def test_a_model_of_other_classes_is_said_in_bench_and_eval(toy_models, tmp_path
     assert r.exit_code == 0 and r.output.count(said) == 1, r.output  # once for the model, not per thread count
     ok = runner.invoke(app, ["eval", str(toy_models["scores_float"]), "--data", str(root), "--split", "all"])
     assert "beyond the dataset" not in ok.output  # a scores model with 3 classes is refused before, not warned
+    # with --hold-out too, the refusal comes first and alone (the hold-out warning was said before it)
+    r = runner.invoke(app, ["eval", str(toy_models["scores_float"]), "--data", str(root), "--hold-out", "f"])
+    assert r.exit_code == 1 and "predicts 3 classes but the dataset has 2" in r.output and "warning" not in r.output

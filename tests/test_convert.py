@@ -315,7 +315,7 @@ def test_output_size_half_stops_the_last_resize_at_half_the_input(tiny_run, tiny
     plain = keras.Model(inp, keras.layers.Conv2D(2, 1, name="logits")(inp))
     plain.save(tmp_path / "plain.keras")
     (tmp_path / "plain.spec.json").write_text(ModelSpec(input_hw=(16, 16), classes=("a", "b")).to_json())
-    with pytest.raises(ModelError, match="--output-size half needs a model that ends in an even bilinear resize"):
+    with pytest.raises(ModelError, match="--output-size half needs a model that ends in an UpSampling2D by an even"):
         convert(tmp_path / "plain.keras", tmp_path / "p.tflite", output_size="half", **quiet)
     r = CliRunner().invoke(app, ["convert", str(tiny_run / "model.keras"), "--output-size", "quarter"])
     assert r.exit_code != 0 and "quarter" in r.output and "Traceback" not in r.output

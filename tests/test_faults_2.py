@@ -89,7 +89,7 @@ def test_an_onnx_model_with_a_dynamic_size_runs_at_its_specs_size_or_is_refused(
     from edgeseg.spec import ModelSpec
 
     path = _dynamic_onnx(tmp_path / "dyn.onnx")
-    with pytest.raises(ModelError, match="dynamic and the model carries no spec: give one with --spec"):
+    with pytest.raises(ModelError, match="dynamic and the model carries no spec: put .*spec.json next to it"):
         open_model(path)
     spec = tmp_path / "spec.json"
     ModelSpec(input_hw=(32, 48), classes=("red", "green", "blue"), mean=(0.0,) * 3, std=(255.0,) * 3).save(spec)

@@ -45,3 +45,44 @@ def test_an_error_after_a_cut_off_progress_bar_starts_its_own_line(monkeypatch, 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     fail("again")
     assert CLEAR_LINE not in capsys.readouterr().err
+
+
+def test_a_full_disk_under_jsonl_is_said_once_also_at_the_last_flush(tmp_path):
+    """Hostile sweep: `run --jsonl /dev/full` said the first failed write, then died at exit with a traceback from
+    the file's close (its last flush). Both are warnings now, the close's only when nothing was said before."""
+    import errno
+
+    from edgeseg.camera.jsonl import JsonlSink
+    from edgeseg.camera.sink import SinkOptions
+
+    said: list[str] = []
+    sink = JsonlSink(str(tmp_path / "r.jsonl"), SinkOptions(log=said.append))
+
+    class Full:
+        def write(self, text):
+            return len(text)  # buffered: fine until the flush
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            self.flush()
+
+    sink.f.close()
+    sink.f = Full()
+    sink.send("frame", {"frame": 0})
+    sink.send("frame", {"frame": 1})
+    sink.close()  # no exception
+    assert len(said) == 1 and said[0].startswith("warning: --jsonl") and "No space left" in said[0], said
+    assert sink.dropped == 2 and sink.sent == 0
+    quiet = JsonlSink(str(tmp_path / "q.jsonl"), SinkOptions(log=said.append))
+    quiet.f.close()
+    quiet.f = Full()
+    quiet.close()  # nothing was sent: the close's own failure is said
+    assert len(said) == 2 and "its last lines are lost" in said[1]
+
+
+def test_a_thread_count_given_twice_is_one_setting():
+    from edgeseg.cli.device import _thread_list
+
+    assert _thread_list("1,1,2,1") == [1, 2] and _thread_list(None) == [None]

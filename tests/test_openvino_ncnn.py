@@ -173,7 +173,7 @@ def test_bad_openvino_and_ncnn_files_are_one_line_each(converted, tmp_path, synt
         copy(ov, "ov_short_bin", cut_bin=1000): "its .bin is shorter than the .xml says",
         copy(nc, "nc_short_param", cut_main=1500): "layers but holds",
         copy(nc, "nc_short_bin", cut_bin=1000): "not this model's weights (or truncated)",
-        copy(nc, "nc_no_spec", spec=False): "carries no spec: give one with --spec",
+        copy(nc, "nc_no_spec", spec=False): "carries no spec: put nc_no_spec.spec.json next to it",
     }
     gone = copy(ov, "ov_no_bin")
     gone.with_suffix(".bin").unlink()

@@ -149,6 +149,8 @@ def test_zone_events_have_hysteresis_and_a_minimum_duration():
         ({"zones": {"a": {"polygon": [[0, 0], [1, 0]]}}}, "zones.a.polygon"),
         ({"zones": {"a": {"polygon": [[0, 0], [1, 0], [1.2, 1]]}}}, "zones.a.polygon[2]"),
         ({"zones": {"a": {"polygon": [[0, 0], [0.5, 0.5], [1, 1]]}}}, "encloses no area"),
+        ({"zones": {"a": {"polygon": [[0, 0], [1, 1], [1, 0], [0, 1]]}}}, "crosses itself"),  # a bow-tie
+        ({"zones": {"a": {"polygon": [[0, 0], [1, 1], [1, 0.2], [0, 0.9]]}}}, "crosses itself"),  # a lopsided one
         ({"zones": {"a": {"polygon": [[0, 0], [1, 0], [1, 1]], "colour": 1}}}, "unknown keys ['colour']"),
         ({"zones": {"a": {"polygon": [[0, 0], [1, 0], [1, 1]], "events": [{"class": "car"}]}}}, "events[0]"),
         ({"zones": {"a": {"polygon": [[0, 0], [1, 0], [1, 1]], "events": [{"class": "car", "enter": 0}]}}}, "enter"),

@@ -43,7 +43,7 @@ def _thread_list(text: str | None) -> list[int | None]:
         raise EdgesegError(f"--threads: expected N or a list like 1,2,4, got {text!r}") from None
     from edgeseg.limits import check_threads
 
-    return [check_threads(v) for v in vals]
+    return list(dict.fromkeys(check_threads(v) for v in vals))  # 1,1 is one setting, not two rows of it
 
 
 @handles_errors
@@ -206,7 +206,9 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
             warned.add(said.split(" predicted")[0])
             typer.secho(f"warning: {said}", fg=typer.colors.YELLOW, err=True)
     for r in report["results"]:
-        if r.get("profile"):
+        if r.get("profile") and "unavailable" in r["profile"]:
+            typer.secho(f"warning: no profile: {r['profile']['unavailable']}", fg=typer.colors.YELLOW, err=True)
+        elif r.get("profile"):
             typer.echo("")
             typer.echo(profile_text(r["profile"]))
 
@@ -266,6 +268,9 @@ def eval_(
     ds = open_dataset(data, split.value, format.value) if hold_out is None else held_out_frames(data, hold_out, format)
     m = open_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, spec=spec, labels=labels)
     if hold_out is not None:
+        from edgeseg.evaluate import check_classes
+
+        check_classes(m, ds)  # a model of other classes is refused before anything is said about its frames
         _warn_if_trained_on(m.spec, model, ds.split.removeprefix("held out ").split("+"))
     res = evaluate(m, ds, limit, progress=progress("eval"), save_masks=save_masks)
     if res["miou"] is None:  # every pixel of every mask scored is the ignore index: there is nothing to score

@@ -178,13 +178,17 @@ class Predictor(ABC):
                 raise ModelError(f"{self.path.name}: {where} {e}") from None
             source = where
         if given is None and self.needs_spec:
-            raise ModelError(f"{self.path.name}: no spec.json beside the model; give one with --spec")
+            raise ModelError(
+                f"{self.path.name}: no spec beside the model: put {self.path.stem}.spec.json (or spec.json) next to "
+                "it, or give one with eval's --spec"
+            )
         _, h, w, _ = self.input.shape
         if h is None or w is None:
             if given is None:
                 raise ModelError(
-                    f"{self.path.name}: the input's height and width are dynamic and the model carries no spec: "
-                    "give one with --spec (its input_hw is the size to run at)"
+                    f"{self.path.name}: the input's height and width are dynamic and the model carries no spec: put "
+                    f"{self.path.stem}.spec.json next to it, or give one with eval's --spec (its input_hw is the size "
+                    "to run at)"
                 )
             h, w = given.input_hw
             self._fix_input_hw((h, w))
