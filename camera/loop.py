@@ -221,11 +221,14 @@ class _Output:
         return img
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish what is queued, then stop."""
-        if self.thread.is_alive():
+        """Finish what is queued, then stop. The stop mark is offered again until the thread has ended: a signal
+        that cut an earlier put() between the item and its wake-up left the thread asleep on a queue holding the
+        mark (a SIGTERM'd run hung here, once in a few dozen)."""
+        deadline = time.monotonic() + timeout
+        while self.thread.is_alive() and time.monotonic() < deadline:
             with contextlib.suppress(queue.Full):
-                self.q.put(None, timeout=timeout)
-            self.thread.join(timeout)
+                self.q.put_nowait(None)  # behind what is queued; a second mark is never read
+            self.thread.join(0.2)
         if self.writer is not None:
             writer, self.writer = self.writer, None
             writer.close()
