@@ -188,6 +188,9 @@ def convert(
     files, result = _build(job, target, _Check.of(keras, [trained_on, o.calibration], cal, count), mode)
     result.warnings = [*warnings, *(cal.warnings if cal else []), *result.warnings]  # _verify's own kept
     _check_int8(result, target, o.strict)
+    from edgeseg import signals
+
+    signals.raise_if_stopped()  # a SIGTERM swallowed inside TensorFlow's code leaves no model behind either
     files.write(out)
     result.path, result.size_bytes, result.seconds = out, files.size, time.perf_counter() - t0
     result.files = [str(p) for p in files.paths(out)]

@@ -98,6 +98,14 @@ def _raise(signum: int) -> None:
     raise Terminated() if signum in STOPS else KeyboardInterrupt()
 
 
+def raise_if_stopped() -> None:
+    """Raise Terminated again for a SIGTERM or SIGHUP whose exception was swallowed on its way up (one that landed
+    inside a library's import or call that catches everything): the command must not go on, nor end as a
+    success, as if nothing had come."""
+    if _received in STOPS:
+        raise Terminated()
+
+
 def raise_pending() -> None:
     """Raise the signal noted under deferred() (Terminated or KeyboardInterrupt), if any."""
     global _pending

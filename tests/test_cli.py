@@ -344,7 +344,9 @@ def test_convert_bad_inputs(tmp_path, tiny_run):
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     (lonely / "model.keras").write_bytes((tiny_run / "model.keras").read_bytes())
-    assert_one_line_error(invoke("convert", lonely / "model.keras"), "no spec.json beside the model")
+    assert_one_line_error(
+        invoke("convert", lonely / "model.keras"), r"no spec beside the model: put model\.spec\.json \(or spec\.json\)"
+    )
     assert sorted(p.name for p in lonely.iterdir()) == ["model.keras"]
 
 

@@ -86,3 +86,21 @@ def test_a_thread_count_given_twice_is_one_setting():
     from edgeseg.cli.device import _thread_list
 
     assert _thread_list("1,1,2,1") == [1, 2] and _thread_list(None) == [None]
+
+
+def test_a_sigterm_a_library_swallowed_still_stops_the_command():
+    """A full run once saw `convert` finish with exit 0 after a SIGTERM: the signal's exception had landed inside
+    library code that catches everything. The command now stops anyway (exit 143, and convert writes nothing)."""
+    import signal
+
+    from edgeseg import signals
+
+    with signals.graceful_sigterm():
+        try:
+            signals._raise(signal.SIGTERM)  # what the handler does when SIGTERM comes
+        except BaseException:  # noqa: BLE001 - a library that swallows it
+            pass
+        with pytest.raises(signals.Terminated):
+            signals.raise_if_stopped()
+    with signals.graceful_sigterm():  # a fresh command starts with nothing received
+        signals.raise_if_stopped()

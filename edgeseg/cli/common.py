@@ -136,7 +136,9 @@ def handles_errors(fn):
 
         try:
             with signals.graceful_sigterm():
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                signals.raise_if_stopped()  # a stop whose exception a library swallowed is still a stop
+                return result
         except EdgesegError as e:
             raise fail(str(e)) from None
         except KeyboardInterrupt:

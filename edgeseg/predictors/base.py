@@ -180,15 +180,15 @@ class Predictor(ABC):
         if given is None and self.needs_spec:
             raise ModelError(
                 f"{self.path.name}: no spec beside the model: put {self.path.stem}.spec.json (or spec.json) next to "
-                "it, or give one with eval's --spec"
+                "it, or give one with --spec (convert and eval take it)"
             )
         _, h, w, _ = self.input.shape
         if h is None or w is None:
             if given is None:
                 raise ModelError(
                     f"{self.path.name}: the input's height and width are dynamic and the model carries no spec: put "
-                    f"{self.path.stem}.spec.json next to it, or give one with eval's --spec (its input_hw is the size "
-                    "to run at)"
+                    f"{self.path.stem}.spec.json next to it, or give one with --spec (convert and eval take it; its "
+                    "input_hw is the size to run at)"
                 )
             h, w = given.input_hw
             self._fix_input_hw((h, w))
