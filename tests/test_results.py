@@ -118,6 +118,9 @@ def test_every_caps_by_frames_or_seconds():
     for bad in ("0", "x", "-1s", "0s", ""):
         with pytest.raises(EdgesegError, match="--publish-every"):
             Every(bad)
+    # a cap with nothing to cap is said (hostile sweep: it was accepted without a word)
+    r = edgeseg("run", "nano", "--source", "synthetic:64x48", "--max-frames", 2, "--no-show", "--publish-every", "2")
+    assert r.returncode == 0 and "warning: --publish-every and --publish-mask shape what" in r.stderr, r.stderr
 
 
 # ------------------------------------------------------------------------------------------------ zones and events

@@ -176,6 +176,11 @@ def run(
 
         serve_at = parse_serve(serve)
     results = _results_options(zones, publish_every, publish_mask)
+    if (publish_every != "1" or publish_mask) and not (publish or jsonl):
+        _warn(
+            "warning: --publish-every and --publish-mask shape what --publish and --jsonl send: with neither, they "
+            "do nothing"
+        )
     m = open_model(model, threads=threads, delegate=delegate.value, runtime=runtime.value, labels=labels)
     if results["zones"] is not None:
         results["zones"].check_classes(m.spec.classes)
