@@ -34,9 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from fuzz_tflite import BAD, outcomes_of, tally  # noqa: E402
-
-from edgeseg.io import atomic_write_text  # noqa: E402
+from fuzz_tflite import BAD, outcomes_of, write_results  # noqa: E402
 
 COMMANDS = ("eval", "pack")
 KINDS = ("value", "bytes", "image")
@@ -228,31 +226,11 @@ def main() -> None:
                     flush=True,
                 )
         seconds = time.time() - t0
-    table, totals, table_lines = tally(results, KINDS, COMMANDS)
-    from edgeseg.host import environment
-
-    bad = [r for r in results if any(o in BAD for o in r["outcomes"].values())]
-    summary = {
-        "dataset": "4 images, 10 categories: polygons, uncompressed and compressed RLE, a crowd region",
-        "mutations": len(results),
-        "seed": args.seed,
-        "seconds": round(seconds, 1),
-        "totals": totals,
-        "by_kind": table,
-        "environment": {k: v for k, v in environment().items() if k in ("cpu", "machine", "os", "python")},
-        "bad": bad,
-        "errors_seen": sorted({e.split(": ", 1)[-1][:120] for r in results for e in r["errors"].values()})[:120],
-    }
-    atomic_write_text(args.out, json.dumps(summary, indent=2) + "\n")
-    lines = [
-        f"{summary['mutations']} mutations of a COCO dataset ({summary['dataset']}; seed {args.seed}), each through "
-        f"`eval nano --data` and `pack`; {seconds / 60:.1f} min. Outcomes per command run:",
-        "",
-        *table_lines,
-    ]
-    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
-    print(lines[-1])
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    dataset = "4 images, 10 categories: polygons, uncompressed and compressed RLE, a crowd region"
+    totals = write_results(
+        args.out, results, {"dataset": dataset}, f"a COCO dataset ({dataset})", "`eval nano --data` and `pack`",
+        args.seed, seconds, KINDS, COMMANDS, 120,
+    )  # fmt: skip
     sys.exit(1 if totals["traceback"] or totals["signal"] or totals["hang"] else 0)
 
 

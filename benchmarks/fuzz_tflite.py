@@ -149,6 +149,49 @@ def tally(results: list[dict], kinds, commands) -> tuple[dict, dict, list[str]]:
     return table, totals, lines
 
 
+def write_results(out: Path, results, about: dict, subject: str, through: str, seed, seconds, kinds, commands, cap):
+    """The fuzz run's JSON (`about` first, then counts, the bad cases and the errors seen) and its markdown table
+    beside it; returns the totals.
+
+    Args:
+        out: the JSON's path (the markdown goes beside it).
+        results: one dict per mutation (run_one's).
+        about: what was fuzzed, as the JSON's first keys.
+        subject: what was fuzzed, as the markdown says it.
+        through: the commands each mutation went through, as the markdown says them.
+        seed: the random seed.
+        seconds: how long the mutations took.
+        kinds: the mutation kinds.
+        commands: the commands.
+        cap: how many distinct error lines the JSON keeps.
+    """
+    from edgeseg.host import environment
+
+    table, totals, table_lines = tally(results, kinds, commands)
+    summary = {
+        **about,
+        "mutations": len(results),
+        "seed": seed,
+        "seconds": round(seconds, 1),
+        "totals": totals,
+        "by_kind": table,
+        "environment": {k: v for k, v in environment().items() if k in ("cpu", "machine", "os", "python")},
+        "bad": [r for r in results if any(o in BAD for o in r["outcomes"].values())],
+        "errors_seen": sorted({e.split(": ", 1)[-1][:120] for r in results for e in r["errors"].values()})[:cap],
+    }
+    atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
+    lines = [
+        f"{len(results)} mutations of {subject} (seed {seed}), each through {through}; {seconds / 60:.1f} min. "
+        "Outcomes per command run:",
+        "",
+        *table_lines,
+    ]
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print(lines[-1])
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return totals
+
+
 def run_one(i: int, kind: str, path: Path, data_dir: Path, timeout: float) -> dict:
     t0 = time.time()
     hung = False
@@ -288,30 +331,10 @@ def main() -> None:
                 )
         seconds = time.time() - t0
 
-    table, totals, table_lines = tally(results, KINDS, COMMANDS)
-    from edgeseg.host import environment
-
-    summary = {
-        "model": "a small ONNX model built by onnx_model()" if args.onnx else os.path.relpath(args.model, ROOT),
-        "mutations": len(results),
-        "seed": args.seed,
-        "seconds": round(seconds, 1),
-        "totals": totals,
-        "by_kind": table,
-        "environment": {k: v for k, v in environment().items() if k in ("cpu", "machine", "os", "python")},
-        "bad": [r for r in results if any(o in BAD for o in r["outcomes"].values())],
-        "errors_seen": sorted({e.split(": ", 1)[-1][:120] for r in results for e in r["errors"].values()})[:80],
-    }
-    atomic_write_text(args.out, json.dumps(summary, indent=2) + "\n")
-    lines = [
-        f"{summary['mutations']} mutations of `{summary['model']}` (seed {args.seed}), each through "
-        f"{', '.join(COMMANDS)}; {seconds / 60:.1f} min. Outcomes per command run:",
-        "",
-        *table_lines,
-    ]
-    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines[-1:]))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    what = "a small ONNX model built by onnx_model()" if args.onnx else os.path.relpath(args.model, ROOT)
+    totals = write_results(
+        args.out, results, {"model": what}, f"`{what}`", ", ".join(COMMANDS), args.seed, seconds, KINDS, COMMANDS, 80
+    )
     sys.exit(1 if totals["traceback"] or totals["signal"] or totals["hang"] else 0)
 
 
