@@ -194,7 +194,28 @@ def litert_profile(predictor, tensor: np.ndarray, runs: int = 50, rounds: int = 
     )
 
 
-# --------------------------------------------------------------------------------------------------- ONNX Runtime
+# --------------------------------------------------------------------------------------------------- the runtimes' own
+class _NodeTimes:
+    """Each node's times over the profiled runs, as a runtime's profiler reports them, in the order it first
+    reported each node (the order they run in)."""
+
+    def __init__(self):
+        self.times: dict[str, list[float]] = {}
+        self.kinds: dict[str, str] = {}
+
+    def add(self, node: str, kind: str, ms: float) -> None:
+        """One run's time of one node."""
+        self.times.setdefault(node, []).append(ms)
+        self.kinds[node] = kind
+
+    def ops(self, last: int | None = None) -> list[OpTime]:
+        """The nodes as OpTimes, each at the median of its (last `last`) times."""
+        return [
+            OpTime(k, node, self.kinds[node], median(v[-last:] if last else v), None, block_of(node, None, None))
+            for k, (node, v) in enumerate(self.times.items())
+        ]
+
+
 def onnx_profile(predictor, tensor: np.ndarray, runs: int = 50, rounds: int = 5, progress=None) -> Profile:
     """Per-node kernel times from ONNX Runtime's own profiler, on a session built as the predictor's.
 
@@ -228,24 +249,16 @@ def onnx_profile(predictor, tensor: np.ndarray, runs: int = 50, rounds: int = 5,
             if progress and (r + 1) % max(1, runs // rounds) == 0:
                 progress(r + 1, runs)
         trace = json.loads(Path(session.end_profiling()).read_text())
-    per_node: dict[str, list[float]] = {}
-    kinds: dict[str, str] = {}
-    order: dict[str, int] = {}
+    nodes = _NodeTimes()
     whole: list[float] = []
     for ev in trace:
         if ev.get("cat") == "Session" and ev.get("name") == "model_run":
             whole.append(ev.get("dur", 0) / 1e3)
         if ev.get("cat") != "Node" or not str(ev.get("name", "")).endswith("_kernel_time"):
             continue
-        node = ev["name"][: -len("_kernel_time")]
-        per_node.setdefault(node, []).append(ev.get("dur", 0) / 1e3)
-        kinds[node] = ev.get("args", {}).get("op_name", "?")
-        order.setdefault(node, len(order))
+        nodes.add(ev["name"][: -len("_kernel_time")], ev.get("args", {}).get("op_name", "?"), ev.get("dur", 0) / 1e3)
     keep = max(1, runs)  # the last `runs` calls of each node: the warm-up runs are left out
-    ops = [
-        OpTime(order[n], n, kinds[n], median(v[-keep:]), None, block_of(n, None, None))
-        for n, v in sorted(per_node.items(), key=lambda kv: order[kv[0]])
-    ]
+    ops = nodes.ops(keep)
     return Profile(
         str(predictor.path),
         predictor.runtime_name,
@@ -259,7 +272,6 @@ def onnx_profile(predictor, tensor: np.ndarray, runs: int = 50, rounds: int = 5,
     )
 
 
-# --------------------------------------------------------------------------------------------------- OpenVINO
 def openvino_profile(predictor, tensor: np.ndarray, runs: int = 50, rounds: int = 5, progress=None) -> Profile:
     """Per-node real times from OpenVINO's performance counters, on a model compiled as the predictor's.
 
@@ -277,9 +289,7 @@ def openvino_profile(predictor, tensor: np.ndarray, runs: int = 50, rounds: int 
     request = predictor.core.compile_model(predictor.model, "CPU", config).create_infer_request()
     for _ in range(3):
         request.infer({0: tensor})
-    per_node: dict[str, list[float]] = {}
-    kinds: dict[str, str] = {}
-    order: dict[str, int] = {}
+    nodes = _NodeTimes()
     whole: list[float] = []
     for r in range(runs):
         t0 = time.perf_counter_ns()
@@ -289,15 +299,10 @@ def openvino_profile(predictor, tensor: np.ndarray, runs: int = 50, rounds: int 
             ms = info.real_time.total_seconds() * 1e3
             if str(info.status).endswith("NOT_RUN") and ms == 0:
                 continue
-            per_node.setdefault(info.node_name, []).append(ms)
-            kinds[info.node_name] = f"{info.node_type} ({info.exec_type})"
-            order.setdefault(info.node_name, len(order))
+            nodes.add(info.node_name, f"{info.node_type} ({info.exec_type})", ms)
         if progress and (r + 1) % max(1, runs // rounds) == 0:
             progress(r + 1, runs)
-    ops = [
-        OpTime(order[n], n, kinds[n], median(v), None, block_of(n, None, None))
-        for n, v in sorted(per_node.items(), key=lambda kv: order[kv[0]])
-    ]
+    ops = nodes.ops()
     return Profile(
         str(predictor.path),
         predictor.runtime_name,
