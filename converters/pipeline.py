@@ -246,16 +246,11 @@ def with_cost(keras, precision: str | None = None) -> ModelSpec:
     return replace(keras.spec, extra={**keras.spec.extra, "cost": cost})
 
 
-def held_out(spec: ModelSpec) -> tuple[str, ...]:
-    """The file-name prefixes the model's run held out of training (train --hold-out), from its spec."""
-    return spec.held_out()
-
-
 def calibration_for(o: ConvertOptions, spec: ModelSpec, source) -> CalibrationSet:
     """The calibration set `o` asks for, drawn from `source`; its warnings said through o.log."""
     if not source or not Path(source).exists():
         raise EdgesegError("int8 needs calibration images: give a dataset or an image folder with --calibration")
-    held = held_out(spec)
+    held = spec.held_out()
     cal = calibration_set(Path(source), spec, o.num_calibration, hold_out=held)
     if held:
         o.log(f"calibration leaves out the frames held out of training ({', '.join(held)}), as eval scores them")

@@ -260,7 +260,6 @@ def test_held_out_means_one_set_for_train_eval_and_calibration(sessions, tiny_ru
     from typer.testing import CliRunner
 
     from converters.calibration import calibration_set
-    from converters.pipeline import held_out
     from edgeseg.cli import app
     from edgeseg.datasets import open_dataset
     from edgeseg.spec import ModelSpec
@@ -289,11 +288,11 @@ def test_held_out_means_one_set_for_train_eval_and_calibration(sessions, tiny_ru
 
     spec = ModelSpec.load(tiny_run / "spec.json")
     spec.extra["protocol"] = p.to_dict()
-    assert held_out(spec) == ("sessB_",)
+    assert spec.held_out() == ("sessB_",)
     assert spec.trained_on(("sessB_",)) is False and spec.trained_on(("sessB_0",)) is False
     assert spec.trained_on(("sessA_",)) is True and spec.trained_on(("sessB_", "sessA_")) is True
     assert ModelSpec(input_hw=(8, 8), classes=("a", "b")).trained_on(("sessB_",)) is None  # no run recorded
-    cal = calibration_set(sessions, spec, 200, hold_out=held_out(spec))
+    cal = calibration_set(sessions, spec, 200, hold_out=spec.held_out())
     names = {Path(f).stem for f in cal.images}
     assert names and not any(n.startswith("sessB_") for n in names)
     assert len(calibration_set(sessions, spec, 200).images) > len(cal.images)  # without it, they were drawn
