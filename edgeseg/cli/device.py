@@ -201,9 +201,9 @@ def _print_bench(report: dict, runs: int, warmup: int, rounds: int, frame_size: 
 
     warned = set()
     for r in report["results"]:  # once a model, not once a thread count
-        said = outside_warning(r, Path(r["model"]).name)
-        if said and said.split(" predicted")[0] not in warned:
-            warned.add(said.split(" predicted")[0])
+        said = None if r["model"] in warned else outside_warning(r, Path(r["model"]).name)
+        if said:
+            warned.add(r["model"])
             typer.secho(f"warning: {said}", fg=typer.colors.YELLOW, err=True)
     for r in report["results"]:
         if r.get("profile") and "unavailable" in r["profile"]:
