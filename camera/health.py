@@ -1,6 +1,6 @@
 """Live health for the browser view's /stats.json and /healthz: FPS over the last seconds (0 during a source
-outage, not the last rate seen), the source's state (live, reconnecting, ended), reconnects, frames and messages
-dropped, the sinks' states, uptime; healthy while frames flow, unhealthy after `stale_s` without one."""
+outage, not the last rate seen), the source's state (starting, live, reconnecting, ended), reconnects, frames and
+messages dropped, the sinks' states, uptime; healthy while frames flow, unhealthy after `stale_s` without one."""
 
 from __future__ import annotations
 

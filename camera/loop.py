@@ -130,7 +130,8 @@ class _Output:
         record_tmp: Path | None,
         fps: float | None,
         server,
-        results: Results | None = None,
+        results: Results | None,
+        health: Health,
     ):
         self.model, self.opts, self.stats, self.capture = model, opts, stats, capture
         self.renderer = Renderer(model.spec, opts.view, opts.alpha, opts.legend, opts.hud, opts.zones)
@@ -143,9 +144,7 @@ class _Output:
         self.window_shown = False  # the main thread has shown a frame (so a vanished window was closed)
         self.error: BaseException | None = None
         # frames finished per second (the HUD's and /stats.json's FPS), the source's state, the sinks'
-        self.health = Health(capture, stats, results, opts.health_stale_s)
-        if server is not None:
-            server.live(self.health.snapshot, self.health.healthy)
+        self.health = health
         self.thread = threading.Thread(target=self._run, name="edgeseg-render", daemon=True)
         self.thread.start()
 
@@ -256,9 +255,13 @@ def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopSt
         for folder in (opts.save_masks, opts.save_frames):
             if folder is not None:
                 Path(folder).mkdir(parents=True, exist_ok=True)
-        server = _start_server(opts, model, stack) if opts.serve else None
-        capture = CaptureThread(source, model.prepare, opts.reconnect, log=opts.log).start()
-        output = _Output(model, opts, stats, capture, record_tmp, source.fps, server, results)
+        # the health is built before the server, so that its first answer already has every field; the capture
+        # counts as started (and is stopped in _finish) only once the server is up
+        reader = CaptureThread(source, model.prepare, opts.reconnect, log=opts.log)
+        health = Health(reader, stats, results, opts.health_stale_s)
+        server = _start_server(opts, model, stack, health) if opts.serve else None
+        capture = reader.start()
+        output = _Output(model, opts, stats, capture, record_tmp, source.fps, server, results, health)
         t_start = time.perf_counter()
         try:
             _feed(model, source, capture, output, opts, window, t_start)
@@ -320,10 +323,10 @@ def _start_results(opts: LoopOptions, model: Predictor, source: FrameSource, sta
     return results
 
 
-def _start_server(opts: LoopOptions, model: Predictor, stack: contextlib.ExitStack):
+def _start_server(opts: LoopOptions, model: Predictor, stack: contextlib.ExitStack, health: Health):
     from edgeseg.camera.serve import FrameServer
 
-    server = FrameServer(*opts.serve, title=Path(model.path).name)
+    server = FrameServer(*opts.serve, title=Path(model.path).name, stats_fn=health.snapshot, healthy_fn=health.healthy)
     stack.callback(server.close)
     opts.log(server.describe())
     return server

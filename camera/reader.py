@@ -172,10 +172,13 @@ class CaptureThread:
 
     @property
     def state(self) -> str:
-        """The source's state for the live health: "live", "reconnecting" or "ended"."""
+        """The source's state for the live health: "starting" (no frame read yet), "live", "reconnecting" or
+        "ended"."""
         if self.ended:
             return "ended"
-        return "reconnecting" if self.reconnecting else "live"
+        if self.reconnecting:
+            return "reconnecting"
+        return "live" if self.read_count else "starting"
 
     @property
     def finished(self) -> bool:

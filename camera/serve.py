@@ -252,6 +252,8 @@ class FrameServer:
         quality: int = 80,
         max_connections: int = MAX_CONNECTIONS,
         max_pending: int = MAX_PENDING,
+        stats_fn=None,
+        healthy_fn=None,
     ):
         self.cond = threading.Condition()
         self.jpeg: bytes | None = None
@@ -260,8 +262,9 @@ class FrameServer:
         self.seq = 0
         self.streams = threading.BoundedSemaphore(max_connections)
         self.stats: dict = {}
-        self.stats_fn = None  # the loop's live statistics, read at each request (live())
-        self.healthy_fn = None
+        # the loop's live statistics and health, read at each request: given here, so that no request ever sees
+        # the server without them (a client polling from the first moment got {} and no "fps")
+        self.stats_fn, self.healthy_fn = stats_fn, healthy_fn
         self.client_errors = 0  # connections that ended in an error (StreamServer.handle_error)
         self.viewers = 0
         self.closed = False

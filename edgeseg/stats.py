@@ -49,7 +49,7 @@ class RateMeter:
         is 0 once the window holds fewer than two (a source outage reads 0 within the window, not the last FPS)."""
         with self.lock:
             t = list(self.times)
-        if now_ns is not None and t:
+        if now_ns is not None:  # before the first frame too: 0, not None
             t = [x for x in t if now_ns - x <= self.window_ns]
             if len(t) < 2:
                 return 0.0

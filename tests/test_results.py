@@ -356,8 +356,9 @@ class Live(FrameSource):
     live = can_reconnect = True
     name = "live"
 
-    def __init__(self, hw=(40, 60), period=0.02, outages=(), frames=None):
+    def __init__(self, hw=(40, 60), period=0.02, outages=(), frames=None, first_delay=0.0):
         self.hw, self.period, self.outages, self.frames = hw, period, outages, frames
+        self.first_delay = first_delay  # the first read waits this long (a camera that is slow to open)
         self.t0, self.n = None, 0
 
     def _down(self):
@@ -365,6 +366,8 @@ class Live(FrameSource):
         return any(a <= t < b for a, b in self.outages)
 
     def read(self):
+        if self.t0 is None:
+            time.sleep(self.first_delay)
         self.t0 = self.t0 or time.monotonic()
         time.sleep(self.period)
         if self.frames is not None and self.n >= self.frames:
@@ -387,6 +390,33 @@ def get_json(url):
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def test_stats_has_every_field_from_the_first_request_before_any_frame(seg):
+    """A client that polls from the moment the port opens (CI caught one getting {} and no "fps") sees every field
+    while a slow camera opens: state "starting", no frame, FPS 0, healthy while under the timeout; then "live"."""
+    port, got = free_port(), {}
+    opts = LoopOptions(log=lambda *_: None, serve=("127.0.0.1", port), duration=2.5, health_stale_s=5.0)
+    t = threading.Thread(target=lambda: got.setdefault("stats", run_loop(seg, Live(first_delay=1.0), opts)))
+    t.start()
+    samples, t0 = [], time.monotonic()
+    while t.is_alive() and time.monotonic() - t0 < 10:
+        try:
+            samples.append(
+                (get_json(f"http://127.0.0.1:{port}/stats.json")[1], get_json(f"http://127.0.0.1:{port}/healthz"))
+            )
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass  # the port is not open yet
+        time.sleep(0.02)
+    t.join(5)
+    assert got["stats"].frames > 10
+    keys = {"frames", "fps", "source_state", "reconnects", "dropped", "uptime_s", "since_frame_s", "healthy"}
+    assert samples and all(keys <= set(s) for s, _ in samples)
+    early = [(s, h) for s, h in samples if s["frames"] == 0]
+    assert len(early) >= 5  # the first second, before the camera gave a frame
+    assert all(s["source_state"] == "starting" and s["fps"] == 0 and s["since_frame_s"] is None for s, _ in early)
+    assert all(h == (200, {"healthy": True, "since_frame_s": None}) for _, h in early)
+    assert any(s["source_state"] == "live" and s["fps"] > 10 for s, _ in samples)
 
 
 def test_stats_fps_falls_to_zero_in_an_outage_and_reconnects_count_one_each(seg):
