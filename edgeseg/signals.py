@@ -98,6 +98,12 @@ def _raise(signum: int) -> None:
     raise Terminated() if signum in STOPS else KeyboardInterrupt()
 
 
+def stop_received() -> bool:
+    """A SIGTERM or SIGHUP came while the command ran (its exception may have been swallowed, or turned into
+    another error by the library it landed in)."""
+    return _received in STOPS
+
+
 def raise_if_stopped() -> None:
     """Raise Terminated again for a SIGTERM or SIGHUP whose exception was swallowed on its way up (one that landed
     inside a library's import or call that catches everything): the command must not go on, nor end as a

@@ -1,5 +1,7 @@
 """Faults, the class "a library's message in our one line": cut at a sentence, never mid-word (issue 35)."""
 
+import time
+
 import pytest
 
 from edgeseg.errors import ModelError, first_sentence
@@ -86,6 +88,42 @@ def test_a_thread_count_given_twice_is_one_setting():
     from edgeseg.cli.device import _thread_list
 
     assert _thread_list("1,1,2,1") == [1, 2] and _thread_list(None) == [None]
+
+
+def test_an_error_a_sigterm_turned_into_is_said_as_the_stop():
+    """A full run saw convert exit 1 with "keras failed while running it (SystemError: ...)": the SIGTERM's
+    exception had landed in native code and came out as another error. After a stop signal, whatever fails is
+    the stop (exit 143, "terminated"); with no signal, the same errors are what they are."""
+    import os
+    import signal
+
+    import typer
+
+    from edgeseg.cli.common import handles_errors
+    from edgeseg.errors import ModelError
+
+    def command(error):
+        @handles_errors
+        def convert(send: bool):
+            try:
+                if send:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(5)  # the handler raises in here
+            except KeyboardInterrupt:
+                pass  # native code that turned it into something else
+            raise error
+
+        return convert
+
+    for error in (ModelError("m.keras: keras failed while running it (SystemError: bad argument)"), SystemError("x")):
+        with pytest.raises(typer.Exit) as stop:
+            command(error)(True)
+        assert stop.value.exit_code == 143
+    with pytest.raises(typer.Exit) as failed:
+        command(ModelError("m.keras: broken"))(False)
+    assert failed.value.exit_code == 1
+    with pytest.raises(SystemError):  # a bug with no signal behind it keeps its traceback
+        command(SystemError("x"))(False)
 
 
 def test_a_sigterm_a_library_swallowed_still_stops_the_command():
