@@ -68,6 +68,10 @@ VARIANTS = {
         "weights averaged (EMA, momentum 0.995 a step: about 4 epochs here), each epoch scored with the average",
         ["--ema", "0.995"],
     ),
+    "dense_stem": (
+        "MobileNetV2's stride-2 and stride-4 stem as two dense strided 3x3 convolutions (from scratch), 0.345 GMACs",
+        ["--backbone", "mobilenet_v2_dense_stem"],
+    ),
     "distil": (
         "distilled from small's proxy run (384x288, same frames), kd weight 0.5, temperature 2",
         ["--teacher", "{teacher}"],

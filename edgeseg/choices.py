@@ -55,7 +55,9 @@ LOSSES = ("ce", "ohem")  # weighted cross-entropy, or the same over the hard pix
 
 # The network: encoders (edgeseg.training.model.SKIP_LAYERS has each one's skip layers) and decoders
 # (edgeseg.training.model.DECODERS has each one's shape).
-BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "resnet50", "none")  # none: classic U-Net
+# none: classic U-Net; mobilenet_v2_dense_stem: MobileNetV2 with its stride-2 and stride-4 stem as two dense
+# strided convolutions (edgeseg.training.backbones.DENSE_STEM)
+BACKBONES = ("mobilenet_v2", "mobilenet_v2_dense_stem", "mobilenet_v3_small", "mobilenet_v3_large", "resnet50", "none")
 DECODERS = ("tiny", "small", "base", "large", "dense", "nano", "fcn", "lraspp")  # fcn: FCN-8s; lraspp: LR-ASPP
 
 # Conversion targets, (format, precision): edgeseg.converters.targets.TARGETS gives each one its function.

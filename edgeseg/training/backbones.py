@@ -20,6 +20,8 @@ from edgeseg.errors import EdgesegError
 # and are not. The stride-32 feature is the backbone's output.
 SKIP_LAYERS = {  # the names are edgeseg.choices.BACKBONES (but "none", the classic U-Net, which has no encoder)
     "mobilenet_v2": ("block_1_pad", "block_3_pad", "block_6_pad", "block_13_pad"),
+    # the stride-2 skip is the dense stem's first convolution (built in front of the encoder, not in it)
+    "mobilenet_v2_dense_stem": (None, "block_3_pad", "block_6_pad", "block_13_pad"),
     "mobilenet_v3_small": (
         "expanded_conv_depthwise_pad",
         "expanded_conv_1_depthwise_pad",
@@ -36,6 +38,14 @@ SKIP_LAYERS = {  # the names are edgeseg.choices.BACKBONES (but "none", the clas
     # conv3_block4_out, conv4_block6_out)
     "resnet50": ("pool1_pad", "conv3_block1_1_conv", "conv4_block1_1_conv", "conv5_block1_1_conv"),
 }
+# MobileNetV2's stem: Conv1 (3x3 stride 2, 32 channels), the expanded_conv block (depthwise 3x3 and a projection to
+# 16) at stride 2, and block_1 (expand to 96, depthwise 3x3 stride 2, project to 24). On int8 CPUs those
+# depthwise convolutions on wide, high-resolution maps run at a tenth of the dense roof (bench --profile: 37% of
+# nano's invoke for 22% of its MACs). The dense stem replaces them with two strided dense 3x3 convolutions, 3->16
+# at stride 2 and 16->24 at stride 4, feeding block_2 (24 channels at stride 4) and the rest of the pretrained
+# network unchanged. The two new convolutions start from scratch; everything after them keeps its weights.
+DENSE_STEM = "mobilenet_v2_dense_stem"
+DENSE_STEM_JOIN = "block_2_expand"  # the first layer of the pretrained network the stem feeds
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # what keras.applications' ResNet50 weights expect to be subtracted
 
 
@@ -61,7 +71,7 @@ def backbone(name: str, input_hw: tuple[int, int], alpha: float, weights: str | 
             raise EdgesegError("resnet50: give its weights as a file (--weights FILE); nothing is downloaded")
         kwargs.pop("alpha")
         model = keras.applications.ResNet50(**kwargs)
-    elif name == "mobilenet_v2":
+    elif name in ("mobilenet_v2", DENSE_STEM):  # the dense stem's network is MobileNetV2's, its stem cut off later
         model = keras.applications.MobileNetV2(**kwargs)
     elif name in ("mobilenet_v3_small", "mobilenet_v3_large"):
         ctor = keras.applications.MobileNetV3Small if name.endswith("small") else keras.applications.MobileNetV3Large
@@ -83,6 +93,20 @@ def backbone(name: str, input_hw: tuple[int, int], alpha: float, weights: str | 
         except Exception as e:  # Keras raises ValueError / OSError flavours for a file that does not fit
             raise EdgesegError(f"{w}: cannot load into {name} alpha {alpha} ({str(e).splitlines()[0][:200]})") from None
     return model
+
+
+def dense_stem(x, out_width: int):
+    """The dense stem on scaled pixels `x`: (its stride-2 feature, its stride-4 output of `out_width` channels, which
+    feeds DENSE_STEM_JOIN: 24 at alpha 1). The stride-2 feature has two thirds of that, rounded to 8 as the
+    MobileNets round (16 at alpha 1)."""
+    feats = []
+    for i, width in enumerate((max(8, (2 * out_width // 3 + 4) // 8 * 8), out_width), 1):
+        name = f"encoder_stem{i}"  # "encoder" in the name: bench --profile counts it as the encoder's
+        x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name=name)(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.ReLU(6.0, name=f"{name}_relu")(x)
+        feats.append(x)
+    return feats[0], feats[1]
 
 
 def scale_pixels(name: str, x):

@@ -17,7 +17,7 @@ from keras import layers
 
 from edgeseg.errors import EdgesegError
 from edgeseg.predictors.keras import all_layers
-from edgeseg.training.backbones import SKIP_LAYERS, scale_pixels
+from edgeseg.training.backbones import DENSE_STEM, DENSE_STEM_JOIN, SKIP_LAYERS, dense_stem, scale_pixels
 from edgeseg.training.backbones import backbone as build_backbone
 
 __all__ = ["DECODERS", "SKIP_LAYERS", "Decoder", "build_unet", "decode", "decoder_for", "fcn_head", "lraspp_head"]
@@ -158,15 +158,22 @@ def build_unet(
     dec = decoder_for(decoder)
 
     base = build_backbone(backbone, input_hw, alpha, weights)
-    skips = [base.get_layer(n).input for n in SKIP_LAYERS[backbone]]
+    skips = [base.get_layer(n).input for n in SKIP_LAYERS[backbone] if n is not None]
+    # the dense stem's encoder is the pretrained network from the layer the stem feeds (its own stem unused)
+    start = base.get_layer(DENSE_STEM_JOIN).input if backbone == DENSE_STEM else base.input
     if dec.encoder_stride == 16:  # the stride-16 skip becomes the encoder's output; later layers are not built
-        encoder = keras.Model(base.input, skips, name="encoder")
+        encoder = keras.Model(start, skips, name="encoder")
     else:
-        encoder = keras.Model(base.input, [*skips, base.output], name="encoder")
+        encoder = keras.Model(start, [*skips, base.output], name="encoder")
 
     inputs = keras.Input(shape=(h, w, 3), name="image")
     x = scale_pixels(backbone, inputs)  # pixels 0..255 -> the range the encoder's weights were trained on
-    *skip_feats, x = encoder(x)
+    if backbone == DENSE_STEM:
+        stride2, x = dense_stem(x, start.shape[-1])
+        *skip_feats, x = encoder(x)
+        skip_feats = [stride2, *skip_feats]
+    else:
+        *skip_feats, x = encoder(x)
     if dec.kind == "fcn":
         outputs = fcn_head(x, skip_feats, num_classes, dropout)
     elif dec.kind == "lraspp":
