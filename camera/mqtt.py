@@ -122,7 +122,11 @@ class MqttSink(Sink):
         user, password = credentials(cfg["username"], cfg["password"], opts.password_file, self.log)
         if user is not None or password is not None:
             c.username_pw_set(user, password)
-        if cfg["tls"] or opts.ca_file is not None:
+        if opts.ca_file is not None and not cfg["tls"]:  # it used to turn TLS on against a plain port, silently
+            raise EdgesegError(
+                f"--mqtt-ca is for TLS: --publish {self.url} is plain MQTT; give mqtts://HOST[:8883]/TOPIC to use it"
+            )
+        if cfg["tls"]:
             self._tls(opts.ca_file)
         c.will_set(self.availability_topic, OFFLINE, qos=1, retain=True)
         c.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
