@@ -226,6 +226,44 @@ def test_dense_stem_replaces_the_depthwise_stem_and_keeps_the_pretrained_rest(tm
     assert dw_heights and max(dw_heights) <= 64 // 4
 
 
+def test_the_dense_stem_is_fitted_to_the_imagenet_stem_before_training(synthetic_data):
+    """fit_dense_stem: the two new convolutions learn to hand the pretrained rest what MobileNetV2's own stem
+    hands it (on the run's frames, no labels): on other crops of them, the fitted stem explains most of the
+    ImageNet stem's features, where a fresh one explains none; build_unet takes its weights."""
+    import keras
+
+    from edgeseg.datasets import open_dataset
+    from edgeseg.training.backbones import DENSE_STEM_JOIN, backbone, scale_pixels
+    from edgeseg.training.data import load_all
+    from edgeseg.training.model import build_unet
+    from edgeseg.training.stem import _crop, fit_dense_stem, stem_layer_names
+    from tests.conftest import shared_path
+
+    w = shared_path("weights", "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5")
+    hw = (64, 96)
+    images, _ = load_all(open_dataset(synthetic_data, "train"))
+    said = []
+    fitted = fit_dense_stem(images, hw, 1.0, w, seed=0, steps=300, log=said.append)
+    assert set(fitted) == set(stem_layer_names()) and len(said) == 1 and "explains" in said[0]
+    base = backbone("mobilenet_v2", hw, 1.0, w)
+    inp = keras.Input((*hw, 3))
+    teacher = keras.Model(
+        inp, keras.Model(base.input, base.get_layer(DENSE_STEM_JOIN).input)(scale_pixels("mobilenet_v2", inp))
+    )
+    rng = np.random.default_rng(7)
+    x = np.stack([_crop(images[i], hw, rng) for i in range(len(images))])
+    target = np.asarray(teacher(x))
+
+    def explained(weights):
+        model = build_unet(3, hw, "mobilenet_v2_dense_stem", decoder="nano", weights=w)
+        for name, values in (weights or {}).items():
+            model.get_layer(name).set_weights(values)
+        stem = keras.Model(model.input, model.get_layer("encoder_stem2_bn").output)
+        return 1 - np.mean((np.asarray(stem(x)) - target) ** 2) / np.var(target)
+
+    assert explained(fitted) > 0.3 and explained(None) < 0.1, (explained(fitted), explained(None))
+
+
 def test_resume_continues_the_same_run(tmp_path, synthetic_data):
     import keras
 

@@ -99,14 +99,17 @@ def dense_stem(x, out_width: int):
     """The dense stem on scaled pixels `x`: (its stride-2 feature, its stride-4 output of `out_width` channels, which
     feeds DENSE_STEM_JOIN: 24 at alpha 1). The stride-2 feature has two thirds of that, rounded to 8 as the
     MobileNets round (16 at alpha 1)."""
-    feats = []
-    for i, width in enumerate((max(8, (2 * out_width // 3 + 4) // 8 * 8), out_width), 1):
-        name = f"encoder_stem{i}"  # "encoder" in the name: bench --profile counts it as the encoder's
+
+    def conv_bn(x, width: int, name: str):  # "encoder" in the name: bench --profile counts it as the encoder's
         x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name=name)(x)
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
-        x = layers.ReLU(6.0, name=f"{name}_relu")(x)
-        feats.append(x)
-    return feats[0], feats[1]
+        return layers.BatchNormalization(name=f"{name}_bn")(x)
+
+    first = layers.ReLU(6.0, name="encoder_stem1_relu")(
+        conv_bn(x, max(8, (2 * out_width // 3 + 4) // 8 * 8), "encoder_stem1")
+    )
+    # no activation after the second, like the projection it stands in for: MobileNetV2's blocks hand each other
+    # linear bottlenecks (block_2 adds this feature to its own output), which a ReLU6 would cut at 0
+    return first, conv_bn(first, out_width, "encoder_stem2")
 
 
 def scale_pixels(name: str, x):

@@ -32,6 +32,7 @@ from edgeseg.errors import EdgesegError, OutputError
 from edgeseg.io import atomic_write_text
 from edgeseg.progress import progress_bar
 from edgeseg.spec import ModelSpec
+from edgeseg.training.backbones import DENSE_STEM
 from edgeseg.training.backends import training_backend
 from edgeseg.training.callbacks import (
     BestModel,
@@ -47,6 +48,7 @@ from edgeseg.training.data import TrainingBatches, load_all, median_frequency_we
 from edgeseg.training.model import build_unet, transfer_weights
 from edgeseg.training.protocol import make_protocol
 from edgeseg.training.runfolder import best_so_far, check_run_folder, last_val, run_lock, trim_history
+from edgeseg.training.stem import fit_dense_stem
 
 __all__ = ["CONFIG_FILE", "TrainConfig", "train"]
 
@@ -106,7 +108,12 @@ def load_train_data(cfg: TrainConfig, log: Callable[[str], None]) -> TrainData:
 
 
 def compiled_model(
-    cfg: TrainConfig, num_classes: int, steps: int, log: Callable[[str], None] = print, jit: bool | None = None
+    cfg: TrainConfig,
+    num_classes: int,
+    steps: int,
+    log: Callable[[str], None] = print,
+    jit: bool | None = None,
+    stem: dict | None = None,
 ):
     """The U-Net (started from cfg.init's weights where they fit) with AdamW on a cosine schedule (one warm-up
     epoch) and the logits' cross-entropy (or an Objective for OHEM, distillation or an auxiliary head). Build it in
@@ -118,6 +125,7 @@ def compiled_model(
         steps: optimizer steps per epoch (the schedule's unit).
         log: where the init and teacher lines go.
         jit: compile the step with XLA (None: cfg.jit_compile, else the backend's default).
+        stem: the dense stem's fitted weights (edgeseg.training.stem.fit_dense_stem), layer name -> weights.
     """
     if jit is None:
         jit = cfg.jit_compile if cfg.jit_compile is not None else training_backend().jit_default
@@ -131,6 +139,8 @@ def compiled_model(
         warmup_steps=warmup,
     )
     model = build_unet(num_classes, cfg.input_hw, cfg.backbone, cfg.alpha, cfg.decoder, cfg.weights)
+    for name, values in (stem or {}).items():
+        model.get_layer(name).set_weights(values)
     if cfg.init:
         from edgeseg.predictors.keras import load_keras
         from edgeseg.training.config import resolve_init
@@ -272,12 +282,17 @@ def _fit(cfg, dist, mixed: str | None, out: Path, work: Path, resume: bool, log,
             "the schedule and the validation score move in coarse steps (a smaller --batch-size gives more)"
         )
     log(f"each epoch logs its seconds, images per second and the {training_backend().peak_memory()[0]} memory peak")
+    stem = None
+    if cfg.backbone == DENSE_STEM and cfg.weights not in (None, "none") and not resume:
+        # the new stem learns what the ImageNet one hands the pretrained rest, before the rest trains on it
+        bar = progress_bar("fitting the dense stem")
+        stem = fit_dense_stem(data.images, cfg.input_hw, cfg.alpha, cfg.weights, cfg.seed, log=log, progress=bar)
     previous_policy = keras.config.dtype_policy()
     if mixed:
         keras.config.set_dtype_policy(mixed)
     try:
         with dist.scope():
-            model = compiled_model(cfg, spec.num_classes, steps, log)
+            model = compiled_model(cfg, spec.num_classes, steps, log, stem=stem)
         training_backend().prepare(model, dist)
     finally:
         keras.config.set_dtype_policy(previous_policy)
