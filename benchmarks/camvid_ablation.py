@@ -69,7 +69,7 @@ VARIANTS = {
         ["--ema", "0.995"],
     ),
     "dense_stem": (
-        "MobileNetV2's stride-2 and stride-4 stem as two dense strided 3x3 convolutions (from scratch), 0.345 GMACs",
+        "MobileNetV2's stride-2/4 stem as two dense strided 3x3 convolutions fitted to its features, 0.345 GMACs",
         ["--backbone", "mobilenet_v2_dense_stem"],
     ),
     "distil": (
