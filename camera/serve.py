@@ -300,11 +300,6 @@ class FrameServer:
             "reach this machine can watch; --serve 127.0.0.1:PORT keeps it to this machine"
         )
 
-    def live(self, stats_fn, healthy_fn) -> None:
-        """Serve statistics read at each request (stats_fn() -> dict) and a health check (healthy_fn() -> bool),
-        so that /stats.json and /healthz tell the truth while no frame comes."""
-        self.stats_fn, self.healthy_fn = stats_fn, healthy_fn
-
     def current_stats(self) -> dict:
         """The live statistics, else the last published ones."""
         if self.stats_fn is not None:

@@ -90,40 +90,66 @@ def test_a_thread_count_given_twice_is_one_setting():
     assert _thread_list("1,1,2,1") == [1, 2] and _thread_list(None) == [None]
 
 
-def test_an_error_a_sigterm_turned_into_is_said_as_the_stop():
+def test_an_error_a_sigterm_turned_into_is_said_as_the_stop(capsys):
     """A full run saw convert exit 1 with "keras failed while running it (SystemError: ...)": the SIGTERM's
-    exception had landed in native code and came out as another error. After a stop signal, whatever fails is
-    the stop (exit 143, "terminated"); with no signal, the same errors are what they are."""
+    exception had landed in native code and came out as another error. After a stop signal, a runtime's error and
+    a bug's are the stop (exit 143, "terminated" once); our own errors are still said (a stats file that could not
+    be written must be told); the command's own exit passes as it is; with no signal, nothing changes."""
     import os
     import signal
 
     import typer
 
-    from edgeseg.cli.common import handles_errors
+    from edgeseg import signals
+    from edgeseg.cli.common import handles_errors, stopped
     from edgeseg.errors import ModelError
+    from edgeseg.predictors.base import _runtime_errors
 
-    def command(error):
+    class Runtime:
+        runtime_name, path = "keras", None
+
+        @_runtime_errors
+        def invoke(self):
+            raise SystemError("bad argument to internal function")
+
+    def command(error, send: bool):
         @handles_errors
-        def convert(send: bool):
+        def convert():
             try:
                 if send:
                     os.kill(os.getpid(), signal.SIGTERM)
                     time.sleep(5)  # the handler raises in here
             except KeyboardInterrupt:
                 pass  # native code that turned it into something else
+            if error == "runtime":
+                Runtime().invoke()
+            if error == "stop":  # run says its stop itself after its summary, and exits with it
+                raise stopped()
             raise error
 
         return convert
 
-    for error in (ModelError("m.keras: keras failed while running it (SystemError: bad argument)"), SystemError("x")):
-        with pytest.raises(typer.Exit) as stop:
-            command(error)(True)
-        assert stop.value.exit_code == 143
-    with pytest.raises(typer.Exit) as failed:
-        command(ModelError("m.keras: broken"))(False)
-    assert failed.value.exit_code == 1
-    with pytest.raises(SystemError):  # a bug with no signal behind it keeps its traceback
-        command(SystemError("x"))(False)
+    def exit_code(error, send):
+        capsys.readouterr()
+        with pytest.raises(typer.Exit) as e:
+            command(error, send)()
+        return e.value.exit_code, capsys.readouterr().err
+
+    for error in ("runtime", SystemError("x")):
+        code, err = exit_code(error, True)
+        assert code == 143 and err.count("terminated (SIGTERM)") == 1, err
+    code, err = exit_code(ModelError("x.json: cannot write"), True)
+    assert code == 1 and "cannot write" in err
+    code, err = exit_code("stop", True)  # the command's own stop: said once, not twice
+    assert code == 143 and err.count("terminated (SIGTERM)") == 1, err
+    assert exit_code("runtime", False)[0] == 1  # no signal: the runtime's failure, one line
+    error = SystemError("x")
+    error.__cause__ = ValueError("its cause")
+    with pytest.raises(SystemError) as bug:  # a bug with no signal behind it keeps its traceback and its cause
+        command(error, False)()
+    assert isinstance(bug.value.__cause__, ValueError)
+    with signals.graceful_sigterm():  # a fresh command starts with nothing received
+        assert not signals.stop_received()
 
 
 def test_a_sigterm_a_library_swallowed_still_stops_the_command():

@@ -177,6 +177,10 @@ def test_distillation_and_aux_terms_add_up_as_documented():
     assert float(aux.compute_loss(x, y, (main, side), w)) == pytest.approx(want, rel=1e-4)
     assert not any("aux" in layer.name for layer in student.layers)  # the head hangs off the encoder, outside
     assert len(aux.trainable_variables) == len(student.trainable_variables) + 5  # shared layers counted once
+    # the dense stem's encoder has no stride-2 output: the head still reads the stride-16 feature (it took the
+    # stride-32 one by its place in the list)
+    stem = build_unet(3, (64, 96), "mobilenet_v2_dense_stem", alpha=0.35, decoder="tiny")
+    assert tuple(Objective(stem, aux_weight=0.4)(x, training=True)[1].shape) == (2, 4, 6, 3)
     keras.backend.clear_session()
 
 

@@ -141,37 +141,38 @@ def handles_errors(fn):
                 return result
         except KeyboardInterrupt:
             raise stopped() from None
-        except Exception as e:
+        except EdgesegError as e:  # said even after a stop: a stats file that could not be written must be told
+            raise fail(str(e)) from None
+        except BrokenPipeError:  # the reader of our output went away (| head -1): say so once, exit as Unix does
+            import sys
+
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            typer.secho("stopped: the output's reader went away (broken pipe)", err=True)
+            raise typer.Exit(EXIT_SIGPIPE) from None
+        except ModuleNotFoundError as e:  # the device-only install has no TensorFlow for train and convert
+            if (e.name or "").split(".")[0] in ("tensorflow", "keras", "tensorflow_cpu"):
+                command = fn.__name__.rstrip("_")
+                raise fail(
+                    f"{command} needs Keras and TensorFlow, which this install does not have: "
+                    "pip install 'edgeseg[train]' (on a workstation)"
+                    + (
+                        "; or train on JAX or PyTorch: pip install 'edgeseg[jax]' or 'edgeseg[torch]'"
+                        * (command == "train")
+                    )
+                ) from None
+            raise
+        except (typer.Exit, typer.Abort, typer.exceptions.TyperException):
+            raise  # the command's own exit (stopped() included): as it is
+        except Exception:
             # A SIGTERM's exception that lands inside native code can come out as another error (a full run saw
-            # convert end with "keras failed while running it (SystemError: ...)" and exit 1): after a stop
-            # signal, whatever failed is the stop, said as one and exiting 143 or 129.
+            # "SystemError: bad argument to internal function" from inside Keras): after a stop signal, such an
+            # error is the stop, said as one (exit 143 or 129). With no signal it is a bug: its traceback.
             if signals.stop_received():
                 raise stopped() from None
-            raise _said(e, fn.__name__.rstrip("_")) from None
+            raise
 
     return wrapper
-
-
-def _said(e: Exception, command: str) -> BaseException:
-    """What handles_errors raises for `e`: one line and its exit code for what a user can act on, else `e`
-    itself (a bug's traceback)."""
-    if isinstance(e, EdgesegError):
-        return fail(str(e))
-    if isinstance(e, BrokenPipeError):  # the reader of our output went away (| head -1): say so once, exit as Unix does
-        import sys
-
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        typer.secho("stopped: the output's reader went away (broken pipe)", err=True)
-        return typer.Exit(EXIT_SIGPIPE)
-    # the device-only install has no TensorFlow for train and convert
-    if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("tensorflow", "keras", "tensorflow_cpu"):
-        return fail(
-            f"{command} needs Keras and TensorFlow, which this install does not have: "
-            "pip install 'edgeseg[train]' (on a workstation)"
-            + ("; or train on JAX or PyTorch: pip install 'edgeseg[jax]' or 'edgeseg[torch]'" * (command == "train"))
-        )
-    return e
 
 
 def parse_size(text: str | None, what: str = "size") -> tuple[int, int] | None:

@@ -320,6 +320,10 @@ def _runtime_errors(fn):
         except (EdgesegError, MemoryError):
             raise
         except Exception as e:  # noqa: BLE001 - whatever the runtime raises, said in one line
+            from edgeseg import signals
+
+            if signals.stop_received():  # a SIGTERM that landed in the runtime's native code and came out as this
+                raise signals.Terminated() from None
             text = (str(e).strip().splitlines() or [""])[0][:200]
             where = getattr(self, "path", None)
             name = where.name if isinstance(where, Path) else "the model"

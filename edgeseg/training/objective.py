@@ -21,7 +21,7 @@ from keras import ops
 OHEM_THRESHOLD = -math.log(0.7)  # a pixel whose true class has p < 0.7 is hard (BiSeNet's OHEM setting)
 OHEM_MIN_SHARE = 1 / 16  # but at least this share of the labelled pixels, the hardest, is always kept
 AUX_WIDTH = 64  # the auxiliary head's 3x3 convolution (PSPNet's has 256, for a network 50 times nano's size)
-AUX_FEATURE = 3  # the encoder's outputs are its skip features at strides 2, 4, 8, 16 (then 32): stride 16
+AUX_STRIDE = 16  # the auxiliary head reads the encoder's output at this stride
 
 
 class Objective(keras.Model):
@@ -120,7 +120,9 @@ def with_aux_head(student):
     # the encoder's outputs as this graph sees them (encoder.output is the nested model's own, unconnected here);
     # TrainConfig.check refuses --aux-weight for the classic U-Net, which has no encoder, before any work
     encoder = student.get_layer("encoder")
-    feature = encoder._inbound_nodes[0].output_tensors[AUX_FEATURE]
+    # found by its size, not its place: the dense stem's encoder has no stride-2 output, so places shift
+    height = student.inputs[0].shape[1]
+    feature = next(t for t in encoder._inbound_nodes[0].output_tensors if t.shape[1] == height // AUX_STRIDE)
     num_classes = student.outputs[0].shape[-1]
     x = layers.Conv2D(AUX_WIDTH, 3, padding="same", use_bias=False, name="aux_conv")(feature)
     x = layers.BatchNormalization(name="aux_conv_bn")(x)

@@ -52,10 +52,10 @@ def fit_dense_stem(
     """
     import keras
 
-    from edgeseg.training.backbones import backbone, dense_stem, scale_pixels
+    from edgeseg.training.backbones import DENSE_STEM, backbone, dense_stem, scale_pixels
 
     keras.utils.set_random_seed(seed)
-    base = backbone("mobilenet_v2", input_hw, alpha, weights)
+    base = backbone(DENSE_STEM, input_hw, alpha, weights)  # MobileNetV2 whole; named so its errors say the option
     target_t = base.get_layer(DENSE_STEM_JOIN).input
     inp = keras.Input((*input_hw, 3), name="image")
     x = scale_pixels("mobilenet_v2", inp)
