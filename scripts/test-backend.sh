@@ -29,6 +29,6 @@ if "$VENV/bin/python" -c 'import tensorflow' 2>/dev/null; then
     exit 1
 fi
 if [ $# -eq 0 ]; then
-    set -- -m "not distributed" tests/test_backends.py tests/test_pack.py tests/test_training.py tests/test_protocol.py
+    set -- -m "not distributed" tests/test_backends.py tests/test_pack.py tests/test_training.py tests/test_dense_stem.py tests/test_protocol.py
 fi
 KERAS_BACKEND="$BACKEND" "$VENV/bin/python" -m pytest -p no:cacheprovider -q "$@"

@@ -52,15 +52,12 @@ def fit_dense_stem(
     """
     import keras
 
-    from edgeseg.training.backbones import DENSE_STEM, backbone, dense_stem, scale_pixels
+    from edgeseg.training.backbones import dense_stem, scale_pixels
 
     keras.utils.set_random_seed(seed)
-    base = backbone(DENSE_STEM, input_hw, alpha, weights)  # MobileNetV2 whole; named so its errors say the option
-    target_t = base.get_layer(DENSE_STEM_JOIN).input
+    teacher = imagenet_stem(input_hw, alpha, weights)
     inp = keras.Input((*input_hw, 3), name="image")
-    x = scale_pixels("mobilenet_v2", inp)
-    teacher = keras.Model(inp, keras.Model(base.input, target_t)(x))
-    _, out = dense_stem(scale_pixels("mobilenet_v2", inp), target_t.shape[-1])
+    _, out = dense_stem(scale_pixels("mobilenet_v2", inp), teacher.output.shape[-1])
     student = keras.Model(inp, out)
     for layer in student.layers:  # build_unet's momentum: the moving statistics follow within a few dozen steps
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -91,6 +88,19 @@ def fit_dense_stem(
         f"{time.monotonic() - t0:.0f} s): it explains {100 * explained:.0f}% of the stem's feature variance"
     )
     return {layer.name: layer.get_weights() for layer in student.layers if layer.name in stem_layer_names()}
+
+
+def imagenet_stem(input_hw: tuple[int, int], alpha: float, weights: str | Path):
+    """MobileNetV2's ImageNet stem as a model: RGB 0..255 in, what it hands DENSE_STEM_JOIN out (the target the
+    dense stem is fitted to)."""
+    import keras
+
+    from edgeseg.training.backbones import DENSE_STEM, backbone, scale_pixels
+
+    base = backbone(DENSE_STEM, input_hw, alpha, weights)  # MobileNetV2 whole; named so its errors say the option
+    inp = keras.Input((*input_hw, 3), name="image")
+    stem = keras.Model(base.input, base.get_layer(DENSE_STEM_JOIN).input)
+    return keras.Model(inp, stem(scale_pixels("mobilenet_v2", inp)))
 
 
 def _crop(image: np.ndarray, hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
