@@ -18,7 +18,8 @@ it and its float32 TFLite on the held-out sequence (<run>_int8.json): the int8 c
 the model nor its calibration saw. --int8 --equalize converts with convert's activation equalisation on
 instead (<run>_int8_equalized.json). The `distil`
 variant trains nano with small's proxy run as its teacher (run `--model small --variant baseline` first): a
-teacher that never saw the held-out sequence either.
+teacher that never saw the held-out sequence either; `distil_v3` with recipe v3's small on the same proxy
+(runs/v3/small_proxy, benchmarks/results/v3/small_proxy.md).
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ PRESETS = {name: (size, decoder) for name, (size, decoder, _epochs) in SHIPPED.i
 DEEPLAB = "runs/weights/mobilenet_v2_deeplab.weights.h5"  # benchmarks/deeplab_encoder.py --no-calibrate-bn
 DEEPLAB_BN = "runs/weights/mobilenet_v2_deeplab_bn.weights.h5"  # benchmarks/deeplab_encoder.py (batch norms fitted)
 TEACHER = "runs/ablation/small_baseline/model.keras"  # --model small --variant baseline: the proxy's own small
+TEACHER_V3 = "runs/v3/small_proxy/model.keras"  # recipe v3's small on the same proxy (benchmarks/results/v3/)
 # variant -> (what it changes, train options as option-value pairs that replace the recipe's; "{deeplab}",
-# "{deeplab_bn}" and "{teacher}" are the files above)
+# "{deeplab_bn}", "{teacher}" and "{teacher_v3}" are the files above)
 VARIANTS = {
     "baseline": ("the shipped recipe: ImageNet encoder, scale 0.75-1.5, median-frequency weights", []),
     "deeplab": ("encoder from Coral's DeepLabV3 (COCO + VOC), batch norms as folded", ["--weights", "{deeplab}"]),
@@ -75,6 +77,10 @@ VARIANTS = {
     "distil": (
         "distilled from small's proxy run (384x288, same frames), kd weight 0.5, temperature 2",
         ["--teacher", "{teacher}"],
+    ),
+    "distil_v3": (
+        "distilled from recipe v3's small proxy run (480x352, 200 epochs, 48.97), kd weight 0.5, temperature 2",
+        ["--teacher", "{teacher_v3}"],
     ),
 }
 
@@ -212,9 +218,13 @@ def main() -> None:
         "mobilenet_v2_1.0_224_no_top_imagenet.weights.h5"
     )
     what, extra = VARIANTS[args.variant]
-    extra = [e.format(imagenet=imagenet, deeplab=DEEPLAB, deeplab_bn=DEEPLAB_BN, teacher=TEACHER) for e in extra]
-    if TEACHER in extra and (args.model != "nano" or not (ROOT / TEACHER).is_file()):
-        sys.exit(f"--variant distil trains nano from {TEACHER}: run --model small --variant baseline first")
+    extra = [
+        e.format(imagenet=imagenet, deeplab=DEEPLAB, deeplab_bn=DEEPLAB_BN, teacher=TEACHER, teacher_v3=TEACHER_V3)
+        for e in extra
+    ]
+    for teacher in (TEACHER, TEACHER_V3):
+        if teacher in extra and (args.model != "nano" or not (ROOT / teacher).is_file()):
+            sys.exit(f"--variant {args.variant} trains nano from {teacher}: train that small on the proxy first")
     for weights_file, flags in ((DEEPLAB, ["--no-calibrate-bn"]), (DEEPLAB_BN, [])):
         if weights_file in extra and not (ROOT / weights_file).is_file():
             script = [sys.executable, "benchmarks/deeplab_encoder.py", "--shared", str(args.shared)]
