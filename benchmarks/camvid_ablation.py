@@ -82,6 +82,11 @@ VARIANTS = {
         "distilled from recipe v3's small proxy run (480x352, 200 epochs, 48.97), kd weight 0.5, temperature 2",
         ["--teacher", "{teacher_v3}"],
     ),
+    "distil_v3_frame": (
+        "distilled from recipe v3's small proxy run, the teacher seeing each crop from the full-resolution frame "
+        "at its 480x352 (--teacher-view frame), kd weight 0.5, temperature 2",
+        ["--teacher", "{teacher_v3}", "--teacher-view", "frame"],
+    ),
 }
 
 

@@ -130,6 +130,45 @@ def test_augmentation_pads_with_ignore_weighs_classes_and_keeps_labels_on_their_
     assert (w[y == 1] == 3.0).all()
 
 
+def test_the_teachers_view_is_the_students_crop_from_the_full_frame():
+    """--teacher-view frame: the teacher's view covers the student's crop (scale, crop, padding, flip, jitter
+    alike; the same random choices), resampled from the frame at the teacher's size, so it holds detail the
+    student's smaller crop lost; batches carry it as the images' second half."""
+    import cv2
+
+    from edgeseg.training.augment import PAD_PIXEL, augment_pair
+    from edgeseg.training.config import Augment
+    from edgeseg.training.data import TrainingBatches
+
+    yy, xx = np.mgrid[0:120, 0:160].astype(np.float32)
+    smooth = np.stack([xx * 1.5, yy * 2.0, 128 + 60 * np.sin(xx / 9 + yy / 13)], -1).clip(0, 255).astype(np.uint8)
+    mask = (xx // 40).astype(np.uint8)
+    for seed, aug in enumerate([Augment((0.75, 1.5), True, 0.0), Augment((0.5, 0.5), False, 0.0)] * 3):
+        aug = Augment(aug.scale, aug.flip, 0.3) if seed >= 4 else aug  # and the same jitter on both
+        img, lab = augment_pair(smooth, mask, (48, 64), aug, np.random.default_rng(seed))
+        img2, lab2, view = augment_pair(smooth, mask, (48, 64), aug, np.random.default_rng(seed), (96, 128))
+        np.testing.assert_array_equal(img, img2)  # the student's crop does not change
+        np.testing.assert_array_equal(lab, lab2)
+        assert view.shape == (96, 128, 3) and view.dtype == np.float32
+        down = cv2.resize(view, (64, 48), interpolation=cv2.INTER_AREA)
+        assert np.abs(down - img).mean() < 3.0, seed  # the same region, to a resampling's difference
+        if aug.scale == (0.5, 0.5) and not aug.jitter:  # the 24x32 content and the padding grey below and right of it
+            assert (view[56:] == PAD_PIXEL).all() and (view[:, 72:] == PAD_PIXEL).all()
+
+    poles = np.zeros((120, 160, 3), np.uint8)
+    poles[:, 20::7] = 255  # thin poles: the 64-wide student's crop loses them, the frame still has them
+    plain = Augment((1.0, 1.0), False, 0.0)
+    img, _, view = augment_pair(poles, mask, (48, 64), plain, np.random.default_rng(0), (96, 128))
+    frame_at_teacher = cv2.resize(poles, (128, 96), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    student_up = cv2.resize(img, (128, 96), interpolation=cv2.INTER_LINEAR)  # what --teacher-view student shows
+    assert np.abs(view - frame_at_teacher).mean() < 1.0
+    assert np.abs(student_up - frame_at_teacher).mean() > 20.0
+
+    batches = TrainingBatches([smooth] * 4, [mask] * 4, (48, 64), 4, 2, plain, workers=1, teacher_hw=(96, 128))
+    (x, views), y, _ = batches[0]
+    assert x.shape == (2, 48, 64, 3) and views.shape == (2, 96, 128, 3) and y.shape == (2, 48, 64)
+
+
 def test_the_pipeline_is_numpy_and_opencv_only():
     """No tf.data: the modules that make batches import no TensorFlow, so jax and torch environments train from
     them (the PyDataset module itself needs Keras on a backend that is installed)."""

@@ -162,6 +162,14 @@ def test_distillation_and_aux_terms_add_up_as_documented():
     kl = float((np.exp(lt) * (lt - ls)).sum(-1).mean()) * 2.0**2
     assert kl > 0.1
     assert float(kd.compute_loss(x, y, logits, w)) == pytest.approx(0.75 * ce + 0.25 * kl, rel=1e-4)
+    # --teacher-view frame: the batch brings the teacher's own view, which it sees as it is
+    view = rng.uniform(0, 255, (2, 96, 128, 3)).astype(np.float32)
+    t = ops.convert_to_numpy(ops.image.resize(teacher(view, training=False), (64, 96), interpolation="bilinear"))
+    lt = _log_softmax(t / 2.0)
+    kl_view = float((np.exp(lt) * (lt - ls)).sum(-1).mean()) * 2.0**2
+    assert abs(kl_view - kl) > 1e-3
+    assert float(kd.compute_loss((x, view), y, logits, w)) == pytest.approx(0.75 * ce + 0.25 * kl_view, rel=1e-4)
+    np.testing.assert_allclose(ops.convert_to_numpy(kd((x, view))), logits, atol=1e-5)  # the student sees x
     same = Objective(student, teacher=student, kd_weight=0.5)  # a teacher that agrees: KL 0, half the CE
     assert float(same.compute_loss(x, y, logits, w)) == pytest.approx(0.5 * ce, rel=1e-4, abs=1e-6)
     # (training=True moves the batch norms' statistics: the checks above come first)
@@ -198,6 +206,7 @@ def test_train_with_a_teacher_and_an_aux_head_saves_the_student_alone(tiny_run, 
     base = ["train", "--data", str(synthetic_data), "--size", "96x64", "--alpha", "0.35", "--decoder", "tiny"]
     args = [*base, "--out", str(out), "--teacher", str(tiny_run / "model.keras"), "--aux-weight", "0.4"]
     args += ["--ema", "0.9"]  # the averages cover the aux head too; the student's are what is saved
+    args += ["--teacher-view", "frame"]  # batches of (student crops, the teacher's views) through fit
     r = CliRunner().invoke(app, [*args, "--epochs", "1", "--batch-size", "6", "--lr", "3e-3"])
     assert r.exit_code == 0, r.output
     assert "distilling from model.keras (96x64" in r.output
@@ -209,7 +218,9 @@ def test_train_with_a_teacher_and_an_aux_head_saves_the_student_alone(tiny_run, 
     assert saved.count_params() == plain.count_params() and len(saved.outputs) == 1
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["aux_weight"] == 0.4 and cfg["teacher"].endswith("model.keras") and cfg["kd_weight"] == 0.5
-    assert cfg["ema"] == 0.9
+    assert cfg["ema"] == 0.9 and cfg["teacher_view"] == "frame"
+    alone = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "v"), "--teacher-view", "frame"])
+    assert alone.exit_code == 1 and "there is no teacher" in alone.output and not (tmp_path / "v").exists()
     high = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "e"), "--ema", "1"])
     assert high.exit_code == 2 and "--ema" in high.output and not (tmp_path / "e").exists()
 

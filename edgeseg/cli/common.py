@@ -28,6 +28,7 @@ from edgeseg.choices import (
     RUNTIMES,
     SPLITS,
     STRATEGIES,
+    TEACHER_VIEWS,
     VIEWS,
     choice_enum,
 )
@@ -49,6 +50,7 @@ KeepChoice = choice_enum("KeepChoice", KEEP)
 EqualizeChoice = choice_enum("EqualizeChoice", EQUALIZE)
 OutputSizeChoice = choice_enum("OutputSizeChoice", OUTPUT_SIZES)
 LossChoice = choice_enum("LossChoice", LOSSES)
+TeacherViewChoice = choice_enum("TeacherViewChoice", TEACHER_VIEWS)
 RknnPlatformChoice = choice_enum("RknnPlatformChoice", RKNN_PLATFORMS)
 
 RuntimeOpt = Annotated[RuntimeChoice, typer.Option(help="Runtime (auto: the one the model file calls for).")]

@@ -15,6 +15,7 @@ from edgeseg.cli.common import (
     KeepChoice,
     LossChoice,
     StrategyChoice,
+    TeacherViewChoice,
     handles_errors,
     parse_size,
     quiet_tensorflow,
@@ -102,6 +103,14 @@ def train(
     kd_temperature: Annotated[
         float, typer.Option(min=0.1, max=20.0, help="With --teacher: softens both distributions.")
     ] = 2.0,
+    teacher_view: Annotated[
+        TeacherViewChoice,
+        typer.Option(
+            help="With --teacher: what it sees. student: the student's crop resized to the teacher's input; "
+            "frame: the same crop taken from the full-resolution frame at the teacher's input size (a teacher "
+            "larger than the student sees the detail the frame has)."
+        ),
+    ] = TeacherViewChoice.student,
     aux_weight: Annotated[
         float,
         typer.Option(
@@ -208,6 +217,7 @@ def train(
             teacher=teacher,
             kd_weight=kd_weight,
             kd_temperature=kd_temperature,
+            teacher_view=teacher_view.value,
             aux_weight=aux_weight,
             ema=ema,
             weights=weights,

@@ -60,7 +60,8 @@ class TrainingBatches(keras.utils.PyDataset):
     """One epoch of augmented training batches: (images float32 (B, h, w, 3) RGB 0..255, labels int32 (B, h, w),
     per-pixel weights float32 (B, h, w), 0 where the label is ignored). Each epoch visits every frame once in a
     new order; with at least `batch_size` frames the last partial batch is dropped, so every batch has one
-    shape (a traced or compiled step is built once).
+    shape (a traced or compiled step is built once). With `teacher_hw` set (train --teacher-view frame), the
+    images are a pair: (the student's, the teacher's view of the same crops at its input size, float32).
 
     Args:
         images: RGB uint8 images (load_all's).
@@ -73,6 +74,7 @@ class TrainingBatches(keras.utils.PyDataset):
         seed: the order's and the augmentation's seed.
         epoch: the epoch the first batch belongs to (a resumed run's).
         workers: threads making batches (None: this machine's cores, at most MAX_WORKERS).
+        teacher_hw: a teacher's (height, width) to make its view of each crop for, or None.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class TrainingBatches(keras.utils.PyDataset):
         seed: int = 0,
         epoch: int = 0,
         workers: int | None = None,
+        teacher_hw: tuple[int, int] | None = None,
     ):
         workers = workers or max(1, min(os.cpu_count() or 1, MAX_WORKERS))
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=2 * workers)
@@ -95,6 +98,7 @@ class TrainingBatches(keras.utils.PyDataset):
         self.weights = np.zeros(256, np.float32)
         self.weights[:num_classes] = 1.0 if class_weights is None else np.asarray(class_weights, np.float32)
         self.steps = max(1, len(images) // batch_size)
+        self.teacher_hw = None if teacher_hw is None else tuple(teacher_hw)
         self._start(epoch)
 
     def _start(self, epoch: int) -> None:
@@ -114,11 +118,15 @@ class TrainingBatches(keras.utils.PyDataset):
         h, w = self.input_hw
         x = np.empty((len(picks), h, w, 3), np.float32)
         labels = np.empty((len(picks), h, w), np.int32)
+        views = None if self.teacher_hw is None else np.empty((len(picks), *self.teacher_hw, 3), np.float32)
         for k, i in enumerate(picks):
-            x[k], labels[k] = augment_pair(self.images[i], self.masks[i], self.input_hw, self.augment, rng)
+            made = augment_pair(self.images[i], self.masks[i], self.input_hw, self.augment, rng, self.teacher_hw)
+            x[k], labels[k] = made[:2]
+            if views is not None:
+                views[k] = made[2]
         weight = self.weights[labels]
         labels[labels == IGNORE] = 0
-        return x, labels, weight
+        return (x if views is None else (x, views)), labels, weight
 
     def on_epoch_end(self) -> None:
         """The next epoch gets its own order and augmentation."""

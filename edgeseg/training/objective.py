@@ -4,8 +4,9 @@ together.
 
 The network inside is trained and saved as it is (`objective.student`); the teacher is frozen. The teacher runs
 on the same augmented batch at its own input size, and its logits are resized to the student's, so a 384x288
-teacher can teach a 256x192 student. Losses are per pixel, weighted by the pipeline's per-pixel weights (class
-weights; ignored pixels weigh 0).
+teacher can teach a 256x192 student. The batch's images are the student's alone (the teacher sees them resized
+to its size) or a pair, (the student's, the teacher's own view of the same crops: `--teacher-view frame`).
+Losses are per pixel, weighted by the pipeline's per-pixel weights (class weights; ignored pixels weigh 0).
 
 The auxiliary head (PSPNet's deep supervision) scores the encoder's stride-16 feature and learns from the same
 labels; it exists only while training: it sees the encoder's features but the saved network never holds it.
@@ -55,6 +56,7 @@ class Objective(keras.Model):
 
     def call(self, x, training=False):
         """The student's logits; while training with an auxiliary head, (logits, the auxiliary head's logits)."""
+        x, _ = split_views(x)
         if training and self.with_aux is not None:
             return tuple(self.with_aux(x, training=True))
         return self.student(x, training=training)
@@ -97,7 +99,9 @@ class Objective(keras.Model):
         """KL(teacher || student) on temperature-softened distributions, times T^2, over every pixel."""
         th, tw = self.teacher.inputs[0].shape[1:3]
         sh, sw = logits.shape[1:3]
-        xt = x if (th, tw) == (sh, sw) else ops.image.resize(x, (th, tw), interpolation="bilinear")
+        x, xt = split_views(x)
+        if xt is None:  # the student's crop, resized to the teacher's input
+            xt = x if tuple(x.shape[1:3]) == (th, tw) else ops.image.resize(x, (th, tw), interpolation="bilinear")
         t = ops.cast(self.teacher(xt, training=False), "float32")
         if tuple(t.shape[1:3]) != (sh, sw):
             t = ops.image.resize(t, (sh, sw), interpolation="bilinear")
@@ -106,6 +110,13 @@ class Objective(keras.Model):
         p_t = ops.softmax(t / temp, axis=-1)
         kl = ops.sum(p_t * (ops.log_softmax(t / temp, axis=-1) - ops.log_softmax(logits / temp, axis=-1)), axis=-1)
         return ops.mean(kl) * temp * temp
+
+
+def split_views(x):
+    """A batch's images as (the student's, the teacher's view or None)."""
+    if isinstance(x, tuple | list):
+        return x[0], x[1]
+    return x, None
 
 
 def with_aux_head(student):
