@@ -87,7 +87,8 @@ def crop_view(rgb: np.ndarray, box: tuple[float, float, float, float], out_hw: t
     oh, ow = out_hw
     bx, by, bw, bh = box
     fh, fw = rgb.shape[:2]
-    # bilinear, as the student's crop and the teacher's own training frames were resized; view pixel (u, v) has its centre at frame x = (bx + (u + 0.5) / ow * bw) * fw - 0.5, and the same for y
+    # bilinear, as the student's crop and the teacher's own training frames were resized; view pixel (u, v) has
+    # its centre at frame x = (bx + (u + 0.5) / ow * bw) * fw - 0.5, and the same for y
     ax, ay = bw * fw / ow, bh * fh / oh
     to_frame = np.array([[ax, 0.0, bx * fw + 0.5 * ax - 0.5], [0.0, ay, by * fh + 0.5 * ay - 0.5]])
     view = cv2.warpAffine(
