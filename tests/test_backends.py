@@ -136,7 +136,7 @@ def test_the_teachers_view_is_the_students_crop_from_the_full_frame():
     student's smaller crop lost; batches carry it as the images' second half."""
     import cv2
 
-    from edgeseg.training.augment import PAD_PIXEL, augment_pair
+    from edgeseg.training.augment import PAD_PIXEL, augment_pair, crop_view
     from edgeseg.training.config import Augment
     from edgeseg.training.data import TrainingBatches
 
@@ -155,6 +155,9 @@ def test_the_teachers_view_is_the_students_crop_from_the_full_frame():
         if aug.scale == (0.5, 0.5) and not aug.jitter:  # the 24x32 content and the padding grey below and right of it
             assert (view[56:] == PAD_PIXEL).all() and (view[:, 72:] == PAD_PIXEL).all()
 
+    grey_free = np.full((120, 160, 3), 200, np.uint8)  # crops at the frame's corners, no padding: no grey
+    for corner in ((0.0, 0.0), (1 / 3, 1 / 3)):
+        assert (crop_view(grey_free, (*corner, 2 / 3, 2 / 3), (96, 128)) == 200).all()
     poles = np.zeros((120, 160, 3), np.uint8)
     poles[:, 20::7] = 255  # thin poles: the 64-wide student's crop loses them, the frame still has them
     plain = Augment((1.0, 1.0), False, 0.0)

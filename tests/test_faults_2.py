@@ -288,6 +288,16 @@ def test_resume_refuses_options_that_would_change_the_run_and_finds_its_data_fro
     same = ["--size", "64x32", "--alpha", "0.35", "--decoder", "tiny", "--batch-size", "12", "--epochs", "2"]
     r = invoke("train", "--out", out, "--resume", *same)  # no --data: the run's own
     assert r.exit_code == 0 and "would change" not in r.output and "resuming" in r.output, r.output
+    # an option that means something only with another (--teacher-view with the run's --teacher), repeated alone
+    taught = tmp_path / "runs" / "t"
+    taught.mkdir()
+    kd = _tiny_cfg(synthetic_data, taught, teacher=str(tmp_path / "teacher.keras"), teacher_view="frame")
+    (taught / "config.json").write_text(json.dumps(kd.to_dict(relative_to=taught)))
+    (taught / "backup").mkdir()
+    changed = invoke("train", "--out", taught, "--resume", "--teacher-view", "student")
+    one_line_error(changed, "--teacher-view would change it")
+    repeated = invoke("train", "--out", taught, "--resume", "--teacher-view", "frame")
+    assert "would change" not in repeated.output and "resuming" in repeated.output, repeated.output
     # with neither --data nor a run to resume, one line says what is missing
     one_line_error(invoke("train", "--out", tmp_path / "new", "--resume"), "train needs --data")
     one_line_error(invoke("train", "--out", tmp_path / "new"), "train needs --data")

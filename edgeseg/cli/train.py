@@ -202,9 +202,12 @@ def train(
         raise EdgesegError("train needs --data: a dataset folder, a COCO JSON or a pack")
     data_path = str(data) if data is not None else saved.data  # a resumed run's data may have moved
 
-    def fresh() -> TrainConfig:  # the run the options on this command line describe
+    def fresh(on: TrainConfig | None = None, only: set[str] | None = None) -> TrainConfig:
+        """The run the options on this command line describe; with `on`, that run with only the fields `only`
+        taken from this command line."""
         arch = resolve_init(init)[1] if init else {}
-        return TrainConfig(
+        make = TrainConfig if on is None else lambda **kw: replace(on, **{k: v for k, v in kw.items() if k in only})
+        return make(
             data=data_path,
             out=str(out),
             format=format.value,
@@ -299,11 +302,14 @@ def _refuse_changes(ctx: typer.Context, cfg, fresh) -> None:
 
     given = [name for name in ctx.params if name not in RESUME_MAY_SET and given_here(name)]
     if given:
+        field = {name: OPTION_FIELDS.get(name, name) for name in given}
         try:
             asked = fresh()
         except EdgesegError:
-            asked = None  # the command line alone does not describe a run: every option given counts as a change
-        field = {name: OPTION_FIELDS.get(name, name) for name in given}
+            try:  # an option that needs another (--teacher-view, --teacher): the given ones on the saved run
+                asked = fresh(on=cfg, only=set(field.values()))
+            except EdgesegError:
+                asked = None  # the command line does not describe a run: every option given counts as a change
         given = [
             n for n in given if asked is None or not same(field[n], getattr(asked, field[n]), getattr(cfg, field[n]))
         ]

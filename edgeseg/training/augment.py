@@ -76,8 +76,9 @@ def augment_pair(
 
 def crop_view(rgb: np.ndarray, box: tuple[float, float, float, float], out_hw: tuple[int, int]) -> np.ndarray:
     """A box of the frame, (x, y, width, height) as fractions of its width and height (reaching past the frame
-    where the student's crop was padded), resampled to out_hw (float32 RGB); pixels outside the frame are the
-    padding grey, as in the student's crop.
+    where the student's crop was padded), resampled to out_hw (float32 RGB). Pixels whose centre lies past the
+    frame's right or bottom edge are the padding grey, as in the student's crop; near the edges the frame's own
+    edge pixels are repeated, as the student's resize does, not blended with the grey.
 
     Args:
         rgb: the frame, RGB uint8.
@@ -96,10 +97,13 @@ def crop_view(rgb: np.ndarray, box: tuple[float, float, float, float], out_hw: t
         to_frame,
         (ow, oh),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(LETTERBOX_FILL,) * 3,
-    )
-    return view.astype(np.float32)
+        borderMode=cv2.BORDER_REPLICATE,
+    ).astype(np.float32)
+    past_x = bx + (np.arange(ow) + 0.5) / ow * bw >= 1.0  # where the student's crop is padding
+    past_y = by + (np.arange(oh) + 0.5) / oh * bh >= 1.0
+    view[:, past_x] = PAD_PIXEL
+    view[past_y] = PAD_PIXEL
+    return view
 
 
 def jitter_draw(j: float, rng: np.random.Generator) -> tuple[float, float, float, float]:
