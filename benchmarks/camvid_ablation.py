@@ -76,11 +76,11 @@ VARIANTS = {
     ),
     "distil": (
         "distilled from small's proxy run (384x288, same frames), kd weight 0.5, temperature 2",
-        ["--teacher", "{teacher}"],
+        ["--teacher", "{teacher}", "--teacher-view", "student"],
     ),
     "distil_v3": (
         "distilled from recipe v3's small proxy run (480x352, 200 epochs, 48.97), kd weight 0.5, temperature 2",
-        ["--teacher", "{teacher_v3}"],
+        ["--teacher", "{teacher_v3}", "--teacher-view", "student"],
     ),
     "distil_v3_frame": (
         "distilled from recipe v3's small proxy run, the teacher seeing each crop from the full-resolution frame "

@@ -53,7 +53,7 @@ OUTPUT_SIZES = ("input", "half")  # where a converted model's last resize stops 
 EQUALIZE = ("off", "on", "auto")  # activation equalisation before int8 (edgeseg.converters.equalize)
 LOSSES = ("ce", "ohem")  # weighted cross-entropy, or the same over the hard pixels (edgeseg.training.objective)
 # what a teacher sees: the student's crop resized to its input, or the same crop from the full-resolution frame
-TEACHER_VIEWS = ("student", "frame")
+TEACHER_VIEWS = ("frame", "student")
 
 # The network: encoders (edgeseg.training.model.SKIP_LAYERS has each one's skip layers) and decoders
 # (edgeseg.training.model.DECODERS has each one's shape).

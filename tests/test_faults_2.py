@@ -291,7 +291,10 @@ def test_resume_refuses_options_that_would_change_the_run_and_finds_its_data_fro
     # an option that means something only with another (--teacher-view with the run's --teacher), repeated alone
     taught = tmp_path / "runs" / "t"
     taught.mkdir()
-    kd = _tiny_cfg(synthetic_data, taught, teacher=str(tmp_path / "teacher.keras"), teacher_view="frame")
+    kd = _tiny_cfg(synthetic_data, taught, teacher=str(tmp_path / "teacher.keras"))
+    assert kd.teacher_view == "frame"  # the default; a run from before the option resumes as it was, student
+    before = {k: v for k, v in kd.to_dict().items() if k != "teacher_view"}
+    assert TrainConfig.from_dict(before).teacher_view == "student"
     (taught / "config.json").write_text(json.dumps(kd.to_dict(relative_to=taught)))
     (taught / "backup").mkdir()
     changed = invoke("train", "--out", taught, "--resume", "--teacher-view", "student")

@@ -219,7 +219,7 @@ def test_train_with_a_teacher_and_an_aux_head_saves_the_student_alone(tiny_run, 
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["aux_weight"] == 0.4 and cfg["teacher"].endswith("model.keras") and cfg["kd_weight"] == 0.5
     assert cfg["ema"] == 0.9 and cfg["teacher_view"] == "frame"
-    alone = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "v"), "--teacher-view", "frame"])
+    alone = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "v"), "--teacher-view", "student"])
     assert alone.exit_code == 1 and "there is no teacher" in alone.output and not (tmp_path / "v").exists()
     high = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "e"), "--ema", "1"])
     assert high.exit_code == 2 and "--ema" in high.output and not (tmp_path / "e").exists()

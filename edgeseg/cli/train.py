@@ -106,11 +106,11 @@ def train(
     teacher_view: Annotated[
         TeacherViewChoice,
         typer.Option(
-            help="With --teacher: what it sees. student: the student's crop resized to the teacher's input; "
-            "frame: the same crop taken from the full-resolution frame at the teacher's input size (a teacher "
-            "larger than the student sees the detail the frame has)."
+            help="With --teacher: what it sees. frame: the student's crop taken from the full-resolution frame "
+            "at the teacher's input size, so a teacher larger than the student sees the detail the frame has; "
+            "student: the student's crop resized up to the teacher's input."
         ),
-    ] = TeacherViewChoice.student,
+    ] = TeacherViewChoice.frame,
     aux_weight: Annotated[
         float,
         typer.Option(
@@ -202,12 +202,9 @@ def train(
         raise EdgesegError("train needs --data: a dataset folder, a COCO JSON or a pack")
     data_path = str(data) if data is not None else saved.data  # a resumed run's data may have moved
 
-    def fresh(on: TrainConfig | None = None, only: set[str] | None = None) -> TrainConfig:
-        """The run the options on this command line describe; with `on`, that run with only the fields `only`
-        taken from this command line."""
+    def fresh() -> TrainConfig:  # the run the options on this command line describe
         arch = resolve_init(init)[1] if init else {}
-        make = TrainConfig if on is None else lambda **kw: replace(on, **{k: v for k, v in kw.items() if k in only})
-        return make(
+        return TrainConfig(
             data=data_path,
             out=str(out),
             format=format.value,
@@ -243,6 +240,9 @@ def train(
         typer.echo(f"resuming {out} with its saved settings")
     else:
         cfg = fresh()
+    view_given = ctx.get_parameter_source("teacher_view")
+    if view_given is not None and view_given.name == "COMMANDLINE" and not cfg.teacher:
+        raise EdgesegError("--teacher-view: there is no teacher to see anything (give --teacher)")
     from edgeseg.training.train import train as run_training
 
     result = run_training(cfg, resume=resume, log=typer.echo)
@@ -306,10 +306,7 @@ def _refuse_changes(ctx: typer.Context, cfg, fresh) -> None:
         try:
             asked = fresh()
         except EdgesegError:
-            try:  # an option that needs another (--teacher-view, --teacher): the given ones on the saved run
-                asked = fresh(on=cfg, only=set(field.values()))
-            except EdgesegError:
-                asked = None  # the command line does not describe a run: every option given counts as a change
+            asked = None  # the command line alone does not describe a run: every option given counts as a change
         given = [
             n for n in given if asked is None or not same(field[n], getattr(asked, field[n]), getattr(cfg, field[n]))
         ]

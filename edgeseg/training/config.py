@@ -108,7 +108,7 @@ class TrainConfig:
     teacher: str | None = None  # a trained .keras model (or nano, small) to distil from
     kd_weight: float = 0.5  # the distillation term's share of the loss
     kd_temperature: float = 2.0
-    teacher_view: str = "student"  # student | frame: what the teacher sees (edgeseg.training.augment)
+    teacher_view: str = "frame"  # frame | student: what a teacher sees (edgeseg.training.augment)
     aux_weight: float = 0.0  # an auxiliary head on the encoder's stride-16 feature, training only (0: none)
     ema: float = 0.0  # momentum of an exponential moving average of the weights, per step (0: none)
     backend: str | None = None  # tensorflow | jax | torch; None: the one this process's Keras runs on
@@ -163,8 +163,6 @@ class TrainConfig:
         if not (_positive(self.kd_temperature) and isinstance(self.kd_weight, int | float) and 0 <= self.kd_weight < 1):
             raise EdgesegError(f"kd_weight {self.kd_weight!r} must be in 0..1 (below 1), kd_temperature positive")
         check_choice(self.teacher_view, TEACHER_VIEWS, "teacher view")
-        if self.teacher_view != "student" and not self.teacher:
-            raise EdgesegError(f"teacher_view {self.teacher_view}: there is no teacher (give --teacher)")
         if not (isinstance(self.aux_weight, int | float) and 0 <= self.aux_weight <= 1):
             raise EdgesegError(f"aux_weight {self.aux_weight!r} must be in 0..1")
         if self.aux_weight and self.backbone == "none":
@@ -194,6 +192,7 @@ class TrainConfig:
                 f"training settings: unknown keys {extra}" if extra else "training settings: not a JSON object"
             )
         d = dict(d)
+        d.setdefault("teacher_view", "student")  # a run from before the option: its teacher saw the student's crop
         try:
             if "input_hw" in d:
                 d["input_hw"] = tuple(int(v) for v in d["input_hw"])

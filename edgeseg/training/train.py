@@ -296,7 +296,7 @@ def _fit(cfg, dist, mixed: str | None, out: Path, work: Path, resume: bool, log,
         training_backend().prepare(model, dist)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    if cfg.teacher_view == "frame":  # the teacher's own view of each crop, at its input size
+    if cfg.teacher and cfg.teacher_view == "frame":  # the teacher's own view of each crop, at its input size
         batches.teacher_hw = tuple(model.teacher.inputs[0].shape[1:3])
     if dist.is_chief:
         atomic_write_text(out / CONFIG_FILE, json.dumps(cfg.to_dict(relative_to=out), indent=2) + "\n")
