@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Recipe v3 on a lent GPU (issue 33), from .gpu/ (scripts/gpu-prepare.sh): small at the labels' resolution
-# (480x352, 3.17 GMACs), then nano (256x192, 0.379 GMACs) distilled from it, on Keras' torch (or jax) backend,
+# (480x352, 3.17 GMACs), then nano (256x192, 0.379 GMACs) distilled from it (the teacher sees each crop from the
+# full frame: train's default --teacher-view frame), on Keras' torch (or jax) backend,
 # mixed precision by the GPU. Each run goes to $OUT/<name>/ (model.keras, spec.json, history.csv come back).
 #     EPOCHS=200 BACKEND=torch HOLD_OUT=0006R0 bash scripts/gpu-train.sh     # the proxy: 0006R0 held out
 #     EPOCHS=200 BACKEND=torch bash scripts/gpu-train.sh                     # the shipped models' protocol
