@@ -168,3 +168,26 @@ def test_a_sigterm_a_library_swallowed_still_stops_the_command():
             signals.raise_if_stopped()
     with signals.graceful_sigterm():  # a fresh command starts with nothing received
         signals.raise_if_stopped()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["train", "--lr", "nan"], "'--lr': nan is not a finite number"),
+        (["train", "--kd-weight", "inf"], "'--kd-weight': inf is not a finite number"),
+        (["train", "--lr", "20"], "'--lr': 20 is not in the range 1e-08..10"),
+        (["train", "--ema", "abc"], "'--ema': 'abc' is not a number"),
+        (["run", "--alpha", "-inf"], "'--alpha': -inf is not a finite number"),
+        (["run", "--duration", "nan"], "'--duration': nan is not a finite number"),
+    ],
+)
+def test_a_float_option_that_is_not_a_finite_number_in_range_says_so(args, said):
+    """Typer's range check let nan through to "Input should be less than or equal to MAX": the wrong reason.
+    Every float option now says what is wrong with the number (exit 2, before any work)."""
+    from typer.testing import CliRunner
+
+    from edgeseg.cli import app
+
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and said in r.output, r.output
+    assert "Traceback" not in r.output and "less than or equal" not in r.output

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -175,6 +176,28 @@ def handles_errors(fn):
             raise
 
     return wrapper
+
+
+def finite_option(**kw):
+    """typer.Option for a float: a finite number within min..max (either may be left out), else one line that
+    says so. Typer's own range check lets nan through to a misleading "less than or equal to" message; a parser
+    replaces that check, so this one does the range too (min and max still show in --help)."""
+    lo, hi = kw.get("min"), kw.get("max")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise typer.BadParameter(f"{text} is not a finite number")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            low = "" if lo is None else f"{lo:g}"
+            high = "" if hi is None else f"{hi:g}"
+            raise typer.BadParameter(f"{text} is not in the range {low}..{high}")
+        return value
+
+    return typer.Option(parser=parse, **kw)
 
 
 def parse_size(text: str | None, what: str = "size") -> tuple[int, int] | None:

@@ -18,6 +18,7 @@ from edgeseg.cli.common import (
     RuntimeOpt,
     ThreadsOpt,
     ViewChoice,
+    finite_option,
     fmt,
     handles_errors,
     one_model,
@@ -51,7 +52,7 @@ def run(
     picamera: Annotated[bool, typer.Option("--picamera", help="Raspberry Pi camera via Picamera2.")] = False,
     camera_size: Annotated[str | None, typer.Option(metavar="WxH", help="Ask the camera for WIDTHxHEIGHT.")] = None,
     camera_fps: Annotated[
-        float | None, typer.Option(min=0.1, max=MAX_FPS, help="Ask the camera for this frame rate.")
+        float | None, finite_option(min=0.1, max=MAX_FPS, help="Ask the camera for this frame rate.")
     ] = None,
     show: Annotated[bool, typer.Option("--show/--no-show", help="Open a window (q or Esc quits).")] = True,
     record: Annotated[
@@ -70,7 +71,7 @@ def run(
     ] = None,
     max_frames: Annotated[int | None, typer.Option(min=1, max=10**9, help="Stop after N frames.")] = None,
     duration: Annotated[
-        float | None, typer.Option(metavar="SECONDS", help="Stop after this many seconds (more than 0).")
+        float | None, finite_option(metavar="SECONDS", help="Stop after this many seconds (more than 0).")
     ] = None,
     realtime: Annotated[
         bool,
@@ -83,7 +84,7 @@ def run(
         bool, typer.Option("--reconnect/--no-reconnect", help="Reopen a live source that stops delivering.")
     ] = True,
     view: Annotated[ViewChoice, typer.Option(help="What to draw.")] = ViewChoice.overlay,
-    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Mask opacity over the frame.")] = 0.5,
+    alpha: Annotated[float, finite_option(min=0.0, max=1.0, help="Mask opacity over the frame.")] = 0.5,
     legend: Annotated[bool, typer.Option("--legend/--no-legend", help="Class legend.")] = True,
     threads: ThreadsOpt = None,
     runtime: RuntimeOpt = RuntimeChoice.auto,
@@ -145,7 +146,7 @@ def run(
     ] = None,
     health_timeout: Annotated[
         float,
-        typer.Option(
+        finite_option(
             min=0.5,
             max=86400,
             metavar="SECONDS",

@@ -16,6 +16,7 @@ from edgeseg.cli.common import (
     LossChoice,
     StrategyChoice,
     TeacherViewChoice,
+    finite_option,
     handles_errors,
     parse_size,
     quiet_tensorflow,
@@ -77,7 +78,7 @@ def train(
         typer.Option(help="The encoder, an ImageNet-shaped MobileNet (default: --init's, else mobilenet_v2)."),
     ] = None,
     alpha: Annotated[
-        float | None, typer.Option(min=0.1, max=4.0, help="Backbone width multiplier (default: --init's, else 1.0).")
+        float | None, finite_option(min=0.1, max=4.0, help="Backbone width multiplier (default: --init's, else 1.0).")
     ] = None,
     decoder: Annotated[
         DecoderChoice | None,
@@ -98,10 +99,10 @@ def train(
         ),
     ] = None,
     kd_weight: Annotated[
-        float, typer.Option(min=0.0, max=0.99, help="With --teacher: the distillation term's share of the loss.")
+        float, finite_option(min=0.0, max=0.99, help="With --teacher: the distillation term's share of the loss.")
     ] = 0.5,
     kd_temperature: Annotated[
-        float, typer.Option(min=0.1, max=20.0, help="With --teacher: softens both distributions.")
+        float, finite_option(min=0.1, max=20.0, help="With --teacher: softens both distributions.")
     ] = 2.0,
     teacher_view: Annotated[
         TeacherViewChoice,
@@ -113,7 +114,7 @@ def train(
     ] = TeacherViewChoice.frame,
     aux_weight: Annotated[
         float,
-        typer.Option(
+        finite_option(
             min=0.0,
             max=1.0,
             help="An auxiliary head on the encoder's stride-16 feature, trained on the same labels at this weight "
@@ -122,7 +123,7 @@ def train(
     ] = 0.0,
     ema: Annotated[
         float,
-        typer.Option(
+        finite_option(
             min=0.0,
             max=0.9999,
             help="Keep an exponential moving average of the weights with this momentum per step (0.99-0.999; "
@@ -139,7 +140,7 @@ def train(
         int, typer.Option(min=1, max=4096, help="Frames per step (per replica, with --strategy mirrored).")
     ] = 8,
     lr: Annotated[
-        float, typer.Option(min=1e-8, max=10.0, help="Peak learning rate (cosine decay after one warm-up epoch).")
+        float, finite_option(min=1e-8, max=10.0, help="Peak learning rate (cosine decay after one warm-up epoch).")
     ] = 2e-3,
     class_weights: Annotated[str, typer.Option(help="none, median (median-frequency balancing) or a list.")] = "none",
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip, scale/crop, colour jitter.")] = True,
