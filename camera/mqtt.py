@@ -60,6 +60,17 @@ def parse_mqtt_url(url: str) -> dict:
     }
 
 
+def check_url(url: str, ca_file: Path | None) -> dict:
+    """parse_mqtt_url's settings, refusing what the URL cannot use: a CA file (--mqtt-ca) on plain MQTT, which
+    once turned TLS on against the plain port. `run` checks this before it loads the model."""
+    cfg = parse_mqtt_url(url)
+    if ca_file is not None and not cfg["tls"]:
+        raise EdgesegError(
+            f"--mqtt-ca is for TLS: --publish {redact(url)} is plain MQTT; give mqtts://HOST[:8883]/TOPIC to use it"
+        )
+    return cfg
+
+
 def credentials(url_user: str | None, url_password: str | None, password_file: Path | None, log) -> tuple:
     """(username, password): the user from the URL or EDGESEG_MQTT_USERNAME; the password from the file, else
     EDGESEG_MQTT_PASSWORD, else the URL (said to show in `ps`).
@@ -105,7 +116,7 @@ class MqttSink(Sink):
         if opts.qos not in (0, 1):
             raise EdgesegError(f"--mqtt-qos {opts.qos}: 0 or 1")
         self.url, self.qos, self.log = redact(url), opts.qos, opts.log
-        cfg = parse_mqtt_url(url)
+        cfg = check_url(url, opts.ca_file)
         self.topic, self.events_topic = cfg["topic"], cfg["topic"] + "/events"
         self.availability_topic = cfg["topic"] + "/availability"
         self.state, self.connects, self.delivered = "connecting", 0, 0
@@ -122,10 +133,6 @@ class MqttSink(Sink):
         user, password = credentials(cfg["username"], cfg["password"], opts.password_file, self.log)
         if user is not None or password is not None:
             c.username_pw_set(user, password)
-        if opts.ca_file is not None and not cfg["tls"]:  # it used to turn TLS on against a plain port, silently
-            raise EdgesegError(
-                f"--mqtt-ca is for TLS: --publish {self.url} is plain MQTT; give mqtts://HOST[:8883]/TOPIC to use it"
-            )
         if cfg["tls"]:
             self._tls(opts.ca_file)
         c.will_set(self.availability_topic, OFFLINE, qos=1, retain=True)

@@ -593,6 +593,10 @@ def test_bad_publish_urls_and_an_unreachable_broker_are_one_line():
     one_line_error(edgeseg(*base, "mqtt://127.0.0.1:99999/t"), "port")
     # a CA on plain MQTT is refused (it used to turn TLS on against the plain port) before the file is read
     one_line_error(edgeseg(*base, "mqtt://127.0.0.1/t", "--mqtt-ca", __file__), "--mqtt-ca is for TLS", "mqtts://")
+    # and before the model loads or the source opens: a source that does not exist is not what it says
+    early = ["run", "nano", "--source", "nothing-here.mp4", "--no-show"]
+    one_line_error(edgeseg(*early, "--publish", "mqtt://127.0.0.1/t", "--mqtt-ca", __file__), "--mqtt-ca is for TLS")
+    one_line_error(edgeseg(*early, "--mqtt-ca", __file__), "--mqtt-ca checks an mqtts:// broker")
     t0 = time.monotonic()
     one_line_error(edgeseg(*base, f"mqtt://127.0.0.1:{free_port()}/t"), "cannot reach the broker")
     assert time.monotonic() - t0 < 30

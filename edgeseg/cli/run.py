@@ -176,6 +176,12 @@ def run(
         from edgeseg.camera.serve import parse_serve
 
         serve_at = parse_serve(serve)
+    if mqtt_ca is not None:  # before the model loads and the source opens
+        if not publish:
+            raise EdgesegError("--mqtt-ca checks an mqtts:// broker's certificate: give --publish mqtts://HOST/TOPIC")
+        from edgeseg.camera.mqtt import check_url
+
+        check_url(publish, mqtt_ca)
     results = _results_options(zones, publish_every, publish_mask)
     if (publish_every != "1" or publish_mask) and not (publish or jsonl):
         _warn(
