@@ -117,6 +117,7 @@ class MqttSink(Sink):
             raise EdgesegError(f"--mqtt-qos {opts.qos}: 0 or 1")
         self.url, self.qos, self.log = redact(url), opts.qos, opts.log
         cfg = check_url(url, opts.ca_file)
+        self.tls = cfg["tls"]
         self.topic, self.events_topic = cfg["topic"], cfg["topic"] + "/events"
         self.availability_topic = cfg["topic"] + "/availability"
         self.state, self.connects, self.delivered = "connecting", 0, 0
@@ -158,6 +159,12 @@ class MqttSink(Sink):
         except ssl.SSLCertVerificationError as e:
             raise EdgesegError(f"{where}: the broker's TLS certificate is not trusted ({e.verify_message})") from None
         except (OSError, ssl.SSLError) as e:
+            if self.tls and isinstance(e, ssl.SSLError | ConnectionResetError | BrokenPipeError | EOFError):
+                # the port answered, but not in TLS: a plain MQTT listener hangs up on a TLS hello
+                raise EdgesegError(
+                    f"{where}: port {port} does not speak TLS ({_reason(e)}): mqtts:// needs the broker's TLS "
+                    "listener (usually 8883); a plain one (1883) is mqtt://"
+                ) from None
             raise EdgesegError(f"{where}: cannot reach the broker ({_reason(e)})") from None
         self.client.loop_start()
         if not self.first.wait(CONNECT_TIMEOUT_S) or self.refused:

@@ -581,6 +581,13 @@ def test_mqtts_with_a_ca_made_here_and_the_tls_errors(tmp_path):
         junk.write_text("not a certificate\n")
         one_line_error(edgeseg(*base, "--mqtt-ca", junk), "--mqtt-ca", "not a PEM CA certificate")
         one_line_error(edgeseg(*base, "--mqtt-ca", tmp_path / "nope.pem"), "no such file")
+        plain = Broker(tmp_path / "plain").start()  # mqtts:// against a plain listener: said as such
+        try:
+            tls_on_plain = plain.url().replace("mqtt://", "mqtts://")
+            line = one_line_error(edgeseg(*base[:-1], tls_on_plain, "--mqtt-ca", b.ca), "does not speak TLS")
+            assert f"port {plain.port}" in line and "mqtt://" in line
+        finally:
+            plain.stop()
     finally:
         b.stop()
 
