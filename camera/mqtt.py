@@ -159,12 +159,18 @@ class MqttSink(Sink):
         except ssl.SSLCertVerificationError as e:
             raise EdgesegError(f"{where}: the broker's TLS certificate is not trusted ({e.verify_message})") from None
         except (OSError, ssl.SSLError) as e:
-            if self.tls and isinstance(e, ssl.SSLError | ConnectionResetError | BrokenPipeError | EOFError):
-                # the port answered, but not in TLS: a plain MQTT listener hangs up on a TLS hello
+            if self.tls and getattr(e, "reason", None) == "WRONG_VERSION_NUMBER":  # it answered, not in TLS
                 raise EdgesegError(
-                    f"{where}: port {port} does not speak TLS ({_reason(e)}): mqtts:// needs the broker's TLS "
-                    "listener (usually 8883); a plain one (1883) is mqtt://"
+                    f"{where}: port {port} does not speak TLS: mqtts:// needs the broker's TLS listener (usually "
+                    "8883); a plain one (1883) is mqtt://"
                 ) from None
+            if self.tls and isinstance(e, ConnectionResetError | BrokenPipeError):  # what mosquitto's plain port does
+                raise EdgesegError(
+                    f"{where}: the broker hung up on the TLS handshake ({_reason(e)}); if port {port} is a plain "
+                    "MQTT listener, use mqtt:// (mqtts:// is usually 8883)"
+                ) from None
+            if self.tls and isinstance(e, ssl.SSLError):
+                raise EdgesegError(f"{where}: the TLS handshake with the broker failed ({_reason(e)})") from None
             raise EdgesegError(f"{where}: cannot reach the broker ({_reason(e)})") from None
         self.client.loop_start()
         if not self.first.wait(CONNECT_TIMEOUT_S) or self.refused:

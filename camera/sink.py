@@ -52,9 +52,18 @@ class SinkOptions:
 
 
 def redact(url: str) -> str:
-    """The URL without its password (for messages and stats)."""
+    """The URL without its password (for messages and stats), also when the password has characters that should
+    have been %-encoded (#, /, ?), which urlsplit then reads as the path or fragment: whatever stands between
+    "user:" and the last "@" is masked (a topic with ":" and "@" in it may be masked too: better than a password
+    shown)."""
     parts = urlsplit(url) if "://" in url else None
-    if parts is None or parts.password is None:
+    if parts is None:
+        return url
+    if parts.password is None:
+        scheme, rest = url.split("://", 1)
+        userinfo, at, host = rest.rpartition("@")
+        if at and ":" in userinfo:
+            return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
         return url
     netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if _port(parts) else "")
     return parts._replace(netloc=netloc).geturl()

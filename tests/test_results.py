@@ -4,6 +4,7 @@ killed and restarted mid-run, a password, TLS with a CA made here, and the one-l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -584,8 +585,8 @@ def test_mqtts_with_a_ca_made_here_and_the_tls_errors(tmp_path):
         plain = Broker(tmp_path / "plain").start()  # mqtts:// against a plain listener: said as such
         try:
             tls_on_plain = plain.url().replace("mqtt://", "mqtts://")
-            line = one_line_error(edgeseg(*base[:-1], tls_on_plain, "--mqtt-ca", b.ca), "does not speak TLS")
-            assert f"port {plain.port}" in line and "mqtt://" in line
+            line = one_line_error(edgeseg(*base[:-1], tls_on_plain, "--mqtt-ca", b.ca), "TLS handshake")
+            assert f"port {plain.port} is a plain MQTT listener, use mqtt://" in line
         finally:
             plain.stop()
     finally:
@@ -604,6 +605,7 @@ def test_bad_publish_urls_and_an_unreachable_broker_are_one_line():
     early = ["run", "nano", "--source", "nothing-here.mp4", "--no-show"]
     one_line_error(edgeseg(*early, "--publish", "mqtt://127.0.0.1/t", "--mqtt-ca", __file__), "--mqtt-ca is for TLS")
     one_line_error(edgeseg(*early, "--mqtt-ca", __file__), "--mqtt-ca checks an mqtts:// broker")
+    one_line_error(edgeseg(*early, "--publish", "http://h/t", "--mqtt-ca", __file__), "expected a URL starting mqtt://")
     t0 = time.monotonic()
     one_line_error(edgeseg(*base, f"mqtt://127.0.0.1:{free_port()}/t"), "cannot reach the broker")
     assert time.monotonic() - t0 < 30
@@ -648,3 +650,44 @@ def test_sigterm_mid_run_says_offline(tmp_path):
         sub.close()
     finally:
         b.stop()
+
+
+def test_a_password_in_a_url_never_shows_in_a_message():
+    """redact masks the password, also one with a #, / or ? that should have been %-encoded (urlsplit reads those
+    as the fragment, path or query, and found no password: it showed in full)."""
+    from edgeseg.camera.sink import redact
+
+    assert redact("mqtt://cam:s3cret@host:1883/t") == "mqtt://cam:***@host:1883/t"
+    for secret in ("se#cret", "se/cret", "se?cret"):
+        assert redact(f"mqtts://cam:{secret}@host/t") == "mqtts://cam:***@host/t"
+    assert redact("mqtt://cam@host/t") == "mqtt://cam@host/t" and redact("mqtt://host/t") == "mqtt://host/t"
+    line = one_line_error(
+        edgeseg("run", "nano", "--source", "synthetic", "--no-show", "--publish", "mqtt://u:se#cret@h/t"), "port"
+    )
+    assert "cret" not in line and "u:***@" in line
+
+
+def test_mqtts_to_a_port_that_answers_in_plain_text_says_it_does_not_speak_tls():
+    """A server that answers a TLS hello with plain bytes (an HTTP server, a plain listener that replies): one line
+    saying the port does not speak TLS, not "cannot reach the broker"."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer():
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    try:
+        base = ["run", "nano", "--source", "synthetic", "--no-show", "--max-frames", 2]
+        line = one_line_error(edgeseg(*base, "--publish", f"mqtts://127.0.0.1:{port}/t"), "does not speak TLS")
+        assert f"port {port}" in line and "mqtt://" in line
+    finally:
+        server.close()
+        t.join(5)

@@ -180,7 +180,9 @@ def run(
         if not publish:
             raise EdgesegError("--mqtt-ca checks an mqtts:// broker's certificate: give --publish mqtts://HOST/TOPIC")
         from edgeseg.camera.mqtt import check_url
+        from edgeseg.camera.sinks import sink_class
 
+        sink_class(publish, ("mqtt", "mqtts"), "--publish")  # an http:// URL is not "plain MQTT"
         check_url(publish, mqtt_ca)
     results = _results_options(zones, publish_every, publish_mask)
     if (publish_every != "1" or publish_mask) and not (publish or jsonl):
