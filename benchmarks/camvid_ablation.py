@@ -87,6 +87,11 @@ VARIANTS = {
         "at its 480x352 (--teacher-view frame), kd weight 0.5, temperature 2",
         ["--teacher", "{teacher_v3}", "--teacher-view", "frame"],
     ),
+    "dense_stem_distil_v3": (
+        "the dense stem (0.345 GMACs), distilled from recipe v3's small proxy run seeing the frame: does the "
+        "teacher win back what the stem costs? (issue 37)",
+        ["--backbone", "mobilenet_v2_dense_stem", "--teacher", "{teacher_v3}", "--teacher-view", "frame"],
+    ),
 }
 
 
