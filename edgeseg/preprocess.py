@@ -7,6 +7,7 @@ Sizes are (height, width) in numpy order; they become (width, height) only at th
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -92,20 +93,33 @@ def to_tensor(image: np.ndarray, spec: ModelSpec, t: TensorInfo) -> np.ndarray:
     # OpenCV swaps the channels in one pass (5 us at 256x192); numpy's reversed view made every later step
     # read memory backwards (0.14 ms for this function)
     img = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2RGB) if spec.channel_order == "RGB" else image
-    dtype = t.dtype
+    # Our own int8 models take raw pixels with scale 1: q = pixel (uint8) or pixel - 128 (int8), which needs no
+    # float maths at all
+    shortcut = _raw_pixels(tuple(spec.mean), tuple(spec.std), t.dtype, t.scale, t.zero_point)
+    if shortcut == "uint8":
+        return np.ascontiguousarray(img)[None]
+    if shortcut == "int8":
+        return np.bitwise_xor(img, np.uint8(0x80)).view(np.int8)[None]
     mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
-    if dtype != np.float32:
-        scale, zp = t.scale, t.zero_point
-        if scale:
-            # q = pixel * a + b. Our own int8 models take raw pixels with scale 1: q = pixel (uint8) or
-            # pixel - 128 (int8), which needs no float maths at all.
-            a, b = 1.0 / (std * scale), zp - mean / (std * scale)
-            if np.allclose(a, 1.0) and np.allclose(b, 0.0) and dtype == np.uint8:
-                return np.ascontiguousarray(img)[None]
-            if np.allclose(a, 1.0) and np.allclose(b, -128.0) and dtype == np.int8:
-                return np.bitwise_xor(img, np.uint8(0x80)).view(np.int8)[None]
     real = (img.astype(np.float32) - mean) / std
     return quantize(real, t)[None]
+
+
+@functools.lru_cache(maxsize=64)
+def _raw_pixels(mean: tuple, std: tuple, dtype: np.dtype, scale: float, zero_point: int) -> str | None:
+    """"uint8" or "int8" where the input's quantisation makes q the pixel itself (or pixel - 128), else None.
+    Asked once per model, not per frame: np.allclose costs about 15 us a call, a third of this stage's own work."""
+    if dtype == np.float32 or not scale:
+        return None
+    std_ = np.asarray(std, np.float64) * scale
+    a, b = 1.0 / std_, zero_point - np.asarray(mean, np.float64) / std_
+    if not np.allclose(a, 1.0):
+        return None
+    if dtype == np.uint8 and np.allclose(b, 0.0):
+        return "uint8"
+    if dtype == np.int8 and np.allclose(b, -128.0):
+        return "int8"
+    return None
 
 
 def preprocess(frame: np.ndarray, spec: ModelSpec, t: TensorInfo) -> tuple[np.ndarray, Geometry]:
@@ -130,7 +144,22 @@ def restore_mask(mask: np.ndarray, geom: Geometry) -> np.ndarray:
     fh, fw = geom.frame_hw
     if crop.shape[:2] == (fh, fw):
         return np.ascontiguousarray(crop)
-    return cv2.resize(crop, (fw, fh), interpolation=cv2.INTER_NEAREST)
+    if fh <= crop.shape[0] or crop.ndim != 2:
+        return cv2.resize(crop, (fw, fh), interpolation=cv2.INTER_NEAREST)
+    # Enlarging: OpenCV's nearest along each row, then whole rows repeated by numpy, the same pixels as one
+    # cv2.resize at a quarter of its time (0.02 against 0.085 ms for 128x96 to 640x480: OpenCV picks every
+    # output pixel one by one, where a row repeated is one copy)
+    wide = crop if crop.shape[1] == fw else cv2.resize(crop, (fw, crop.shape[0]), interpolation=cv2.INTER_NEAREST)
+    return wide[_nearest_rows(crop.shape[0], fh)]
+
+
+@functools.lru_cache(maxsize=64)
+def _nearest_rows(src: int, dst: int) -> np.ndarray:
+    """The source row of each of `dst` output rows, as OpenCV's INTER_NEAREST picks them: floor(y * src / dst)."""
+    step = 1.0 / (dst / src)  # OpenCV's own two roundings: the inverse of its scale, not src / dst
+    rows = np.minimum(np.floor(np.arange(dst) * step).astype(np.intp), src - 1)
+    rows.flags.writeable = False
+    return rows
 
 
 def restore_scores(scores: np.ndarray, geom: Geometry) -> np.ndarray:

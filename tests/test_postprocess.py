@@ -27,6 +27,25 @@ def test_uint8_and_float_scores():
     assert index_mask(f, detail([1, 1, 1, 3], np.float32), OutputKind.SCORES).tolist() == [[2]]
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+@pytest.mark.parametrize("classes", [2, 11, 64, 65])
+def test_8bit_argmax_matches_numpy_ties_and_all(dtype, classes):
+    # 8-bit scores take a faster path up to 64 classes (one transpose, a comparison per class): it must give
+    # numpy's answer everywhere, ties to the first class included, the extremes of the type, and odd shapes
+    rng = np.random.default_rng(classes)
+    info = np.iinfo(dtype)
+    out = rng.integers(info.min, info.max, (1, 37, 53, classes), endpoint=True, dtype=dtype)
+    out[0, :5] = rng.integers(0, 3, (5, 53, classes)).astype(dtype)  # few values: many ties
+    out[0, 5, :, :] = info.min  # every class at the minimum: class 0
+    out[0, 6, :, :-1], out[0, 6, :, -1] = info.min, info.max  # the last class alone at the maximum
+    got = index_mask(out, detail(out.shape, dtype, (0.1, 0)), OutputKind.SCORES)
+    assert got.dtype == np.uint8 and got.shape == (37, 53)
+    assert np.array_equal(got, out[0].argmax(-1))
+    assert (got[5] == 0).all() and (got[6] == classes - 1).all()
+    view = out[:, :, ::2]  # a strided view in: the same answer
+    assert np.array_equal(index_mask(view, detail(view.shape, dtype, (0.1, 0)), OutputKind.SCORES), view[0].argmax(-1))
+
+
 @pytest.mark.parametrize("shape", [[1, 2, 3], [2, 3], [1, 2, 3, 1]])
 def test_index_maps(shape):
     d = detail(shape, np.int64)

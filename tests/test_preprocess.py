@@ -126,3 +126,51 @@ def test_channel_swap_gives_the_same_tensor_as_the_reversed_view(frame_nonsquare
     assert np.array_equal(to_tensor(img[:, :, :], spec(channel_order="BGR"), UINT8_RAW)[0], img)
     view = frame_nonsquare[:32, 10:74]  # a strided view in: the same values
     assert np.array_equal(to_tensor(view, spec(), UINT8_RAW), to_tensor(np.ascontiguousarray(view), spec(), UINT8_RAW))
+
+
+@pytest.mark.parametrize(
+    "mask_hw, input_hw, frame_hw, box",
+    [
+        ((96, 128), (192, 256), (480, 640), (0, 0, 192, 256)),  # --output-size half, a VGA camera: whole factors
+        ((96, 128), (192, 256), (360, 480), (0, 0, 192, 256)),  # CamVid's frames: 3.75x, not whole
+        ((64, 64), (64, 64), (1080, 1920), (14, 0, 36, 64)),  # letterboxed, cropped first
+        ((33, 47), (33, 47), (100, 47), (0, 0, 33, 47)),  # taller only: no horizontal step
+        ((96, 128), (192, 256), (90, 600), (0, 0, 192, 256)),  # fewer rows, more columns: OpenCV alone
+    ],
+)
+def test_restore_mask_enlarges_as_opencv_nearest_does(mask_hw, input_hw, frame_hw, box):
+    # the enlarging path (OpenCV along rows, numpy repeating whole rows) must pick the very pixels one cv2.resize
+    # with INTER_NEAREST picks, for whole and fractional factors alike
+    import cv2
+
+    from edgeseg.preprocess import _nearest_rows
+
+    rng = np.random.default_rng(sum(frame_hw))
+    mask = rng.integers(0, 12, mask_hw, dtype=np.uint8)
+    geom = Geometry(frame_hw=frame_hw, input_hw=input_hw, box=box)
+    got = restore_mask(mask, geom)
+    sy, sx = mask_hw[0] / input_hw[0], mask_hw[1] / input_hw[1]
+    y0, x0, h, w = int(box[0] * sy), int(box[1] * sx), max(1, round(box[2] * sy)), max(1, round(box[3] * sx))
+    want = cv2.resize(mask[y0 : y0 + h, x0 : x0 + w], frame_hw[::-1], interpolation=cv2.INTER_NEAREST)
+    assert got.shape == frame_hw and got.flags.c_contiguous and np.array_equal(got, want)
+    wide = rng.integers(0, 65535, (7, 5), dtype=np.uint16)  # beyond 256 classes the mask is uint16
+    big = restore_mask(wide, Geometry(frame_hw=(50, 23), input_hw=(7, 5), box=(0, 0, 7, 5)))
+    assert big.dtype == np.uint16 and np.array_equal(big, cv2.resize(wide, (23, 50), interpolation=cv2.INTER_NEAREST))
+    for src in range(1, 60):  # every row mapping up to 11x, against OpenCV's own
+        col = np.arange(src, dtype=np.uint8)[:, None]
+        for dst in range(src + 1, 11 * src, 3):
+            assert np.array_equal(col[_nearest_rows(src, dst)], cv2.resize(col, (1, dst), interpolation=cv2.INTER_NEAREST))
+
+
+def test_quantisation_shortcut_is_decided_per_tensor_not_reused_wrongly():
+    # the raw-pixel shortcut is cached per (mean, std, dtype, scale, zero point): a model whose input is not raw
+    # pixels must still get its own formula after one that is
+    img = np.random.default_rng(3).integers(0, 256, (32, 64, 3), dtype=np.uint8)
+    assert np.array_equal(to_tensor(img, spec(), INT8_RAW)[0], (img[..., ::-1].astype(np.int16) - 128).astype(np.int8))
+    other = TensorInfo("image", (1, 32, 64, 3), np.int8, 1.0 / 128, 0)
+    s = spec(mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5))
+    got = to_tensor(img, s, other)
+    want = reference_quantize((img[..., ::-1].astype(np.float32) - 127.5) / 127.5, other)[None]
+    assert np.array_equal(got, want)
+    near = TensorInfo("image", (1, 32, 64, 3), np.int8, 1.0, -127)  # one zero point off: not the shortcut
+    assert np.array_equal(to_tensor(img, spec(), near), reference_quantize(img[..., ::-1].astype(np.float32), near)[None])
