@@ -107,7 +107,7 @@ def to_tensor(image: np.ndarray, spec: ModelSpec, t: TensorInfo) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64)
 def _raw_pixels(mean: tuple, std: tuple, dtype: np.dtype, scale: float, zero_point: int) -> str | None:
-    """"uint8" or "int8" where the input's quantisation makes q the pixel itself (or pixel - 128), else None.
+    """ "uint8" or "int8" where the input's quantisation makes q the pixel itself (or pixel - 128), else None.
     Asked once per model, not per frame: np.allclose costs about 15 us a call, a third of this stage's own work."""
     if dtype == np.float32 or not scale:
         return None

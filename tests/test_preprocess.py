@@ -159,7 +159,9 @@ def test_restore_mask_enlarges_as_opencv_nearest_does(mask_hw, input_hw, frame_h
     for src in range(1, 60):  # every row mapping up to 11x, against OpenCV's own
         col = np.arange(src, dtype=np.uint8)[:, None]
         for dst in range(src + 1, 11 * src, 3):
-            assert np.array_equal(col[_nearest_rows(src, dst)], cv2.resize(col, (1, dst), interpolation=cv2.INTER_NEAREST))
+            assert np.array_equal(
+                col[_nearest_rows(src, dst)], cv2.resize(col, (1, dst), interpolation=cv2.INTER_NEAREST)
+            )
 
 
 def test_quantisation_shortcut_is_decided_per_tensor_not_reused_wrongly():
@@ -173,4 +175,6 @@ def test_quantisation_shortcut_is_decided_per_tensor_not_reused_wrongly():
     want = reference_quantize((img[..., ::-1].astype(np.float32) - 127.5) / 127.5, other)[None]
     assert np.array_equal(got, want)
     near = TensorInfo("image", (1, 32, 64, 3), np.int8, 1.0, -127)  # one zero point off: not the shortcut
-    assert np.array_equal(to_tensor(img, spec(), near), reference_quantize(img[..., ::-1].astype(np.float32), near)[None])
+    assert np.array_equal(
+        to_tensor(img, spec(), near), reference_quantize(img[..., ::-1].astype(np.float32), near)[None]
+    )
