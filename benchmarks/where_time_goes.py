@@ -5,7 +5,7 @@ pre- and post-processing at 640x480 against the invoke, before and after the cha
 
 "after" is this checkout: the shipped models and the same weights converted with --output-size half (made with
 `edgeseg convert NAME --int8 --output-size half` into ~/.cache/edgeseg-runs/ when missing; that needs TensorFlow).
-"before" (optional) runs the shipped models through an older checkout's own `edgeseg bench` (make one with
+"before" (optional) runs the same four models through an older checkout's own `edgeseg bench` (make one with
 `git worktree add --detach /tmp/before 4dec020`), so its preprocessing is the old one. Threads 1 and 2; every
 bench interleaves its models in rounds. Writes benchmarks/results/where_time_goes.{json,md}.
 """
@@ -63,6 +63,14 @@ def row_text(label: str, r: dict) -> str:
     )
 
 
+def commit(tree: Path | None) -> str:
+    """The short commit a checkout stands at (what "before" was), or "no before" without one."""
+    if tree is None:
+        return "no before"
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
+    return out.stdout.strip() or "an unknown commit"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", type=Path, help="an older checkout to run the 'before' bench with")
@@ -71,13 +79,13 @@ def main() -> None:
     after_models = ["nano", str(half_model("nano")), "small", str(half_model("small"))]
     report = {"after": bench(after_models, args.runs, ROOT, profile=True)}
     if args.before:
-        report["before"] = bench(["nano", "small"], args.runs, args.before.resolve(), profile=False)
+        report["before"] = bench(after_models, args.runs, args.before.resolve(), profile=False)
     env = report["after"]["environment"]
     roofs = report["after"]["roofs"]
     lines = [
         f"Measured on {env['cpu']} ({env['cores']} cores), LiteRT {report['after']['results'][0]['runtime_version']}, "
         f"{args.runs} runs per model in 5 interleaved rounds; end-to-end on a 640x480 frame. "
-        "Command: `python benchmarks/where_time_goes.py --before OLD_CHECKOUT` (4dec020).",
+        f"Command: `python benchmarks/where_time_goes.py --before OLD_CHECKOUT` ({commit(args.before)}).",
         "",
         "Roof: "
         + "; ".join(f"{r['precision']} {r['gmacs_per_s']:.0f} GMAC/s at {r['threads']} thread(s)" for r in roofs),
