@@ -137,6 +137,9 @@ class _Output:
         self.renderer = Renderer(model.spec, opts.view, opts.alpha, opts.legend, opts.hud, opts.zones)
         self.results = results
         self.record_tmp, self.fps, self.server = record_tmp, fps or 30.0, server
+        # a headless run that only publishes or counts draws nothing: the overlay is most of this thread's work
+        # (0.7 ms a 640x480 frame on a Zen 5 core, a third of nano's invoke) and would only take a core from it
+        self.draws = opts.show or record_tmp is not None or opts.save_frames is not None or server is not None
         self.writer = None
         self.q: queue.Queue = queue.Queue(maxsize=2)
         self.latest: np.ndarray | None = None
@@ -173,7 +176,7 @@ class _Output:
         mask = self.model.finish(out, cap.prepared[1])
         t1 = time.perf_counter_ns()
         counts = None  # pixels per class, counted once for the legend and the result
-        if self.results is not None or self.opts.legend:
+        if self.results is not None or (self.opts.legend and self.draws):
             counts = class_counts(mask, self.model.spec.num_classes)
         if self.results is not None:
             self.results.frame(cap.index, mask, wall_time(cap.t_capture), (t1 - cap.t_capture) / 1e6, counts)
@@ -181,7 +184,7 @@ class _Output:
         hud = [f"{fps:.1f} FPS" if fps is not None else "-- FPS", f"inference {invoke_ms:.1f} ms"]
         if self.capture.dropped:
             hud.append(f"dropped {self.capture.dropped}")
-        image = self.renderer(cap.frame, mask, hud, counts)
+        image = self.renderer(cap.frame, mask, hud, counts) if self.draws else None
         if self.record_tmp is not None:
             size = (image.shape[1], image.shape[0])
             if self.writer is None:

@@ -121,6 +121,24 @@ def test_saved_frames_are_the_rendered_view(seg, tmp_path):
     assert not np.array_equal(img[-30:, 200:], img[-30:, :200])  # and the right half is not
 
 
+def test_a_headless_run_draws_nothing_and_a_saving_run_draws_every_frame(seg, tmp_path, monkeypatch):
+    # the overlay is most of the render thread's work: a run that shows, records, serves and saves no frames
+    # must not draw it; one that saves frames draws each one
+    from edgeseg.camera.render import Renderer
+
+    drawn = []
+    real = Renderer.__call__
+
+    def counting(self, *a, **kw):
+        drawn.append(1)
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Renderer, "__call__", counting)
+    stats = run_loop(seg, Frames(6), quiet(save_masks=tmp_path / "m"))
+    assert stats.frames == 6 and drawn == [] and len(list((tmp_path / "m").iterdir())) == 6
+    assert run_loop(seg, Frames(4), quiet(save_frames=tmp_path / "f")).frames == 4 and len(drawn) == 4
+
+
 def _frame(i, hw=(40, 60)):
     f = solid((0, 0, 255), hw)
     f[:, i % hw[1] :] = (0, 255, 0)
