@@ -87,6 +87,10 @@ VARIANTS = {
         "at its 480x352 (--teacher-view frame), kd weight 0.5, temperature 2",
         ["--teacher", "{teacher_v3}", "--teacher-view", "frame"],
     ),
+    "distil_v3_frame_aux": (
+        "distil_v3_frame and the auxiliary head (weight 0.4, training only): do the two gains add?",
+        ["--teacher", "{teacher_v3}", "--teacher-view", "frame", "--aux-weight", "0.4"],
+    ),
     "dense_stem_distil_v3": (
         "the dense stem (0.345 GMACs), distilled from recipe v3's small proxy run seeing the frame: does the "
         "teacher win back what the stem costs? (issue 37)",
