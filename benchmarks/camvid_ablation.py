@@ -91,6 +91,11 @@ VARIANTS = {
         "distil_v3_frame and the auxiliary head (weight 0.4, training only): do the two gains add?",
         ["--teacher", "{teacher_v3}", "--teacher-view", "frame", "--aux-weight", "0.4"],
     ),
+    "fine_distil_v3_frame": (
+        "nano_fine: a third decoder stage at stride 4 (logits at 1/4 instead of 1/8), 0.399 GMACs, distilled as "
+        "distil_v3_frame",
+        ["--decoder", "nano_fine", "--teacher", "{teacher_v3}", "--teacher-view", "frame"],
+    ),
     "dense_stem_distil_v3": (
         "the dense stem (0.345 GMACs), distilled from recipe v3's small proxy run seeing the frame: does the "
         "teacher win back what the stem costs? (issue 37)",

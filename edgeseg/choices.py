@@ -60,7 +60,8 @@ TEACHER_VIEWS = ("frame", "student")
 # none: classic U-Net; mobilenet_v2_dense_stem: MobileNetV2 with its stride-2 and stride-4 stem as two dense
 # strided convolutions (edgeseg.training.backbones.DENSE_STEM)
 BACKBONES = ("mobilenet_v2", "mobilenet_v2_dense_stem", "mobilenet_v3_small", "mobilenet_v3_large", "resnet50", "none")
-DECODERS = ("tiny", "small", "base", "large", "dense", "nano", "fcn", "lraspp")  # fcn: FCN-8s; lraspp: LR-ASPP
+# fcn: FCN-8s; lraspp: LR-ASPP; nano_fine: nano with logits at 1/4
+DECODERS = ("tiny", "small", "base", "large", "dense", "nano", "nano_fine", "fcn", "lraspp")
 
 # Conversion targets, (format, precision): edgeseg.converters.targets.TARGETS gives each one its function.
 TARGETS = (

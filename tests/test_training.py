@@ -123,6 +123,37 @@ def test_nano_decoder_and_an_encoder_cut_at_stride_16():
     assert isinstance(nano.get_layer("decoder1a_conv"), keras.layers.Conv2D)
 
 
+def test_nano_fine_scores_at_stride_4_within_nanos_budget():
+    # nano_fine: nano's two stages, then one narrow block at stride 4: logits x4 (not x8) to the input, one block
+    # in the last stage (blocks per stage), and under the 0.4 GMACs nano is held to at 256x192
+    import keras
+
+    from edgeseg.predictors.keras import all_layers
+    from edgeseg.training.model import Decoder, build_unet
+
+    fine = build_unet(11, (192, 256), decoder="nano_fine")
+    names = [ln.name for ln in fine.layers]
+    assert tuple(fine.output.shape) == (None, 192, 256, 11) and fine.get_layer("logits").size == (4, 4)
+    assert {"decoder1b_conv", "decoder2b_conv", "decoder3a_conv"} <= set(names) and "decoder3b_conv" not in names
+    assert tuple(fine.get_layer("head_logits").input.shape[1:3]) == (48, 64)
+
+    def gmacs(model):
+        total = 0
+        for ln in all_layers(model):
+            if isinstance(ln, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
+                _, h, w, c = ln.output.shape
+                k = ln.kernel_size[0] * ln.kernel_size[1]
+                total += h * w * k * (c if isinstance(ln, keras.layers.DepthwiseConv2D) else c * ln.input.shape[-1])
+        return total / 1e9
+
+    nano = build_unet(11, (192, 256), decoder="nano")
+    assert 0.375 < gmacs(nano) < 0.38 and gmacs(nano) < gmacs(fine) <= 0.4
+    with pytest.raises(EdgesegError, match="one per stage"):
+        build_unet(4, (64, 96), alpha=0.35, decoder=Decoder((8, 8), blocks=(1, 1, 1)))
+    with pytest.raises(EdgesegError, match="at least one block"):
+        build_unet(4, (64, 96), alpha=0.35, decoder=Decoder((8, 8), blocks=(1, 0)))
+
+
 @needs_tensorflow
 def test_dense_decoder_converts_to_an_all_int8_edge_tpu_ready_graph(tmp_path, synthetic_data, tiny_run):
     from edgeseg.edgetpu import lint
