@@ -413,10 +413,15 @@ def test_stats_has_every_field_from_the_first_request_before_any_frame(seg):
     assert got["stats"].frames > 10
     keys = {"frames", "fps", "source_state", "reconnects", "dropped", "uptime_s", "since_frame_s", "healthy"}
     assert samples and all(keys <= set(s) for s, _ in samples)
-    early = [(s, h) for s, h in samples if s["frames"] == 0]
-    assert len(early) >= 5  # the first second, before the camera gave a frame
-    assert all(s["source_state"] == "starting" and s["fps"] == 0 and s["since_frame_s"] is None for s, _ in early)
-    assert all(h == (200, {"healthy": True, "since_frame_s": None}) for _, h in early)
+    # the first second, before the camera gave a frame. Not "frames == 0": the first frame is captured (the source
+    # is live) a few ms before it is finished and counted, and a loaded machine widens that window
+    early = [(s, h) for s, h in samples if s["source_state"] == "starting"]
+    assert len(early) >= 5
+    assert all(s["frames"] == 0 and s["fps"] == 0 and s["since_frame_s"] is None for s, _ in early)
+    assert all(s["source_state"] == "live" for s, _ in samples if s["frames"] > 0)  # once frames flow
+    # each /healthz is asked just after its /stats.json: the last early one may already see the first frame
+    assert all(h == (200, {"healthy": True, "since_frame_s": None}) for _, h in early[:-1])
+    assert early[-1][1][0] == 200 and early[-1][1][1]["healthy"] is True
     assert any(s["source_state"] == "live" and s["fps"] > 10 for s, _ in samples)
 
 
