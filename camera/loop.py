@@ -181,10 +181,7 @@ class _Output:
         if self.results is not None:
             self.results.frame(cap.index, mask, wall_time(cap.t_capture), (t1 - cap.t_capture) / 1e6, counts)
         fps = self.health.tick(t1)
-        hud = [f"{fps:.1f} FPS" if fps is not None else "-- FPS", f"inference {invoke_ms:.1f} ms"]
-        if self.capture.dropped:
-            hud.append(f"dropped {self.capture.dropped}")
-        image = self.renderer(cap.frame, mask, hud, counts) if self.draws else None
+        image = self.renderer(cap.frame, mask, self._hud(fps, invoke_ms), counts) if self.draws else None
         if self.record_tmp is not None:
             size = (image.shape[1], image.shape[0])
             if self.writer is None:
@@ -216,6 +213,12 @@ class _Output:
         if self.opts.show:
             with self.latest_lock:
                 self.latest = image
+
+    def _hud(self, fps: float | None, invoke_ms: float) -> list[str]:
+        hud = [f"{fps:.1f} FPS" if fps is not None else "-- FPS", f"inference {invoke_ms:.1f} ms"]
+        if self.capture.dropped:
+            hud.append(f"dropped {self.capture.dropped}")
+        return hud
 
     def take_latest(self) -> np.ndarray | None:
         with self.latest_lock:
