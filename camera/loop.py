@@ -284,7 +284,7 @@ def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopSt
         opts.log(f"warning: {source.ended_early}")
     if output.error is not None:
         raise output.error
-    if stats.frames == 0:
+    if stats.frames == 0 and not stats.interrupted:  # stopped before the first frame: a stop, not a fault
         raise SourceError(f"{source.name}: no frame could be read")
     return stats
 

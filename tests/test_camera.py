@@ -150,6 +150,21 @@ def test_ctrl_c_leaves_a_playable_recording(seg, tmp_path):
     assert stats.interrupted and stats.frames == 5 and count_frames(tmp_path / "o.mp4") == 5
 
 
+def test_ctrl_c_before_the_first_frame_is_a_stop_not_a_source_fault(seg):
+    """A stop (Ctrl-C, SIGTERM) that lands before any frame was counted ends the run as interrupted, not as "no
+    frame could be read" (CI saw a SIGTERM'd publishing run exit 1 with that, where 143 was due)."""
+    import _thread
+    import threading
+
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    try:
+        stats = run_loop(seg, Frames(3, stall_at=1, stall_s=3.0), quiet())
+    finally:
+        timer.cancel()
+    assert stats.interrupted and stats.stopped_by == "SIGINT" and stats.frames == 0
+
+
 def test_an_error_discards_the_half_recording(seg, tmp_path):
     with pytest.raises(RuntimeError, match="camera fell off"):
         run_loop(seg, Frames(3, then=RuntimeError("camera fell off")), quiet(record=tmp_path / "o.mp4"))
