@@ -96,6 +96,15 @@ VARIANTS = {
         "distil_v3_frame",
         ["--decoder", "nano_fine", "--teacher", "{teacher_v3}", "--teacher-view", "frame"],
     ),
+    "cwd_v3_frame": (
+        "channel-wise distillation (--kd-mode channel: each class's distribution over the pixels, Shu et al. 2021, "
+        "their temperature 4 and weight 3 against the labels' 1: --kd-weight 0.75) from recipe v3's small proxy "
+        "run seeing the frame",
+        [
+            *("--teacher", "{teacher_v3}", "--teacher-view", "frame", "--kd-mode", "channel"),
+            *("--kd-temperature", "4", "--kd-weight", "0.75"),
+        ],
+    ),
     "dense_stem_distil_v3": (
         "the dense stem (0.345 GMACs), distilled from recipe v3's small proxy run seeing the frame: does the "
         "teacher win back what the stem costs? (issue 37)",

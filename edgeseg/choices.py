@@ -54,6 +54,9 @@ EQUALIZE = ("off", "on", "auto")  # activation equalisation before int8 (edgeseg
 LOSSES = ("ce", "ohem")  # weighted cross-entropy, or the same over the hard pixels (edgeseg.training.objective)
 # what a teacher sees: the student's crop resized to its input, or the same crop from the full-resolution frame
 TEACHER_VIEWS = ("frame", "student")
+# how a teacher's logits are matched: per pixel over the classes (Hinton's KD), or per class over the image's
+# pixels (channel-wise distillation, Shu et al. 2021) (edgeseg.training.objective)
+KD_MODES = ("pixel", "channel")
 
 # The network: encoders (edgeseg.training.model.SKIP_LAYERS has each one's skip layers) and decoders
 # (edgeseg.training.model.DECODERS has each one's shape).

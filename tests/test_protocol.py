@@ -170,6 +170,21 @@ def test_distillation_and_aux_terms_add_up_as_documented():
     assert abs(kl_view - kl) > 1e-3
     assert float(kd.compute_loss((x, view), y, logits, w)) == pytest.approx(0.75 * ce + 0.25 * kl_view, rel=1e-4)
     np.testing.assert_allclose(ops.convert_to_numpy(kd((x, view))), logits, atol=1e-5)  # the student sees x
+    # --kd-mode channel: per image and class, the KL between the distributions over the pixels (numpy's reading
+    # of Shu et al.'s formula, in float64: a float32 sum over 6144 pixels is off by 1e-4), not over the classes
+    cwd = Objective(student, teacher=teacher, kd_weight=0.25, temperature=4.0, kd_mode="channel")
+    tc, sc = (np.moveaxis(v, -1, 1).reshape(2, 3, -1).astype(np.float64) / 4.0 for v in (t, logits))
+    lt, ls = _log_softmax(tc), _log_softmax(sc)
+    kl_channel = float((np.exp(lt) * (lt - ls)).sum(-1).mean()) * 4.0**2
+    kl_pixel_t4 = (
+        float((np.exp(_log_softmax(t / 4.0)) * (_log_softmax(t / 4.0) - _log_softmax(logits / 4.0))).sum(-1).mean())
+        * 16
+    )
+    assert kl_channel > 0.01 and abs(kl_channel - kl_pixel_t4) > 0.1 * kl_channel  # a different quantity
+    got = float(cwd.compute_loss((x, view), y, logits, w))
+    assert got == pytest.approx(0.75 * ce + 0.25 * kl_channel, rel=1e-4)
+    agree = Objective(student, teacher=student, kd_weight=0.5, kd_mode="channel")  # KL 0 in this mode too
+    assert float(agree.compute_loss(x, y, logits, w)) == pytest.approx(0.5 * ce, rel=1e-4, abs=1e-6)
     same = Objective(student, teacher=student, kd_weight=0.5)  # a teacher that agrees: KL 0, half the CE
     assert float(same.compute_loss(x, y, logits, w)) == pytest.approx(0.5 * ce, rel=1e-4, abs=1e-6)
     # (training=True moves the batch norms' statistics: the checks above come first)
@@ -207,6 +222,7 @@ def test_train_with_a_teacher_and_an_aux_head_saves_the_student_alone(tiny_run, 
     args = [*base, "--out", str(out), "--teacher", str(tiny_run / "model.keras"), "--aux-weight", "0.4"]
     args += ["--ema", "0.9"]  # the averages cover the aux head too; the student's are what is saved
     args += ["--teacher-view", "frame"]  # batches of (student crops, the teacher's views) through fit
+    args += ["--kd-mode", "channel"]  # the per-class term traces inside fit (static shapes, unknown batch)
     r = CliRunner().invoke(app, [*args, "--epochs", "1", "--batch-size", "6", "--lr", "3e-3"])
     assert r.exit_code == 0, r.output
     assert "distilling from model.keras (96x64" in r.output
@@ -218,7 +234,7 @@ def test_train_with_a_teacher_and_an_aux_head_saves_the_student_alone(tiny_run, 
     assert saved.count_params() == plain.count_params() and len(saved.outputs) == 1
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["aux_weight"] == 0.4 and cfg["teacher"].endswith("model.keras") and cfg["kd_weight"] == 0.5
-    assert cfg["ema"] == 0.9 and cfg["teacher_view"] == "frame"
+    assert cfg["ema"] == 0.9 and cfg["teacher_view"] == "frame" and cfg["kd_mode"] == "channel"
     alone = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "v"), "--teacher-view", "student"])
     assert alone.exit_code == 1 and "there is no teacher" in alone.output and not (tmp_path / "v").exists()
     high = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "e"), "--ema", "1"])

@@ -22,6 +22,7 @@ from edgeseg.choices import (
     EXPORT_FORMATS,
     FORMATS,
     IO_DTYPES,
+    KD_MODES,
     KEEP,
     LOSSES,
     OUTPUT_SIZES,
@@ -52,6 +53,7 @@ EqualizeChoice = choice_enum("EqualizeChoice", EQUALIZE)
 OutputSizeChoice = choice_enum("OutputSizeChoice", OUTPUT_SIZES)
 LossChoice = choice_enum("LossChoice", LOSSES)
 TeacherViewChoice = choice_enum("TeacherViewChoice", TEACHER_VIEWS)
+KdModeChoice = choice_enum("KdModeChoice", KD_MODES)
 RknnPlatformChoice = choice_enum("RknnPlatformChoice", RKNN_PLATFORMS)
 
 RuntimeOpt = Annotated[RuntimeChoice, typer.Option(help="Runtime (auto: the one the model file calls for).")]

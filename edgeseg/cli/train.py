@@ -12,6 +12,7 @@ from edgeseg.cli.common import (
     BackendChoice,
     DecoderChoice,
     FormatChoice,
+    KdModeChoice,
     KeepChoice,
     LossChoice,
     StrategyChoice,
@@ -53,7 +54,6 @@ def train(
     ] = None,
     keep: Annotated[
         KeepChoice,
-        LossChoice,
         typer.Option(
             help="Which epoch to keep: best (by validation mIoU; only when no validation frame is trained on), "
             "last (a fixed schedule), or auto (best when it can be, else last)."
@@ -104,6 +104,14 @@ def train(
     kd_temperature: Annotated[
         float, finite_option(min=0.1, max=20.0, help="With --teacher: softens both distributions.")
     ] = 2.0,
+    kd_mode: Annotated[
+        KdModeChoice,
+        typer.Option(
+            help="With --teacher: pixel matches each pixel's class distribution (Hinton's KD); channel matches "
+            "each class's distribution over the image (channel-wise distillation; its paper's setting is "
+            "--kd-temperature 4 --kd-weight 0.75)."
+        ),
+    ] = KdModeChoice.pixel,
     teacher_view: Annotated[
         TeacherViewChoice,
         typer.Option(
@@ -218,6 +226,7 @@ def train(
             teacher=teacher,
             kd_weight=kd_weight,
             kd_temperature=kd_temperature,
+            kd_mode=kd_mode.value,
             teacher_view=teacher_view.value,
             aux_weight=aux_weight,
             ema=ema,

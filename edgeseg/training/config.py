@@ -14,6 +14,7 @@ from edgeseg.choices import (
     BACKENDS,
     DECODERS,
     FORMATS,
+    KD_MODES,
     KEEP,
     LOSSES,
     SPLITS,
@@ -108,6 +109,7 @@ class TrainConfig:
     teacher: str | None = None  # a trained .keras model (or nano, small) to distil from
     kd_weight: float = 0.5  # the distillation term's share of the loss
     kd_temperature: float = 2.0
+    kd_mode: str = "pixel"  # pixel | channel: what the distillation term matches (edgeseg.training.objective)
     teacher_view: str = "frame"  # frame | student: what a teacher sees (edgeseg.training.augment)
     aux_weight: float = 0.0  # an auxiliary head on the encoder's stride-16 feature, training only (0: none)
     ema: float = 0.0  # momentum of an exponential moving average of the weights, per step (0: none)
@@ -163,6 +165,7 @@ class TrainConfig:
         if not (_positive(self.kd_temperature) and isinstance(self.kd_weight, int | float) and 0 <= self.kd_weight < 1):
             raise EdgesegError(f"kd_weight {self.kd_weight!r} must be in 0..1 (below 1), kd_temperature positive")
         check_choice(self.teacher_view, TEACHER_VIEWS, "teacher view")
+        check_choice(self.kd_mode, KD_MODES, "kd mode")
         if not (isinstance(self.aux_weight, int | float) and 0 <= self.aux_weight <= 1):
             raise EdgesegError(f"aux_weight {self.aux_weight!r} must be in 0..1")
         if self.aux_weight and self.backbone == "none":

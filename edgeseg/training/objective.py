@@ -8,6 +8,12 @@ teacher can teach a 256x192 student. The batch's images are the student's alone 
 to its size) or a pair, (the student's, the teacher's own view of the same crops: `--teacher-view frame`).
 Losses are per pixel, weighted by the pipeline's per-pixel weights (class weights; ignored pixels weigh 0).
 
+The distillation term matches the teacher's softened logits either per pixel (each pixel's distribution over the
+classes: Hinton's KD, `--kd-mode pixel`) or per class (each class's distribution over the image's pixels:
+channel-wise distillation, Shu et al., ICCV 2021, `--kd-mode channel`): the second asks the student to put each
+class's strongest responses where the teacher puts them, which weighs the small regions of thin classes (poles,
+signs) as much as the road, where a per-pixel mean is dominated by the large ones.
+
 The auxiliary head (PSPNet's deep supervision) scores the encoder's stride-16 feature and learns from the same
 labels; it exists only while training: it sees the encoder's features but the saved network never holds it.
 """
@@ -34,6 +40,7 @@ class Objective(keras.Model):
         teacher: a trained network whose softened predictions the student also learns from, or None.
         kd_weight: the distillation term's share of the loss (the labels' share is 1 - kd_weight).
         temperature: softens both distributions in the distillation term.
+        kd_mode: "pixel" (each pixel's distribution over the classes) or "channel" (each class's over the pixels).
         aux_weight: the auxiliary head's term, added to the loss at this weight (0: no auxiliary head).
     """
 
@@ -45,11 +52,12 @@ class Objective(keras.Model):
         kd_weight: float = 0.5,
         temperature: float = 2.0,
         aux_weight: float = 0.0,
+        kd_mode: str = "pixel",
     ):
         super().__init__(name="objective")
         self.student, self.teacher = student, teacher
         self.loss_name, self.kd_weight, self.temperature = loss, float(kd_weight), float(temperature)
-        self.aux_weight = float(aux_weight)
+        self.aux_weight, self.kd_mode = float(aux_weight), kd_mode
         self.with_aux = with_aux_head(student) if self.aux_weight else None
         if teacher is not None:
             teacher.trainable = False
@@ -96,7 +104,9 @@ class Objective(keras.Model):
         return ops.sum(ce * weight) / ops.cast(ops.size(ce), "float32")
 
     def distillation(self, x, logits):
-        """KL(teacher || student) on temperature-softened distributions, times T^2, over every pixel."""
+        """KL(teacher || student) on temperature-softened distributions, times T^2: the mean over the pixels of
+        the KL between their class distributions (pixel), or the mean over images and classes of the KL between the
+        classes' distributions over the pixels (channel)."""
         th, tw = self.teacher.inputs[0].shape[1:3]
         sh, sw = logits.shape[1:3]
         x, xt = split_views(x)
@@ -107,8 +117,11 @@ class Objective(keras.Model):
             t = ops.image.resize(t, (sh, sw), interpolation="bilinear")
         t = ops.stop_gradient(t)
         temp = self.temperature
+        s = logits
+        if self.kd_mode == "channel":  # (N, H, W, C) -> (N, C, H*W): a distribution over the pixels per class
+            t, s = (ops.reshape(ops.transpose(v, (0, 3, 1, 2)), (-1, v.shape[3], sh * sw)) for v in (t, logits))
         p_t = ops.softmax(t / temp, axis=-1)
-        kl = ops.sum(p_t * (ops.log_softmax(t / temp, axis=-1) - ops.log_softmax(logits / temp, axis=-1)), axis=-1)
+        kl = ops.sum(p_t * (ops.log_softmax(t / temp, axis=-1) - ops.log_softmax(s / temp, axis=-1)), axis=-1)
         return ops.mean(kl) * temp * temp
 
 

@@ -166,7 +166,7 @@ def compiled_model(
     from edgeseg.training.objective import Objective
 
     teacher = load_teacher(cfg.teacher, num_classes, log) if cfg.teacher else None
-    wrapped = Objective(model, cfg.loss, teacher, cfg.kd_weight, cfg.kd_temperature, cfg.aux_weight)
+    wrapped = Objective(model, cfg.loss, teacher, cfg.kd_weight, cfg.kd_temperature, cfg.aux_weight, cfg.kd_mode)
     wrapped(np.zeros((1, *cfg.input_hw, 3), np.float32))  # built, as BackupAndRestore needs it before fit()
     wrapped.compile(optimizer=optimizer, jit_compile=jit)
     return wrapped
