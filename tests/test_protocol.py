@@ -237,6 +237,9 @@ def test_train_with_a_teacher_and_an_aux_head_saves_the_student_alone(tiny_run, 
     assert cfg["ema"] == 0.9 and cfg["teacher_view"] == "frame" and cfg["kd_mode"] == "channel"
     alone = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "v"), "--teacher-view", "student"])
     assert alone.exit_code == 1 and "there is no teacher" in alone.output and not (tmp_path / "v").exists()
+    for flag, value in (("--kd-mode", "channel"), ("--kd-weight", "0.3"), ("--kd-temperature", "4")):
+        r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "k"), flag, value])
+        assert r.exit_code == 1 and f"{flag}: there is no teacher" in r.output and not (tmp_path / "k").exists()
     high = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "e"), "--ema", "1"])
     assert high.exit_code == 2 and "--ema" in high.output and not (tmp_path / "e").exists()
 

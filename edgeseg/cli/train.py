@@ -250,9 +250,12 @@ def train(
         typer.echo(f"resuming {out} with its saved settings")
     else:
         cfg = fresh()
-    view_given = ctx.get_parameter_source("teacher_view")
-    if view_given is not None and view_given.name == "COMMANDLINE" and not cfg.teacher:
-        raise EdgesegError("--teacher-view: there is no teacher to see anything (give --teacher)")
+    if not cfg.teacher:  # the distillation's options mean nothing without a teacher: said, not ignored
+        for name in ("teacher_view", "kd_mode", "kd_weight", "kd_temperature"):
+            given = ctx.get_parameter_source(name)
+            if given is not None and given.name == "COMMANDLINE":
+                flag = "--" + name.replace("_", "-")
+                raise EdgesegError(f"{flag}: there is no teacher to distil from (give --teacher)")
     from edgeseg.training.train import train as run_training
 
     result = run_training(cfg, resume=resume, log=typer.echo)
