@@ -3,6 +3,7 @@
     python benchmarks/camvid.py [--model small|nano] [--shared ../shared] [--out runs/camvid_small] [--epochs N]
                                 [--decoder dense] [--size 384x288] [--encoder imagenet|deeplab_bn] [--loss ce|ohem]
                                 [--scale-range 0.75,1.5] [--teacher MODEL|none] [--equalize auto|on|off] [--ship]
+                                [--train-data PACK]
 
 Trains a MobileNetV2-1.0 U-Net on CamVid train+val, the published protocol, to a fixed schedule (the last epoch
 is kept: no epoch is picked on data it trained on), median-frequency class weights, void ignored. The recipe's
@@ -74,6 +75,20 @@ def main() -> None:
     ap.add_argument(
         "--teacher", default=None, help="a .keras model (with its spec) to distil from (nano: the shipped small; none)"
     )
+    ap.add_argument(
+        "--train-data",
+        type=Path,
+        default=None,
+        help="train from this `edgeseg pack` of CamVid instead of ../shared's PNG folder (no epoch decodes a PNG); "
+        "calibration and scores still read the folder",
+    )
+    ap.add_argument(
+        "--output-size",
+        choices=("input", "half"),
+        default="input",
+        help="convert --output-size for the int8 model (half: the last resize stops at half the input; the "
+        "retrained models ship with it, the models before them with input)",
+    )
     ap.add_argument("--skip-train", action="store_true", help="use the model already in --out")
     ap.add_argument("--ship", action="store_true", help="copy the int8 and Keras models into edgeseg/assets/")
     ap.add_argument(
@@ -102,16 +117,19 @@ def main() -> None:
     # them, and this machine's absolute paths mean nothing elsewhere
     out = Path(os.path.relpath(args.out.resolve(), ROOT))
     data, weights, peer = (Path(os.path.relpath(p.resolve(), ROOT)) for p in (data, weights, peer))
+    if args.train_data is not None and not args.train_data.is_file():
+        sys.exit(f"--train-data {args.train_data}: no such pack (edgeseg pack {data} --out FILE makes one)")
+    train_data = Path(os.path.relpath(args.train_data.resolve(), ROOT)) if args.train_data else data
     res = out / "results"
     t0 = time.time()
     if not args.skip_train:
         if (ROOT / out / "backup").exists():
-            edgeseg("train", "--data", data, "--out", out, "--resume")
+            edgeseg("train", "--data", train_data, "--out", out, "--resume")
         elif not (ROOT / out / "model.keras").exists():
             edgeseg(
                 "train",
                 "--data",
-                data,
+                train_data,
                 "--out",
                 out,
                 "--size",
@@ -161,6 +179,8 @@ def main() -> None:
         res / "convert_int8.json",
         "--equalize",
         args.equalize,
+        "--output-size",
+        args.output_size,
     )
     f32, f16, i8 = out / "model_float32.tflite", out / "model_float16.tflite", out / "model_int8.tflite"
     for name, path in (("float32", f32), ("float16", f16), ("int8", i8)):
