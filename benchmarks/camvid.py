@@ -89,6 +89,13 @@ def main() -> None:
         help="convert --output-size for the int8 model (half: the last resize stops at half the input; the "
         "retrained models ship with it, the models before them with input)",
     )
+    ap.add_argument(
+        "--val-every",
+        type=int,
+        default=1,
+        help="train --val-every: its val scores are on frames it trains on (a check, not a measure), so a long "
+        "schedule can score less often",
+    )
     ap.add_argument("--skip-train", action="store_true", help="use the model already in --out")
     ap.add_argument("--ship", action="store_true", help="copy the int8 and Keras models into edgeseg/assets/")
     ap.add_argument(
@@ -158,6 +165,8 @@ def main() -> None:
                 args.loss,
                 "--scale-range",
                 args.scale_range,
+                "--val-every",
+                args.val_every,
                 *(["--teacher", teacher] if teacher else []),
             )
     train_s = time.time() - t0

@@ -3,6 +3,7 @@ command that reads a dataset, and refused in one line when it is damaged."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import zipfile
@@ -158,9 +159,11 @@ def test_train_from_a_pack_then_convert_int8_calibrating_on_the_pack_the_spec_na
     h, w = TINY_INPUT_HW
     r = invoke(
         "train", "--data", packs["webp"], "--out", run, "--epochs", "2", "--size", f"{w}x{h}",
-        "--alpha", "0.35", "--decoder", "tiny", "--batch-size", "6", "--hold-out", "sessB_",
+        "--alpha", "0.35", "--decoder", "tiny", "--batch-size", "6", "--hold-out", "sessB_", "--val-every", "2",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((run / "history.csv").open()))  # --val-every 2: epoch 1 unscored, 2 scored
+    assert rows[0]["val_miou"] == "nan" and 0 <= float(rows[1]["val_miou"]) <= 1, rows
     spec = ModelSpec.load(run / "spec.json")
     assert spec.train_data_from(run).resolve() == packs["webp"].resolve()
     r = invoke("convert", run / "model.keras", "--int8", "--out", tmp_path / "m.tflite")

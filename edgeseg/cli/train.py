@@ -144,6 +144,15 @@ def train(
     ] = "0.75,1.5",
     weights: Annotated[str | None, typer.Option(help="Backbone weights: none, imagenet or a .weights.h5 file.")] = None,
     epochs: Annotated[int, typer.Option(min=1, max=100_000, help="Passes over the training frames.")] = 30,
+    val_every: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=100_000,
+            help="Score the validation frames every N epochs (and after the last): a long run spends less time "
+            "scoring. --keep best then chooses among the scored epochs.",
+        ),
+    ] = 1,
     batch_size: Annotated[
         int, typer.Option(min=1, max=4096, help="Frames per step (per replica, with --strategy mirrored).")
     ] = 8,
@@ -232,6 +241,7 @@ def train(
             ema=ema,
             weights=weights,
             epochs=epochs,
+            val_every=val_every,
             batch_size=batch_size,
             lr=lr,
             class_weights=class_weights,

@@ -76,13 +76,16 @@ class ValidationMIoU(keras.callbacks.Callback):
         return {f"{self.prefix}_miou": cm.miou(), f"{self.prefix}_pixel_accuracy": cm.pixel_accuracy()}
 
     def on_epoch_end(self, epoch, logs=None):
-        """Score the epoch (or repeat the last score between scored epochs) into the logs."""
+        """Score the epoch into the logs; between scored epochs the scores are NaN (history.csv's "nan"), not the
+        last score repeated, which a reader of the history would take for a measurement."""
         if logs is None:
             return
+        miou, accuracy = f"{self.prefix}_miou", f"{self.prefix}_pixel_accuracy"
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs"):
             self.last = self.evaluate()
-        miou, accuracy = f"{self.prefix}_miou", f"{self.prefix}_pixel_accuracy"
-        logs.update(self.last or {miou: float("nan"), accuracy: float("nan")})  # Keras' epoch line shows them
+            logs.update(self.last)
+        else:
+            logs.update({miou: float("nan"), accuracy: float("nan")})  # Keras' epoch line shows them
 
 
 class Throughput(keras.callbacks.Callback):
