@@ -150,19 +150,25 @@ def test_ctrl_c_leaves_a_playable_recording(seg, tmp_path):
     assert stats.interrupted and stats.frames == 5 and count_frames(tmp_path / "o.mp4") == 5
 
 
-def test_ctrl_c_before_the_first_frame_is_a_stop_not_a_source_fault(seg):
+def test_ctrl_c_before_the_first_frame_is_a_stop_not_a_source_fault(seg, tmp_path):
     """A stop (Ctrl-C, SIGTERM) that lands before any frame was counted ends the run as interrupted, not as "no
     frame could be read" (CI saw a SIGTERM'd publishing run exit 1 with that, where 143 was due)."""
     import _thread
     import threading
 
-    timer = threading.Timer(0.5, _thread.interrupt_main)
-    timer.start()
-    try:
-        stats = run_loop(seg, Frames(3, stall_at=1, stall_s=3.0), quiet())
-    finally:
-        timer.cancel()
-    assert stats.interrupted and stats.stopped_by == "SIGINT" and stats.frames == 0
+    for record in (None, tmp_path / "o.mp4"):  # a recording with no frame is not put in place (nor an error)
+        timer = threading.Timer(0.5, _thread.interrupt_main)
+        timer.start()
+        try:
+            stats = run_loop(seg, Frames(3, stall_at=1, stall_s=3.0), quiet(record=record))
+        finally:
+            timer.cancel()
+        assert stats.interrupted and stats.stopped_by == "SIGINT" and stats.frames == 0
+    assert list(tmp_path.iterdir()) == []
+    # a source that gives nothing, recording: the source's error, not the missing recording's
+    with pytest.raises(SourceError, match="no frame could be read"):
+        run_loop(seg, Frames(0), quiet(record=tmp_path / "o.mp4"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_error_discards_the_half_recording(seg, tmp_path):

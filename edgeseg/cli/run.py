@@ -228,7 +228,7 @@ def run(
         write_json(json_out, d, echo)
     _print_run_stats(d, echo)
     for what in (
-        record and f"wrote {record}",
+        record and (f"wrote {record}" if d["frames"] else f"no frame reached {record}: nothing written"),
         save_masks and f"wrote {_count(d['frames'], 'mask')} to {save_masks}",
         save_frames and f"wrote {_count(d['frames'], 'rendered frame')} to {save_frames}",
         jsonl not in (None, "-") and f"wrote {_sent(d, 'jsonl')} JSON lines to {jsonl}",
