@@ -131,7 +131,9 @@ def main() -> None:
     t0 = time.time()
     if not args.skip_train:
         if (ROOT / out / "backup").exists():
-            edgeseg("train", "--data", train_data, "--out", out, "--resume")
+            # the run's own data unless --train-data names other (train --resume takes a new --data silently)
+            given = ["--data", train_data] if args.train_data else []
+            edgeseg("train", *given, "--out", out, "--resume")
         elif not (ROOT / out / "model.keras").exists():
             edgeseg(
                 "train",
@@ -227,7 +229,26 @@ def main() -> None:
         "name": args.model,
         "dataset": "CamVid (SegNet 11-class), trained on train+val (468), last epoch kept; val scored at 480x360 "
         "with void ignored is trained on: it checks the conversions, it does not measure the model",
-        "recipe": {k: cfg.get(k) for k in ("train_splits", "keep", "loss", "augment", "teacher", "weights", "epochs")},
+        "recipe": {
+            k: cfg.get(k)
+            for k in (
+                "data",
+                "train_splits",
+                "keep",
+                "loss",
+                "augment",
+                "teacher",
+                "kd_weight",
+                "kd_temperature",
+                "kd_mode",
+                "teacher_view",
+                "weights",
+                "epochs",
+                "val_every",
+                "backend",
+            )
+        }
+        | {"output_size": args.output_size},
         "int8_equalized": conv.get("equalized"),
         "model": f"MobileNetV2-1.0, {cfg['decoder']} decoder, input {w}x{h} (WxH)",
         "gmacs": ev["int8"]["gmacs"],

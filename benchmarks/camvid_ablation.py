@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shlex
 import shutil
@@ -97,9 +98,9 @@ VARIANTS = {
         ["--decoder", "nano_fine", "--teacher", "{teacher_v3}", "--teacher-view", "frame"],
     ),
     "cwd_v3_frame": (
-        "channel-wise distillation (--kd-mode channel: each class's distribution over the pixels, Shu et al. 2021, "
-        "their temperature 4 and weight 3 against the labels' 1: --kd-weight 0.75) from recipe v3's small proxy "
-        "run seeing the frame",
+        "channel-wise distillation (--kd-mode channel: each class's distribution over the pixels, Shu et al. 2021; "
+        "temperature 4, the authors' code's default, and weight 3 against the labels' 1: --kd-weight 0.75) from "
+        "recipe v3's small proxy run seeing the frame",
         [
             *("--teacher", "{teacher_v3}", "--teacher-view", "frame", "--kd-mode", "channel"),
             *("--kd-temperature", "4", "--kd-weight", "0.75"),
@@ -133,7 +134,8 @@ def table() -> str:
         if p.stem.endswith(("_int8", "_int8_equalized")):
             continue
         r = json.loads(p.read_text())
-        tail = [h["val_miou"] for h in r["history"][-5:]]  # steadier than one epoch's score
+        scored = [h for h in r["history"] if not math.isnan(h.get("val_miou", math.nan))]  # --val-every: nan
+        tail = [h["val_miou"] for h in scored[-5:]]  # steadier than one epoch's score
         minutes = r["train_minutes"]
         stretch = " (last stretch)" if r.get("resumed") else ""  # a resumed run's minutes are its last stretch's
         int8, even = (_int8_cell(RESULTS / f"{p.stem}{tag}.json") for tag in ("_int8", "_int8_equalized"))
@@ -289,7 +291,7 @@ def main() -> None:
     else:  # trained, never scored here: train writes config.json first and history.csv after each epoch
         minutes = ((ROOT / out / "history.csv").stat().st_mtime - (ROOT / out / "config.json").stat().st_mtime) / 60
     hist = history(ROOT / out / "history.csv")
-    best = max(hist, key=lambda r: r.get("val_miou", -1))
+    best = max(hist, key=lambda r: -1 if math.isnan(r.get("val_miou", math.nan)) else r["val_miou"])
     result = {
         "model": args.model,
         "variant": args.variant,

@@ -112,8 +112,13 @@ def test_resume_refuses_options_that_would_change_the_run_and_finds_its_data_fro
         assert "would change it: start a new run, with --init" in line
     # issue 35: the original options repeated change nothing, so the run resumes (and finishes its 2 epochs)
     same = ["--size", "64x32", "--alpha", "0.35", "--decoder", "tiny", "--batch-size", "12", "--epochs", "2"]
-    r = invoke("train", "--out", out, "--resume", *same)  # no --data: the run's own
+    no_teacher = invoke("train", "--out", out, "--resume", *same, "--kd-weight", "0.5")  # its own value
+    one_line_error(no_teacher, r"--kd-weight: there is no teacher to distil from \(this run was started without")
+    # how often it is scored may change on resume (it changes nothing it learns): epoch 1 unscored, 2 scored
+    r = invoke("train", "--out", out, "--resume", *same, "--val-every", "2")  # no --data: the run's own
     assert r.exit_code == 0 and "would change" not in r.output and "resuming" in r.output, r.output
+    scores = [row.split(",")[-2:] for row in (out / "history.csv").read_text().splitlines()[1:]]
+    assert len(scores) == 2 and "nan" in scores[0] and "nan" not in scores[1], scores
     # an option that means something only with another (--teacher-view with the run's --teacher), repeated alone
     taught = tmp_path / "runs" / "t"
     taught.mkdir()

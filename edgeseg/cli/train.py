@@ -108,8 +108,7 @@ def train(
         KdModeChoice,
         typer.Option(
             help="With --teacher: pixel matches each pixel's class distribution (Hinton's KD); channel matches "
-            "each class's distribution over the image (channel-wise distillation; its paper's setting is "
-            "--kd-temperature 4 --kd-weight 0.75)."
+            "each class's distribution over the image (channel-wise distillation, Shu et al. 2021)."
         ),
     ] = KdModeChoice.pixel,
     teacher_view: Annotated[
@@ -257,15 +256,18 @@ def train(
     if saved is not None:
         cfg = replace(saved, data=data_path, **where)  # what it learns is saved; where it runs is this command's
         _refuse_changes(ctx, cfg, fresh)
-        typer.echo(f"resuming {out} with its saved settings")
+        if _given(ctx, "val_every"):  # how often it is scored does not change what it learns
+            cfg = replace(cfg, val_every=val_every)
     else:
         cfg = fresh()
     if not cfg.teacher:  # the distillation's options mean nothing without a teacher: said, not ignored
         for name in ("teacher_view", "kd_mode", "kd_weight", "kd_temperature"):
-            given = ctx.get_parameter_source(name)
-            if given is not None and given.name == "COMMANDLINE":
+            if _given(ctx, name):
                 flag = "--" + name.replace("_", "-")
-                raise EdgesegError(f"{flag}: there is no teacher to distil from (give --teacher)")
+                why = "this run was started without --teacher" if saved is not None else "give --teacher"
+                raise EdgesegError(f"{flag}: there is no teacher to distil from ({why})")
+    if saved is not None:
+        typer.echo(f"resuming {out} with its saved settings")
     from edgeseg.training.train import train as run_training
 
     result = run_training(cfg, resume=resume, log=typer.echo)
@@ -300,10 +302,16 @@ def _range(text: str, what: str) -> tuple[float, float]:
     return low, high
 
 
-# What --resume may be given afresh: where the run is and how it runs, not what it learns.
-RESUME_MAY_SET = {"ctx", "data", "out", "resume", "backend", "strategy", "mixed_precision", "jit_compile"}
+# What --resume may be given afresh: where the run is, how it runs and how often it is scored, not what it learns.
+RESUME_MAY_SET = {"ctx", "data", "out", "resume", "backend", "strategy", "mixed_precision", "jit_compile", "val_every"}
 # an option and the TrainConfig field it sets, where the names differ
 OPTION_FIELDS = {"size": "input_hw", "scale_range": "augment"}
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def _refuse_changes(ctx: typer.Context, cfg, fresh) -> None:
