@@ -28,14 +28,14 @@ from edgeseg import signals
 from edgeseg.camera.frames import FrameSource
 from edgeseg.camera.health import HEALTH_STALE_S, Health
 from edgeseg.camera.reader import Captured, CaptureThread
-from edgeseg.camera.record import DISK_CHECK_EVERY, check_disk, check_recording
+from edgeseg.camera.record import DISK_CHECK_EVERY, check_disk, check_recording, recording_path
 from edgeseg.camera.recorder import Recorder
 from edgeseg.camera.render import Renderer
 from edgeseg.camera.results import Results, wall_time
 from edgeseg.camera.sinks import Every, SinkThread
 from edgeseg.camera.sources import Paced
 from edgeseg.errors import SourceError
-from edgeseg.io import atomic_path, write_image
+from edgeseg.io import write_image
 from edgeseg.pixels import class_counts
 from edgeseg.predictors import Predictor
 from edgeseg.signals import Terminated
@@ -257,7 +257,7 @@ def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopSt
     t_start = time.perf_counter()
     try:
         results = _start_results(opts, model, source, stats, stack)  # first: the sinks are closed whatever fails
-        record_tmp = stack.enter_context(_recording(opts.record)) if opts.record else None
+        record_tmp = stack.enter_context(recording_path(opts.record)) if opts.record else None
         for folder in (opts.save_masks, opts.save_frames):
             if folder is not None:
                 Path(folder).mkdir(parents=True, exist_ok=True)
@@ -287,24 +287,6 @@ def run_loop(model: Predictor, source: FrameSource, opts: LoopOptions) -> LoopSt
     if stats.frames == 0 and not stats.interrupted:  # stopped before the first frame: a stop, not a fault
         raise SourceError(f"{source.name}: no frame could be read")
     return stats
-
-
-class _NothingRecorded(Exception):
-    """No frame reached the recording: there is no file to put in place."""
-
-
-@contextlib.contextmanager
-def _recording(path: Path):
-    """atomic_path for the recording, which puts nothing in place when no frame was recorded (a run stopped or
-    failed before its first frame): the recorder makes its file with the first frame, and renaming a file that
-    was never made was an OutputError that hid why the run ended."""
-    try:
-        with atomic_path(path, visible=True) as tmp:
-            yield tmp
-            if not tmp.exists():
-                raise _NothingRecorded
-    except _NothingRecorded:
-        pass
 
 
 def _finish(stack: contextlib.ExitStack, capture, output, stats: LoopStats, window, t_start: float) -> None:

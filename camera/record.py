@@ -3,13 +3,14 @@ check that a closed recording reads back as a video."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
 
 from edgeseg.errors import OutputError, SourceError
-from edgeseg.io import special_file
+from edgeseg.io import atomic_path, special_file
 
 # Codecs to try per container, best first. Browsers play H.264 in .mp4 and VP9/VP8 in .webm; opencv-python's
 # own FFmpeg cannot encode H.264 (a licensing choice: opencv/opencv-python#241, ultralytics #7967), so an .mp4
@@ -102,3 +103,21 @@ def opencv_log_level(level: str) -> None:
     logging = getattr(cv2.utils, "logging", None)
     if logging is not None:
         logging.setLogLevel(getattr(logging, f"LOG_LEVEL_{level}"))
+
+
+class _NothingRecorded(Exception):
+    """No frame reached the recording: there is no file to put in place."""
+
+
+@contextlib.contextmanager
+def recording_path(path: Path) -> Iterator[Path]:
+    """atomic_path for the recording, which puts nothing in place when no frame was recorded (a run stopped or
+    failed before its first frame): the recorder makes its file with the first frame, and renaming a file that
+    was never made was an OutputError that hid why the run ended."""
+    try:
+        with atomic_path(path, visible=True) as tmp:
+            yield tmp
+            if not tmp.exists():
+                raise _NothingRecorded
+    except _NothingRecorded:
+        pass
