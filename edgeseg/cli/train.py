@@ -309,7 +309,8 @@ OPTION_FIELDS = {"size": "input_hw", "scale_range": "augment"}
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
-    """Whether the option was given on the command line (not left at its default)."""
+    """Whether the option was given on the command line (not left at its default). Compared by name: Typer may
+    carry its own copy of click's ParameterSource."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
 
@@ -322,16 +323,12 @@ def _refuse_changes(ctx: typer.Context, cfg, fresh) -> None:
     from edgeseg.errors import EdgesegError
     from edgeseg.training.config import PATH_FIELDS
 
-    def given_here(name: str) -> bool:  # by name: Typer may carry its own copy of click's ParameterSource
-        source = ctx.get_parameter_source(name)
-        return source is not None and source.name == "COMMANDLINE"
-
     def same(field: str, a, b) -> bool:
         if field in PATH_FIELDS and isinstance(a, str) and isinstance(b, str):
             return a == b or Path(a).resolve() == Path(b).resolve()
         return _plain(a) == _plain(b)
 
-    given = [name for name in ctx.params if name not in RESUME_MAY_SET and given_here(name)]
+    given = [name for name in ctx.params if name not in RESUME_MAY_SET and _given(ctx, name)]
     if given:
         field = {name: OPTION_FIELDS.get(name, name) for name in given}
         try:
